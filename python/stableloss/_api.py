@@ -1,0 +1,504 @@
+"""The public functions: docstring, validation calls, layout, dispatch and reduction.
+
+Names, argument order and semantics follow ``torch.nn.functional``; the deliberate differences (exact
+values where PyTorch rounds to 0, limits where it returns NaN) are listed in each docstring.
+"""
+
+import math
+
+import numpy as np
+
+from . import _validate as check
+from ._dispatch import KERNEL_ARGS, resolve, run
+
+
+def _reduce(total, denominator, reduction, loss, dtype):
+    """The returned loss: per-element values, or the float64 total (divided for "mean") rounded once."""
+    if reduction == "none":
+        return loss
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        value = np.float64(total) / np.float64(denominator) if reduction == "mean" else np.float64(total)
+        return dtype.type(value)
+
+
+def _grad_scale(reduction, denominator):
+    """Factor turning the gradient of the sum into the gradient of the returned loss."""
+    if reduction != "mean":
+        return 1.0
+    return math.inf if denominator == 0 else 1.0 / denominator
+
+
+def _sum_to_shape(grad, shape):
+    """Sum a full-shape gradient over the axes along which an argument of ``shape`` was broadcast."""
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1)
+    return np.sum(grad, axis=axes, dtype=np.float64).reshape(shape).astype(grad.dtype)
+
+
+def _class_rows(x, axis):
+    """``x`` as contiguous rows along ``axis``, and the function mapping row-shaped results back."""
+    moved = np.moveaxis(x, axis, -1)
+    rows = np.ascontiguousarray(moved).reshape(-1, x.shape[axis])
+
+    def restore(values):
+        return np.ascontiguousarray(np.moveaxis(values.reshape(moved.shape), -1, axis))
+    return rows, restore
+
+
+def _axis(func, x, axis):
+    index = check.integer(func, "axis", axis)
+    if not -x.ndim <= index < x.ndim:
+        raise ValueError(f"{func}: axis {axis} is out of bounds for an array of dimension {x.ndim}")
+    return index % x.ndim
+
+
+# ---------------------------------------------------------------------------------------------------
+
+def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0,
+                  *, backend=None, return_grad=False):
+    r"""Cross-entropy between logits and class targets: the negative log-likelihood of a categorical model.
+
+    Parameters
+    ----------
+    input : ndarray, float32 or float64
+        Logits of shape ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dk)`` (class axis 1).
+    target : ndarray
+        Class indices of any integer dtype, shape ``()``, ``(N,)`` or ``(N, d1, ..., dk)``; or class
+        probabilities of the input's shape (float).
+    weight : ndarray, optional
+        Per-class weight of shape ``(C,)``.
+    ignore_index : int, default -100
+        Index targets equal to it contribute 0 to the loss and to the gradient, and nothing to the
+        ``mean`` denominator.  Must be negative with probability targets.
+    reduction : {"mean", "sum", "none"}
+        ``mean`` divides by the summed weights of the non-ignored targets (index targets) or by the
+        number of rows (probability targets), as PyTorch does.
+    label_smoothing : float in [0, 1]
+        Mixes the target with the uniform distribution: ``(1 - eps) nll + eps/C sum_j w_j (-log p_j)``.
+    backend : {"c", "numba", "numpy"}, optional
+        Default: the first of :func:`available_backends`.
+    return_grad : bool, default False
+        Also return the gradient of the returned loss w.r.t. ``input`` (for ``"none"``: of its sum).
+
+    Returns
+    -------
+    loss : ndarray or scalar
+        Per-row losses for ``"none"`` (shape of the index target), else a scalar of the input's dtype.
+    grad : ndarray
+        Only with ``return_grad``: same shape and dtype as ``input``.
+
+    Notes
+    -----
+    With :math:`p = \operatorname{softmax}(x)`, the loss of a row with target :math:`y` is
+    :math:`L = -w_y \log p_y` and its gradient is :math:`\partial L/\partial x_j = w_y (p_j - [j = y])`.
+
+    Stable rewrite: with :math:`a = \max_j x_j` attained at :math:`k`, :math:`z_j = x_j - a` and
+    :math:`s = \sum_{j \ne k} e^{z_j}`, :math:`-\log p_j = \operatorname{log1p}(s) - z_j`, a sum of two
+    non-negative terms, never ``logsumexp(x) - x_y``; at :math:`j = y = k` the gradient
+    :math:`p_y - 1` is computed as :math:`-s/(1+s)`.  Confident correct predictions therefore keep full
+    relative accuracy: logits ``[40, 0, 0]`` with target 0 give 8.5e-18 where PyTorch returns 0.
+    Everything else matches PyTorch: NaN in gives NaN, an all ``-inf`` row gives NaN, a ``-inf`` target
+    logit gives ``+inf``, and ``mean`` over only ignored targets gives NaN.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stableloss import cross_entropy
+    >>> logits = np.array([[40.0, 0.0, 0.0]])
+    >>> float(cross_entropy(logits, np.array([0])))
+    8.4967...e-18
+    >>> loss, grad = cross_entropy(logits, np.array([1]), return_grad=True)
+    >>> float(loss), grad.round(3).tolist()
+    (40.0, [[1.0, -1.0, 0.0]])
+    """
+    func = "cross_entropy"
+    x = check.class_axis_input(func, input)
+    reduction = check.reduction(func, reduction)
+    ignore_index = check.integer(func, "ignore_index", ignore_index)
+    smoothing = check.real(func, "label_smoothing", label_smoothing, 0.0, 1.0)
+    indices, probabilities = check.ce_target(func, target, x, ignore_index)
+    axis = 1 if x.ndim >= 2 else 0
+    n_classes = x.shape[axis]
+    weight = check.class_weight(func, weight, n_classes, x.dtype)
+    backend = resolve(backend)
+
+    rows, restore = _class_rows(x, axis)
+    n_rows = rows.shape[0]
+    if indices is not None:
+        counted = indices[indices != ignore_index]
+        denominator = len(counted) if weight is None else math.fsum(weight[counted].astype(np.float64))
+        probability_rows = None
+    else:
+        denominator = n_rows
+        probability_rows = _class_rows(probabilities, axis)[0]
+    loss = np.empty(n_rows, x.dtype) if reduction == "none" else None
+    grad = np.empty_like(rows) if return_grad else None
+    total = run(backend, "ce", x.dtype, n_rows, n_classes, x=rows, target=indices,
+                target_prob=probability_rows, weight=weight, n_classes=n_classes,
+                ignore_index=ignore_index, label_smoothing=smoothing,
+                grad_scale=_grad_scale(reduction, denominator), loss=loss, grad=grad)
+    if loss is not None:
+        loss = loss.reshape(x.shape[:1] + x.shape[2:] if x.ndim >= 2 else ())
+    result = _reduce(total, denominator, reduction, loss, x.dtype)
+    return (result, restore(grad)) if return_grad else result
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None,
+                                     *, backend=None, return_grad=False):
+    r"""Binary cross-entropy on logits: the negative log-likelihood of a Bernoulli model.
+
+    Parameters
+    ----------
+    input : ndarray, float32 or float64
+        Logits :math:`x`, any shape.
+    target : ndarray, float
+        Labels :math:`y` in [0, 1] (soft labels allowed), the input's shape.
+    weight : ndarray, optional
+        Element weight :math:`w`, broadcastable to the input's shape.
+    reduction : {"mean", "sum", "none"}
+    pos_weight : ndarray, optional
+        Weight :math:`\omega` of the positive term, broadcastable to the input's shape (class axis last).
+    backend : {"c", "numba", "numpy"}, optional
+    return_grad : bool, default False
+        Also return the gradient of the returned loss w.r.t. ``input``.
+
+    Returns
+    -------
+    loss : ndarray or scalar
+    grad : ndarray
+        Only with ``return_grad``.
+
+    Notes
+    -----
+    :math:`\ell = w\,[\omega y\,\operatorname{sp}(-x) + (1 - y)\,\operatorname{sp}(x)]` with the softplus
+    :math:`\operatorname{sp}(x) = \log(1 + e^x)`, and
+    :math:`\partial\ell/\partial x = w\,[(1 - y)\sigma(x) - \omega y\,\sigma(-x)]`.
+
+    Stable rewrite: :math:`\operatorname{sp}(\pm x) = \max(\pm x, 0) + \operatorname{log1p}(e^{-|x|})`,
+    a sum of non-negative terms, and :math:`\sigma(\pm x)` from :math:`e^{-|x|}/(1 + e^{-|x|})` or
+    :math:`1/(1 + e^{-|x|})`, never :math:`1 - \sigma`.  Both tails keep full relative accuracy
+    (x = -40, y = 0 gives 4.2e-18 where PyTorch returns 0).  Unlike PyTorch (NaN), x = +-inf gives the
+    limit: a term whose label factor is 0 counts as 0, so the loss is 0 or +inf.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stableloss import binary_cross_entropy_with_logits as bce
+    >>> float(bce(np.array([-40.0]), np.array([0.0])))
+    4.24835...e-18
+    >>> bce(np.array([np.inf, -np.inf]), np.array([1.0, 1.0]), reduction="none").tolist()
+    [0.0, inf]
+    """
+    func = "binary_cross_entropy_with_logits"
+    x = check.float_input(func, "input", input)
+    reduction = check.reduction(func, reduction)
+    target = np.asarray(target)
+    check.same_shape(func, "target", target, x.shape)
+    arrays = {"target": target, "weight": weight, "pos_weight": pos_weight}
+    flat = {name: None if value is None else check.float_like(func, name, value, x.dtype, x.shape).reshape(-1)
+            for name, value in arrays.items()}
+    backend = resolve(backend)
+    return _elementwise(backend, "bce", x, reduction, x.size, return_grad, x=np.ascontiguousarray(x).reshape(-1),
+                        **flat)
+
+
+def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean",
+                      *, backend=None, return_grad=False):
+    r"""Gaussian negative log-likelihood with predicted mean ``input`` and variance ``var``.
+
+    Parameters
+    ----------
+    input : ndarray, float32 or float64
+        Predicted means :math:`\mu`.
+    target : ndarray, float
+        Observations :math:`t`, broadcastable to the input's shape.
+    var : ndarray or float
+        Variances: the input's shape, the input's shape without its last dim (one per row), anything
+        numpy-broadcastable to the input's shape, or a Python float.  Must be >= 0.
+    full : bool, default False
+        Add the constant :math:`\tfrac12 \log 2\pi`.
+    eps : float, default 1e-6
+        Variances below ``eps`` are replaced by ``eps`` (value only, see Notes).
+    reduction : {"mean", "sum", "none"}
+    backend : {"c", "numba", "numpy"}, optional
+    return_grad : bool, default False
+        Also return ``(grad_input, grad_var)``, the gradients of the returned loss, of the shapes of
+        ``input`` and ``var`` (a scalar of the input's dtype for a Python float ``var``).
+
+    Returns
+    -------
+    loss : ndarray or scalar
+    grads : tuple of ndarray
+        Only with ``return_grad``.
+
+    Notes
+    -----
+    With :math:`v = \max(\mathrm{var}, \epsilon)` and :math:`d = \mu - t`:
+    :math:`\ell = \tfrac12(\log v + d^2/v)`, :math:`\partial\ell/\partial\mu = d/v` and
+    :math:`\partial\ell/\partial v = \tfrac12(1/v - d^2/v^2)`.  As in PyTorch the clamp acts on the value
+    and the gradient w.r.t. var passes straight through, evaluated at the clamped value.
+
+    Stable rewrite: :math:`d^2/v` is evaluated as :math:`d\,(d/v)`, so it is finite whenever the
+    quotient is, where PyTorch's :math:`(\mu - t)^2` overflows to inf first.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stableloss import gaussian_nll_loss
+    >>> float(gaussian_nll_loss(np.array([1e200]), np.array([0.0]), np.array([1e300])))
+    5.0e+99
+    >>> loss, (g_mu, g_var) = gaussian_nll_loss(np.array([1.0, 2.0]), np.array([0.0, 0.0]), 1.0,
+    ...                                         reduction="sum", return_grad=True)
+    >>> float(loss), g_mu.tolist(), float(g_var)
+    (2.5, [1.0, 2.0], -1.5)
+    """
+    func = "gaussian_nll_loss"
+    x = check.float_input(func, "input", input)
+    reduction = check.reduction(func, reduction)
+    target = check.float_like(func, "target", target, x.dtype, x.shape)
+    var_full, var_shape, grad_var_shape = check.gnll_var(func, var, x)
+    eps = check.real(func, "eps", eps, 0.0)
+    backend = resolve(backend)
+    result = _elementwise(backend, "gnll", x, reduction, x.size, return_grad,
+                          x=np.ascontiguousarray(x).reshape(-1), target=target.reshape(-1),
+                          var=var_full.reshape(-1), eps=eps, full=int(bool(full)))
+    if not return_grad:
+        return result
+    loss, (grad_input, grad_var) = result
+    if grad_var_shape is None:
+        grad_var = x.dtype.type(np.sum(grad_var, dtype=np.float64))
+    else:
+        grad_var = _sum_to_shape(grad_var, var_shape).reshape(grad_var_shape)
+    return loss, (grad_input, grad_var)
+
+
+def kl_div(input, target, reduction="mean", log_target=False, *, backend=None, return_grad=False):
+    r"""Kullback-Leibler divergence :math:`\mathrm{KL}(p \,\|\, q)` with ``input`` = :math:`\log q`.
+
+    Parameters
+    ----------
+    input : ndarray, float32 or float64
+        Log-probabilities :math:`\log q`.
+    target : ndarray, float
+        Probabilities :math:`p` (or :math:`\log p` with ``log_target``), broadcastable to the input's shape.
+    reduction : {"mean", "batchmean", "sum", "none"}
+        ``batchmean`` divides the sum by ``input.shape[0]`` (the KL divergence per sample); ``mean``
+        divides by the number of elements, as PyTorch does.
+    log_target : bool, default False
+    backend : {"c", "numba", "numpy"}, optional
+    return_grad : bool, default False
+        Also return the gradient of the returned loss w.r.t. ``input``.
+
+    Returns
+    -------
+    loss : ndarray or scalar
+    grad : ndarray
+        Only with ``return_grad``.
+
+    Notes
+    -----
+    Pointwise :math:`\ell = p(\log p - \log q)` and :math:`\partial\ell/\partial \log q = -p`.  Unlike
+    PyTorch (NaN), a term with :math:`p = 0` is 0 with gradient 0 even where :math:`\log q = -\infty`
+    or :math:`\log p = -\infty`.  Where :math:`\log p` and :math:`\log q` agree to many digits the
+    difference is formed from a double-double :math:`\log p`, so the term keeps its relative accuracy
+    (to 1e-12 in float64) instead of cancelling.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stableloss import kl_div
+    >>> p = np.array([[0.5, 0.5, 0.0]])
+    >>> float(kl_div(np.log(np.array([[0.25, 0.25, 0.5]])), p, reduction="batchmean"))
+    0.69314...
+    >>> kl_div(np.array([[-np.inf]]), np.array([[0.0]]), reduction="none").tolist()
+    [[0.0]]
+    """
+    func = "kl_div"
+    x = check.float_input(func, "input", input)
+    reduction = check.reduction(func, reduction, ("none", "batchmean", "mean", "sum"))
+    target = check.float_like(func, "target", target, x.dtype, x.shape)
+    backend = resolve(backend)
+    batch = x.shape[0] if x.ndim else 1
+    mean_reduction = "mean" if reduction in ("mean", "batchmean") else reduction
+    return _elementwise(backend, "kl", x, mean_reduction, batch if reduction == "batchmean" else x.size,
+                        return_grad, input=np.ascontiguousarray(x).reshape(-1), target=target.reshape(-1),
+                        log_target=int(bool(log_target)))
+
+
+def mse_loss(input, target, reduction="mean", weight=None, *, backend=None, return_grad=False):
+    r"""Mean squared error: the Gaussian negative log-likelihood at unit variance, up to 1/2 and a constant.
+
+    Parameters
+    ----------
+    input : ndarray, float32 or float64
+    target : ndarray, float
+        Broadcastable to the input's shape.
+    reduction : {"mean", "sum", "none"}
+        With ``weight``, ``mean`` is :math:`\sum w (x - t)^2 / \sum w`, as PyTorch does.
+    weight : ndarray, optional
+        Element weights, broadcastable to the input's shape.
+    backend : {"c", "numba", "numpy"}, optional
+    return_grad : bool, default False
+        Also return the gradient of the returned loss w.r.t. ``input``.
+
+    Returns
+    -------
+    loss : ndarray or scalar
+    grad : ndarray
+        Only with ``return_grad``.
+
+    Notes
+    -----
+    :math:`\ell = w (x - t)^2` and :math:`\partial\ell/\partial x = 2 w (x - t)`.  The square is formed in
+    float64 for float32 inputs (no overflow below 1.8e308), and from the exact difference for float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stableloss import mse_loss
+    >>> float(mse_loss(np.array([1.0, 2.0, 3.0]), np.zeros(3), weight=np.array([1.0, 2.0, 0.5])))
+    3.857142...
+    >>> float(mse_loss(np.array([1e19], np.float32), np.zeros(1, np.float32)))
+    9.99999...e+37
+    """
+    func = "mse_loss"
+    x = check.float_input(func, "input", input)
+    reduction = check.reduction(func, reduction)
+    target = check.float_like(func, "target", target, x.dtype, x.shape).reshape(-1)
+    if weight is not None:
+        weight = check.float_like(func, "weight", weight, x.dtype, x.shape).reshape(-1)
+    backend = resolve(backend)
+    denominator = x.size if weight is None else math.fsum(weight.astype(np.float64))
+    return _elementwise(backend, "mse", x, reduction, denominator, return_grad,
+                        input=np.ascontiguousarray(x).reshape(-1), target=target, weight=weight)
+
+
+def _elementwise(backend, stem, like, reduction, denominator, return_grad, **args):
+    """Run an elementwise loss kernel on arrays shaped ``like``; gradients come back in that shape."""
+    n = like.size
+    loss = np.empty(n, like.dtype) if reduction == "none" else None
+    grad_names = [name for name in ("grad", "grad_input", "grad_var") if name in KERNEL_ARGS[stem]]
+    grads = {name: np.empty(n, like.dtype) if return_grad else None for name in grad_names}
+    total = run(backend, stem, like.dtype, n, 1, grad_scale=_grad_scale(reduction, denominator),
+                loss=loss, **grads, **args)
+    result = _reduce(total, denominator, reduction, None if loss is None else loss.reshape(like.shape),
+                     like.dtype)
+    if not return_grad:
+        return result
+    shaped = tuple(grads[name].reshape(like.shape) for name in grad_names)
+    return result, shaped[0] if len(shaped) == 1 else shaped
+
+
+# ---------------------------------------------------------------------------------------------------
+
+def _lse_call(func, x, axis, backend, want):
+    x = check.float_input(func, "x", x)
+    if x.ndim == 0:
+        raise ValueError(f"{func}: x must have at least one dimension, got a 0-d array")
+    axis = _axis(func, x, axis)
+    backend = resolve(backend)
+    rows, restore = _class_rows(x, axis)
+    n_rows, n_cols = rows.shape
+    outputs = {"lse": None, "log_softmax": None, "softmax": None}
+    outputs[want] = np.empty(n_rows if want == "lse" else rows.shape, x.dtype)
+    if n_cols == 0:
+        outputs[want].fill(-np.inf)  # an empty sum: log 0
+    else:
+        run(backend, "lse", x.dtype, n_rows, n_cols, x=rows, n_cols=n_cols, **outputs)
+    return outputs[want], restore, axis
+
+
+def logsumexp(x, axis=-1, keepdims=False, *, backend=None):
+    r"""Log of the sum of exponentials along an axis, :math:`\log \sum_j e^{x_j}`.
+
+    Parameters
+    ----------
+    x : ndarray, float32 or float64
+    axis : int, default -1
+    keepdims : bool, default False
+    backend : {"c", "numba", "numpy"}, optional
+
+    Returns
+    -------
+    ndarray
+        The input's dtype; ``-inf`` over an empty axis.
+
+    Notes
+    -----
+    Computed as :math:`a + \operatorname{log1p}(\sum_{j \ne k} e^{x_j - a})` with :math:`a = x_k` the
+    maximum, the maximum term left out of the sum (Blanchard, Higham & Higham, IMA J. Numer. Anal.
+    41(4), 2021).  Its gradient is :func:`softmax`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stableloss import logsumexp
+    >>> float(logsumexp(np.array([0.0, -40.0])))
+    4.24835...e-18
+    """
+    out, restore, axis = _lse_call("logsumexp", x, axis, backend, "lse")
+    shape = np.shape(x)
+    out = out.reshape(shape[:axis] + shape[axis + 1:])
+    return np.expand_dims(out, axis) if keepdims else out
+
+
+def log_softmax(x, axis=-1, *, backend=None):
+    r"""Log-softmax along an axis, :math:`x_j - \log \sum_i e^{x_i}`.
+
+    Parameters
+    ----------
+    x : ndarray, float32 or float64
+    axis : int, default -1
+    backend : {"c", "numba", "numpy"}, optional
+
+    Returns
+    -------
+    ndarray
+        The input's shape and dtype.
+
+    Notes
+    -----
+    Computed as :math:`z_j - \operatorname{log1p}(s)` with :math:`z_j = x_j - \max x` and
+    :math:`s` the sum of :math:`e^{z_i}` without the maximum term: both terms are <= 0, so there is no
+    cancellation and the maximum's entry keeps full relative accuracy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stableloss import log_softmax
+    >>> log_softmax(np.array([40.0, 0.0])).tolist()
+    [-4.248354255291589e-18, -40.0]
+    """
+    out, restore, _ = _lse_call("log_softmax", x, axis, backend, "log_softmax")
+    return restore(out)
+
+
+def softmax(x, axis=-1, *, backend=None):
+    r"""Softmax along an axis, :math:`e^{x_j} / \sum_i e^{x_i}`.
+
+    Parameters
+    ----------
+    x : ndarray, float32 or float64
+    axis : int, default -1
+    backend : {"c", "numba", "numpy"}, optional
+
+    Returns
+    -------
+    ndarray
+        The input's shape and dtype.
+
+    Notes
+    -----
+    Computed as :math:`e^{z_j}/(1 + s)` with :math:`z_j = x_j - \max x` and :math:`s` the sum without
+    the maximum term; the shift :math:`x_j - \max x` is carried with its rounding error so small
+    probabilities keep their relative accuracy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stableloss import softmax
+    >>> softmax(np.array([0.0, np.log(3.0)])).round(12).tolist()
+    [0.25, 0.75]
+    """
+    out, restore, _ = _lse_call("softmax", x, axis, backend, "softmax")
+    return restore(out)

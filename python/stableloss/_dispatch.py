@@ -1,0 +1,179 @@
+"""Backend registry, backend selection and threading over row blocks.
+
+Every backend module exposes ``kernel(stem, dtype)``, returning a callable with the argument list of
+``sl_<stem>_f32/_f64`` in ``kernels/stableloss.h``.  :data:`KERNEL_ARGS` is that list for each stem;
+it is all the dispatcher needs to know about a loss: which arguments are per-row arrays (sliced for
+each thread), which are sizes, and where the block sums go.  Adding a loss adds one entry here.
+
+Rows are grouped in blocks of about :data:`BLOCK_ELEMENTS` elements; a kernel adds each block's losses
+into ``block_sums[b]`` and the blocks are added in a fixed order with :func:`math.fsum`.  Threads take
+contiguous runs of whole blocks, so the result is bitwise identical for any thread count.
+"""
+
+import concurrent.futures
+import functools
+import importlib
+import math
+import os
+
+import numpy as np
+
+#: Backends in order of preference; "numpy" (the reference) is always available.
+BACKENDS = ("c", "numba", "numpy")
+_MODULES = {"c": "stableloss._c", "numba": "stableloss._numba", "numpy": "stableloss._reference"}
+
+#: The kernel argument list of each stem (kernels/stableloss.h), in order.
+KERNEL_ARGS = {
+    "ce": ("x", "target", "target_prob", "weight", "n_rows", "n_classes", "ignore_index",
+           "label_smoothing", "grad_scale", "rows_per_block", "loss", "grad", "block_sums"),
+    "bce": ("x", "target", "weight", "pos_weight", "n", "grad_scale", "rows_per_block",
+            "loss", "grad", "block_sums"),
+    "gnll": ("x", "target", "var", "n", "eps", "full", "grad_scale", "rows_per_block",
+             "loss", "grad_input", "grad_var", "block_sums"),
+    "kl": ("input", "target", "n", "log_target", "grad_scale", "rows_per_block", "loss", "grad", "block_sums"),
+    "mse": ("input", "target", "weight", "n", "grad_scale", "rows_per_block", "loss", "grad", "block_sums"),
+    "lse": ("x", "n_rows", "n_cols", "lse", "log_softmax", "softmax"),
+}
+#: Arrays shared by all rows rather than sliced per row.
+_SHARED = {("ce", "weight")}
+_ROW_COUNT = ("n_rows", "n")
+
+#: Elements per block of the fixed summation order; large enough that per-call overhead is noise.
+BLOCK_ELEMENTS = 2**16
+#: Below this many elements a call runs on the calling thread.
+_MIN_PARALLEL_ELEMENTS = 2**17
+
+
+class BackendUnavailable(ImportError):
+    """An explicitly requested backend that cannot be loaded."""
+
+
+@functools.cache
+def _load(name):
+    """The backend module, or the exception that prevented loading it."""
+    try:
+        return importlib.import_module(_MODULES[name])
+    except Exception as exc:  # a broken build must not break the other backends
+        return exc
+
+
+def available_backends():
+    """Backends that load on this machine, preferred first; ``"numpy"`` is always among them.
+
+    Examples
+    --------
+    >>> import stableloss
+    >>> stableloss.available_backends()[-1]
+    'numpy'
+    """
+    return [name for name in BACKENDS if not isinstance(_load(name), Exception)]
+
+
+def resolve(backend):
+    """The backend name to use for ``backend=`` (None: env ``STABLELOSS_BACKEND`` or the preferred one)."""
+    if backend is None:
+        backend = os.environ.get("STABLELOSS_BACKEND") or available_backends()[0]
+    if backend not in _MODULES:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))} or None, got {backend!r}")
+    module = _load(backend)
+    if isinstance(module, Exception):
+        raise BackendUnavailable(f"backend {backend!r} is not available: {module}") from module
+    return backend
+
+
+# ---------------------------------------------------------------------------------------------------
+# Threads
+
+def _default_threads():
+    env = os.environ.get("STABLELOSS_NUM_THREADS")
+    if env:
+        return max(1, int(env))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+_num_threads = _default_threads()
+
+
+def set_num_threads(n):
+    """Set the number of threads the native backends split large calls over.
+
+    Results do not depend on it: blocks are summed in a fixed order whatever the split.
+
+    Parameters
+    ----------
+    n : int
+        Number of threads, at least 1.
+
+    Examples
+    --------
+    >>> import stableloss
+    >>> stableloss.set_num_threads(1); stableloss.get_num_threads()
+    1
+    """
+    global _num_threads
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads: n must be an integer >= 1, got {n!r}")
+    _num_threads = n
+
+
+def get_num_threads():
+    """The number of threads used by the native backends (default: the cores available to the process,
+    or the environment variable ``STABLELOSS_NUM_THREADS``).
+
+    Examples
+    --------
+    >>> import stableloss
+    >>> stableloss.get_num_threads() >= 1
+    True
+    """
+    return _num_threads
+
+
+@functools.cache
+def _pool(n_threads):
+    return concurrent.futures.ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="stableloss")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Calls
+
+def run(backend, stem, dtype, n_rows, row_width, **args):
+    """Run the ``stem`` kernel of ``backend`` over ``n_rows`` rows of ``row_width`` elements.
+
+    ``args`` holds the kernel's array and scalar arguments by name (sizes, ``rows_per_block`` and
+    ``block_sums`` are filled in here).  Returns the sum of the per-row losses (a Python float) for the
+    loss kernels, None for ``lse``.
+    """
+    kernel = _load(backend).kernel(stem, np.dtype(dtype))
+    names = KERNEL_ARGS[stem]
+    blocked = "block_sums" in names
+    rows_per_block = max(1, BLOCK_ELEMENTS // max(row_width, 1))
+    n_blocks = -(-n_rows // rows_per_block)
+    block_sums = np.zeros(n_blocks, np.float64)
+
+    def call(first_row, stop_row):
+        values = []
+        for name in names:
+            if name in _ROW_COUNT:
+                values.append(stop_row - first_row)
+            elif name == "rows_per_block":
+                values.append(rows_per_block)
+            elif name == "block_sums":
+                values.append(block_sums[first_row // rows_per_block:-(-stop_row // rows_per_block)])
+            else:
+                value = args[name]
+                sliced = isinstance(value, np.ndarray) and (stem, name) not in _SHARED
+                values.append(value[first_row:stop_row] if sliced else value)
+        kernel(*values)
+
+    n_threads = _num_threads if backend != "numpy" else 1
+    if n_threads == 1 or n_rows * row_width < _MIN_PARALLEL_ELEMENTS or n_rows < 2:
+        if n_rows:
+            call(0, n_rows)
+    else:
+        unit = rows_per_block if blocked else 1
+        units = -(-n_rows // unit)
+        bounds = [min(n_rows, (units * i // n_threads) * unit) for i in range(n_threads + 1)]
+        chunks = [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+        list(_pool(n_threads).map(lambda ab: call(*ab), chunks))
+    return math.fsum(block_sums) if blocked else None

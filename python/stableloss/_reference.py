@@ -1,0 +1,292 @@
+"""The numpy backend: the stable formulas written out plainly, and the reference the native kernels are
+tested against.
+
+Every function has the argument list of ``sl_<stem>_f32/_f64`` in ``kernels/stableloss.h``: inputs,
+sizes and parameters, ``rows_per_block``, then outputs written in place (``None`` = not wanted) and
+``block_sums``. Both dtypes are computed in float64 and rounded once when stored; float64 inputs get
+the few extra bits they need from error-free transformations (:func:`_two_diff`) and, for KL terms
+that cancel, from a double-double logarithm (:func:`_log_dd`).
+"""
+
+import numpy as np
+
+_LOG_2PI_HALF = 0.5 * np.log(2.0 * np.pi)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Error-free transformations and double-double helpers (numpy has no fma: Dekker/Veltkamp products).
+
+def _two_sum(a, b):
+    """``s + err == a + b`` exactly, ``s = fl(a + b)`` (Knuth's TwoSum; err is 0 where s is not finite)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        s = a + b
+        b_virtual = s - a
+        err = (a - (s - b_virtual)) + (b - b_virtual)
+    return s, np.where(np.isfinite(s), err, 0.0)
+
+
+def _two_diff(a, b):
+    """``d + err == a - b`` exactly, ``d = fl(a - b)``."""
+    return _two_sum(a, -b)
+
+
+def _split(a):
+    """Veltkamp split: ``a == hi + lo`` with 26-bit halves, so products of halves are exact."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        c = 134217729.0 * a  # 2**27 + 1
+        hi = c - (c - a)
+    return hi, a - hi
+
+
+def _two_prod(a, b):
+    """``p + err == a * b`` exactly, ``p = fl(a * b)`` (Dekker's product)."""
+    p = a * b
+    a_hi, a_lo = _split(a)
+    b_hi, b_lo = _split(b)
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
+    return p, np.where(np.isfinite(err), err, 0.0)  # beyond ~1e300 the split overflows: keep p
+
+
+def _dd_add(a_hi, a_lo, b_hi, b_lo):
+    s, e = _two_sum(a_hi, b_hi)
+    return _two_sum(s, e + a_lo + b_lo)
+
+
+def _dd_mul(a_hi, a_lo, b_hi, b_lo):
+    p, e = _two_prod(a_hi, b_hi)
+    return _two_sum(p, e + a_hi * b_lo + a_lo * b_hi)
+
+
+def _dd_div(a_hi, a_lo, b_hi, b_lo):
+    q = a_hi / b_hi
+    p_hi, p_lo = _dd_mul(q, 0.0, b_hi, b_lo)
+    r_hi, r_lo = _dd_add(a_hi, a_lo, -p_hi, -p_lo)
+    return _two_sum(q, r_hi / b_hi)
+
+
+_LN2_HI, _LN2_LO = 0.6931471805599453, 2.3190468138462996e-17  # ln 2 = hi + lo to ~2**-106
+
+
+def _log_dd(p):
+    """log(p) as a double-double ``(hi, lo)`` for positive normal p, good to about 2**-100.
+
+    p = m 2**k with m in [sqrt(1/2), sqrt(2)); log m = 2 atanh(f), f = (m - 1)/(m + 1), summed as the
+    series 2 (f + f**3/3 + f**5/5 + ...), |f| <= 0.172, in double-double arithmetic.
+    """
+    m, k = np.frexp(p)  # p = m 2**k, m in [0.5, 1)
+    small = m < np.sqrt(0.5)
+    m = np.where(small, 2.0 * m, m)
+    k = np.where(small, k - 1, k).astype(np.float64)
+    num = m - 1.0  # exact (Sterbenz)
+    den_hi, den_lo = _two_sum(m, 1.0)
+    f_hi, f_lo = _dd_div(num, np.zeros_like(num), den_hi, den_lo)
+    f2_hi, f2_lo = _dd_mul(f_hi, f_lo, f_hi, f_lo)
+    term_hi, term_lo = f_hi, f_lo
+    acc_hi, acc_lo = f_hi, f_lo
+    for j in range(3, 45, 2):  # 0.172**44 < 2**-110
+        term_hi, term_lo = _dd_mul(term_hi, term_lo, f2_hi, f2_lo)
+        t_hi, t_lo = _dd_div(term_hi, term_lo, np.full_like(term_hi, float(j)), np.zeros_like(term_hi))
+        acc_hi, acc_lo = _dd_add(acc_hi, acc_lo, t_hi, t_lo)
+    k_hi, k_lo = _dd_add(k * _LN2_HI, np.zeros_like(k), k * _LN2_LO, np.zeros_like(k))  # k*LN2_HI exact
+    return _dd_add(k_hi, k_lo, 2.0 * acc_hi, 2.0 * acc_lo)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Shared pieces
+
+def _finite_or_zero(correction):
+    """A correction term, dropped where the main term already overflowed (inf - inf)."""
+    return np.where(np.isfinite(correction), correction, 0.0)
+
+
+def _block_sums(values, rows_per_block, out):
+    """out[b] = sum of values over the rows of block b (numpy's pairwise summation per block)."""
+    if out is not None and len(values):
+        out[:] = np.add.reduceat(values, np.arange(0, len(values), rows_per_block))
+
+
+def _store(out, values):
+    """Round the float64 values once into ``out`` (overflow to inf is the correct rounding)."""
+    if out is not None:
+        with np.errstate(over="ignore"):
+            out.reshape(-1)[:] = values.reshape(-1)
+
+
+def _shifted_exp(x):
+    """Row-wise pieces of the stable softmax of float64 rows x.
+
+    Returns ``z, z_lo, k, e, s``: z + z_lo = x - a exactly (a = row max, attained first at k),
+    e = exp(z + z_lo) (e_k = 1), and s = sum of e over j != k, the max term left out so that
+    log-sum-exp = a + log1p(s) keeps full relative accuracy (Blanchard, Higham & Higham 2021).
+    """
+    k = np.argmax(x, axis=1) if x.shape[1] else np.zeros(len(x), np.int64)
+    a = np.max(x, axis=1, keepdims=True) if x.shape[1] else np.zeros((len(x), 1))
+    rows = np.arange(len(x))
+    with np.errstate(invalid="ignore", over="ignore"):
+        z, z_lo = _two_diff(x, a)
+        z_exp = np.exp(z)
+        e = z_exp + z_exp * z_lo  # exp(z + z_lo) = exp(z) (1 + z_lo), z_lo <= ulp(z)/2
+        e_excl = e.copy()
+        e_excl[rows, k] = 0.0
+    return z, z_lo, k, e, np.sum(e_excl, axis=1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Kernels
+
+def ce(x, target, target_prob, weight, n_rows, n_classes, ignore_index, label_smoothing, grad_scale,
+       rows_per_block, loss, grad, block_sums):
+    """Cross-entropy rows; see ``sl_ce_f32`` in kernels/stableloss.h."""
+    x = x.reshape(n_rows, n_classes).astype(np.float64)
+    eps = label_smoothing
+    w = np.ones(n_classes) if weight is None else weight.astype(np.float64)
+    rows = np.arange(n_rows)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        z, z_lo, k, e, s = _shifted_exp(x)
+        log_s = np.log1p(s)[:, None]
+        nll = (log_s - z) - z_lo  # -log p_j = log1p(s) - z_j: both terms >= 0, no cancellation
+        p = e / (1.0 + s)[:, None]
+        if target is not None:
+            valid = target != ignore_index
+            y = np.where(valid, target, 0)
+            coef = np.where(valid, (1.0 - eps) * w[y], 0.0)
+            # p_y - 1 = -sum_{j != y} p_j: at the row max that is -s/S; elsewhere p_y <= 1/2 (exact enough)
+            p_y_minus_1 = np.where(y == k, -s / (1.0 + s), p[rows, y] - 1.0)
+            row_loss = coef * nll[rows, y]
+            g = coef[:, None] * p
+            g[rows, y] = coef * p_y_minus_1
+            if eps > 0:
+                smooth = np.where(valid, eps / n_classes, 0.0)
+                row_loss = row_loss + smooth * np.sum(w * nll, axis=1)
+                g += smooth[:, None] * (w.sum() * p - w)
+            row_loss = np.where(valid, row_loss, 0.0)
+            g[~valid] = 0.0
+        else:
+            t = (1.0 - eps) * target_prob.reshape(n_rows, n_classes).astype(np.float64) + eps / n_classes
+            wt = w * t
+            row_loss = np.sum(wt * nll, axis=1)
+            g = np.sum(wt, axis=1, keepdims=True) * p - wt
+        if grad is not None:
+            _store(grad, g * grad_scale)
+    _store(loss, row_loss)
+    _block_sums(row_loss, rows_per_block, block_sums)
+
+
+def lse(x, n_rows, n_cols, lse, log_softmax, softmax):
+    """Row-wise log-sum-exp, log-softmax and softmax; see ``sl_lse_f32``."""
+    x = x.reshape(n_rows, n_cols).astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        z, z_lo, k, e, s = _shifted_exp(x)
+        log_s = np.log1p(s)
+        _store(lse, np.max(x, axis=1) + log_s if n_cols else np.full(n_rows, -np.inf))
+        _store(log_softmax, (z - log_s[:, None]) + z_lo)  # z_j <= 0 and -log1p(s) <= 0: same sign
+        _store(softmax, e / (1.0 + s)[:, None])
+
+
+def _softplus_parts(x):
+    """e = exp(-|x|), softplus(x), softplus(-x), sigma(x), sigma(-x) without cancellation."""
+    e = np.exp(-np.abs(x))
+    log_term = np.log1p(e)
+    sp_pos = np.maximum(x, 0.0) + log_term  # softplus(x) = max(x, 0) + log1p(exp(-|x|))
+    sp_neg = np.maximum(-x, 0.0) + log_term
+    inv = 1.0 / (1.0 + e)
+    sig_pos = np.where(x >= 0, inv, e * inv)  # sigma(x) = 1/(1+e) for x >= 0, e/(1+e) below
+    sig_neg = np.where(x >= 0, e * inv, inv)  # sigma(-x), never formed as 1 - sigma(x)
+    return sp_pos, sp_neg, sig_pos, sig_neg
+
+
+def bce(x, target, weight, pos_weight, n, grad_scale, rows_per_block, loss, grad, block_sums):
+    """BCE with logits, elementwise; see ``sl_bce_f32``."""
+    x = x.astype(np.float64)
+    y = target.astype(np.float64)
+    w = 1.0 if weight is None else weight.astype(np.float64)
+    pw = 1.0 if pos_weight is None else pos_weight.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        sp_pos, sp_neg, sig_pos, sig_neg = _softplus_parts(x)
+        # loss = pw y softplus(-x) + (1 - y) softplus(x): two non-negative terms; a term whose label
+        # factor is 0 is 0 even where its softplus is +inf (the x = +-inf limit)
+        pos_term = np.where(y == 0.0, 0.0, pw * y * sp_neg)
+        neg_term = np.where(y == 1.0, 0.0, (1.0 - y) * sp_pos)
+        value = w * (pos_term + neg_term)
+        if grad is not None:
+            _store(grad, (w * ((1.0 - y) * sig_pos - pw * y * sig_neg)) * grad_scale)
+    _store(loss, value)
+    _block_sums(value, rows_per_block, block_sums)
+
+
+def gnll(x, target, var, n, eps, full, grad_scale, rows_per_block, loss, grad_input, grad_var, block_sums):
+    """Gaussian negative log-likelihood, elementwise; see ``sl_gnll_f32``."""
+    v = var.astype(np.float64)
+    v = np.where(v < eps, eps, v)  # the clamp acts on the value only; NaN stays NaN
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        d, d_lo = _two_diff(x.astype(np.float64), target.astype(np.float64))
+        r = d / v
+        rv_hi, rv_lo = _two_prod(r, v)
+        r_lo = _finite_or_zero((((d - rv_hi) - rv_lo) + d_lo) / v)  # r + r_lo = (d + d_lo) / v
+        q_hi, q_lo = _two_prod(d, r)  # d^2/v as d (d/v): finite whenever the quotient is
+        q_lo = q_lo + _finite_or_zero(d * r_lo + d_lo * r)
+        value = 0.5 * ((np.log(v) + q_hi) + q_lo)
+        if full:
+            value = value + _LOG_2PI_HALF
+        if grad_input is not None:
+            _store(grad_input, (r + r_lo) * grad_scale)
+        if grad_var is not None:
+            _store(grad_var, (0.5 * (1.0 / v - r * r)) * grad_scale)
+    _store(loss, value)
+    _block_sums(value, rows_per_block, block_sums)
+
+
+def kl(input, target, n, log_target, grad_scale, rows_per_block, loss, grad, block_sums):
+    """KL divergence terms p (log p - log q), elementwise; see ``sl_kl_f32``."""
+    x = input.astype(np.float64)
+    t = target.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        if log_target:
+            log_p, p = t, np.exp(t)
+        else:
+            log_p, p = np.log(t), t
+        diff = _refine_cancelling(log_p - x, p, x, log_target)
+        value = np.where(p == 0.0, 0.0, p * diff)  # 0 log 0 = 0, also where log q = -inf
+        if log_target:
+            # e^lp underflows below lp = -745 while e^lp (lp - x) may not: e^(lp + log|lp - x|)
+            tail = np.sign(diff) * np.exp(log_p + np.log(np.abs(diff)))
+            value = np.where((log_p < -700.0) & (log_p > -np.inf), tail, value)
+        if grad is not None:
+            _store(grad, np.where(p == 0.0, 0.0, -p) * grad_scale)
+    _store(loss, value)
+    _block_sums(value, rows_per_block, block_sums)
+
+
+def _refine_cancelling(diff, p, x, log_target):
+    """log p - x again, in double-double, where log p and x agree to more than 10 bits.
+
+    With log_target the difference of two given doubles is already correctly rounded.
+    """
+    if log_target:
+        return diff
+    idx = np.nonzero((np.abs(diff) < 2.0**-10 * np.abs(x)) & np.isfinite(x) & (p > 0.0))
+    if len(idx[0]):
+        hi, lo = _log_dd(p[idx])
+        d_hi, d_lo = _dd_add(hi, lo, -x[idx], np.zeros_like(hi))
+        diff = diff.copy()
+        diff[idx] = d_hi + d_lo
+    return diff
+
+
+def mse(input, target, weight, n, grad_scale, rows_per_block, loss, grad, block_sums):
+    """Squared error, elementwise; see ``sl_mse_f32``."""
+    w = 1.0 if weight is None else weight.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        d, d_lo = _two_diff(input.astype(np.float64), target.astype(np.float64))
+        sq_hi, sq_lo = _two_prod(d, d)
+        value = w * (sq_hi + (sq_lo + 2.0 * d * d_lo))  # (d + d_lo)^2 to about 2**-104
+        if grad is not None:
+            _store(grad, (2.0 * w * (d + d_lo)) * grad_scale)
+    _store(loss, value)
+    _block_sums(value, rows_per_block, block_sums)
+
+
+def kernel(stem, dtype):
+    """The reference kernel for ``stem``; the same function serves float32 and float64."""
+    return globals()[stem]

@@ -1,0 +1,148 @@
+"""Every argument check of the public API, in one place, run before any kernel.
+
+Each check raises the exception type PyTorch uses for the same mistake (IndexError for a class target
+out of range, ValueError for shapes and values, TypeError for dtypes) with a message that names the
+function, the argument, what was expected and what was received.  The checks also return the
+argument in the form the kernels take (dtype, contiguity, broadcast shape), so that nothing past this
+module has to guess.
+"""
+
+import numbers
+import operator
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+REDUCTIONS = ("none", "mean", "sum")
+
+
+def float_input(func, name, value):
+    """The differentiable input: a float32 or float64 array (array-likes of Python floats give float64)."""
+    array = np.asarray(value)
+    if array.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{func}: {name} must be a float32 or float64 array, got dtype {array.dtype}")
+    return array
+
+
+def float_like(func, name, value, dtype, shape):
+    """Another float argument: converted to the input's dtype and broadcast to ``shape`` (contiguous)."""
+    array = np.asarray(value)
+    if array.dtype.kind != "f":
+        raise TypeError(f"{func}: {name} must be a floating-point array, got dtype {array.dtype}")
+    return np.ascontiguousarray(broadcast(func, name, array, shape), dtype=dtype)
+
+
+def broadcast(func, name, array, shape):
+    """``array`` broadcast to ``shape`` (numpy rules) without changing ``shape``."""
+    try:
+        return np.broadcast_to(array, shape)
+    except ValueError:
+        raise ValueError(f"{func}: {name} of shape {array.shape} cannot be broadcast to the input's "
+                         f"shape {tuple(shape)}") from None
+
+
+def same_shape(func, name, array, shape):
+    if array.shape != tuple(shape):
+        raise ValueError(f"{func}: {name} shape {array.shape} must equal the input shape {tuple(shape)}")
+
+
+def reduction(func, value, allowed=REDUCTIONS):
+    if not isinstance(value, str) or value not in allowed:
+        choices = ", ".join(repr(r) for r in allowed)
+        raise ValueError(f"{func}: reduction must be one of {choices}, got {value!r}")
+    return value
+
+
+def integer(func, name, value):
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{func}: {name} must be an integer, got {value!r}") from None
+
+
+def real(func, name, value, low=-np.inf, high=np.inf):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{func}: {name} must be a real number, got {value!r}")
+    value = float(value)
+    if not low <= value <= high:
+        raise ValueError(f"{func}: {name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def class_axis_input(func, value):
+    """Cross-entropy/log-softmax input with its class axis: (C,), (N, C) or (N, C, d1, ..., dk)."""
+    array = float_input(func, "input", value)
+    if array.ndim == 0:
+        raise ValueError(f"{func}: input must have a class axis, got a 0-d array")
+    n_classes = array.shape[1] if array.ndim >= 2 else array.shape[0]
+    if n_classes == 0:
+        raise ValueError(f"{func}: input has 0 classes (shape {array.shape}); at least 1 is needed")
+    return array
+
+
+def ce_target(func, target, input, ignore_index):
+    """Class indices (any integer dtype, returned as int64) or class probabilities (input's shape).
+
+    Returns ``(indices, probabilities)``, exactly one of them not None.
+    """
+    target = np.asarray(target)
+    index_shape = input.shape[:1] + input.shape[2:] if input.ndim >= 2 else ()
+    n_classes = input.shape[1] if input.ndim >= 2 else input.shape[0]
+    if target.dtype.kind in "iu":
+        if target.shape != index_shape:
+            raise ValueError(f"{func}: class-index target must have shape {index_shape} for input of "
+                             f"shape {input.shape}, got {target.shape}")
+        indices = np.ascontiguousarray(target, dtype=np.int64).reshape(-1)
+        bad = (indices != ignore_index) & ((indices < 0) | (indices >= n_classes))
+        if bad.any():
+            first = indices[np.argmax(bad)]
+            raise IndexError(f"Target {first} is out of bounds. ({func}: class indices must lie in "
+                             f"[0, {n_classes}) or equal ignore_index={ignore_index})")
+        return indices, None
+    if target.dtype.kind != "f":
+        raise TypeError(f"{func}: target must hold class indices (integer dtype) or class probabilities "
+                        f"(float dtype), got dtype {target.dtype}")
+    if target.shape != input.shape:
+        if target.shape == index_shape:
+            raise TypeError(f"{func}: class-index target must have an integer dtype, got {target.dtype}")
+        raise ValueError(f"{func}: probability target must have the input's shape {input.shape}, "
+                         f"got {target.shape}")
+    if ignore_index >= 0:
+        raise ValueError(f"{func}: ignore_index={ignore_index} is not supported with probability "
+                         f"targets (use a negative ignore_index)")
+    return None, target.astype(input.dtype, copy=False)
+
+
+def class_weight(func, weight, n_classes, dtype):
+    if weight is None:
+        return None
+    weight = np.asarray(weight)
+    if weight.dtype.kind != "f":
+        raise TypeError(f"{func}: weight must be a floating-point array, got dtype {weight.dtype}")
+    if weight.shape != (n_classes,):
+        raise ValueError(f"{func}: weight must have shape ({n_classes},), one entry per class, "
+                         f"got {weight.shape}")
+    return np.ascontiguousarray(weight, dtype=dtype)
+
+
+def gnll_var(func, var, input):
+    """The variance as an array broadcast against ``input``, and its shape for the gradient.
+
+    Accepted: a Python real number; an array of the input's shape; the input's shape without its last
+    dim (one variance per row); anything numpy-broadcastable to the input's shape.  Negative entries
+    raise.  Returns ``(var_full, var_shape, grad_shape)``: the variance broadcast to the input's shape,
+    the shape it was broadcast from, and the shape its gradient takes (None for a Python number).
+    """
+    if isinstance(var, numbers.Real) and not isinstance(var, bool):
+        array, grad_shape = np.asarray(float(var)), None
+    else:
+        array = np.asarray(var)
+        if array.dtype.kind != "f":
+            raise TypeError(f"{func}: var must be a Python float or a floating-point array, "
+                            f"got dtype {array.dtype}")
+        grad_shape = array.shape
+        if input.ndim >= 1 and array.shape == input.shape[:-1] and array.shape != input.shape:
+            array = array[..., None]  # one variance per row
+    if np.any(array < 0):
+        raise ValueError(f"{func}: var has negative entries; variances must be >= 0")
+    return float_like(func, "var", array, input.dtype, input.shape), array.shape, grad_shape

@@ -113,23 +113,45 @@ def _store(out, values):
             out.reshape(-1)[:] = values.reshape(-1)
 
 
+def _sum_dd(a):
+    """Row sums of ``a`` as double-doubles ``(hi, lo)``: a pairwise tree of TwoSums, errors carried."""
+    hi, lo = a, np.zeros_like(a)
+    while hi.shape[1] > 1:
+        if hi.shape[1] % 2:
+            hi = np.pad(hi, ((0, 0), (0, 1)))
+            lo = np.pad(lo, ((0, 0), (0, 1)))
+        hi, err = _two_sum(hi[:, 0::2], hi[:, 1::2])
+        lo = lo[:, 0::2] + lo[:, 1::2] + err
+    return hi[:, 0], lo[:, 0]
+
+
 def _shifted_exp(x):
     """Row-wise pieces of the stable softmax of float64 rows x.
 
-    Returns ``z, z_lo, k, e, s``: z + z_lo = x - a exactly (a = row max, attained first at k),
-    e = exp(z + z_lo) (e_k = 1), and s = sum of e over j != k, the max term left out so that
-    log-sum-exp = a + log1p(s) keeps full relative accuracy (Blanchard, Higham & Higham 2021).
+    Returns ``z, z_lo, k, e, s, softmax``: z + z_lo = x - a exactly (a = row max, attained first at k),
+    e = exp(z) (e_k = 1; exp(z + z_lo) = e (1 + z_lo) to first order), s = sum of e (1 + z_lo) over
+    j != k, the max term left out so that log-sum-exp = a + log1p(s) keeps full relative accuracy
+    (Blanchard, Higham & Higham 2021), and the softmax e (1 + z_lo) / (1 + s) with s carried as a
+    double-double and the quotient corrected by its exact remainder, so that only the rounding of exp
+    and the final rounding remain (about 1.5 ulp).
     """
     k = np.argmax(x, axis=1) if x.shape[1] else np.zeros(len(x), np.int64)
     a = np.max(x, axis=1, keepdims=True) if x.shape[1] else np.zeros((len(x), 1))
     rows = np.arange(len(x))
-    with np.errstate(invalid="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         z, z_lo = _two_diff(x, a)
-        z_exp = np.exp(z)
-        e = z_exp + z_exp * z_lo  # exp(z + z_lo) = exp(z) (1 + z_lo), z_lo <= ulp(z)/2
-        e_excl = e.copy()
+        e = np.exp(z)
+        e_excl = e + e * z_lo
         e_excl[rows, k] = 0.0
-    return z, z_lo, k, e, np.sum(e_excl, axis=1)
+        s_hi, s_lo = _sum_dd(e_excl)
+        total_hi, total_lo = _two_sum(s_hi, 1.0)
+        total_hi, total_lo = total_hi[:, None], (total_lo + s_lo)[:, None]
+        q = e / total_hi
+        prod_hi, prod_lo = _two_prod(q, total_hi)
+        remainder = _finite_or_zero((e - prod_hi) - prod_lo)  # e - q S_hi exactly
+        # e (1 + z_lo) / (S_hi + S_lo) = q + (remainder + e z_lo - q S_lo) / S_hi to second order
+        softmax = q + _finite_or_zero((remainder + e * z_lo - q * total_lo) / total_hi)
+    return z, z_lo, k, e, s_hi + s_lo, softmax
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -143,10 +165,9 @@ def ce(x, target, target_prob, weight, n_rows, n_classes, ignore_index, label_sm
     w = np.ones(n_classes) if weight is None else weight.astype(np.float64)
     rows = np.arange(n_rows)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        z, z_lo, k, e, s = _shifted_exp(x)
+        z, z_lo, k, e, s, p = _shifted_exp(x)
         log_s = np.log1p(s)[:, None]
         nll = (log_s - z) - z_lo  # -log p_j = log1p(s) - z_j: both terms >= 0, no cancellation
-        p = e / (1.0 + s)[:, None]
         if target is not None:
             valid = target != ignore_index
             y = np.where(valid, target, 0)
@@ -177,11 +198,11 @@ def lse(x, n_rows, n_cols, lse, log_softmax, softmax):
     """Row-wise log-sum-exp, log-softmax and softmax; see ``sl_lse_f32``."""
     x = x.reshape(n_rows, n_cols).astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        z, z_lo, k, e, s = _shifted_exp(x)
+        z, z_lo, k, e, s, p = _shifted_exp(x)
         log_s = np.log1p(s)
-        _store(lse, np.max(x, axis=1) + log_s if n_cols else np.full(n_rows, -np.inf))
+        _store(lse, np.max(x, axis=1) + log_s)
         _store(log_softmax, (z - log_s[:, None]) + z_lo)  # z_j <= 0 and -log1p(s) <= 0: same sign
-        _store(softmax, e / (1.0 + s)[:, None])
+        _store(softmax, p)
 
 
 def _softplus_parts(x):

@@ -92,6 +92,26 @@ def _log_dd(p):
     return _dd_add(k_hi, k_lo, 2.0 * acc_hi, 2.0 * acc_lo)
 
 
+def _exp_dd(t):
+    """exp(t) as a double-double ``(hi, lo)`` for finite t <= 0, good to about 2**-100.
+
+    t = n ln2 + r with |r| <= ln2/2 (r carried as a double-double), exp(r) summed as its Taylor series
+    to 24 terms in double-double arithmetic, then scaled by 2**n.
+    """
+    t = np.maximum(t, -1100.0)  # exp underflows to 0 well before
+    n = np.rint(t / _LN2_HI)
+    p_hi, p_lo = _two_prod(n, _LN2_HI)
+    r_hi, r_lo = _two_diff(t, p_hi)
+    r_hi, r_lo = _dd_add(r_hi, r_lo, -p_lo, -n * _LN2_LO)
+    term_hi, term_lo = np.ones_like(t), np.zeros_like(t)
+    acc_hi, acc_lo = term_hi, term_lo
+    for j in range(1, 25):  # 0.35**25 / 25! < 2**-120
+        term_hi, term_lo = _dd_mul(term_hi, term_lo, r_hi, r_lo)
+        term_hi, term_lo = _dd_div(term_hi, term_lo, np.full_like(t, float(j)), np.zeros_like(t))
+        acc_hi, acc_lo = _dd_add(acc_hi, acc_lo, term_hi, term_lo)
+    return np.ldexp(acc_hi, n.astype(np.int64)), np.ldexp(acc_lo, n.astype(np.int64))
+
+
 # ---------------------------------------------------------------------------------------------------
 # Shared pieces
 
@@ -231,9 +251,42 @@ def bce(x, target, weight, pos_weight, n, grad_scale, rows_per_block, loss, grad
         neg_term = np.where(y == 1.0, 0.0, (1.0 - y) * sp_pos)
         value = w * (pos_term + neg_term)
         if grad is not None:
-            _store(grad, (w * ((1.0 - y) * sig_pos - pw * y * sig_neg)) * grad_scale)
+            g = w * ((1.0 - y) * sig_pos - pw * y * sig_neg)
+            if target.dtype == np.float64:
+                g = _refine_bce_grad(g, x, y, w, pw)
+            _store(grad, g * grad_scale)
     _store(loss, value)
     _block_sums(value, rows_per_block, block_sums)
+
+
+def _refine_bce_grad(g, x, y, w, pw):
+    """(1 - y) sigma(x) - pw y sigma(-x) in double-double for soft labels (float64 only).
+
+    With 0 < y < 1 both terms are non-zero and cancel near the gradient's root; float32 inputs,
+    computed in double, keep 29 spare bits, float64 ones need the terms to about 2**-100.
+    """
+    w, pw = np.broadcast_to(w, x.shape), np.broadcast_to(pw, x.shape)
+    idx = np.nonzero(np.isfinite(x) & (y > 0) & (y < 1))
+    if not len(idx[0]):
+        return g
+    xs, ys, ws, pws = x[idx], y[idx], w[idx], pw[idx]
+    with np.errstate(invalid="ignore", over="ignore", under="ignore"):
+        e_hi, e_lo = _exp_dd(-np.abs(xs))
+    one_plus_hi, one_plus_lo = _dd_add(np.ones_like(xs), np.zeros_like(xs), e_hi, e_lo)
+    inv_hi, inv_lo = _dd_div(np.ones_like(xs), np.zeros_like(xs), one_plus_hi, one_plus_lo)
+    e_inv_hi, e_inv_lo = _dd_mul(e_hi, e_lo, inv_hi, inv_lo)
+    positive = xs >= 0  # sigma(x) = 1/(1+e) for x >= 0, e/(1+e) below; sigma(-x) the other one
+    sp_hi, sp_lo = np.where(positive, inv_hi, e_inv_hi), np.where(positive, inv_lo, e_inv_lo)
+    sn_hi, sn_lo = np.where(positive, e_inv_hi, inv_hi), np.where(positive, e_inv_lo, inv_lo)
+    neg_hi, neg_lo = _two_diff(np.ones_like(ys), ys)
+    a_hi, a_lo = _dd_mul(neg_hi, neg_lo, sp_hi, sp_lo)
+    pwy_hi, pwy_lo = _two_prod(pws, ys)
+    b_hi, b_lo = _dd_mul(pwy_hi, pwy_lo, sn_hi, sn_lo)
+    d_hi, d_lo = _dd_add(a_hi, a_lo, -b_hi, -b_lo)
+    d_hi, d_lo = _dd_mul(d_hi, d_lo, ws, np.zeros_like(ws))
+    g = g.copy()
+    g[idx] = d_hi + d_lo
+    return g
 
 
 def gnll(x, target, var, n, eps, full, grad_scale, rows_per_block, loss, grad_input, grad_var, block_sums):
@@ -247,13 +300,24 @@ def gnll(x, target, var, n, eps, full, grad_scale, rows_per_block, loss, grad_in
         r_lo = _finite_or_zero((((d - rv_hi) - rv_lo) + d_lo) / v)  # r + r_lo = (d + d_lo) / v
         q_hi, q_lo = _two_prod(d, r)  # d^2/v as d (d/v): finite whenever the quotient is
         q_lo = q_lo + _finite_or_zero(d * r_lo + d_lo * r)
-        value = 0.5 * ((np.log(v) + q_hi) + q_lo)
+        log_v = np.log(v)
+        value = 0.5 * ((log_v + q_hi) + q_lo)
+        # log v < 0 and d^2/v cancel where v < 1: redo those with a double-double log v
+        cancel = np.nonzero(np.abs(value) < 0.25 * np.abs(log_v))
+        if len(cancel[0]):
+            l_hi, l_lo = _log_dd(v[cancel])
+            s_hi, s_lo = _dd_add(l_hi, l_lo, q_hi[cancel], q_lo[cancel])
+            value[cancel] = 0.5 * (s_hi + s_lo)
         if full:
             value = value + _LOG_2PI_HALF
         if grad_input is not None:
             _store(grad_input, (r + r_lo) * grad_scale)
         if grad_var is not None:
-            _store(grad_var, (0.5 * (1.0 / v - r * r)) * grad_scale)
+            # (1/v - d^2/v^2)/2 = ((v - d^2)/v)/v/2 with v - d^2 exact where it cancels (Sterbenz)
+            sq_hi, sq_lo = _two_prod(d, d)
+            excess = ((v - sq_hi) - sq_lo) - 2.0 * d * d_lo
+            g_var = np.where(np.isfinite(sq_hi), 0.5 * ((excess / v) / v), 0.5 * (1.0 / v - r * r))
+            _store(grad_var, g_var * grad_scale)
     _store(loss, value)
     _block_sums(value, rows_per_block, block_sums)
 

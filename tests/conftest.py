@@ -1,0 +1,64 @@
+"""Shared fixtures: the backend and dtype parametrisation, hypothesis settings, and the ulp summary.
+
+- ``backend``: every name of :func:`stableloss.available_backends` (or the comma-separated list in the
+  environment variable ``STABLELOSS_TEST_BACKENDS``, to test one backend at a time).
+- ``dtype``: float32 and float64.
+- Hypothesis runs ``STABLELOSS_HYPOTHESIS_EXAMPLES`` examples per property (default 50), without a
+  deadline and without an example database (nothing is written to the working tree).
+- After the run, the worst ulp error measured for each backend, loss, dtype and output is printed
+  (see :mod:`ulp`); it is the accuracy report of the suite, pass or fail.
+"""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import settings
+
+# The helper modules (oracle, ulp, budgets, families) sit next to this file; with
+# --import-mode=importlib the test directory is not on sys.path by itself.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import stableloss  # noqa: E402
+import ulp  # noqa: E402
+
+
+def _backends():
+    chosen = os.environ.get("STABLELOSS_TEST_BACKENDS")
+    available = stableloss.available_backends()
+    if not chosen:
+        return available
+    names = [name.strip() for name in chosen.split(",") if name.strip()]
+    missing = [name for name in names if name not in available]
+    if missing:
+        raise pytest.UsageError(f"STABLELOSS_TEST_BACKENDS names unavailable backends {missing}; "
+                                f"available: {available}")
+    return names
+
+
+BACKENDS = _backends()
+DTYPES = (np.float32, np.float64)
+
+settings.register_profile("stableloss", max_examples=int(os.environ.get("STABLELOSS_HYPOTHESIS_EXAMPLES", "50")),
+                          deadline=None, database=None, print_blob=True)
+settings.load_profile("stableloss")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """Every loadable backend."""
+    return request.param
+
+
+@pytest.fixture(params=DTYPES, ids=lambda dtype: np.dtype(dtype).name)
+def dtype(request):
+    """float32 and float64."""
+    return np.dtype(request.param)
+
+
+def pytest_terminal_summary(terminalreporter):
+    table = ulp.summary_table()
+    if table:
+        terminalreporter.write_sep("=", "worst error against the mpmath oracle (ulp of the output dtype)")
+        terminalreporter.write_line(table)

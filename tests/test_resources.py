@@ -1,0 +1,71 @@
+"""Resources: no memory growth over many small calls; 64-bit indexing on inputs past 2**31 elements."""
+
+import itertools
+import os
+
+import numpy as np
+import pytest
+
+import stableloss as sl
+
+BACKENDS = sl.available_backends()
+SMALL_CALLS = int(os.environ.get("STABLELOSS_LEAK_CALLS", "100000"))
+
+
+def resident_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def small_calls():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 10)).astype(np.float32)
+    y = rng.integers(0, 10, 4)
+    t = rng.random((4, 10)).astype(np.float32)
+    return [
+        lambda b: sl.cross_entropy(x, y, backend=b, return_grad=True),
+        lambda b: sl.binary_cross_entropy_with_logits(x, t, backend=b, return_grad=True),
+        lambda b: sl.gaussian_nll_loss(x, t, t + 1, backend=b, return_grad=True),
+        lambda b: sl.kl_div(x, t, reduction="batchmean", backend=b, return_grad=True),
+        lambda b: sl.mse_loss(x, t, backend=b, return_grad=True),
+        lambda b: sl.log_softmax(x, backend=b),
+    ]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_no_memory_growth_over_many_small_calls(backend):
+    calls = itertools.cycle(small_calls())
+    for call in itertools.islice(calls, 2000):  # warm-up: JIT caches, allocator pools
+        call(backend)
+    before = resident_bytes()
+    for call in itertools.islice(calls, SMALL_CALLS):
+        call(backend)
+    growth = resident_bytes() - before
+    assert growth < 8 * 2**20, f"resident memory grew by {growth / 2**20:.1f} MiB over {SMALL_CALLS} calls"
+
+
+def mem_available():
+    with open("/proc/meminfo") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    return int(fields["MemAvailable"].split()[0]) * 1024
+
+
+@pytest.mark.skipif(os.environ.get("STABLELOSS_SLOW") != "1", reason="slow: set STABLELOSS_SLOW=1")
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "numpy"])
+def test_cross_entropy_past_2_31_elements(backend):
+    n_rows, n_classes = 2**16 + 1, 2**15  # 2**31 + 2**15 float32 logits (8 GiB)
+    if mem_available() < 3 * n_rows * n_classes * 4:
+        pytest.skip("not enough memory")
+    x = np.zeros((n_rows, n_classes), np.float32)
+    x[-1, 5] = 10.0  # only the last row, past element 2**31, differs
+    target = np.zeros(n_rows, np.int64)
+    target[-1] = 5
+    # rows 0..n-2 give log C; the last row log1p((C - 1) e**-10); the mean, in float64, is far more
+    # accurate than the float32 result it checks
+    log_c = np.log(np.float64(n_classes))
+    expected = ((n_rows - 1) * log_c + np.log1p((n_classes - 1) * np.exp(-10.0))) / n_rows
+    loss = sl.cross_entropy(x, target, backend=backend)
+    assert abs(float(loss) - expected) <= 4 * np.spacing(np.float32(expected))
+    lse = sl.logsumexp(x, backend=backend)
+    assert lse[0] == np.float32(log_c) and abs(lse[-1] - np.logaddexp(10.0, np.log(n_classes - 1.0))) < 1e-5

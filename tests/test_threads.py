@@ -1,0 +1,98 @@
+"""Threads: bitwise-identical results for any thread count, and concurrent callers that do not interfere."""
+
+import concurrent.futures
+
+import numpy as np
+import pytest
+
+import stableloss as sl
+
+BACKENDS = sl.available_backends()
+
+
+def workloads(seed):
+    """One call per public function, large enough to be split over threads (> 2**17 elements)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((300, 1000)).astype(np.float32) * 5
+    y = rng.integers(0, 1000, 300)
+    flat = rng.standard_normal(300_000)
+    labels = rng.random(300_000)
+    log_q = np.log(rng.dirichlet(np.ones(1000), 300))
+    p = rng.dirichlet(np.ones(1000), 300)
+    return {
+        "ce": lambda b: sl.cross_entropy(x, y, label_smoothing=0.1, backend=b, return_grad=True),
+        "ce_none": lambda b: sl.cross_entropy(x, y, reduction="none", backend=b),
+        "bce": lambda b: sl.binary_cross_entropy_with_logits(flat, labels, backend=b, return_grad=True),
+        "gnll": lambda b: sl.gaussian_nll_loss(flat, labels, labels + 0.1, backend=b, return_grad=True),
+        "kl": lambda b: sl.kl_div(log_q, p, reduction="batchmean", backend=b, return_grad=True),
+        "mse": lambda b: sl.mse_loss(flat, labels, backend=b, return_grad=True),
+        "lse": lambda b: sl.logsumexp(x, backend=b),
+        "log_softmax": lambda b: sl.log_softmax(x, backend=b),
+    }
+
+
+def leaves(result):
+    if isinstance(result, tuple):
+        return [leaf for part in result for leaf in leaves(part)]
+    return [np.asarray(result)]
+
+
+def assert_bitwise(a, b):
+    for u, v in zip(leaves(a), leaves(b)):
+        assert u.dtype == v.dtype and u.shape == v.shape
+        assert u.tobytes() == v.tobytes()
+
+
+@pytest.fixture
+def restore_threads():
+    before = sl.get_num_threads()
+    yield
+    sl.set_num_threads(before)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bitwise_identical_for_any_thread_count(backend, restore_threads):
+    calls = workloads(0)
+    results = {}
+    for n in (1, 2, 3):
+        sl.set_num_threads(n)
+        for name, call in calls.items():
+            result = call(backend)
+            if name in results:
+                assert_bitwise(result, results[name])
+            results[name] = result
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_concurrent_callers_match_serial_calls(backend, restore_threads):
+    sl.set_num_threads(2)
+    seeds = range(6)
+    serial = {seed: {name: call(backend) for name, call in workloads(seed).items()} for seed in seeds}
+
+    def run(seed):
+        return seed, {name: call(backend) for name, call in workloads(seed).items()}
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+        for seed, results in pool.map(run, seeds):
+            for name, result in results.items():
+                assert_bitwise(result, serial[seed][name])
+
+
+def test_set_num_threads_between_calls_from_other_threads(restore_threads):
+    calls = workloads(1)
+    expected = {name: call(BACKENDS[0]) for name, call in calls.items()}
+
+    def run(i):
+        sl.set_num_threads(1 + i % 3)
+        return {name: call(BACKENDS[0]) for name, call in calls.items()}
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        for results in pool.map(run, range(8)):
+            for name, result in results.items():
+                assert_bitwise(result, expected[name])
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_set_num_threads_rejects(bad):
+    with pytest.raises(ValueError, match="set_num_threads: n must be an integer >= 1"):
+        sl.set_num_threads(bad)

@@ -11,6 +11,7 @@
 
 import os
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -40,18 +41,28 @@ def _backends():
 BACKENDS = _backends()
 DTYPES = (np.float32, np.float64)
 
+# Hypothesis imports its patch writer (and through it libcst) while reporting a failing example, inside
+# the test's warning filters; some libcst/mypy_extensions versions warn on import, which
+# filterwarnings=error turns into an internal error that hides the failure.  Import it once here.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    try:
+        import hypothesis.extra._patching  # noqa: F401
+    except ImportError:
+        pass
+
 settings.register_profile("stableloss", max_examples=int(os.environ.get("STABLELOSS_HYPOTHESIS_EXAMPLES", "50")),
                           deadline=None, database=None, print_blob=True)
 settings.load_profile("stableloss")
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(scope="session", params=BACKENDS)
 def backend(request):
     """Every loadable backend."""
     return request.param
 
 
-@pytest.fixture(params=DTYPES, ids=lambda dtype: np.dtype(dtype).name)
+@pytest.fixture(scope="session", params=DTYPES, ids=lambda dtype: np.dtype(dtype).name)
 def dtype(request):
     """float32 and float64."""
     return np.dtype(request.param)

@@ -1,0 +1,545 @@
+/*
+ * sl_math.h -- numeric primitives shared by every kernel family, as static inline functions in two
+ * forms: scalar (portable C, compiled for the baseline ISA, no FMA needed) and AVX2+FMA vector
+ * (__m256d, 4 doubles, `SL_AVX2` functions).  Both forms use the same formulas and constants.
+ *
+ * Grades.  Every primitive that approximates takes `int f32` (a compile-time constant once inlined):
+ *   f32 = 1: the float32 kernels, which compute in double and round once at the store.  Cheaper
+ *            polynomials, relative error <= ~4e-12, far below half a float ulp (2^-24).
+ *   f32 = 0: the float64 kernels: <= 1 ulp.
+ * Measured errors (tests in /tmp, 2^24 random arguments per range plus the range ends and special
+ * values, against mpmath at 40 digits; "ulp" = ulp of the exact result, subnormals included):
+ *   sl_exp      f64 grade: 0.51 ulp on [-745, 709.7]   f32 grade: rel 3.3e-12
+ *   sl_log      f64 grade: 0.55 ulp on (0, DBL_MAX]    f32 grade: rel 1.1e-13
+ *   sl_log1p    f64 grade: 0.57 ulp on [0, 1e300]      f32 grade: rel 1.1e-13
+ *   (the vector forms: exp 0.51, log 0.54, log1p 0.56 ulp; same f32-grade figures)
+ *   sl_log_dd   relative error of hi + lo below 2^-101 on (0, DBL_MAX].
+ * Compile with -ffp-contract=off: the scalar forms round exactly as written (error-free
+ * transformations depend on it); the vector forms ask for FMA explicitly.
+ */
+#ifndef SL_MATH_H
+#define SL_MATH_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define SL_X86 1
+#include <immintrin.h>
+#define SL_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define SL_X86 0
+#endif
+
+#define SL_INLINE static inline __attribute__((always_inline))
+
+/* ------------------------------------------------------------------------------------------------
+ * Constants */
+
+#define SL_LOG2E 0x1.71547652b82fep+0
+#define SL_LN2_HI 0x1.62e42fefa3800p-1 /* ln 2 to 42 bits: n * SL_LN2_HI is exact for |n| < 2^11 */
+#define SL_LN2_LO 0x1.ef35793c76730p-45 /* ln 2 - SL_LN2_HI; together ln 2 to 2^-102 */
+#define SL_ROUND_MAGIC 0x1.8p52          /* (v + magic) - magic = round-to-nearest integer of v */
+#define SL_SQRT_HALF_BITS 0x3fe6a09e667f3bcdULL /* bit pattern of sqrt(1/2) */
+#define SL_SQRT2_M1 0x1.a827999fcef32p-2 /* sqrt(2) - 1 */
+#define SL_HALF_LOG_2PI 0x1.d67f1c864beb5p-1
+
+/* exp(r) = 1 + r + r^2 q(r) on |r| <= ln2/2: q fitted (Chebyshev interpolation, mpmath) to
+ * (e^r - 1 - r) / r^2.  Degree 10: |error of exp| <= 1.7e-19; degree 6: <= 3.3e-12. */
+static const double sl_exp_q64[11] = {
+    0x1.0000000000000p-1, 0x1.5555555555557p-3, 0x1.5555555555556p-5, 0x1.111111111009cp-7,
+    0x1.6c16c16c162b0p-10, 0x1.a01a01ac0a9eep-13, 0x1.a01a01a6ec522p-16, 0x1.71de01c3fc936p-19,
+    0x1.27e4db25ce3adp-22, 0x1.af4ecd2129492p-26, 0x1.1f7385560be05p-29};
+static const double sl_exp_q32[7] = {
+    0x1.0000000000000p-1, 0x1.5555556787f3cp-3, 0x1.5555555c9c2f7p-5, 0x1.1110c5a070ca9p-7,
+    0x1.6c168516931abp-10, 0x1.a152a983c7079p-13, 0x1.a11412e92d01bp-16};
+
+/* log(1+f) = 2 atanh(s) = 2s + s R(z), s = f/(2+f), z = s^2, |s| <= 0.1716: R(z) = z P(z) with P
+ * fitted to (2 atanh(s) - 2s)/s^3.  Degree 6: relative error of log <= 4.6e-18; degree 4: 1.1e-13. */
+static const double sl_log_p64[7] = {
+    0x1.5555555555558p-1, 0x1.9999999995204p-2, 0x1.2492492e09d1ap-2, 0x1.c71c62c63e016p-3,
+    0x1.7462bd8e53c17p-3, 0x1.39fd39474ad34p-3, 0x1.2b6686d1072f3p-3};
+static const double sl_log_p32[5] = {
+    0x1.555555556511fp-1, 0x1.999998c94ca2ep-2, 0x1.2493253c7ee51p-2, 0x1.c67a2fb83241ap-3,
+    0x1.8c98fb3524fadp-3};
+
+/* ------------------------------------------------------------------------------------------------
+ * Scalar: loads and stores of either dtype, bit casts */
+
+SL_INLINE double sl_load(const void *p, int64_t i, int f32)
+{
+    return f32 ? (double)((const float *)p)[i] : ((const double *)p)[i];
+}
+
+SL_INLINE void sl_store(void *p, int64_t i, double v, int f32)
+{
+    if (f32)
+        ((float *)p)[i] = (float)v;
+    else
+        ((double *)p)[i] = v;
+}
+
+SL_INLINE uint64_t sl_bits(double x)
+{
+    uint64_t u;
+    memcpy(&u, &x, sizeof u);
+    return u;
+}
+
+SL_INLINE double sl_from_bits(uint64_t u)
+{
+    double x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+SL_INLINE double sl_horner(const double *c, int n, double x)
+{
+    double p = c[n - 1];
+    for (int i = n - 2; i >= 0; i--)
+        p = p * x + c[i];
+    return p;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Scalar: error-free transformations and compensated sums */
+
+/* Knuth's TwoSum: s + *err == a + b exactly, s = fl(a + b).  *err is meaningless if s overflows. */
+SL_INLINE double sl_two_sum(double a, double b, double *err)
+{
+    double s = a + b;
+    double b_virtual = s - a;
+    *err = (a - (s - b_virtual)) + (b - b_virtual);
+    return s;
+}
+
+/* A running sum: exact-ish in double (f64 kernels, Neumaier/TwoSum compensation) or plain (f32
+ * kernels, whose float results need nothing more than a double accumulator). */
+typedef struct {
+    double hi, lo;
+} sl_acc;
+
+SL_INLINE void sl_acc_add(sl_acc *a, double x, int f32)
+{
+    if (f32) {
+        a->hi += x;
+    } else {
+        double err;
+        a->hi = sl_two_sum(a->hi, x, &err);
+        a->lo += err;
+    }
+}
+
+/* The compensation is dropped once the sum is not finite (inf - inf in the error term). */
+SL_INLINE double sl_acc_value(const sl_acc *a)
+{
+    return isfinite(a->hi) ? a->hi + a->lo : a->hi;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Scalar: exp, log, log1p */
+
+/* 2^n * p for integer-valued n in [-1076, 1024]: one rounding even where the result is subnormal. */
+SL_INLINE double sl_scale2(double p, double n)
+{
+    if (n >= -1022.0 && n <= 1023.0)
+        return p * sl_from_bits((uint64_t)(int64_t)(n + 1023.0) << 52);
+    double n1 = floor(0.5 * n); /* p 2^n1 is exact (normal), the second product rounds once */
+    double s1 = sl_from_bits((uint64_t)(int64_t)(n1 + 1023.0) << 52);
+    double s2 = sl_from_bits((uint64_t)(int64_t)(n - n1 + 1023.0) << 52);
+    return p * s1 * s2;
+}
+
+/* exp(x) = 2^n exp(r), n = round(x / ln2), r = x - n ln2.  f64 grade: Cody-Waite in two pieces
+ * (n SL_LN2_HI is exact and x - n SL_LN2_HI exact by Sterbenz), r = r_hi + r_lo kept to ~2^-106, and
+ * exp(r) = s + (s_lo + r_lo (1 + r) + r^2 q(r)) with s + s_lo = 1 + r_hi exactly (Fast2Sum), so only
+ * the last addition rounds at the result's scale.  f32 grade: r = x - n ln2 in one piece (error
+ * <= 1076 |ln2 - fl(ln2)| ~ 3e-14) and a degree-8 Horner polynomial.  Arguments are clamped to
+ * [-746, 710], beyond which the result is 0 or inf anyway; NaN passes through. */
+SL_INLINE double sl_exp(double x, int f32)
+{
+    if (x < -746.0)
+        x = -746.0;
+    if (x > 710.0)
+        x = 710.0;
+    if (x != x)
+        return x;
+    double n = (x * SL_LOG2E + SL_ROUND_MAGIC) - SL_ROUND_MAGIC;
+    if (f32) {
+        double r = x - n * (SL_LN2_HI + SL_LN2_LO);
+        return sl_scale2(1.0 + r * (1.0 + r * sl_horner(sl_exp_q32, 7, r)), n);
+    }
+    double r1 = x - n * SL_LN2_HI;
+    double r = r1 - n * SL_LN2_LO;
+    double r_lo = (r1 - r) - n * SL_LN2_LO;
+    double s = 1.0 + r;
+    double s_lo = r - (s - 1.0);
+    double small = (s_lo + r_lo * s) + (r * r) * sl_horner(sl_exp_q64, 11, r);
+    return sl_scale2(s + small, n);
+}
+
+/* log(2^k (1 + f)) + c for f in [sqrt(1/2) - 1, sqrt(2) - 1), c a small correction:
+ * log(1+f) = f - f^2/2 + s (f^2/2 + R(z)) (the 2 atanh(s) series with 2s = f - s f rewritten). */
+SL_INLINE double sl_log_reduced(double f, double k, double c, int f32)
+{
+    double s = f / (2.0 + f);
+    double z = s * s;
+    double r = z * (f32 ? sl_horner(sl_log_p32, 5, z) : sl_horner(sl_log_p64, 7, z));
+    double hfsq = 0.5 * f * f;
+    return k * SL_LN2_HI - ((hfsq - (s * (hfsq + r) + (k * SL_LN2_LO + c))) - f);
+}
+
+/* x = 2^k m with m in [sqrt(1/2), sqrt(2)); returns m - 1 (exact by Sterbenz) and k.  x > 0 normal. */
+SL_INLINE double sl_log_split(double x, double *k)
+{
+    uint64_t u = sl_bits(x) + (0x3ff0000000000000ULL - SL_SQRT_HALF_BITS); /* carries iff m >= sqrt 2 */
+    *k = (double)(int64_t)(u >> 52) - 1023.0;
+    return sl_from_bits((u & 0x000fffffffffffffULL) + SL_SQRT_HALF_BITS) - 1.0;
+}
+
+SL_INLINE double sl_log(double x, int f32)
+{
+    double k, bias = 0.0;
+    if (!(x >= 0x1p-1022 && x < INFINITY)) {
+        if (x == 0.0)
+            return -INFINITY;
+        if (!(x > 0.0) || x == INFINITY)
+            return x < 0.0 ? NAN : x + x; /* negative: NaN; NaN and +inf: themselves */
+        x *= 0x1p54;                      /* subnormal: scale to normal */
+        bias = -54.0;
+    }
+    double f = sl_log_split(x, &k);
+    return sl_log_reduced(f, k + bias, 0.0, f32);
+}
+
+/* log1p(x) for x >= 0 (NaN and +inf pass through).  Below sqrt(2) - 1, f = x directly (no rounding
+ * of 1 + x at all); above, u = fl(1 + x) and the rounding error c = (1 + x) - u (TwoSum) enters as
+ * log(u + c) = log(u) + c/u; the f32 grade drops c/u, which is below 2^-52 of the result there. */
+SL_INLINE double sl_log1p(double x, int f32)
+{
+    if (x < SL_SQRT2_M1)
+        return sl_log_reduced(x, 0.0, 0.0, f32);
+    if (!(x < INFINITY))
+        return x; /* +inf, NaN */
+    double err, k;
+    double u = sl_two_sum(1.0, x, &err);
+    double f = sl_log_split(u, &k);
+    return sl_log_reduced(f, k, f32 ? 0.0 : err / u, f32);
+}
+
+/* log1p(e) with *e = exp(-|x|): softplus(+-x) = max(+-x, 0) + log1p(exp(-|x|)), the log1p argument
+ * in [0, 1] so that neither sign cancels or overflows. */
+SL_INLINE double sl_softplus_tail(double x, double *e, int f32)
+{
+    *e = sl_exp(-fabs(x), f32);
+    return sl_log1p(*e, f32);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Scalar: double-double logarithm (the KL slow path) */
+
+SL_INLINE double sl_two_prod(double a, double b, double *err)
+{
+    double p = a * b;
+    *err = fma(a, b, -p);
+    return p;
+}
+
+/* (a_hi + a_lo) (b_hi + b_lo) and (a_hi + a_lo) / (b_hi + b_lo), relative error ~2^-104. */
+SL_INLINE double sl_dd_mul(double a_hi, double a_lo, double b_hi, double b_lo, double *lo)
+{
+    double err;
+    double p = sl_two_prod(a_hi, b_hi, &err);
+    err += a_hi * b_lo + a_lo * b_hi;
+    return sl_two_sum(p, err, lo);
+}
+
+SL_INLINE double sl_dd_div(double a_hi, double a_lo, double b_hi, double b_lo, double *lo)
+{
+    double q = a_hi / b_hi;
+    double p_lo, p_hi = sl_dd_mul(q, 0.0, b_hi, b_lo, &p_lo);
+    double r_lo, r_hi = sl_two_sum(a_hi, -p_hi, &r_lo); /* a - q b, leading part exact */
+    r_lo += a_lo - p_lo;
+    return sl_two_sum(q, (r_hi + r_lo) / b_hi, lo);
+}
+
+/* log(p) = hi + *lo for p > 0 finite, relative error < 2^-101: p = 2^k (1 + f) with f exact,
+ * log(1 + f) = 2 atanh(v), v = f/(2 + f) in double-double, 2 atanh(v) = 2v sum_j v^{2j}/(2j+1)
+ * summed in double-double (|v| <= 0.1716, 22 terms reach 2^-110). */
+static inline double sl_log_dd(double p, double *lo)
+{
+    double k, bias = 0.0;
+    if (p < 0x1p-1022) {
+        p *= 0x1p54;
+        bias = -54.0;
+    }
+    double f = sl_log_split(p, &k);
+    k += bias;
+    double den_lo, den_hi = sl_two_sum(2.0, f, &den_lo);
+    double v_lo, v_hi = sl_dd_div(f, 0.0, den_hi, den_lo, &v_lo);
+    double w_lo, w_hi = sl_dd_mul(v_hi, v_lo, v_hi, v_lo, &w_lo);
+    double acc_lo = 0.0, acc_hi = 1.0 / 43.0; /* Horner from the last term, 1/(2j+1) in dd */
+    for (int j = 20; j >= 0; j--) {
+        double c_lo, c_hi = sl_dd_div(1.0, 0.0, 2.0 * j + 1.0, 0.0, &c_lo);
+        double t_lo, t_hi = sl_dd_mul(acc_hi, acc_lo, w_hi, w_lo, &t_lo);
+        double e, s = sl_two_sum(t_hi, c_hi, &e);
+        acc_hi = sl_two_sum(s, e + t_lo + c_lo, &acc_lo);
+    }
+    double l_lo, l_hi = sl_dd_mul(acc_hi, acc_lo, 2.0 * v_hi, 2.0 * v_lo, &l_lo);
+    double e, s = sl_two_sum(k * SL_LN2_HI, l_hi, &e); /* k SL_LN2_HI is exact */
+    return sl_two_sum(s, e + l_lo + k * SL_LN2_LO, lo);
+}
+
+#if SL_X86
+/* ------------------------------------------------------------------------------------------------
+ * AVX2+FMA: tails, loads and stores of either dtype */
+
+#define SL_V(c) _mm256_set1_pd(c)
+
+/* The first `count` (1..3) lanes of a 4-lane vector, as 64-bit (double) and 32-bit (float) masks. */
+typedef struct {
+    __m256i m64;
+    __m128i m32;
+} sl_tail;
+
+SL_AVX2 SL_INLINE sl_tail sl_tail_mask(int64_t count)
+{
+    sl_tail t;
+    t.m64 = _mm256_cmpgt_epi64(_mm256_set1_epi64x(count), _mm256_setr_epi64x(0, 1, 2, 3));
+    t.m32 = _mm_cmpgt_epi32(_mm_set1_epi32((int)count), _mm_setr_epi32(0, 1, 2, 3));
+    return t;
+}
+
+/* Four elements from p + i as doubles; tail != NULL: only its lanes are read (others are 0). */
+SL_AVX2 SL_INLINE __m256d sl_load_v(const void *p, int64_t i, const sl_tail *tail, int f32)
+{
+    if (f32) {
+        const float *q = (const float *)p + i;
+        return _mm256_cvtps_pd(tail ? _mm_maskload_ps(q, tail->m32) : _mm_loadu_ps(q));
+    }
+    const double *q = (const double *)p + i;
+    return tail ? _mm256_maskload_pd(q, tail->m64) : _mm256_loadu_pd(q);
+}
+
+/* Four doubles to p + i, rounded once to the dtype; tail != NULL: only its lanes are written. */
+SL_AVX2 SL_INLINE void sl_store_v(void *p, int64_t i, __m256d v, const sl_tail *tail, int f32)
+{
+    if (f32) {
+        float *q = (float *)p + i;
+        __m128 f = _mm256_cvtpd_ps(v);
+        if (tail)
+            _mm_maskstore_ps(q, tail->m32, f);
+        else
+            _mm_storeu_ps(q, f);
+    } else {
+        double *q = (double *)p + i;
+        if (tail)
+            _mm256_maskstore_pd(q, tail->m64, v);
+        else
+            _mm256_storeu_pd(q, v);
+    }
+}
+
+/* v in the tail's lanes, 0 elsewhere. */
+SL_AVX2 SL_INLINE __m256d sl_keep_v(__m256d v, const sl_tail *tail)
+{
+    return tail ? _mm256_and_pd(v, _mm256_castsi256_pd(tail->m64)) : v;
+}
+
+SL_AVX2 SL_INLINE __m256d sl_abs_v(__m256d x)
+{
+    return _mm256_andnot_pd(SL_V(-0.0), x);
+}
+
+/* cond ? a : b, lane-wise, cond a comparison result. */
+SL_AVX2 SL_INLINE __m256d sl_select_v(__m256d cond, __m256d a, __m256d b)
+{
+    return _mm256_blendv_pd(b, a, cond);
+}
+
+/* x where finite, 0 where +-inf or NaN (corrections dropped once their main term overflowed). */
+SL_AVX2 SL_INLINE __m256d sl_finite_or_zero_v(__m256d x)
+{
+    return _mm256_and_pd(x, _mm256_cmp_pd(sl_abs_v(x), SL_V(INFINITY), _CMP_LT_OQ));
+}
+
+SL_AVX2 SL_INLINE double sl_hsum_v(__m256d v)
+{
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+
+SL_AVX2 SL_INLINE __m256d sl_horner_v(const double *c, int n, __m256d x)
+{
+    __m256d p = SL_V(c[n - 1]);
+    for (int i = n - 2; i >= 0; i--)
+        p = _mm256_fmadd_pd(p, x, SL_V(c[i]));
+    return p;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * AVX2+FMA: error-free transformations and compensated sums */
+
+SL_AVX2 SL_INLINE __m256d sl_two_sum_v(__m256d a, __m256d b, __m256d *err)
+{
+    __m256d s = _mm256_add_pd(a, b);
+    __m256d b_virtual = _mm256_sub_pd(s, a);
+    *err = _mm256_add_pd(_mm256_sub_pd(a, _mm256_sub_pd(s, b_virtual)), _mm256_sub_pd(b, b_virtual));
+    return s;
+}
+
+typedef struct {
+    __m256d hi, lo;
+} sl_acc_v;
+
+SL_AVX2 SL_INLINE sl_acc_v sl_acc_v_zero(void)
+{
+    sl_acc_v a = {_mm256_setzero_pd(), _mm256_setzero_pd()};
+    return a;
+}
+
+SL_AVX2 SL_INLINE void sl_acc_v_add(sl_acc_v *a, __m256d x, int f32)
+{
+    if (f32) {
+        a->hi = _mm256_add_pd(a->hi, x);
+    } else {
+        __m256d err;
+        a->hi = sl_two_sum_v(a->hi, x, &err);
+        a->lo = _mm256_add_pd(a->lo, err);
+    }
+}
+
+/* The lanes' total: compensated over the 4 lanes for the f64 grade, plain for f32. */
+SL_AVX2 SL_INLINE double sl_acc_v_value(const sl_acc_v *a, int f32)
+{
+    if (f32)
+        return sl_hsum_v(a->hi);
+    double hi[4], lo[4];
+    _mm256_storeu_pd(hi, a->hi);
+    _mm256_storeu_pd(lo, a->lo);
+    sl_acc t = {0.0, 0.0};
+    for (int l = 0; l < 4; l++) {
+        sl_acc_add(&t, hi[l], 0);
+        t.lo += lo[l];
+    }
+    return sl_acc_value(&t);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * AVX2+FMA: exp, log, log1p (formulas and constants of the scalar forms above) */
+
+/* 2^n for integer-valued n in [-1022, 1023]. */
+SL_AVX2 SL_INLINE __m256d sl_pow2i_v(__m256d n)
+{
+    __m256i bits = _mm256_castpd_si256(_mm256_add_pd(n, SL_V(SL_ROUND_MAGIC + 1023.0)));
+    return _mm256_castsi256_pd(_mm256_slli_epi64(bits, 52));
+}
+
+/* 2^n p for n outside [-1022, 1023] (subnormal or overflowing results): two exact-or-once-rounded
+ * products.  Rare, so kept out of line. */
+SL_AVX2 static __attribute__((noinline)) __m256d sl_scale2_wide_v(__m256d p, __m256d n)
+{
+    __m256d n1 = _mm256_floor_pd(_mm256_mul_pd(n, SL_V(0.5)));
+    return _mm256_mul_pd(_mm256_mul_pd(p, sl_pow2i_v(n1)), sl_pow2i_v(_mm256_sub_pd(n, n1)));
+}
+
+SL_AVX2 SL_INLINE __m256d sl_exp_v(__m256d x, int f32)
+{
+    /* max/min return their second operand when either is NaN: NaN passes the clamp */
+    x = _mm256_min_pd(SL_V(710.0), _mm256_max_pd(SL_V(-746.0), x));
+    __m256d t = _mm256_fmadd_pd(x, SL_V(SL_LOG2E), SL_V(SL_ROUND_MAGIC + 1023.0));
+    __m256d n = _mm256_sub_pd(t, SL_V(SL_ROUND_MAGIC + 1023.0)); /* low bits of t: n + 1023 */
+    __m256d p;
+    if (f32) {
+        __m256d r = _mm256_fnmadd_pd(n, SL_V(SL_LN2_HI + SL_LN2_LO), x);
+        p = _mm256_fmadd_pd(r, _mm256_fmadd_pd(r, sl_horner_v(sl_exp_q32, 7, r), SL_V(1.0)), SL_V(1.0));
+    } else {
+        __m256d r1 = _mm256_fnmadd_pd(n, SL_V(SL_LN2_HI), x);
+        __m256d r = _mm256_fnmadd_pd(n, SL_V(SL_LN2_LO), r1);
+        __m256d r_lo = _mm256_fnmadd_pd(n, SL_V(SL_LN2_LO), _mm256_sub_pd(r1, r));
+        __m256d s = _mm256_add_pd(SL_V(1.0), r);
+        __m256d s_lo = _mm256_sub_pd(r, _mm256_sub_pd(s, SL_V(1.0)));
+        __m256d small = _mm256_fmadd_pd(_mm256_mul_pd(r, r), sl_horner_v(sl_exp_q64, 11, r),
+                                        _mm256_fmadd_pd(r_lo, s, s_lo));
+        p = _mm256_add_pd(s, small);
+    }
+    __m256d scale = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(t), 52));
+    __m256d y = _mm256_mul_pd(p, scale);
+    /* 2^n is a normal double for n in [-1022, 1023], i.e. for x in about [-708.4, 709.4] */
+    __m256d wide = _mm256_cmp_pd(sl_abs_v(_mm256_sub_pd(x, SL_V(0.5))), SL_V(708.5), _CMP_GT_OQ);
+    if (__builtin_expect(_mm256_movemask_pd(wide) != 0, 0))
+        y = sl_select_v(wide, sl_scale2_wide_v(p, n), y);
+    return y;
+}
+
+SL_AVX2 SL_INLINE __m256d sl_log_reduced_v(__m256d f, __m256d k, __m256d c, int f32)
+{
+    __m256d s = _mm256_div_pd(f, _mm256_add_pd(SL_V(2.0), f));
+    __m256d z = _mm256_mul_pd(s, s);
+    __m256d r = _mm256_mul_pd(z, f32 ? sl_horner_v(sl_log_p32, 5, z) : sl_horner_v(sl_log_p64, 7, z));
+    __m256d hfsq = _mm256_mul_pd(_mm256_mul_pd(SL_V(0.5), f), f);
+    __m256d tail = _mm256_fmadd_pd(s, _mm256_add_pd(hfsq, r), _mm256_fmadd_pd(k, SL_V(SL_LN2_LO), c));
+    return _mm256_fmsub_pd(k, SL_V(SL_LN2_HI), _mm256_sub_pd(_mm256_sub_pd(hfsq, tail), f));
+}
+
+SL_AVX2 SL_INLINE __m256d sl_log_split_v(__m256d x, __m256d *k)
+{
+    __m256i u = _mm256_add_epi64(_mm256_castpd_si256(x),
+                                 _mm256_set1_epi64x((long long)(0x3ff0000000000000ULL - SL_SQRT_HALF_BITS)));
+    __m256i e = _mm256_or_si256(_mm256_srli_epi64(u, 52), _mm256_castpd_si256(SL_V(0x1p52)));
+    *k = _mm256_sub_pd(_mm256_castsi256_pd(e), SL_V(0x1p52 + 1023.0)); /* exact int64 -> double */
+    __m256i m = _mm256_add_epi64(_mm256_and_si256(u, _mm256_set1_epi64x(0x000fffffffffffffLL)),
+                                 _mm256_set1_epi64x((long long)SL_SQRT_HALF_BITS));
+    return _mm256_sub_pd(_mm256_castsi256_pd(m), SL_V(1.0));
+}
+
+/* Lanes of log(x) outside the positive normal range, from the scalar form.  Rare, out of line. */
+SL_AVX2 static __attribute__((noinline)) __m256d sl_log_special_v(__m256d x, __m256d y, int mask, int f32)
+{
+    double xs[4], ys[4];
+    _mm256_storeu_pd(xs, x);
+    _mm256_storeu_pd(ys, y);
+    for (int l = 0; l < 4; l++)
+        if (mask >> l & 1)
+            ys[l] = sl_log(xs[l], f32);
+    return _mm256_loadu_pd(ys);
+}
+
+SL_AVX2 SL_INLINE __m256d sl_log_v(__m256d x, int f32)
+{
+    __m256d k;
+    __m256d f = sl_log_split_v(x, &k);
+    __m256d y = sl_log_reduced_v(f, k, _mm256_setzero_pd(), f32);
+    __m256d normal = _mm256_and_pd(_mm256_cmp_pd(x, SL_V(0x1p-1022), _CMP_GE_OQ),
+                                   _mm256_cmp_pd(x, SL_V(INFINITY), _CMP_LT_OQ));
+    int special = _mm256_movemask_pd(normal) ^ 15;
+    if (__builtin_expect(special != 0, 0))
+        y = sl_log_special_v(x, y, special, f32);
+    return y;
+}
+
+/* log1p(x), x >= 0, as the scalar form: f = x below sqrt(2) - 1, else split u = fl(1 + x) with the
+ * TwoSum error c added as c/u (f64 grade).  +inf and NaN pass through. */
+SL_AVX2 SL_INLINE __m256d sl_log1p_v(__m256d x, int f32)
+{
+    __m256d err, k;
+    __m256d u = sl_two_sum_v(SL_V(1.0), x, &err);
+    __m256d f = sl_log_split_v(u, &k);
+    __m256d small = _mm256_cmp_pd(x, SL_V(SL_SQRT2_M1), _CMP_LT_OQ);
+    f = sl_select_v(small, x, f);
+    k = _mm256_andnot_pd(small, k);
+    __m256d c = f32 ? _mm256_setzero_pd() : _mm256_andnot_pd(small, _mm256_div_pd(err, u));
+    __m256d y = sl_log_reduced_v(f, k, c, f32);
+    __m256d finite = _mm256_cmp_pd(x, SL_V(INFINITY), _CMP_LT_OQ); /* false for +inf and NaN */
+    return sl_select_v(finite, y, x);
+}
+
+SL_AVX2 SL_INLINE __m256d sl_softplus_tail_v(__m256d x, __m256d *e, int f32)
+{
+    *e = sl_exp_v(_mm256_or_pd(x, SL_V(-0.0)), f32); /* -|x| */
+    return sl_log1p_v(*e, f32);
+}
+
+#endif /* SL_X86 */
+#endif /* SL_MATH_H */

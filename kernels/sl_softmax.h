@@ -1,0 +1,320 @@
+/*
+ * sl_softmax.h -- the passes over one row of logits shared by ce.c and lse.c, scalar and AVX2.
+ *
+ * Notation of stableloss.h: a = max_j x_j, first attained at k; z_j = x_j - a; s = sum_{j != k} e_j,
+ * e_j = exp(z_j); S = 1 + s.  Leaving the max term (e_k = 1) out of s keeps log-sum-exp = a + log1p(s)
+ * and 1 - p_k = s/S at full relative accuracy (Blanchard, Higham & Higham 2021).
+ * float64: fl(x_j - a) is off by u|z_j| (30 ulp of e_j at z = -50), so z_j + z_lo_j = x_j - a is
+ * kept exactly (TwoSum) and e_j = exp(z_j) (1 + z_lo_j).  float32: x_j - a in double is exact but
+ * for a relative 2^-53 |z_j|, invisible after rounding to float, so z_lo_j = 0.
+ *
+ * Passes (each reads the row once): max (+ first index, which stops at k), the exponential sum
+ * (+ the weighted sums CE needs), and the writing pass (gradient, or softmax / log-softmax), which
+ * recomputes e_j rather than storing it (measured: storing e_j and rescaling is not faster).
+ */
+#ifndef SL_SOFTMAX_H
+#define SL_SOFTMAX_H
+
+#include "sl_math.h"
+
+/* Optional per-class coefficients c_j = w_j (t_scale t_j + t_shift) summed alongside s: weights
+ * w (NULL = 1) and this row's target probabilities t (NULL = 1). */
+typedef struct {
+    const void *w, *t;
+    double t_scale, t_shift;
+} sl_coefs;
+
+typedef struct {
+    double a;      /* row max */
+    int64_t k;     /* first index attaining it */
+    double s;      /* sum_{j != k} e_j; NaN when the row has no finite max (all -inf, +inf, NaN) */
+    double c_sum;  /* sum_j c_j                    (with coefficients) */
+    double cz_sum; /* sum_j c_j (-(z_j + z_lo_j))  (with coefficients; >= 0 for c >= 0) */
+} sl_softmax;
+
+typedef sl_softmax (*sl_scan_fn)(const void *x, int64_t C, const sl_coefs *cf, int f32);
+/* g_j = K e_j - b_scale c_j, stored rounded (cf NULL: no c term) */
+typedef void (*sl_grad_fn)(const void *x, int64_t C, double a, double K, const sl_coefs *cf,
+                           double b_scale, void *g, int f32);
+/* log_softmax_j = (z_j - log1p(s)) + z_lo_j and softmax_j = e_j / S, either output optional */
+typedef void (*sl_write_fn)(const void *x, int64_t C, double a, double log_s, double S,
+                            void *log_softmax, void *softmax, int f32);
+
+/* ------------------------------------------------------------------------------------------------
+ * Scalar */
+
+SL_INLINE double sl_shift(double x, double a, double *z_lo, int f32)
+{
+    if (f32) {
+        *z_lo = 0.0;
+        return x - a;
+    }
+    double err, z = sl_two_sum(x, -a, &err);
+    *z_lo = z > -INFINITY ? err : 0.0; /* no error term once z = -inf */
+    return z;
+}
+
+/* e^(z + z_lo) = e^z (1 + z_lo) to O(z_lo^2), |z_lo| <= 2^-53 |z| */
+SL_INLINE double sl_shifted_exp(double z, double z_lo, int f32)
+{
+    double e = sl_exp(z, f32);
+    return f32 ? e : e + e * z_lo;
+}
+
+SL_INLINE double sl_coef(const sl_coefs *cf, int64_t j, int f32)
+{
+    double c = cf->w ? sl_load(cf->w, j, f32) : 1.0;
+    return cf->t ? c * (cf->t_scale * sl_load(cf->t, j, f32) + cf->t_shift) : c;
+}
+
+SL_INLINE sl_softmax sl_softmax_scan(const void *x, int64_t C, const sl_coefs *cf, int f32)
+{
+    sl_softmax r = {sl_load(x, 0, f32), 0, 0.0, 0.0, 0.0};
+    for (int64_t j = 1; j < C; j++) {
+        double v = sl_load(x, j, f32);
+        if (v > r.a) {
+            r.a = v;
+            r.k = j;
+        }
+    }
+    if (!isfinite(r.a)) {
+        r.s = r.c_sum = r.cz_sum = NAN;
+        return r;
+    }
+    sl_acc s = {0.0, 0.0}, cs = {0.0, 0.0}, czs = {0.0, 0.0};
+    for (int64_t j = 0; j < C; j++) {
+        double z_lo, z = sl_shift(sl_load(x, j, f32), r.a, &z_lo, f32);
+        if (j != r.k)
+            sl_acc_add(&s, sl_shifted_exp(z, z_lo, f32), f32);
+        if (cf) {
+            double c = sl_coef(cf, j, f32);
+            sl_acc_add(&cs, c, f32);
+            sl_acc_add(&czs, -(c * z), f32);
+            czs.lo -= c * z_lo;
+        }
+    }
+    r.s = sl_acc_value(&s);
+    r.c_sum = sl_acc_value(&cs);
+    r.cz_sum = sl_acc_value(&czs);
+    return r;
+}
+
+SL_INLINE void sl_softmax_grad(const void *x, int64_t C, double a, double K, const sl_coefs *cf,
+                               double b_scale, void *g, int f32)
+{
+    for (int64_t j = 0; j < C; j++) {
+        double z_lo, z = sl_shift(sl_load(x, j, f32), a, &z_lo, f32);
+        double v = K * sl_shifted_exp(z, z_lo, f32);
+        sl_store(g, j, cf ? v - b_scale * sl_coef(cf, j, f32) : v, f32);
+    }
+}
+
+SL_INLINE void sl_softmax_write(const void *x, int64_t C, double a, double log_s, double S,
+                                void *log_softmax, void *softmax, int f32)
+{
+    for (int64_t j = 0; j < C; j++) {
+        double z_lo, z = sl_shift(sl_load(x, j, f32), a, &z_lo, f32);
+        if (log_softmax) /* z_j <= 0 and -log1p(s) <= 0: same sign, no cancellation */
+            sl_store(log_softmax, j, (z - log_s) + z_lo, f32);
+        if (softmax)
+            sl_store(softmax, j, sl_shifted_exp(z, z_lo, f32) / S, f32);
+    }
+}
+
+#if SL_X86
+/* ------------------------------------------------------------------------------------------------
+ * AVX2+FMA: the same passes, 4 classes per step (8 floats per step for the max of float32 rows) */
+
+SL_AVX2 SL_INLINE __m256d sl_shift_v(__m256d x, __m256d a, __m256d *z_lo, int f32)
+{
+    if (f32) {
+        *z_lo = _mm256_setzero_pd();
+        return _mm256_sub_pd(x, a);
+    }
+    __m256d err, z = sl_two_sum_v(x, _mm256_sub_pd(_mm256_setzero_pd(), a), &err);
+    *z_lo = _mm256_and_pd(err, _mm256_cmp_pd(z, SL_V(-INFINITY), _CMP_GT_OQ));
+    return z;
+}
+
+SL_AVX2 SL_INLINE __m256d sl_shifted_exp_v(__m256d z, __m256d z_lo, int f32)
+{
+    __m256d e = sl_exp_v(z, f32);
+    return f32 ? e : _mm256_fmadd_pd(e, z_lo, e);
+}
+
+/* c_j for the 4 classes at j, 0 outside the tail. */
+SL_AVX2 SL_INLINE __m256d sl_coef_v(const sl_coefs *cf, int64_t j, const sl_tail *tail, int f32)
+{
+    __m256d c = cf->w ? sl_load_v(cf->w, j, tail, f32) : sl_keep_v(SL_V(1.0), tail);
+    if (cf->t)
+        c = _mm256_mul_pd(c, _mm256_fmadd_pd(SL_V(cf->t_scale), sl_load_v(cf->t, j, tail, f32),
+                                             SL_V(cf->t_shift)));
+    return c;
+}
+
+SL_AVX2 SL_INLINE double sl_row_max_v(const void *x, int64_t C, int f32)
+{
+    int64_t j = 0;
+    if (f32) {
+        const float *p = (const float *)x;
+        __m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0;
+        for (; C - j >= 16; j += 16) {
+            m0 = _mm256_max_ps(m0, _mm256_loadu_ps(p + j));
+            m1 = _mm256_max_ps(m1, _mm256_loadu_ps(p + j + 8));
+        }
+        for (; C - j >= 8; j += 8)
+            m0 = _mm256_max_ps(m0, _mm256_loadu_ps(p + j));
+        if (j < C) {
+            __m256i in = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(C - j)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            __m256 v = _mm256_blendv_ps(m1, _mm256_maskload_ps(p + j, in), _mm256_castsi256_ps(in));
+            m1 = _mm256_max_ps(m1, v);
+        }
+        __m256 m = _mm256_max_ps(m0, m1);
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+        return (double)_mm_cvtss_f32(h);
+    }
+    const double *p = (const double *)x;
+    __m256d m0 = SL_V(-INFINITY), m1 = m0;
+    for (; C - j >= 8; j += 8) {
+        m0 = _mm256_max_pd(m0, _mm256_loadu_pd(p + j));
+        m1 = _mm256_max_pd(m1, _mm256_loadu_pd(p + j + 4));
+    }
+    for (; C - j >= 4; j += 4)
+        m0 = _mm256_max_pd(m0, _mm256_loadu_pd(p + j));
+    if (j < C) {
+        sl_tail tail = sl_tail_mask(C - j);
+        m1 = _mm256_max_pd(m1, _mm256_blendv_pd(m1, sl_load_v(p, j, &tail, 0), _mm256_castsi256_pd(tail.m64)));
+    }
+    __m256d m = _mm256_max_pd(m0, m1);
+    __m128d h = _mm_max_pd(_mm256_castpd256_pd128(m), _mm256_extractf128_pd(m, 1));
+    return _mm_cvtsd_f64(_mm_max_sd(h, _mm_unpackhi_pd(h, h)));
+}
+
+/* First j with x_j == a, or -1 (a NaN). */
+SL_AVX2 SL_INLINE int64_t sl_first_index_v(const void *x, int64_t C, double a, int f32)
+{
+    int64_t j = 0;
+    int hit = 0;
+    if (f32) {
+        const float *p = (const float *)x;
+        __m256 av = _mm256_set1_ps((float)a); /* exact: a is one of the floats */
+        for (; C - j >= 8 && !hit; j += 8)
+            hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(p + j), av, _CMP_EQ_OQ));
+        if (!hit && j < C) {
+            __m256i in = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(C - j)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_maskload_ps(p + j, in), av, _CMP_EQ_OQ)) & ((1 << (C - j)) - 1);
+            j += 8;
+        }
+        return hit ? j - 8 + __builtin_ctz((unsigned)hit) : -1;
+    }
+    const double *p = (const double *)x;
+    __m256d av = SL_V(a);
+    for (; C - j >= 4 && !hit; j += 4)
+        hit = _mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(p + j), av, _CMP_EQ_OQ));
+    if (!hit && j < C) {
+        sl_tail tail = sl_tail_mask(C - j);
+        hit = _mm256_movemask_pd(_mm256_cmp_pd(sl_load_v(p, j, &tail, 0), av, _CMP_EQ_OQ)) & ((1 << (C - j)) - 1);
+        j += 4;
+    }
+    return hit ? j - 4 + __builtin_ctz((unsigned)hit) : -1;
+}
+
+typedef struct {
+    sl_acc_v s, cs, czs;
+} sl_scan_acc_v;
+
+SL_AVX2 SL_INLINE void sl_scan_step_v(const void *x, int64_t j, const sl_tail *tail, __m256d a,
+                                      const sl_coefs *cf, sl_scan_acc_v *acc, int f32)
+{
+    __m256d z_lo, z = sl_shift_v(sl_load_v(x, j, tail, f32), a, &z_lo, f32);
+    sl_acc_v_add(&acc->s, sl_keep_v(sl_shifted_exp_v(z, z_lo, f32), tail), f32);
+    if (cf) { /* outside the tail c = 0 and z = -a is finite: nothing added */
+        __m256d c = sl_coef_v(cf, j, tail, f32);
+        sl_acc_v_add(&acc->cs, c, f32);
+        sl_acc_v_add(&acc->czs, _mm256_mul_pd(c, _mm256_sub_pd(_mm256_setzero_pd(), z)), f32);
+        if (!f32)
+            acc->czs.lo = _mm256_fnmadd_pd(c, z_lo, acc->czs.lo);
+    }
+}
+
+SL_AVX2 SL_INLINE void sl_scan_span_v(const void *x, int64_t lo, int64_t hi, __m256d a,
+                                      const sl_coefs *cf, sl_scan_acc_v *acc, int f32)
+{
+    int64_t j = lo;
+    for (; hi - j >= 4; j += 4)
+        sl_scan_step_v(x, j, NULL, a, cf, acc, f32);
+    if (j < hi) {
+        sl_tail tail = sl_tail_mask(hi - j);
+        sl_scan_step_v(x, j, &tail, a, cf, acc, f32);
+    }
+}
+
+SL_AVX2 SL_INLINE sl_softmax sl_softmax_scan_v(const void *x, int64_t C, const sl_coefs *cf, int f32)
+{
+    sl_softmax r = {sl_row_max_v(x, C, f32), 0, NAN, NAN, NAN};
+    r.k = sl_first_index_v(x, C, r.a, f32);
+    if (r.k < 0 || !isfinite(r.a)) {
+        r.k = 0;
+        return r;
+    }
+    sl_scan_acc_v acc = {sl_acc_v_zero(), sl_acc_v_zero(), sl_acc_v_zero()};
+    __m256d a = SL_V(r.a);
+    sl_scan_span_v(x, 0, r.k, a, cf, &acc, f32); /* every class but k ... */
+    sl_scan_span_v(x, r.k + 1, C, a, cf, &acc, f32);
+    r.s = sl_acc_v_value(&acc.s, f32);
+    if (cf) { /* ... and k's coefficient (its z term is 0) */
+        sl_acc cs = {sl_acc_v_value(&acc.cs, f32), 0.0};
+        sl_acc_add(&cs, sl_coef(cf, r.k, f32), f32);
+        r.c_sum = sl_acc_value(&cs);
+        r.cz_sum = sl_acc_v_value(&acc.czs, f32);
+    }
+    return r;
+}
+
+SL_AVX2 SL_INLINE void sl_grad_step_v(const void *x, int64_t j, const sl_tail *tail, __m256d a,
+                                      __m256d K, const sl_coefs *cf, __m256d b_scale, void *g, int f32)
+{
+    __m256d z_lo, z = sl_shift_v(sl_load_v(x, j, tail, f32), a, &z_lo, f32);
+    __m256d v = _mm256_mul_pd(K, sl_shifted_exp_v(z, z_lo, f32));
+    if (cf)
+        v = _mm256_fnmadd_pd(b_scale, sl_coef_v(cf, j, tail, f32), v);
+    sl_store_v(g, j, v, tail, f32);
+}
+
+SL_AVX2 SL_INLINE void sl_softmax_grad_v(const void *x, int64_t C, double a, double K, const sl_coefs *cf,
+                                         double b_scale, void *g, int f32)
+{
+    int64_t j = 0;
+    for (; C - j >= 4; j += 4)
+        sl_grad_step_v(x, j, NULL, SL_V(a), SL_V(K), cf, SL_V(b_scale), g, f32);
+    if (j < C) {
+        sl_tail tail = sl_tail_mask(C - j);
+        sl_grad_step_v(x, j, &tail, SL_V(a), SL_V(K), cf, SL_V(b_scale), g, f32);
+    }
+}
+
+SL_AVX2 SL_INLINE void sl_write_step_v(const void *x, int64_t j, const sl_tail *tail, __m256d a,
+                                       __m256d log_s, __m256d S, void *log_softmax, void *softmax, int f32)
+{
+    __m256d z_lo, z = sl_shift_v(sl_load_v(x, j, tail, f32), a, &z_lo, f32);
+    if (log_softmax)
+        sl_store_v(log_softmax, j, _mm256_add_pd(_mm256_sub_pd(z, log_s), z_lo), tail, f32);
+    if (softmax)
+        sl_store_v(softmax, j, _mm256_div_pd(sl_shifted_exp_v(z, z_lo, f32), S), tail, f32);
+}
+
+SL_AVX2 SL_INLINE void sl_softmax_write_v(const void *x, int64_t C, double a, double log_s, double S,
+                                          void *log_softmax, void *softmax, int f32)
+{
+    int64_t j = 0;
+    for (; C - j >= 4; j += 4)
+        sl_write_step_v(x, j, NULL, SL_V(a), SL_V(log_s), SL_V(S), log_softmax, softmax, f32);
+    if (j < C) {
+        sl_tail tail = sl_tail_mask(C - j);
+        sl_write_step_v(x, j, &tail, SL_V(a), SL_V(log_s), SL_V(S), log_softmax, softmax, f32);
+    }
+}
+#endif /* SL_X86 */
+#endif /* SL_SOFTMAX_H */

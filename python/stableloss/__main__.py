@@ -1,0 +1,414 @@
+"""The command line: ``python -m stableloss {demo,bench}``.
+
+``demo`` is the short tour a newcomer runs first: every loss as a negative log-likelihood, with numbers
+computed by the library, and the inputs where exactness matters.  ``bench`` times the performance
+workloads of DESIGN.md on every backend next to PyTorch, after checking each answer against the numpy
+reference.  The workloads and the implementations they are compared with live in ``_workloads.py``,
+shared with the pytest-benchmark suite in ``bench/``.
+"""
+
+import argparse
+import gc
+import json
+import math
+import shutil
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import stableloss
+from . import _workloads as wl
+from ._dispatch import BACKENDS, BackendUnavailable, resolve
+
+
+def main(argv=None):
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    args = _parser().parse_args(argv)
+    return args.run(args)
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m stableloss",
+        description="stableloss: loss functions with their gradients, exact at extreme inputs and fast on "
+                    "the CPU.")
+    parser.add_argument("--version", action="version", version=f"stableloss {stableloss.__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, title="commands")
+
+    demo = commands.add_parser(
+        "demo", help="a short tour: each loss as a negative log-likelihood, and where exactness matters",
+        description="A short tour with numbers computed by the library: cross-entropy as the negative "
+                    "log-likelihood of a categorical model (and KL + entropy), MSE as a Gaussian NLL, why "
+                    "MSE on a sigmoid learns slowly where BCE does not, and extreme inputs where textbook "
+                    "formulas (and PyTorch) return 0, inf or NaN.")
+    demo.set_defaults(run=_demo, parser=demo)
+
+    bench = commands.add_parser(
+        "bench", help="time the DESIGN.md workloads on every backend, next to PyTorch",
+        description="Time the performance workloads of DESIGN.md (cross-entropy, BCE, Gaussian NLL, MSE, "
+                    "KL; float32 unless said) on each stableloss backend and on torch.nn.functional. "
+                    "Each implementation's first call is a warm-up whose result is checked against the "
+                    "numpy reference (a wrong answer is reported, never timed). Reports ms per call (best "
+                    "of the timed calls), the speed-up over PyTorch and the percent of the memory "
+                    "roofline: the minimum bytes the loss must move (inputs read once, gradients written "
+                    "once) over the copy bandwidth measured at the start.")
+    bench.add_argument("--threads", type=_positive_int, default=1, metavar="N",
+                       help="threads for stableloss and torch (default 1: the single-thread comparison)")
+    bench.add_argument("--quick", action="store_true",
+                       help="about 1/100 of the work per workload: a smoke run, not a measurement")
+    bench.add_argument("--repeat", type=_positive_int, default=5, metavar="N",
+                       help=f"timed calls per implementation after the warm-up (default 5; stops early "
+                            f"once {_TIME_BUDGET:g} s are spent, for the slow reference)")
+    bench.add_argument("--backends", type=_implementations, metavar="LIST",
+                       help=f"comma-separated subset of {','.join(BACKENDS + ('torch',))} (default: every "
+                            f"available backend, and torch when installed)")
+    bench.add_argument("--json", metavar="FILE", help="also write the results, settings and versions as JSON")
+    bench.add_argument("--plot", type=_plot_path, metavar="FILE.png",
+                       help="also draw the speed-ups per workload and backend (needs matplotlib: "
+                            "pip install 'stableloss[plot]')")
+    bench.set_defaults(run=_bench, parser=bench)
+    return parser
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _implementations(text):
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected at least one name")
+    for name in names:
+        if name == "torch":
+            if wl.optional("torch") is None:
+                raise argparse.ArgumentTypeError("torch is not installed (pip install 'stableloss[torch]')")
+        elif name in BACKENDS:
+            try:
+                resolve(name)
+            except BackendUnavailable as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from None
+        else:
+            raise argparse.ArgumentTypeError(
+                f"unknown name {name!r}; choose from {', '.join(BACKENDS + ('torch',))}")
+    return list(dict.fromkeys(names))
+
+
+def _plot_path(text):
+    if wl.optional("matplotlib") is None:
+        raise argparse.ArgumentTypeError("needs matplotlib, which is not installed: "
+                                         "pip install 'stableloss[plot]'")
+    return text
+
+
+# ---------------------------------------------------------------------------------------------------
+# demo
+
+# The extreme cases, float64.  Exact values from mpmath (mp.dps = 50) on the exact double inputs:
+_EXTREMES = (
+    # mp.log(1 + 2*mp.exp(-40))
+    ("CE, logits [40, 0, 0], class 0", "ce",
+     {"input": np.array([[40.0, 0.0, 0.0]]), "target": np.array([0])}, 8.496708510583178e-18),
+    # mp.log1p(mp.exp(-40))
+    ("BCE, x = -40, y = 0", "bce", {"input": np.array([-40.0]), "target": np.array([0.0])},
+     4.248354255291589e-18),
+    # mp.log1p(mp.exp(-mp.inf)): the y = 1 term at its limit; the (1 - y) term is absent
+    ("BCE, x = +inf, y = 1", "bce", {"input": np.array([np.inf]), "target": np.array([1.0])}, 0.0),
+    # mp.fsum(p*(mp.log(p) - mp.mpf(lq)) for p, lq in [(0.5, math.log(0.25)), (0.5, math.log(0.75))]),
+    # the p = 0 term being 0 (0 log 0 = 0)
+    ("KL(p||q), p = [.5, .5, 0], q = [.25, .75, 0]", "kl",
+     {"input": np.array([[np.log(0.25), np.log(0.75), -np.inf]]), "target": np.array([[0.5, 0.5, 0.0]])},
+     0.14384103622589042),
+    # mp.mpf(0.5)*(mp.log(mp.mpf(1e300)) + mp.mpf(1e200)**2/mp.mpf(1e300))
+    ("Gaussian NLL, x - t = 1e200, var = 1e300", "gnll",
+     {"input": np.array([1e200]), "target": np.array([0.0]), "var": np.array([1e300])}, 4.999999999999999e+99),
+)
+
+
+def _demo(args):
+    backend = resolve(None)
+    print(f"stableloss {stableloss.__version__} demo (backend {backend!r}): every loss below is a negative "
+          f"log-likelihood\nor a divergence, and every number is computed by the library.\n")
+    _demo_categorical()
+    _demo_gaussian()
+    _demo_sigmoid_mse()
+    _demo_extremes(backend)
+    return 0
+
+
+def _vector(values, digits=4):
+    return "[" + ", ".join(f"{v:.{digits}f}" for v in np.ravel(values)) + "]"
+
+
+def _demo_categorical():
+    x = np.array([[2.0, 1.0, 0.1]])
+    p = np.array([[0.7, 0.2, 0.1]])
+    log_q = stableloss.log_softmax(x, axis=1)
+    nll = stableloss.cross_entropy(x, np.array([0]))
+    ce = stableloss.cross_entropy(x, p, reduction="sum")
+    kl = stableloss.kl_div(log_q, p, reduction="sum")
+    entropy = -np.sum(p * np.log(p))
+    print("1. Cross-entropy is the negative log-likelihood of a categorical model")
+    print(f"   logits x = {_vector(x, 1)}  ->  q = softmax(x) = {_vector(stableloss.softmax(x))}")
+    print(f"   class 0 observed:   cross_entropy(x, 0) = {nll:.10f}")
+    print(f"                       -log q_0            = {-log_q[0, 0]:.10f}")
+    print(f"   a probability target p = {_vector(p, 1)}:")
+    print(f"     cross_entropy(x, p)             = {ce:.10f}   (-sum p log q)")
+    print(f"     kl_div(log q, p) + entropy(p)   = {kl:.10f} + {entropy:.10f} = {kl + entropy:.10f}")
+    print("   H(p) does not depend on the model, so minimising cross-entropy minimises KL(p || q).\n")
+
+
+def _demo_gaussian():
+    x = np.array([0.5, 1.5, -0.3, 2.0])
+    t = np.array([0.0, 1.0, 0.0, 2.5])
+    gnll, (grad_gnll, _) = stableloss.gaussian_nll_loss(x, t, 1.0, full=True, return_grad=True)
+    mse, grad_mse = stableloss.mse_loss(x, t, return_grad=True)
+    print("2. MSE is the Gaussian negative log-likelihood at a fixed variance")
+    print(f"   means x = {_vector(x, 1)}, observations t = {_vector(t, 1)}")
+    print(f"   gaussian_nll_loss(x, t, var=1, full=True) = {gnll:.10f}")
+    print(f"   mse_loss(x, t) / 2 + log(2 pi) / 2        = {mse / 2 + 0.5 * math.log(2 * math.pi):.10f}")
+    print(f"   gradients w.r.t. x: {_vector(grad_gnll)} and {_vector(grad_mse / 2)} (of mse / 2)\n")
+
+
+def _demo_sigmoid_mse():
+    z = np.array([-30.0, -20.0, -10.0, -5.0, -2.0, 0.0, 2.0, 5.0, 10.0, 20.0, 30.0])
+    # The BCE gradient of the sum is sigma(z) - y: sigma(z) at y = 0, -sigma(-z) = sigma(z) - 1 at y = 1.
+    _, sigma = stableloss.binary_cross_entropy_with_logits(z, np.zeros_like(z), reduction="sum",
+                                                           return_grad=True)
+    _, bce_1 = stableloss.binary_cross_entropy_with_logits(z, np.ones_like(z), reduction="sum",
+                                                           return_grad=True)
+    one_minus_sigma = -bce_1
+    # d/dz (sigma - y)^2 = 2 (sigma - y) sigma (1 - sigma), with sigma - 1 taken as -(1 - sigma)
+    mse_1 = -2 * one_minus_sigma * sigma * one_minus_sigma
+    mse_0 = 2 * sigma * sigma * one_minus_sigma
+    print("3. A binary classifier: MSE on the sigmoid, or BCE on the logit?")
+    print("   gradient w.r.t. the logit z;  MSE: 2 (sigma - y) sigma (1 - sigma),  BCE: sigma - y")
+    print(f"   {'z':>5}  {'sigma(z)':>10}  | y = 1:  {'MSE':>10}  {'BCE':>10}  | y = 0:  {'MSE':>10}  {'BCE':>10}")
+    for row in zip(z, sigma, mse_1, bce_1, mse_0, sigma):
+        zi, s, a, b, c, d = row
+        print(f"   {zi:>5.0f}  {s:>10.3e}  |         {a:>10.3e}  {b:>10.3e}  |         {c:>10.3e}  {d:>10.3e}")
+    print(f"   Confidently wrong (z = -30 with y = 1), the MSE gradient is {mse_1[0]:.1e}: the sigma (1 - sigma)"
+          f"\n   factor vanishes and learning stalls. BCE's is {bce_1[0]:.0f}: the gradient of the Bernoulli"
+          f"\n   negative log-likelihood in the logit is the error sigma - y itself.\n")
+
+
+def _demo_extremes(backend):
+    torch = wl.optional("torch")
+    columns = ["mpmath", "stableloss", "textbook"] + (["torch"] if torch is not None else [])
+    print("4. Extreme inputs (float64): the exact value (mpmath) where the textbook formulas give 0, inf or NaN")
+    print(f"   {'case':<46}" + "".join(f"{name:>13}" for name in columns))
+    for label, stem, inputs, exact in _EXTREMES:
+        values = [exact, wl.prepare(stem, backend, inputs, False)()[0]]
+        with np.errstate(all="ignore"):
+            values.append(wl.prepare(stem, "textbook", inputs, False)()[0])
+        if torch is not None:
+            values.append(wl.prepare(stem, "torch", inputs, False)()[0])
+        print(f"   {label:<46}" + "".join(f"{float(value):>13.6g}" for value in values))
+    if torch is None:
+        print("   (PyTorch is not installed; it returns the textbook column here as well.)")
+    print("   Textbook formulas: CE = logsumexp(x) - x_y, BCE = -(y log sigma + (1-y) log(1-sigma)),"
+          "\n   KL = sum p (log p - log q), Gaussian NLL = (log var + (x - t)^2 / var) / 2.")
+
+
+# ---------------------------------------------------------------------------------------------------
+# bench
+
+#: Seconds of timed calls after which an implementation stops repeating (the numpy reference is slow).
+_TIME_BUDGET = 2.0
+
+
+def _bench(args):
+    implementations = args.backends or stableloss.available_backends() + (
+        ["torch"] if wl.optional("torch") is not None else [])
+    baseline = next((name for name in ("torch", "numpy") if name in implementations), None)
+    if args.plot and baseline is None:
+        args.parser.error("--plot draws speed-ups over torch (or numpy): include one of them in --backends")
+    wl.set_threads(args.threads)
+    progress = _Progress(1 + len(wl.WORKLOADS) * (1 + len(implementations)))
+    progress.step("copy bandwidth")
+    copy_bytes, bandwidth = _copy_bandwidth(2**24 if args.quick else 2**26)
+    rows = [_run_workload(workload, implementations, args, progress) for workload in wl.WORKLOADS]
+    progress.close()
+    for row in rows:
+        _derive(row, baseline, bandwidth)
+    report = {
+        "environment": wl.environment(),
+        "settings": {"threads": args.threads, "repeat": args.repeat, "quick": args.quick,
+                     "time_budget_s": _TIME_BUDGET, "implementations": implementations, "baseline": baseline},
+        "copy_bandwidth_GBps": bandwidth / 1e9,
+        "copy_bytes": copy_bytes,
+        "workloads": rows,
+    }
+    print(_format(report))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(report, out, indent=2)
+    if args.plot:
+        _plot(report, args.plot)
+    return 0
+
+
+def _copy_bandwidth(n):
+    """(bytes moved, bytes/s) of np.copyto between two float32 arrays of n elements, best of 5."""
+    source = np.ones(n, np.float32)
+    target = np.empty_like(source)
+    np.copyto(target, source)  # first touch of the pages
+    best = min(_timed(lambda: np.copyto(target, source)) for _ in range(5))
+    return 2 * source.nbytes, 2 * source.nbytes / best
+
+
+def _timed(call):
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def _run_workload(workload, implementations, args, progress):
+    shape = workload.quick_shape if args.quick else workload.shape
+    label = workload.label(args.quick)
+    progress.step(f"{label}: inputs and numpy reference")
+    inputs = wl.make_inputs(workload.stem, shape, workload.dtype)
+    reference = wl.prepare(workload.stem, "numpy", inputs, workload.grad)()
+    row = {"workload": label, "stem": workload.stem, "mode": workload.mode, "dtype": workload.dtype,
+           "shape": list(shape), "min_bytes": wl.min_bytes(workload.stem, inputs, workload.grad), "results": {}}
+    for name in implementations:
+        progress.step(f"{label}: {name}")
+        row["results"][name] = _measure(workload, name, inputs, reference, args.repeat)
+    return row
+
+
+def _measure(workload, name, inputs, reference, repeat):
+    """Warm up and check one implementation against the reference, then time it."""
+    call = wl.prepare(workload.stem, name, inputs, workload.grad)
+    try:
+        got = call()  # the warm-up: JIT compilation, first touch of memory
+    except Exception as exc:  # a broken backend is reported, the others still run
+        return {"status": "error", "detail": f"{type(exc).__name__}: {exc}"}
+    problem = wl.disagreement(got, reference, name)
+    if problem:
+        return {"status": "wrong", "detail": problem}
+    del got
+    times = []
+    gc.collect()
+    gc.disable()
+    try:
+        while len(times) < repeat and sum(times) < _TIME_BUDGET:
+            times.append(_timed(call))
+    finally:
+        gc.enable()
+    return {"status": "ok", "best_ms": 1e3 * min(times), "median_ms": 1e3 * statistics.median(times),
+            "times_ms": [1e3 * t for t in times]}
+
+
+def _derive(row, baseline, bandwidth):
+    """Add the speed-up over the baseline and the percent of the memory roofline to each result."""
+    row["roofline_ms"] = 1e3 * row["min_bytes"] / bandwidth
+    base = row["results"].get(baseline, {})
+    for result in row["results"].values():
+        if result["status"] != "ok":
+            continue
+        result["roofline_percent"] = 100 * row["roofline_ms"] / result["best_ms"]
+        if base.get("status") == "ok":
+            result["speedup"] = base["best_ms"] / result["best_ms"]
+
+
+def _format(report):
+    env, settings = report["environment"], report["settings"]
+    versions = env["versions"]
+    libraries = ", ".join(f"{name} {versions[name]}" for name in ("numpy", "numba", "cffi", "scipy", "torch")
+                          if versions[name])
+    simd = " ".join(env["simd"]["cpu"]) + (f" (C backend: {env['simd']['c_backend']})"
+                                            if "c_backend" in env["simd"] else "")
+    baseline = settings["baseline"] or "-"
+    quick = " --quick (a smoke run, not a measurement)" if settings["quick"] else ""
+    lines = [
+        f"stableloss {versions['stableloss']} bench{quick}: ms per call, the best of at most "
+        f"{settings['repeat']} timed call(s)",
+        f"after a warm-up call checked against the numpy reference; {settings['threads']} thread(s) for "
+        f"stableloss and torch",
+        f"{libraries}; Python {versions['python']}",
+        f"{env['cpu']}, {env['cores']} cores, SIMD {simd or '?'}",
+        f"copy bandwidth {report['copy_bandwidth_GBps']:.1f} GB/s (np.copyto of {report['copy_bytes'] // 2**21} "
+        f"MiB, bytes read + written, one thread)",
+        "roofline = minimum bytes (inputs read once, gradients written once) / copy bandwidth",
+        "",
+        f"{'workload':<31}{'min MB':>9}{'roofline ms':>13}  {'impl':<9}{'ms/call':>10}{'vs ' + baseline:>11}"
+        f"{'% roofline':>12}",
+    ]
+    notes = []
+    for row in report["workloads"]:
+        first = f"{row['workload']:<31}{row['min_bytes'] / 1e6:>9.1f}{row['roofline_ms']:>13.2f}"
+        for name, result in row["results"].items():
+            if result["status"] == "ok":
+                speedup = f"{result['speedup']:.2f}x" if "speedup" in result else "-"
+                cells = f"{result['best_ms']:>10.2f}{speedup:>11}{result['roofline_percent']:>12.1f}"
+            else:
+                cells = f"{result['status'].upper():>10}{'-':>11}{'-':>12}"
+                notes.append(f"{row['workload']}, {name}: {result['detail']}")
+            lines.append(f"{first}  {name:<9}{cells}")
+            first = " " * len(first)
+    if notes:
+        lines += ["", "not timed:"] + [f"  {note}" for note in notes]
+    return "\n".join(lines)
+
+
+def _plot(report, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    baseline = report["settings"]["baseline"]
+    rows = report["workloads"]
+    names = [name for name in report["settings"]["implementations"] if name != baseline]
+    figure, axes = plt.subplots(figsize=(max(6.0, 1.2 * len(rows)), 4.8))
+    width = 0.8 / max(len(names), 1)
+    for index, name in enumerate(names):
+        speedups = [row["results"][name].get("speedup", math.nan) for row in rows]
+        bars = axes.bar(np.arange(len(rows)) + (index - (len(names) - 1) / 2) * width, speedups, width, label=name)
+        axes.bar_label(bars, ["" if math.isnan(s) else f"{s:.2g}" for s in speedups], fontsize=7)
+    axes.axhline(1.0, color="grey", linewidth=0.8)
+    if baseline == "torch":
+        axes.axhline(5.0, color="tab:red", linestyle="--", linewidth=0.8, label="target 5x")
+    axes.set_yscale("log")
+    axes.set_ylabel(f"speed-up over {baseline} (higher is better)")
+    axes.set_xticks(np.arange(len(rows)), [row["workload"] for row in rows], rotation=30, ha="right", fontsize=8)
+    settings = report["settings"]
+    axes.set_title(f"stableloss {report['environment']['versions']['stableloss']}, {settings['threads']} thread(s)"
+                   f"{', --quick (not a measurement)' if settings['quick'] else ''}")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+class _Progress:
+    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
+
+    def __init__(self, total, stream=sys.stderr):
+        self.total, self.done, self.stream = total, 0, stream
+        self.active = stream.isatty()
+        self.columns = shutil.get_terminal_size().columns - 1
+
+    def step(self, what):
+        if self.active:
+            filled = 30 * self.done // self.total
+            line = f"[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} {what}"
+            self.stream.write("\r" + line[:self.columns].ljust(self.columns))
+            self.stream.flush()
+        self.done += 1
+
+    def close(self):
+        if self.active:
+            self.stream.write("\r" + " " * self.columns + "\r")
+            self.stream.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""The Numba backend: one module per loss family (ce, bce, gnll, kl, mse, lse), options and numeric
+primitives in :mod:`._jit`.
+
+:func:`kernel` returns a callable with the argument list of ``sl_<stem>_f32/_f64`` in
+kernels/stableloss.h.  Importing this package compiles nothing: the family module is imported on the
+first ``kernel(stem, ...)`` call, and each family is compiled for one dtype on the first request for
+that dtype, with one fixed signature (1-d C-contiguous arrays, read-only inputs, which writable
+arrays also match), so no later call triggers a compilation.  Absent arrays (None) are passed to the
+jitted function as zero-size arrays of the right type: one signature serves every combination of
+optional arguments, and the kernels test ``array.size`` (every present array is non-empty whenever
+there is any work).
+
+Caching
+-------
+Every jitted function has ``cache=True``.  Numba stores the machine code, per signature and host CPU,
+in ``__pycache__`` beside these sources when that directory is writable.  When it is not (a
+read-only site-packages), Numba's user-wide locator takes over and the cache goes to
+``$NUMBA_CACHE_DIR`` if set, else to ``~/.cache/numba`` (``$XDG_CACHE_HOME/numba``) in a directory
+named after the package path; if no location is writable, functions are compiled in every process
+and nothing fails.  A warm cache makes the first call of a kernel cost about the import of Numba plus
+loading the code.  ``NUMBA_CPU_NAME=generic`` makes cached code portable across x86-64 CPUs.
+"""
+
+import functools
+import importlib
+
+import numpy as np
+
+STEMS = ("ce", "bce", "gnll", "kl", "mse", "lse")
+
+
+@functools.cache
+def kernel(stem, dtype):
+    """The Numba kernel of ``stem`` for float32 or float64 inputs, compiled (or loaded from the cache)
+    now; its arguments are those of ``sl_<stem>_f32/_f64``, arrays of any shape but C-contiguous."""
+    if stem not in STEMS:
+        raise ValueError(f"stem must be one of {', '.join(STEMS)}, got {stem!r}")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"the Numba kernels take float32 or float64 inputs, got {dtype}")
+    from numba import types  # numba is imported with the first kernel, not with the package
+
+    module = importlib.import_module(f"{__name__}.{stem}")
+    float_type = types.float32 if dtype == np.float32 else types.float64
+    arg_types = {
+        "in": types.Array(float_type, 1, "C", readonly=True),
+        "index": types.Array(types.int64, 1, "C", readonly=True),
+        "out": types.Array(float_type, 1, "C"),
+        "sums": types.Array(types.float64, 1, "C"),
+        "int": types.int64,
+        "float": types.float64,
+    }
+    signature = tuple(arg_types[kind] for kind in module.ARGS)
+    jitted = module.kernel
+    jitted.compile(signature)
+    convert = tuple(_CONVERT[kind] for kind in module.ARGS)
+    absent = tuple(np.empty(0, np.dtype(str(t.dtype))) if isinstance(t, types.Array) else None for t in signature)
+
+    def call(*args):
+        jitted(*[absent[i] if value is None else convert[i](value) for i, value in enumerate(args)])
+
+    call.__name__ = call.__qualname__ = f"sl_{stem}_{'f32' if dtype == np.float32 else 'f64'}"
+    call.__doc__ = f"The Numba ``{call.__name__}`` (see kernels/stableloss.h)."
+    return call
+
+
+def _flat(array):
+    return array.reshape(-1)  # a view: the arrays are C-contiguous
+
+
+_CONVERT = {"in": _flat, "index": _flat, "out": _flat, "sums": _flat, "int": int, "float": float}

@@ -1,0 +1,123 @@
+"""Cross-entropy rows with class-index or class-probability targets (``sl_ce``).
+
+With the softmax pieces of :mod:`.lse` (a, e_j = e^{z_j}, s = sum_{j != k} e_j, S = 1 + s), the loss
+of a row is a sum of b_j L_j, L_j = -log p_j = log1p(s) - z_j >= 0, where b_j = w_j t'_j for
+probability targets and b_j = (eps/C) w_j + (1 - eps) w_y [j == y] for an index target y.  With
+A = sum_j b_j the gradient is grad_scale (A p_j - b_j).
+"""
+
+import numpy as np
+
+from ._jit import CHUNK, ONE, compensated_sum, fma, inline, is_wide, jit, lane_sum, neumaier_add, two_sum
+from .lse import group_rows, shift, softmax_buffers, softmax_rows
+
+#: Kinds of the arguments of sl_ce, in order (see the package __init__).
+ARGS = ("in", "index", "in", "in", "int", "int", "int", "float", "float", "int", "out", "out", "sums")
+
+
+@inline
+def shifted_dot(x, base, n_cols, a, coef, buf):
+    """sum_j coef[j] (x[base + j] - a): terms of one sign (coef >= 0, x <= a), lane sums by chunk."""
+    total = 0.0
+    compensation = 0.0
+    for start in range(0, n_cols, CHUNK):
+        stop = min(start + CHUNK, n_cols)
+        for j in range(start, stop):
+            buf[j - start] = coef[j] * (np.float64(x[base + j]) - a)
+        total, compensation = neumaier_add(total, compensation, lane_sum(buf, 0, stop - start))
+    return total + compensation
+
+
+@inline
+def grad_at_max(a_hi, a_lo, b, s, scale):
+    """scale (A p_j - b) where e_j = 1 (p_j = 1/S): ((A - b) - b s)/S, since A/S - b = (A - b(1 + s))/S.
+
+    Near p_j = 1 the plain form loses everything to cancellation (p_y - 1 = -s/S in the simplest case).
+    """
+    return (((a_hi - b) + a_lo) - b * s) * scale
+
+
+@jit
+def kernel(x, target, target_prob, weight, n_rows, n_classes, ignore_index, label_smoothing, grad_scale,
+           rows_per_block, loss, grad, block_sums):
+    wide = is_wide(x)
+    has_prob = target_prob.size > 0
+    want_loss = loss.size > 0
+    want_grad = grad.size > 0
+    want_sums = block_sums.size > 0
+    keep = ONE - label_smoothing
+    eps_c = label_smoothing / n_classes
+    w = np.ones(n_classes)
+    if weight.size > 0:
+        for j in range(n_classes):
+            w[j] = weight[j]
+    w_sum_hi, w_sum_lo = compensated_sum(w, n_classes)
+    coef = np.empty(n_classes)  # b_j, less the target's (1 - eps) w_y
+    for j in range(n_classes):
+        coef[j] = eps_c * w[j]
+    buf = np.empty(CHUNK)
+    amax, e, s_hi, s_lo, log_s = softmax_buffers(n_classes)
+    group = group_rows(n_classes)
+    block_total = 0.0
+    block_compensation = 0.0
+    for first in range(0, n_rows, group):
+        count = min(group, n_rows - first)
+        softmax_rows(x, first, count, n_classes, wide, amax, e, s_hi, s_lo, log_s)
+        for i in range(count):
+            row = first + i
+            base = row * n_classes
+            a = amax[i]
+            s = s_hi[i]
+            log1p_s = log_s[i]
+            y = -1  # where the gradient needs grad_at_max: the index target, or the first maximum
+            ignored = False
+            if has_prob:
+                for j in range(n_classes):
+                    coef[j] = w[j] * fma(keep, np.float64(target_prob[base + j]), eps_c)  # t' = (1-eps) t + eps/C
+                a_hi, a_lo = compensated_sum(coef, n_classes)
+                # sum_j b_j (log1p(s) - z_j) = A log1p(s) - sum_j b_j z_j: two terms >= 0
+                value = a_hi * log1p_s - shifted_dot(x, base, n_classes, a, coef, buf)
+                for j in range(n_classes):
+                    if e[i * n_classes + j] == ONE:
+                        y = j
+                        break
+                b_y = coef[y] if y >= 0 else 0.0
+            else:
+                y = target[row]
+                if y == ignore_index:
+                    if want_grad:
+                        grad[base:base + n_classes] = 0.0
+                    value = 0.0
+                    ignored = True
+                else:
+                    w_y = keep * w[y]
+                    z, z_lo = shift(x[base + y], a, wide)
+                    value = w_y * ((log1p_s - z_lo) - z)  # -log p_y = log1p(s) - z_y: both terms >= 0
+                    if label_smoothing > 0.0:
+                        # (eps/C) sum_j w_j L_j = (eps/C) W log1p(s) - sum_j b_j z_j: two terms >= 0
+                        value += eps_c * w_sum_hi * log1p_s - shifted_dot(x, base, n_classes, a, coef, buf)
+                    a_hi, a_lo = two_sum(w_y, eps_c * w_sum_hi)
+                    a_lo += eps_c * w_sum_lo
+                    b_y = coef[y] + w_y
+            if want_grad and not ignored:
+                big_s, big_s_lo = two_sum(ONE, s)
+                big_s_lo += s_lo[i]
+                scale = grad_scale / big_s
+                scale -= scale * (big_s_lo / big_s)  # grad_scale / (S + dS)
+                factor = a_hi * scale
+                for j in range(n_classes):
+                    grad[base + j] = factor * e[i * n_classes + j] - grad_scale * coef[j]
+                if y >= 0:
+                    e_y = e[i * n_classes + y]
+                    if e_y == ONE:
+                        grad[base + y] = grad_at_max(a_hi, a_lo, b_y, s, scale)
+                    else:
+                        grad[base + y] = factor * e_y - grad_scale * b_y
+            if want_loss:
+                loss[row] = value
+            if want_sums:
+                block_total, block_compensation = neumaier_add(block_total, block_compensation, value)
+                if (row + 1) % rows_per_block == 0 or row + 1 == n_rows:
+                    block_sums[row // rows_per_block] = block_total + block_compensation
+                    block_total = 0.0
+                    block_compensation = 0.0

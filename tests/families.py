@@ -1,0 +1,615 @@
+"""Stability families: the adversarial inputs each loss is tested on, by name, for float32 and float64.
+
+``FAMILIES[stem][name](dtype, rng)`` returns a list of *parts*; each part is the keyword arguments of
+one public call (``input``, ``target`` and the loss's options), with every float array already in
+``dtype`` so that the oracle sees exactly the values the kernel sees.  :func:`build` seeds the
+generator from the stem, name and dtype, so a family is the same in every run and for every backend.
+
+Sizes are moderate on purpose: the mpmath oracle costs ~10 us per exp/log at 80 digits.
+"""
+
+import zlib
+
+import numpy as np
+
+FAMILIES = {stem: {} for stem in ("ce", "bce", "gnll", "kl", "mse")}
+
+
+def family(stem):
+    def register(builder):
+        FAMILIES[stem][builder.__name__] = builder
+        return builder
+    return register
+
+
+def build(stem, name, dtype):
+    dtype = np.dtype(dtype)
+    rng = np.random.default_rng(zlib.crc32(f"{stem}/{name}/{dtype.name}".encode()))
+    return FAMILIES[stem][name](dtype, rng)
+
+
+def _max(dtype):
+    return float(np.finfo(dtype).max)
+
+
+def _tiny(dtype):
+    """The smallest positive subnormal."""
+    return float(np.finfo(dtype).smallest_subnormal)
+
+
+def _exp_limit(dtype):
+    """log of the dtype's max: where a naive exp overflows (88.7 / 709.8)."""
+    return float(np.log(np.finfo(dtype).max))
+
+
+def _normal(rng, shape, scale, dtype):
+    with np.errstate(over="ignore"):
+        return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Cross-entropy (also the logsumexp/log_softmax/softmax rows: see ``lse_rows``)
+
+def _ce(x, target, **options):
+    return dict(input=x, target=target, **options)
+
+
+def _targets(rng, n, c):
+    return rng.integers(0, c, n)
+
+
+@family("ce")
+def random_scales(dtype, rng):
+    """Random logits N(0, s^2), s from 1e-3 to max/16 (differences overflow at the top)."""
+    parts = []
+    for scale in (1e-3, 1.0, 30.0, 1e3, 1e8, 1e30, _max(dtype) / 16):
+        parts.append(_ce(_normal(rng, (6, 37), scale, dtype), _targets(rng, 6, 37)))
+    return parts
+
+
+@family("ce")
+def sizes(dtype, rng):
+    """Row lengths around SIMD widths and block sizes, C = 1 ... 4097."""
+    return [_ce(_normal(rng, (3, c), 4.0, dtype), _targets(rng, 3, c))
+            for c in (1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 255, 257, 1023, 4097)]
+
+
+@family("ce")
+def confident_correct(dtype, rng):
+    """The target logit leads by a gap of 5 ... 110 (float32) / 760 (float64): losses down to the
+    subnormal range (about 1e-300 and below in float64), gradients -t/S just as small."""
+    gaps = np.geomspace(5.0, 110.0 if dtype == np.float32 else 760.0, 40)
+    n, c = len(gaps), 17
+    x = rng.standard_normal((n, c)) * 0.5
+    y = _targets(rng, n, c)
+    x[np.arange(n), y] = gaps + rng.standard_normal(n) * 0.5
+    ties = x.copy()
+    ties[:, 0] = ties[np.arange(n), y]  # tie between the target and class 0: loss >= log 2
+    ties_y = np.where(y == 0, 1, y)
+    ties[np.arange(n), ties_y] = ties[:, 0]
+    return [_ce(x.astype(dtype), y), _ce(ties.astype(dtype), ties_y)]
+
+
+@family("ce")
+def confident_wrong(dtype, rng):
+    """Another logit leads, at values near exp overflow (88.7 / 709.8) and beyond; target far below."""
+    n, c = 30, 13
+    top = _exp_limit(dtype) * rng.uniform(0.9, 1.3, n)
+    x = rng.standard_normal((n, c))
+    y = _targets(rng, n, c)
+    k = (y + 1 + rng.integers(0, c - 1, n)) % c
+    x[np.arange(n), k] = top
+    x[np.arange(n), y] = np.choose(rng.integers(0, 3, n), [np.zeros(n), -top, top - 30.0])
+    return [_ce(x.astype(dtype), y)]
+
+
+@family("ce")
+def common_offset(dtype, rng):
+    """Huge common offset c with small differences: x_j = c + delta * N(0, 1)."""
+    parts = []
+    bits = np.finfo(dtype).nmant + 1
+    for offset in (1e3, 1e6, 1e12, 1e30, _max(dtype) / 4):
+        delta = max(1.0, offset * 2.0 ** (8 - bits))  # a few hundred ulps of the offset
+        x = offset + rng.standard_normal((5, 29)) * delta
+        parts.append(_ce(x.astype(dtype), _targets(rng, 5, 29)))
+        parts.append(_ce((-x).astype(dtype), _targets(rng, 5, 29)))
+    return parts
+
+
+@family("ce")
+def all_equal(dtype, rng):
+    """Rows of one repeated value (p = 1/C exactly), C = 1 ... 1000."""
+    values = np.array([0.0, 1.0, -7.5, 1e30, -1e30, _max(dtype), -_max(dtype), _tiny(dtype)])
+    return [_ce(np.repeat(values[:, None], c, axis=1).astype(dtype), _targets(rng, len(values), c))
+            for c in (1, 2, 3, 10, 1000)]
+
+
+@family("ce")
+def masked(dtype, rng):
+    """About half of the non-target logits are -inf (masked classes)."""
+    n, c = 20, 24
+    x = _normal(rng, (n, c), 3.0, dtype)
+    y = _targets(rng, n, c)
+    mask = rng.uniform(size=(n, c)) < 0.5
+    mask[np.arange(n), y] = False
+    x[mask] = -np.inf
+    return [_ce(x, y)]
+
+
+@family("ce")
+def only_target_unmasked(dtype, rng):
+    """Every logit but the target's is -inf: loss 0, gradient 0."""
+    parts = []
+    for c in (2, 19):
+        x = np.full((6, c), -np.inf)
+        y = _targets(rng, 6, c)
+        x[np.arange(6), y] = [0.0, 1.0, -1e30, 1e30, 55.5, -3.25]
+        parts.append(_ce(x.astype(dtype), y))
+    return parts
+
+
+@family("ce")
+def masked_target(dtype, rng):
+    """The target logit is -inf: loss +inf, gradient finite (-w_y at the target)."""
+    x = _normal(rng, (8, 11), 2.0, dtype)
+    y = _targets(rng, 8, 11)
+    x[np.arange(8), y] = -np.inf
+    x[:2, :] = -np.inf
+    x[:2, (y[:2] + 1) % 11] = 1.0  # one finite logit only
+    return [_ce(x, y)]
+
+
+@family("ce")
+def wide(dtype, rng):
+    """Wide rows, C = 8192 and 32771, moderate and wide logit spreads."""
+    x = _normal(rng, (3, 8192), 1.0, dtype)
+    x[1] *= 30
+    return [_ce(x, _targets(rng, 3, 8192)), _ce(_normal(rng, (1, 32771), 2.0, dtype), _targets(rng, 1, 32771))]
+
+
+@family("ce")
+def peak_in_flat_wide(dtype, rng):
+    """One peak of height g in a flat row of 8192 zeros; the target is the peak or a flat class."""
+    heights = [1e-3, 1.0, 9.0, 20.0, 40.0, 0.9 * _exp_limit(dtype)]
+    x = np.zeros((2 * len(heights), 8192))
+    peaks = rng.integers(0, 8192, 2 * len(heights))
+    x[np.arange(len(x)), peaks] = heights * 2
+    y = peaks.copy()
+    y[len(heights):] = (peaks[len(heights):] + 7) % 8192
+    return [_ce(x.astype(dtype), y)]
+
+
+@family("ce")
+def nan_rows(dtype, rng):
+    """NaN at the target, elsewhere, next to -inf: NaN loss and NaN gradient row."""
+    x = _normal(rng, (6, 9), 2.0, dtype)
+    y = _targets(rng, 6, 9)
+    x[0, y[0]] = np.nan
+    x[1, (y[1] + 1) % 9] = np.nan
+    x[2, :] = np.nan
+    x[3, :] = -np.inf
+    x[3, (y[3] + 2) % 9] = np.nan
+    return [_ce(x, y)]  # rows 4, 5 stay finite
+
+
+@family("ce")
+def all_neg_inf_rows(dtype, rng):
+    """Rows of -inf only: NaN (as PyTorch), next to finite rows."""
+    x = _normal(rng, (5, 7), 1.0, dtype)
+    x[1:4] = -np.inf
+    return [_ce(x, _targets(rng, 5, 7))]
+
+
+@family("ce")
+def pos_inf_rows(dtype, rng):
+    """A +inf logit gives NaN (as PyTorch)."""
+    x = _normal(rng, (4, 7), 1.0, dtype)
+    y = _targets(rng, 4, 7)
+    x[0, y[0]] = np.inf
+    x[1, (y[1] + 1) % 7] = np.inf
+    x[2, :] = np.inf
+    return [_ce(x, y)]
+
+
+@family("ce")
+def ignore_index(dtype, rng):
+    """Ignored rows (default -100, a class index as ignore_index, ignored NaN rows): 0 and 0."""
+    x = _normal(rng, (12, 10), 3.0, dtype)
+    y = _targets(rng, 12, 10)
+    y[::3] = -100
+    x2 = _normal(rng, (12, 10), 3.0, dtype)
+    y2 = _targets(rng, 12, 10)
+    x2[y2 == 2] = np.nan
+    y3 = np.full(4, -100)
+    return [_ce(x, y), _ce(x2, y2, ignore_index=2), _ce(_normal(rng, (4, 10), 1.0, dtype), y3)]
+
+
+@family("ce")
+def weights(dtype, rng):
+    """Class weights spread over e^{+-4} (and a zero weight) on random and confident rows."""
+    c = 15
+    w = np.exp(rng.standard_normal(c) * 2.0).astype(dtype)
+    w[3] = 0.0
+    x = _normal(rng, (16, c), 4.0, dtype)
+    confident = x.copy()
+    y = _targets(rng, 16, c)
+    confident[np.arange(16), y] = 40.0 + rng.uniform(0, 30, 16)
+    return [_ce(x, y, weight=w), _ce(confident.astype(dtype), y, weight=w)]
+
+
+@family("ce")
+def label_smoothing(dtype, rng):
+    """Label smoothing 0.05, 0.3, 1 on random rows, with weights, and 1e-3 on confident rows."""
+    c = 21
+    w = np.exp(rng.standard_normal(c)).astype(dtype)
+    parts = [_ce(_normal(rng, (10, c), 3.0, dtype), _targets(rng, 10, c), label_smoothing=eps)
+             for eps in (0.05, 0.3, 1.0)]
+    parts.append(_ce(_normal(rng, (10, c), 3.0, dtype), _targets(rng, 10, c), weight=w, label_smoothing=0.1))
+    confident = _normal(rng, (10, c), 0.5, dtype)
+    y = _targets(rng, 10, c)
+    confident[np.arange(10), y] = np.linspace(10.0, 60.0, 10)
+    parts.append(_ce(confident, y, label_smoothing=1e-3))
+    ignored = _targets(rng, 10, c)
+    ignored[::2] = -100
+    parts.append(_ce(_normal(rng, (10, c), 3.0, dtype), ignored, label_smoothing=0.2))
+    return parts
+
+
+@family("ce")
+def masked_smoothing(dtype, rng):
+    """Masked (-inf) non-target classes with label smoothing: +inf loss (as PyTorch), finite gradient."""
+    x = _normal(rng, (6, 9), 2.0, dtype)
+    y = _targets(rng, 6, 9)
+    x[np.arange(6), (y + 1) % 9] = -np.inf
+    return [_ce(x, y, label_smoothing=0.1)]
+
+
+def _dirichlet(rng, shape, alpha, dtype):
+    t = rng.gamma(alpha, size=shape)
+    return (t / t.sum(axis=-1, keepdims=True)).astype(dtype)
+
+
+@family("ce")
+def prob_targets(dtype, rng):
+    """Class-probability targets (Dirichlet), with weights and with label smoothing."""
+    c = 19
+    w = np.exp(rng.standard_normal(c)).astype(dtype)
+    return [_ce(_normal(rng, (12, c), 3.0, dtype), _dirichlet(rng, (12, c), 0.5, dtype)),
+            _ce(_normal(rng, (12, c), 3.0, dtype), _dirichlet(rng, (12, c), 1.0, dtype), weight=w),
+            _ce(_normal(rng, (12, c), 3.0, dtype), _dirichlet(rng, (12, c), 1.0, dtype), label_smoothing=0.25)]
+
+
+@family("ce")
+def prob_targets_one_hot_confident(dtype, rng):
+    """One-hot probability targets on confident rows: the probability-target gradient -t/S."""
+    gaps = np.geomspace(5.0, 100.0 if dtype == np.float32 else 700.0, 16)
+    n, c = len(gaps), 11
+    x = rng.standard_normal((n, c)) * 0.5
+    y = _targets(rng, n, c)
+    x[np.arange(n), y] = gaps
+    t = np.zeros((n, c))
+    t[np.arange(n), y] = 1.0
+    return [_ce(x.astype(dtype), t.astype(dtype))]
+
+
+@family("ce")
+def kdim(dtype, rng):
+    """K-dimensional inputs (N, C, d1, d2) and (N, C, d1, d2, d3), index and probability targets,
+    unbatched (C,) input with a 0-d target."""
+    x = _normal(rng, (3, 5, 4, 3), 3.0, dtype)
+    y = rng.integers(0, 5, (3, 4, 3))
+    y[0, 0, :] = -100
+    w = np.exp(rng.standard_normal(5)).astype(dtype)
+    x5 = _normal(rng, (2, 4, 3, 2, 2), 3.0, dtype)
+    t5 = np.moveaxis(_dirichlet(rng, (2, 3, 2, 2, 4), 1.0, dtype), -1, 1)
+    return [_ce(x, y, weight=w), _ce(x5, np.ascontiguousarray(t5)),
+            _ce(_normal(rng, (7,), 3.0, dtype), np.array(4))]
+
+
+# ---------------------------------------------------------------------------------------------------
+# BCE with logits
+
+def _bce(x, y, **options):
+    return dict(input=x, target=y, **options)
+
+
+def _bce_grid(dtype):
+    magnitudes = [0.0, 1e-30, 1e-8, 1e-3, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 17.0, 20.0, 30.0, 37.0, 40.0,
+                  50.0, 88.0, 100.0, 500.0, 700.0, 750.0, 1e4, 1e10, 1e30, _max(dtype), np.inf]
+    x = np.array(sorted(set(magnitudes) | {-m for m in magnitudes}))
+    labels = np.array([0.0, 1.0, 0.5, 0.3, 0.9, 1e-7, 1.0 - 2.0**-20])
+    return x, labels
+
+
+@family("bce")
+def grid(dtype, rng):
+    """Logits 0 ... +-1e30, +-max, +-inf against labels {0, 1, soft, tiny} and pos_weight {1, 3, 1000}
+    (broadcast along the last axis), without and with element weights."""
+    x, labels = _bce_grid(dtype)
+    shape = (len(x), len(labels), 3)
+    inputs = np.broadcast_to(x[:, None, None], shape).astype(dtype)
+    targets = np.broadcast_to(labels[None, :, None], shape).astype(dtype)
+    pos_weight = np.array([1.0, 3.0, 1000.0], dtype)
+    weight = np.exp(rng.standard_normal(shape) * 2.0).astype(dtype)
+    return [_bce(inputs, targets, pos_weight=pos_weight), _bce(inputs, targets, weight=weight, pos_weight=pos_weight),
+            _bce(inputs, targets)]
+
+
+@family("bce")
+def tails(dtype, rng):
+    """Confident predictions in both tails (y = 0 with x << 0, y = 1 with x >> 0, and wrong ones):
+    losses and gradients down to the subnormal range."""
+    g = np.geomspace(5.0, 110.0 if dtype == np.float32 else 760.0, 60)
+    x = np.concatenate([g, -g, g, -g])
+    y = np.concatenate([np.ones(60), np.zeros(60), np.zeros(60), np.ones(60)])
+    return [_bce(x.astype(dtype), y.astype(dtype))]
+
+
+@family("bce")
+def random_soft(dtype, rng):
+    """Random logits over many scales, soft labels, weights and pos_weight."""
+    n = 1500
+    x = rng.standard_normal(n) * np.exp(rng.uniform(-5, 5, n))
+    y = rng.uniform(size=n)
+    w = np.exp(rng.standard_normal(n))
+    pw = np.exp(rng.standard_normal(n) * 2)
+    return [_bce(x.astype(dtype), y.astype(dtype), weight=w.astype(dtype), pos_weight=pw.astype(dtype))]
+
+
+@family("bce")
+def nan_inputs(dtype, rng):  # noqa: F811
+    """NaN logits or labels give NaN."""
+    x = np.array([np.nan, 1.0, np.nan, -np.inf, np.inf, 0.5])
+    y = np.array([0.5, np.nan, 0.0, np.nan, np.nan, 0.5])
+    return [_bce(x.astype(dtype), y.astype(dtype))]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Gaussian NLL (eps = 2**-20 where the clamp matters, so that it is a float32 value as well)
+
+EPS = 2.0**-20
+
+
+def _gnll(x, t, var, **options):
+    return dict(input=x, target=t, var=var, **options)
+
+
+def _log_uniform(rng, low, high, n):
+    return np.exp(rng.uniform(np.log(low), np.log(high), n))
+
+
+@family("gnll")
+def variance_range(dtype, rng):
+    """Variances from 1e-8 to near max, residuals from 1e-3 to 1e3 standard deviations."""
+    n = 1500
+    var = _log_uniform(rng, 1e-8, _max(dtype) / 4, n)
+    t = rng.standard_normal(n) * np.sqrt(var)
+    d = rng.standard_normal(n) * np.sqrt(var) * _log_uniform(rng, 1e-3, 1e3, n)
+    with np.errstate(over="ignore"):
+        x = (t + d).astype(dtype)
+    x = np.where(np.isfinite(x), x, t).astype(dtype)
+    return [_gnll(x, t.astype(dtype), var.astype(dtype), eps=EPS)]
+
+
+@family("gnll")
+def standardized(dtype, rng):
+    """The everyday case: residuals of about one standard deviation, variances around 1 (the
+    gradient w.r.t. var, (1/v - d^2/v^2)/2, crosses 0 at d^2 = v)."""
+    n = 1000
+    var = np.exp(rng.standard_normal(n))
+    x = rng.standard_normal(n) * 3
+    t = x + rng.standard_normal(n) * np.sqrt(var)
+    return [_gnll(x.astype(dtype), t.astype(dtype), var.astype(dtype)),
+            _gnll(x.astype(dtype), t.astype(dtype), var.astype(dtype), full=True)]
+
+
+@family("gnll")
+def overflowing_residual(dtype, rng):
+    """(x - t)^2 overflows while (x - t)^2 / var is finite (and some where the quotient overflows)."""
+    big = _max(dtype)
+    if dtype == np.float32:
+        xs = np.array([1e20, 1e25, 1e30, 1e36, -1e36])
+        var = np.array([1e35, 1e38, 3e38, big, 1e30])
+    else:
+        xs = np.array([1e160, 1e200, 1e250, 8e307, -1e300])
+        var = np.array([1e300, 1e308, big, big, 1e200])
+    x = np.concatenate([xs, xs])
+    t = np.concatenate([-xs, xs * 0.5])
+    v = np.concatenate([var, var])
+    return [_gnll(x.astype(dtype), t.astype(dtype), v.astype(dtype), eps=EPS)]
+
+
+@family("gnll")
+def overflowing_difference(dtype, rng):
+    """x - t itself beyond the dtype's max (float32 computes in double: fine; float64 must scale):
+    d / var is finite, the loss overflows to inf."""
+    big = _max(dtype)
+    x = np.array([0.9, 0.75, 0.6]) * big
+    return [_gnll(x.astype(dtype), (-x).astype(dtype), np.full(3, big, dtype), eps=EPS)]
+
+
+@family("gnll")
+def zero_residual(dtype, rng):
+    """x == t: loss log(v)/2, gradient 0 w.r.t. input, 1/(2v) w.r.t. var."""
+    n = 200
+    x = (rng.standard_normal(n) * _log_uniform(rng, 1e-30, 1e30, n)).astype(dtype)
+    var = _log_uniform(rng, 1e-8, _max(dtype) / 4, n).astype(dtype)
+    return [_gnll(x, x.copy(), var, eps=EPS)]
+
+
+@family("gnll")
+def below_eps(dtype, rng):
+    """Variances at and below eps (0 included): the value is clamped, the var gradient passes
+    straight through at the clamped value.  eps = 2**-20 and the default 1e-6 (float64 only: the
+    default is not a float32 number)."""
+    eps_values = [EPS] + ([1e-6] if dtype == np.float64 else [])
+    parts = []
+    for eps in eps_values:
+        factors = np.array([0.0, 1e-3, 0.5, 1.0 - 2.0**-20, 1.0, 1.0 + 2.0**-20, 2.0])
+        residuals = np.array([0.0, 1e-4, 1e-3, 1.0, 100.0])
+        var = np.repeat(eps * factors, len(residuals))
+        d = np.tile(residuals, len(factors))
+        t = rng.standard_normal(len(var))
+        parts.append(_gnll((t + d).astype(dtype), t.astype(dtype), var.astype(dtype), eps=eps))
+    return parts
+
+
+@family("gnll")
+def var_per_row(dtype, rng):
+    """var of the input's shape without its last dim: one variance per row (gradient summed per row)."""
+    var = np.exp(rng.standard_normal(12))
+    x = rng.standard_normal((12, 7))
+    t = x + rng.standard_normal((12, 7)) * np.sqrt(var)[:, None] * 0.3
+    return [_gnll(x.astype(dtype), t.astype(dtype), var.astype(dtype), eps=EPS)]
+
+
+@family("gnll")
+def var_broadcast(dtype, rng):
+    """var broadcastable to the input: (1, 3, 1) and (4, 3, 1) against (4, 3, 5), and a trailing unit dim."""
+    x = rng.standard_normal((4, 3, 5))
+    t = x + rng.standard_normal((4, 3, 5)) * 0.3
+    parts = []
+    for shape in ((1, 3, 1), (4, 3, 1), (4, 1, 5), (3, 5)):
+        var = np.exp(rng.standard_normal(shape))
+        parts.append(_gnll(x.astype(dtype), t.astype(dtype), var.astype(dtype), eps=EPS))
+    return parts
+
+
+@family("gnll")
+def var_float(dtype, rng):
+    """var a Python float (its gradient is the sum over all elements)."""
+    x = rng.standard_normal((6, 5))
+    t = x + rng.standard_normal((6, 5)) * 0.3
+    return [_gnll(x.astype(dtype), t.astype(dtype), 0.75, eps=EPS),
+            _gnll(x.astype(dtype), t.astype(dtype), 2.0**-30, eps=EPS)]
+
+
+@family("gnll")
+def nan_inputs(dtype, rng):  # noqa: F811
+    """NaN input, target or var gives NaN."""
+    x = np.array([np.nan, 1.0, 1.0, 2.0])
+    t = np.array([0.0, np.nan, 0.0, 1.0])
+    var = np.array([1.0, 1.0, np.nan, 0.5])
+    return [_gnll(x.astype(dtype), t.astype(dtype), var.astype(dtype), eps=EPS)]
+
+
+# ---------------------------------------------------------------------------------------------------
+# KL divergence (input = log q)
+
+def _kl(q_log, target, **options):
+    return dict(input=q_log, target=target, **options)
+
+
+def _log(values, dtype):
+    with np.errstate(divide="ignore"):
+        return np.log(values.astype(np.float64)).astype(dtype)
+
+
+@family("kl")
+def random_distributions(dtype, rng):
+    """Random p and q (Dirichlet rows): input = log q, target p (and log p with log_target)."""
+    p = _dirichlet(rng, (20, 30), 0.7, np.float64)
+    q = _dirichlet(rng, (20, 30), 0.7, np.float64)
+    return [_kl(_log(q, dtype), p.astype(dtype)), _kl(_log(q, dtype), _log(p, dtype), log_target=True)]
+
+
+@family("kl")
+def close(dtype, rng):
+    """p close to q: input = log p rounded to the dtype, and log(p (1 + delta)) for small delta
+    (the cancelling case; float64 has the relative 1e-12 exception there)."""
+    p = _dirichlet(rng, (10, 40), 1.0, np.float64).astype(dtype).astype(np.float64)
+    deltas = (1e-3, 1e-6) if dtype == np.float32 else (1e-3, 1e-9, 1e-14)
+    parts = [_kl(_log(p, dtype), p.astype(dtype))]
+    for delta in deltas:
+        perturbed = p * (1 + delta * rng.choice([-1.0, 1.0], p.shape))
+        parts.append(_kl(_log(perturbed, dtype), p.astype(dtype)))
+    parts.append(_kl(_log(p, dtype), _log(p, dtype), log_target=True))
+    return parts
+
+
+@family("kl")
+def zero_targets(dtype, rng):
+    """p = 0 (log p = -inf) terms are 0 with gradient 0, also where the input is -inf."""
+    p = _dirichlet(rng, (10, 12), 0.7, np.float64)
+    p[rng.uniform(size=p.shape) < 0.3] = 0.0
+    q_log = _log(_dirichlet(rng, (10, 12), 0.7, np.float64), dtype)
+    q_log[(p == 0) & (rng.uniform(size=p.shape) < 0.5)] = -np.inf
+    return [_kl(q_log, p.astype(dtype)), _kl(q_log, _log(p, dtype), log_target=True)]
+
+
+@family("kl")
+def subnormal_targets(dtype, rng):
+    """Subnormal p (and log p where e^{log p} is subnormal), inputs from 0 down to -1e4."""
+    n = 300
+    tiny, smallest_normal = _tiny(dtype), float(np.finfo(dtype).tiny)
+    p = _log_uniform(rng, tiny, smallest_normal, n).astype(dtype)
+    q_log = -_log_uniform(rng, 1e-3, 1e4, n)
+    log_p = rng.uniform(np.log(tiny), np.log(smallest_normal), n)
+    return [_kl(q_log.astype(dtype), p), _kl(q_log.astype(dtype), log_p.astype(dtype), log_target=True)]
+
+
+@family("kl")
+def very_negative_inputs(dtype, rng):
+    """log q from -10 down to -1e30 and -max."""
+    n = 200
+    q_log = -_log_uniform(rng, 10.0, 1e30, n)
+    q_log[:5] = -_max(dtype)
+    p = rng.uniform(size=n)
+    return [_kl(q_log.astype(dtype), p.astype(dtype)), _kl(q_log.astype(dtype), _log(p, dtype), log_target=True)]
+
+
+@family("kl")
+def special_values(dtype, rng):
+    """NaN in gives NaN (p > 0); p < 0 gives NaN; input -inf with p > 0 gives +inf."""
+    q_log = np.array([np.nan, -1.0, -1.0, -np.inf, -2.0])
+    p = np.array([0.5, np.nan, -0.25, 0.5, 0.25])
+    return [_kl(q_log.astype(dtype), p.astype(dtype))]
+
+
+# ---------------------------------------------------------------------------------------------------
+# MSE
+
+def _mse(x, t, **options):
+    return dict(input=x, target=t, **options)
+
+
+@family("mse")
+def random_scales(dtype, rng):  # noqa: F811 (one name per stem)
+    """Random x, t at scales 1e-30 ... 1e15."""
+    return [_mse(_normal(rng, 300, s, dtype), _normal(rng, 300, s, dtype)) for s in (1e-30, 1e-3, 1.0, 1e3, 1e15)]
+
+
+@family("mse")
+def near_overflow(dtype, rng):
+    """|x - t| around sqrt(max): the square crosses the overflow threshold (exact value inf above)."""
+    root = np.sqrt(_max(dtype))
+    d = root * np.geomspace(0.25, 4.0, 200) * rng.choice([-1.0, 1.0], 200)
+    t = rng.standard_normal(200)
+    return [_mse((t + d).astype(dtype), t.astype(dtype)), _mse((d / 2).astype(dtype), (-d / 2).astype(dtype))]
+
+
+@family("mse")
+def weighted(dtype, rng):
+    """Element weights spread over e^{+-4}, and a zero weight."""
+    x = _normal(rng, (20, 15), 3.0, dtype)
+    t = _normal(rng, (20, 15), 3.0, dtype)
+    w = np.exp(rng.standard_normal((20, 15)) * 2).astype(dtype)
+    w[0, 0] = 0.0
+    return [_mse(x, t, weight=w)]
+
+
+@family("mse")
+def nearly_equal(dtype, rng):
+    """x close to t (the difference is exact, its square must not lose it)."""
+    t = rng.standard_normal(300) * 10
+    eps = np.finfo(dtype).eps
+    x = t * (1 + eps * rng.integers(-100, 100, 300))
+    return [_mse(x.astype(dtype), t.astype(dtype))]
+
+
+@family("mse")
+def special_values(dtype, rng):  # noqa: F811
+    """inf - finite gives inf, inf - inf and NaN give NaN."""
+    x = np.array([np.inf, -np.inf, np.inf, np.nan, 1.0])
+    t = np.array([1.0, 1.0, np.inf, 0.0, np.nan])
+    return [_mse(x.astype(dtype), t.astype(dtype))]

@@ -1,0 +1,155 @@
+"""Glue shared by the per-loss test files: oracle values per family (computed once per family and
+dtype, whatever the number of backends), and the checks of a family against them.
+
+A test file describes its loss with a :class:`Loss`: how to call the public function with
+``reduction``/``return_grad``, how to get the oracle values of a part, and the ``mean`` denominator.
+"""
+
+import dataclasses
+import functools
+from typing import Callable
+
+import numpy as np
+
+import budgets
+import families
+import oracle
+import ulp
+
+
+@dataclasses.dataclass(frozen=True)
+class Loss:
+    stem: str
+    call: Callable  # call(part, reduction, backend) -> (loss, grads dict)
+    exact: Callable  # exact(part) -> dict output -> object array of mpf
+    denominators: Callable  # denominators(part) -> dict reduction -> exact denominator (mpf or int)
+    describe: Callable = None  # describe(part, output, index) -> str, for failure reports
+
+
+@dataclasses.dataclass(frozen=True)
+class ExactPart:
+    values: dict  # output -> object array of mpf
+    rounded: dict  # output -> ulp.Exact
+    denominators: dict
+
+
+@functools.lru_cache(maxsize=None)
+def exact_family(loss, name, dtype_name):
+    """Oracle values of every part of a family, rounded to the dtype (cached: mpmath is slow)."""
+    parts = families.build(loss.stem, name, dtype_name)
+    result = []
+    for part in parts:
+        values = loss.exact(part)
+        rounded = {output: ulp.exact_values(v, dtype_name) for output, v in values.items()}
+        result.append(ExactPart(values, rounded, loss.denominators(part)))
+    return parts, result
+
+
+def _relative_exception(loss, part, output, dtype):
+    if loss.stem == "kl" and output == "loss":
+        mask = budgets.kl_close(part["input"], part["target"], part.get("log_target", False), dtype)
+        if mask.any():
+            return mask, budgets.KL_CLOSE_RELATIVE
+    return None
+
+
+def check_family(loss, backend, dtype, name):
+    """reduction="none": every output of every part within budget."""
+    parts, exact = exact_family(loss, name, dtype.name)
+    for part, ex in zip(parts, exact):
+        got = loss.call(part, "none", backend)
+        for output, value in got.items():
+            if output not in ex.rounded:
+                continue
+            ulp.check(value, ex.rounded[output], budgets.max_ulp(loss.stem, dtype, output),
+                      key=(backend, loss.stem, dtype.name, output), family=name,
+                      describe=_describer(loss, part, output),
+                      relative=_relative_exception(loss, part, output, dtype))
+
+
+def _describer(loss, part, output):
+    if loss.describe is None:
+        return None
+    return functools.partial(loss.describe, part, output)
+
+
+def _reduced_exact(values, denominator):
+    total = oracle.total(values)
+    if denominator is None:
+        return total
+    if denominator == 0:
+        return oracle.NAN
+    return oracle.divide(total, denominator)
+
+
+def check_reduction(loss, backend, dtype, name, reduction):
+    """``mean``/``sum``/``batchmean``: the loss within the reduction budget of the exactly rounded
+    reduction of the exact per-element values; for ``mean``-like reductions also the gradient, which
+    is the gradient of the sum divided by the denominator (per element, the gradient budget)."""
+    parts, exact = exact_family(loss, name, dtype.name)
+    for part, ex in zip(parts, exact):
+        if reduction not in ex.denominators:
+            continue
+        denominator = ex.denominators[reduction]
+        got = loss.call(part, reduction, backend)
+        want = ulp.exact_values(np.array([_reduced_exact(ex.values["loss"], denominator)], dtype=object), dtype)
+        allowance = _reduction_allowance(loss, part, ex, dtype, denominator)
+        _check_scalar(got["loss"], want, allowance, key=(backend, loss.stem, dtype.name, f"loss[{reduction}]"),
+                      family=name)
+        if denominator is None or denominator == 0:
+            continue
+        for output, value in got.items():
+            if output == "loss" or output not in ex.values or np.shape(value) != ex.values[output].shape:
+                continue
+            scaled = np.array([oracle.divide(v, denominator) for v in ex.values[output].reshape(-1)],
+                              dtype=object).reshape(ex.values[output].shape)
+            ulp.check(value, ulp.exact_values(scaled, dtype), budgets.max_ulp(loss.stem, dtype, output),
+                      key=(backend, loss.stem, dtype.name, f"{output}[{reduction}]"), family=name,
+                      describe=_describer(loss, part, output))
+
+
+def _reduction_allowance(loss, part, ex, dtype, denominator):
+    """Extra absolute error allowed in a reduction: the per-element relative exception (float64 KL),
+    carried into the sum."""
+    exception = _relative_exception(loss, part, "loss", dtype)
+    if exception is None:
+        return 0.0
+    mask, rel = exception
+    hi = ex.rounded["loss"].hi
+    allowance = rel * float(np.sum(np.abs(np.where(mask & np.isfinite(hi), hi, 0.0))))
+    return allowance / float(denominator) if denominator else allowance
+
+
+def _check_scalar(got, want, allowance, key, family):
+    got = np.asarray(got)
+    assert got.shape == (), f"{key}: a reduced loss must be a scalar, got shape {got.shape}"
+    assert got.dtype == want.dtype, f"{key}: dtype {got.dtype}, expected {want.dtype}"
+    err = ulp.ulp_error(got.reshape(1), want)
+    spacing = ulp.ulp(np.where(np.isfinite(want.hi), want.hi, 0.0), want.dtype)
+    with np.errstate(over="ignore"):
+        allowed = budgets.REDUCTION_ULP + allowance / spacing
+    ulp.record(key, float(err[0]), "ulp", family)
+    assert err[0] <= allowed[0], (f"{key} [{family}]: {float(got)!r} != {want.hi[0]!r} (exact reduction, "
+                                  f"{err[0]:.4g} ulp, allowed {allowed[0]:.4g})")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Formatting helpers for the describe functions
+
+def fmt(value):
+    return np.format_float_scientific(np.float64(value), precision=8, trim="k") \
+        if np.isfinite(value) else repr(float(value))
+
+
+def element_inputs(part, names, index, shape):
+    """``name=value`` for the arrays of ``part`` (broadcast to ``shape``) at ``index``."""
+    out = []
+    for name in names:
+        value = part.get(name)
+        if value is None:
+            continue
+        if isinstance(value, np.ndarray):
+            out.append(f"{name}={fmt(np.broadcast_to(value, shape)[index])}")
+        else:
+            out.append(f"{name}={value!r}")
+    return ", ".join(out)

@@ -1,0 +1,284 @@
+"""The mpmath oracle: every loss and gradient of stableloss, computed from the exact float inputs.
+
+This module is the definition the suite tests against.  Each function takes numpy arrays (float32 or
+float64: every such value converts to an mpmath number exactly), works at ``DPS`` decimal digits, and
+returns object arrays of mpmath numbers: the per-element loss (``reduction="none"``) and the gradient
+of the *sum* of the losses.  Reductions are :func:`total` and a division.
+
+The formulas are the textbook ones, written so that working precision is never the limit:
+
+- no subtraction of nearly equal rounded quantities (the few places where that could happen use
+  exact mpmath arithmetic, ``exact=True``, and say so);
+- special values follow the documented conventions (DESIGN.md, kernels/stableloss.h): NaN in gives
+  NaN out, a label factor that is exactly 0 makes its term 0 even against an infinity, and so on.
+
+At 80 digits (266 bits) the results are exact for every purpose of a 4-ulp float64 test: the smallest
+nonzero result any family produces is far above 2**-266 times the size of its terms.
+"""
+
+import functools
+
+import mpmath
+import numpy as np
+from mpmath import mpf
+
+DPS = 80
+NAN = mpf("nan")
+INF = mpf("inf")
+
+
+def _at_dps(func):
+    """Run ``func`` at DPS decimal digits."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with mpmath.workdps(DPS):
+            return func(*args, **kwargs)
+    return wrapper
+
+
+def exact(value):
+    """The float ``value`` (numpy float32/float64 or Python float) as an mpmath number, exactly."""
+    return mpf(float(value))
+
+
+def _objects(values, shape):
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array.reshape(shape)
+
+
+def _isnan(value):
+    return mpmath.isnan(value)
+
+
+def exact_sum(terms):
+    """The sum of mpmath numbers without any rounding (mantissas added as integers)."""
+    return functools.reduce(functools.partial(mpmath.fadd, exact=True), terms, mpf(0))
+
+
+@_at_dps
+def total(values):
+    """The sum of an array of oracle values (at DPS digits; NaN and inf propagate)."""
+    return mpmath.fsum(np.asarray(values, dtype=object).reshape(-1).tolist())
+
+
+@_at_dps
+def divide(numerator, denominator):
+    return mpf(numerator) / mpf(denominator)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Cross-entropy, log-sum-exp, log-softmax, softmax (rows of logits)
+
+def _softmax_parts(x):
+    """For one row of logits (mpf): a = max x, e_j = exp(x_j - a), s = sum of e_j except the first
+    argmax k (e_k = 1), S = 1 + s, and L_j = -log softmax_j = (a - x_j) + log1p(s).
+
+    L_j is a sum of two non-negative terms, so it keeps its relative accuracy at any size: the oracle
+    needs this as much as the kernels (lse - x_y cancels at any finite precision when L_y is tiny).
+    """
+    a = max(x)
+    k = x.index(a)
+    e = [mpmath.exp(v - a) for v in x]
+    s = mpmath.fsum(e[:k] + e[k + 1:])
+    log_s = mpmath.log1p(s)
+    nll = [(a - v) + log_s for v in x]
+    return a, k, e, s, nll
+
+
+@_at_dps
+def ce(input, target, weight=None, ignore_index=-100, label_smoothing=0.0):
+    """Cross-entropy: ``(loss, grad)`` for logits ``input`` of shape (C,), (N, C) or (N, C, d1, ..., dk)
+    (class axis 1) and a target of class indices (integer dtype, the input's shape without the class
+    axis) or class probabilities (float, the input's shape).
+
+    With p = softmax(x) over the class axis, L_j = -log p_j, eps = label_smoothing and w the class
+    weights (default 1), per position:
+
+    - index target y:  loss = (1 - eps) w_y L_y + (eps / C) sum_j w_j L_j  (the sum only if eps > 0);
+      0 with a zero gradient where y == ignore_index;
+    - probabilities t: loss = sum_j w_j t'_j L_j with t'_j = (1 - eps) t_j + eps / C.
+
+    Both are sum_j u_j L_j with label weights u_j = w_j t'_j (t = one-hot(y) for an index target),
+    whose gradient is d/dx_j = U p_j - u_j, U = sum_c u_c.  Special rows: a NaN or a +inf logit, or
+    all logits -inf, give NaN loss and gradient; -inf logits are masked classes (p_j = 0, L_j = +inf).
+    """
+    x = np.asarray(input)
+    axis = 1 if x.ndim >= 2 else 0
+    moved = np.moveaxis(x, axis, -1)
+    n_classes = moved.shape[-1]
+    rows = moved.reshape(-1, n_classes)
+    target = np.asarray(target)
+    index_target = target.dtype.kind in "iu"
+    labels = target.reshape(-1) if index_target else np.moveaxis(target, axis, -1).reshape(-1, n_classes)
+    eps = exact(label_smoothing)
+    w = [mpf(1)] * n_classes if weight is None else [exact(v) for v in weight]
+    losses, grads = [], []
+    for i, row in enumerate(rows):
+        if index_target and int(labels[i]) == ignore_index:
+            losses.append(mpf(0))
+            grads.extend([mpf(0)] * n_classes)
+            continue
+        row = [exact(v) for v in row]
+        if any(_isnan(v) or v == INF for v in row) or max(row) == -INF:
+            losses.append(NAN)
+            grads.extend([NAN] * n_classes)
+            continue
+        if index_target:
+            t = [mpf(1) if j == int(labels[i]) else mpf(0) for j in range(n_classes)]
+        else:
+            t = [exact(v) for v in labels[i]]
+        loss, grad = _ce_row(row, t, w, eps, index_target)
+        losses.append(loss)
+        grads.extend(grad)
+    grad = np.moveaxis(_objects(grads, moved.shape), -1, axis)
+    return _objects(losses, moved.shape[:-1]), grad
+
+
+def _ce_row(x, t, w, eps, index_target):
+    n_classes = len(x)
+    a, k, e, s, nll = _softmax_parts(x)
+    if index_target:
+        y = t.index(1)
+        loss = (1 - eps) * w[y] * nll[y]
+        if eps > 0:
+            loss += eps / n_classes * mpmath.fsum(wj * lj for wj, lj in zip(w, nll))
+    else:
+        loss = mpmath.fsum(wj * ((1 - eps) * tj + eps / n_classes) * lj for wj, tj, lj in zip(w, t, nll))
+    # Gradient U p_j - u_j = (e_j (U - u_j) - u_j (S - e_j)) / S, with everything scaled by C so the
+    # label weights C u_j = w_j (C (1 - eps) t_j + eps) are exact: U - u_j is then an exact difference
+    # (no cancellation error when the label mass sits on one class), and S - e_j is a sum of the
+    # other terms (for j = k that is s itself; elsewhere e_j <= 1 <= S / 2, no cancellation).
+    scaled = [mpmath.fmul(wj, mpmath.fadd(mpmath.fmul(n_classes * (1 - eps), tj, exact=True), eps, exact=True),
+                          exact=True) for wj, tj in zip(w, t)]
+    scaled_total = exact_sum(scaled)
+    big_s = 1 + s
+    grad = []
+    for j in range(n_classes):
+        others_u = mpmath.fsub(scaled_total, scaled[j], exact=True)
+        others_e = s if j == k else big_s - e[j]
+        grad.append((e[j] * others_u - scaled[j] * others_e) / (n_classes * big_s))
+    return loss, grad
+
+
+@_at_dps
+def lse(x):
+    """Row-wise ``(logsumexp (N,), log_softmax (N, C), softmax (N, C))`` of rows ``x`` (N, C).
+
+    logsumexp = a + log1p(s), log_softmax_j = -L_j, softmax_j = e_j / S (see :func:`_softmax_parts`).
+    A NaN row gives NaN.  Rows with a +inf logit or only -inf logits are not defined by the design
+    documents for these functions, so the oracle refuses them.
+    """
+    x = np.asarray(x)
+    n_rows, n_cols = x.shape
+    lses, log_softmaxes, softmaxes = [], [], []
+    for i in range(n_rows):
+        row = [exact(v) for v in x[i]]
+        if any(_isnan(v) for v in row):
+            lses.append(NAN)
+            log_softmaxes.extend([NAN] * n_cols)
+            softmaxes.extend([NAN] * n_cols)
+            continue
+        if INF in row or max(row) == -INF:
+            raise ValueError(f"row {i}: lse/log_softmax/softmax of +inf or all -inf rows are unspecified")
+        a, k, e, s, nll = _softmax_parts(row)
+        lses.append(a + mpmath.log1p(s))
+        log_softmaxes.extend(-v for v in nll)
+        softmaxes.extend(v / (1 + s) for v in e)
+    return (_objects(lses, (n_rows,)), _objects(log_softmaxes, (n_rows, n_cols)),
+            _objects(softmaxes, (n_rows, n_cols)))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Elementwise losses (all arguments already broadcast to one shape)
+
+def _elementwise(func, n_outputs, *arrays):
+    """Apply ``func`` (mpf arguments, a tuple of ``n_outputs`` mpf results) to each element."""
+    shape = np.shape(arrays[0])
+    flat = [np.broadcast_to(a, shape).reshape(-1) for a in arrays]
+    results = [func(*(exact(a[i]) for a in flat)) for i in range(flat[0].size)]
+    columns = list(zip(*results)) if results else [[]] * n_outputs
+    return tuple(_objects(list(column), shape) for column in columns)
+
+
+def _softplus(v):
+    """log(1 + e^v), with the limits softplus(-inf) = 0 and softplus(+inf) = +inf."""
+    return mpmath.log1p(mpmath.exp(v))
+
+
+def _sigmoid(v):
+    """1 / (1 + e^-v), with the limits 0 and 1 at -inf and +inf."""
+    return 1 / (1 + mpmath.exp(-v))
+
+
+def _bce_element(x, y, w, pw):
+    if any(_isnan(v) for v in (x, y, w, pw)):
+        return NAN, NAN
+    # A term whose label factor (y, resp. 1 - y) is exactly 0 counts as 0, also against softplus = inf.
+    positive = 0 if y == 0 else pw * y * _softplus(-x)
+    negative = 0 if y == 1 else (1 - y) * _softplus(x)
+    grad = (1 - y) * _sigmoid(x) - pw * y * _sigmoid(-x)
+    return w * (positive + negative), w * grad
+
+
+@_at_dps
+def bce(x, y, weight=None, pos_weight=None):
+    """BCE with logits: ``(loss, grad)``; loss = w (pw y softplus(-x) + (1 - y) softplus(x)),
+    grad = w ((1 - y) sigma(x) - pw y sigma(-x)).  ``weight``/``pos_weight`` default to 1."""
+    return _elementwise(_bce_element, 2, x, y, 1.0 if weight is None else weight,
+                        1.0 if pos_weight is None else pos_weight)
+
+
+def _gnll_element(full, x, t, var, eps):
+    if any(_isnan(v) for v in (x, t, var)):
+        return NAN, NAN, NAN
+    v = eps if var < eps else var  # the clamp acts on the value; the var gradient passes straight through
+    d = x - t
+    loss = (mpmath.log(v) + d * d / v) / 2
+    if full:
+        loss += mpmath.log(2 * mpmath.pi) / 2
+    # d/dvar = (1/v - d^2/v^2) / 2 = (v - d^2) / (2 v^2), with v - d^2 formed exactly (it cancels to 0
+    # when d^2 = v, which a float grid can hit exactly).
+    v_minus_d2 = mpmath.fsub(v, mpmath.fmul(d, d, exact=True), exact=True)
+    return loss, d / v, v_minus_d2 / (2 * v * v)
+
+
+@_at_dps
+def gnll(x, t, var, eps, full=False):
+    """Gaussian NLL: ``(loss, grad_input, grad_var)``; v = max(var, eps) (value clamp),
+    loss = (log v + (x - t)^2 / v) / 2 (+ log(2 pi) / 2 if full), grad_input = (x - t) / v,
+    grad_var = (1/v - (x - t)^2 / v^2) / 2 evaluated at the clamped v."""
+    return _elementwise(functools.partial(_gnll_element, bool(full)), 3, x, t, var, float(eps))
+
+
+def _kl_element(log_target, q_log, target):
+    if _isnan(target):
+        return NAN, NAN
+    p = mpmath.exp(target) if log_target else target
+    if p == 0:  # 0 log 0 = 0, whatever log q is (also -inf); the gradient -p is 0 too
+        return mpf(0), mpf(0)
+    if p < 0 or _isnan(q_log):
+        return NAN, -p  # the loss is NaN; its gradient w.r.t. log q is -p whatever log q is (PyTorch)
+    log_p = target if log_target else mpmath.log(target)
+    return p * (log_p - q_log), -p
+
+
+@_at_dps
+def kl(q_log, target, log_target=False):
+    """KL divergence terms: ``(loss, grad)`` with input log q; loss = p (log p - log q), grad = -p,
+    where p = target (or e^target with ``log_target``).  p == 0 gives 0 and 0, also against a -inf or
+    NaN input; p < 0 or a NaN input give a NaN loss (the gradient stays -p, as in PyTorch)."""
+    return _elementwise(functools.partial(_kl_element, bool(log_target)), 2, q_log, target)
+
+
+def _mse_element(x, t, w):
+    if any(_isnan(v) for v in (x, t, w)):
+        return NAN, NAN
+    d = x - t
+    return w * d * d, 2 * w * d
+
+
+@_at_dps
+def mse(x, t, weight=None):
+    """Squared error: ``(loss, grad)`` with loss = w (x - t)^2, grad = 2 w (x - t)."""
+    return _elementwise(_mse_element, 2, x, t, 1.0 if weight is None else weight)

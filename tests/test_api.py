@@ -1,0 +1,83 @@
+"""API contract beyond accuracy: dtypes and shapes of results, thread-count independence, backend choice."""
+
+import numpy as np
+import pytest
+
+import stableloss
+
+
+def _problems(dtype, n):
+    """Every loss on inputs of about n elements (large enough to be split over threads)."""
+    rng = np.random.default_rng(17)
+    c = 1000
+    x = rng.standard_normal((n // c, c)).astype(dtype)
+    t = rng.standard_normal(x.shape).astype(dtype)
+    p = rng.uniform(size=x.shape).astype(dtype)
+    return [
+        (stableloss.cross_entropy, dict(input=x, target=rng.integers(0, c, len(x)), label_smoothing=0.1)),
+        (stableloss.binary_cross_entropy_with_logits, dict(input=x, target=p)),
+        (stableloss.gaussian_nll_loss, dict(input=x, target=t, var=p + 0.5)),
+        (stableloss.kl_div, dict(input=-np.abs(x), target=p)),
+        (stableloss.mse_loss, dict(input=x, target=t)),
+    ]
+
+
+def _flatten(result):
+    if isinstance(result, tuple):
+        return [a for item in result for a in _flatten(item)]
+    return [np.asarray(result)]
+
+
+@pytest.fixture
+def restore_threads():
+    threads = stableloss.get_num_threads()
+    yield
+    stableloss.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_bitwise_identical_for_any_thread_count(backend, dtype, reduction, restore_threads):
+    results = {}
+    for threads in (1, 2, 3):
+        stableloss.set_num_threads(threads)
+        results[threads] = [_flatten(func(**kwargs, reduction=reduction, backend=backend, return_grad=True))
+                            for func, kwargs in _problems(dtype, 2**18)]
+    for threads in (2, 3):
+        for got, want in zip(results[threads], results[1]):
+            for a, b in zip(got, want):
+                np.testing.assert_array_equal(a, b, err_msg=f"{threads} threads differ from 1")
+
+
+def test_result_dtypes_and_shapes(backend, dtype):
+    for func, kwargs in _problems(dtype, 4000):
+        x = kwargs["input"]
+        loss, grads = func(**kwargs, reduction="none", backend=backend, return_grad=True)
+        assert loss.dtype == dtype
+        for grad in _flatten(grads):
+            assert grad.dtype == dtype and grad.shape == x.shape
+        for reduction in ("mean", "sum"):
+            value = func(**kwargs, reduction=reduction, backend=backend)
+            assert np.asarray(value).shape == () and np.asarray(value).dtype == dtype
+
+
+def test_set_num_threads_rejects_bad_values(restore_threads):
+    for bad in (0, -1, 1.5, "2", True):
+        with pytest.raises(ValueError):
+            stableloss.set_num_threads(bad)
+
+
+def test_numpy_backend_always_available():
+    assert "numpy" in stableloss.available_backends()
+
+
+def test_environment_selects_backend(backend, monkeypatch):
+    """STABLELOSS_BACKEND picks the backend for backend=None: an unknown name is then an error, a known
+    one gives that backend's results bitwise."""
+    x = np.random.default_rng(2).standard_normal((5, 7))
+    y = np.arange(5)
+    monkeypatch.setenv("STABLELOSS_BACKEND", "no-such-backend")
+    with pytest.raises(ValueError, match="backend"):
+        stableloss.cross_entropy(x, y)
+    monkeypatch.setenv("STABLELOSS_BACKEND", backend)
+    np.testing.assert_array_equal(stableloss.cross_entropy(x, y, reduction="none"),
+                                  stableloss.cross_entropy(x, y, reduction="none", backend=backend))

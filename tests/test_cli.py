@@ -1,0 +1,183 @@
+"""The command line, run the way a user runs it: ``python -m stableloss ...`` in a subprocess.
+
+Exit codes, the sections and identities of ``demo``, the JSON of ``bench --quick``, the correctness guard
+and the messages of bad options.  Never timings.
+"""
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+import stableloss
+import stableloss._workloads as wl
+
+# The subprocess imports the stableloss this test imported (installed or from the source tree).
+_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(
+    [str(pathlib.Path(stableloss.__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]))
+_HAS_TORCH = wl.optional("torch") is not None
+
+
+def run_cli(*args, patch=None):
+    """``python -m stableloss *args``, or the same through ``main`` after running the code ``patch``."""
+    if patch is None:
+        command = [sys.executable, "-m", "stableloss", *args]
+    else:
+        command = [sys.executable, "-c", f"{patch}\nimport sys\nfrom stableloss.__main__ import main\n"
+                                         f"sys.exit(main(sys.argv[1:]))", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=_ENV, timeout=300)
+
+
+def bench_json(tmp_path, *args, patch=None):
+    path = tmp_path / "bench.json"
+    result = run_cli("bench", "--quick", "--repeat", "1", "--json", str(path), *args, patch=patch)
+    assert result.returncode == 0, result.stderr
+    return result, json.loads(path.read_text())
+
+
+def test_help_lists_the_commands():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert "demo" in result.stdout and "bench" in result.stdout
+
+
+@pytest.mark.parametrize("command, options", [
+    ("demo", []),
+    ("bench", ["--threads", "--quick", "--repeat", "--backends", "--json", "--plot"]),
+])
+def test_command_help(command, options):
+    result = run_cli(command, "--help")
+    assert result.returncode == 0
+    assert f"python -m stableloss {command}" in result.stdout
+    for option in options:
+        assert option in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "required"),
+    (["nosuch"], "invalid choice"),
+    (["bench", "--bogus"], "unrecognized arguments: --bogus"),
+    (["bench", "--repeat", "0"], "argument --repeat: expected an integer >= 1, got 0"),
+    (["bench", "--threads", "two"], "argument --threads: expected an integer >= 1, got 'two'"),
+    (["bench", "--backends", "nosuch"], "argument --backends: unknown name 'nosuch'"),
+    (["bench", "--backends", ","], "argument --backends: expected at least one name"),
+])
+def test_bad_arguments_exit_2_with_a_message(args, message):
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stdout == ""
+
+
+# ---------------------------------------------------------------------------------------------------
+# demo
+
+@pytest.fixture(scope="module")
+def demo():
+    result = run_cli("demo")
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _numbers(line):
+    return re.findall(r"-?\d+\.\d+(?:e[-+]\d+)?", line.split(" = ", 1)[1])
+
+
+def _line(text, start):
+    return next(line for line in text.splitlines() if line.strip().startswith(start))
+
+
+def test_demo_has_every_section(demo):
+    for heading in ("1. Cross-entropy is the negative log-likelihood of a categorical model",
+                    "2. MSE is the Gaussian negative log-likelihood at a fixed variance",
+                    "3. A binary classifier: MSE on the sigmoid, or BCE on the logit?",
+                    "4. Extreme inputs (float64)"):
+        assert heading in demo
+
+
+def test_demo_shows_both_sides_of_each_identity(demo):
+    assert _numbers(_line(demo, "class 0 observed")) == _numbers(_line(demo, "-log q_0"))
+    ce = _numbers(_line(demo, "cross_entropy(x, p)"))[0]
+    kl, entropy, total = _numbers(_line(demo, "kl_div(log q, p) + entropy(p)"))
+    assert total == ce and float(kl) > 0 and float(entropy) > 0
+    assert _numbers(_line(demo, "gaussian_nll_loss(x, t, var=1, full=True)")) == \
+        _numbers(_line(demo, "mse_loss(x, t) / 2 + log(2 pi) / 2"))
+
+
+def test_demo_gradient_table_covers_z_from_minus_30_to_30(demo):
+    rows = [line.split() for line in demo.splitlines() if re.match(r"\s+-?\d+\s+\d\.\d+e[-+]\d+\s+\|", line)]
+    assert [int(row[0]) for row in rows] == [-30, -20, -10, -5, -2, 0, 2, 5, 10, 20, 30]
+    z_minus_30 = rows[0]  # z, sigma, |, MSE(y=1), BCE(y=1), |, MSE(y=0), BCE(y=0)
+    assert abs(float(z_minus_30[3])) < 1e-12 and float(z_minus_30[4]) == -1.0
+
+
+def test_demo_extremes_match_mpmath_where_textbook_formulas_fail(demo):
+    section = demo.split("4. Extreme inputs")[1]
+    cases = [line for line in section.splitlines() if line.strip().startswith(("CE,", "BCE,", "KL(", "Gaussian"))]
+    assert len(cases) == 5
+    for line in cases:
+        exact, ours, textbook, *torch = line[3 + 46:].split()
+        assert ours == exact, line
+        assert textbook in ("0", "-0", "inf", "nan"), line
+    assert ("torch" in section.splitlines()[1]) == _HAS_TORCH
+
+
+# ---------------------------------------------------------------------------------------------------
+# bench
+
+def test_bench_quick_json_has_every_workload_and_implementation(tmp_path):
+    result, report = bench_json(tmp_path)
+    implementations = stableloss.available_backends() + (["torch"] if _HAS_TORCH else [])
+    assert report["settings"]["implementations"] == implementations
+    assert report["settings"]["baseline"] == ("torch" if _HAS_TORCH else "numpy")
+    assert report["environment"]["versions"]["numpy"] and report["environment"]["backends"]
+    assert report["copy_bandwidth_GBps"] > 0
+    assert [row["workload"] for row in report["workloads"]] == [w.label(quick=True) for w in wl.WORKLOADS]
+    for row in report["workloads"]:
+        assert row["min_bytes"] > 0
+        assert list(row["results"]) == implementations
+        for name, outcome in row["results"].items():
+            assert outcome["status"] == "ok", (row["workload"], name, outcome)
+            assert {"best_ms", "median_ms", "roofline_percent", "speedup"} <= set(outcome)
+        assert row["workload"] in result.stdout
+
+
+def test_bench_backends_and_threads(tmp_path):
+    _, report = bench_json(tmp_path, "--backends", "numpy", "--threads", "2")
+    assert report["settings"]["threads"] == report["environment"]["threads"] == 2
+    assert report["settings"]["baseline"] == "numpy"
+    assert all(list(row["results"]) == ["numpy"] for row in report["workloads"])
+
+
+@pytest.mark.skipif(not _HAS_TORCH, reason="the guard is shown on torch's answers")
+def test_bench_does_not_time_a_wrong_answer(tmp_path):
+    doubled = ("import stableloss._workloads as wl\n"
+               "prepare = wl.prepare\n"
+               "def wrong(stem, name, inputs, grad):\n"
+               "    call = prepare(stem, name, inputs, grad)\n"
+               "    return (lambda: tuple(2 * value for value in call())) if name == 'torch' else call\n"
+               "wl.prepare = wrong")
+    result, report = bench_json(tmp_path, "--backends", "numpy,torch", patch=doubled)
+    for row in report["workloads"]:
+        assert row["results"]["torch"]["status"] == "wrong"
+        assert "speedup" not in row["results"]["numpy"]
+    assert "WRONG" in result.stdout and "torch: loss: normwise error 1 > 0.0001" in result.stdout
+
+
+def test_bench_plot_without_matplotlib_says_how_to_install(tmp_path):
+    result = run_cli("bench", "--quick", "--plot", str(tmp_path / "speedups.png"),
+                     patch="import sys\nsys.modules['matplotlib'] = None")
+    assert result.returncode == 2
+    assert "needs matplotlib" in result.stderr and "stableloss[plot]" in result.stderr
+    assert not (tmp_path / "speedups.png").exists()
+
+
+@pytest.mark.skipif(wl.optional("matplotlib") is None, reason="matplotlib is not installed")
+def test_bench_plot_writes_a_png(tmp_path):
+    path = tmp_path / "speedups.png"
+    bench_json(tmp_path, "--plot", str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

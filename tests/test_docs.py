@@ -1,0 +1,74 @@
+"""Documentation: every public name has a numpydoc docstring with the required sections, and the
+docstring examples run.
+
+The examples are run by pytest's own doctest runner in a subprocess, so that they see the project's
+doctest option flags (pyproject.toml: NORMALIZE_WHITESPACE, NUMBER), exactly as
+``pytest --doctest-modules`` on the package would.
+"""
+
+import inspect
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+import stableloss
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SECTIONS = ("Parameters", "Returns", "Notes", "Examples")
+
+
+def _sections(doc):
+    """Names of the numpydoc sections of a docstring (a title line underlined with dashes)."""
+    lines = inspect.cleandoc(doc).splitlines()
+    return {lines[i].strip() for i in range(len(lines) - 1)
+            if lines[i].strip() and re.fullmatch(r"-{3,}", lines[i + 1].strip())
+            and len(lines[i + 1].strip()) == len(lines[i].strip())}
+
+
+def _required(func):
+    """Every section; 'Parameters' only for functions that take parameters and 'Returns' only for
+    functions that return something (numpydoc leaves them out otherwise)."""
+    required = set(SECTIONS)
+    if not inspect.signature(func).parameters:
+        required.discard("Parameters")
+    if func is stableloss.set_num_threads:
+        required.discard("Returns")
+    return required
+
+
+@pytest.mark.parametrize("name", stableloss.__all__)
+def test_numpydoc_sections(name):
+    func = getattr(stableloss, name)
+    doc = inspect.getdoc(func)
+    assert doc, f"{name} has no docstring"
+    summary = doc.splitlines()[0]
+    assert summary.strip() and summary.rstrip().endswith("."), f"{name}: the summary line must be a sentence"
+    missing = _required(func) - _sections(doc)
+    assert not missing, f"{name}: docstring lacks the sections {sorted(missing)}"
+
+
+@pytest.mark.parametrize("name", stableloss.__all__)
+def test_documents_every_parameter(name):
+    func = getattr(stableloss, name)
+    doc = inspect.getdoc(func) or ""
+    documented = set(re.findall(r"^(\w+)\s*:", doc, flags=re.MULTILINE))
+    missing = [p for p in inspect.signature(func).parameters if p not in documented]
+    assert not missing, f"{name}: parameters {missing} are not documented"
+
+
+def _public_modules():
+    return sorted({inspect.getmodule(getattr(stableloss, name)).__file__ for name in stableloss.__all__})
+
+
+def test_docstring_examples_run(backend):
+    """The doctests of the modules defining the public names (stableloss._api, stableloss._dispatch),
+    with each backend as the default (STABLELOSS_BACKEND)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(ROOT),
+         "-c", str(ROOT / "pyproject.toml"), "--doctest-modules", *_public_modules()],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "STABLELOSS_BACKEND": backend})
+    assert result.returncode == 0, f"doctests failed:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}"

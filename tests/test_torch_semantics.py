@@ -1,0 +1,208 @@
+"""Semantics match torch.nn.functional: a grid over every parameter of every loss, loss and gradient
+(torch autograd of the returned loss; for reduction="none" of its sum), every backend, float32 and
+float64, on moderate inputs where PyTorch is accurate (rtol 1e-5 / 1e-12, with an absolute floor of
+rtol times the largest magnitude for entries that are ~0).
+
+Runs only where torch is installed.
+"""
+
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+torch.set_num_threads(1)
+
+import stableloss  # noqa: E402
+
+RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
+
+
+def _tensor(array, grad=False):
+    if array is None or isinstance(array, float):
+        return array
+    tensor = torch.from_numpy(np.array(array, copy=True))  # a copy: torch must not share our memory
+    return tensor.requires_grad_(True) if grad else tensor
+
+
+def _close(got, want, dtype, what):
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    assert got.shape == want.shape, f"{what}: shape {got.shape}, torch {want.shape}"
+    rtol = RTOL[np.dtype(dtype)]
+    floor = rtol * float(np.max(np.abs(want), initial=0.0)) if want.size else 0.0
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=floor, equal_nan=True, err_msg=what)
+
+
+def _torch_loss_and_grads(func, tensors, reduction, wrt):
+    loss = func(**tensors, reduction=reduction)
+    (loss.sum() if reduction == "none" else loss).backward()
+    return loss.detach().numpy(), [tensors[name].grad.numpy() for name in wrt]
+
+
+RNG = np.random.default_rng(2024)
+
+
+def _random(shape, dtype, scale=2.0):
+    return (RNG.standard_normal(shape) * scale).astype(dtype)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Cross-entropy
+
+CE_GRID = list(itertools.product(["none", "mean", "sum"], [False, True], [-100, 2], [0.0, 0.2],
+                                 ["index", "probabilities"], [(6, 5), (5,), (3, 5, 4, 2)]))
+
+
+@pytest.mark.parametrize("reduction,weighted,ignore_index,smoothing,target_kind,shape", CE_GRID)
+def test_cross_entropy(backend, dtype, reduction, weighted, ignore_index, smoothing, target_kind, shape):
+    if target_kind == "probabilities" and ignore_index >= 0:
+        pytest.skip("ignore_index >= 0 is an error with probability targets (in both libraries)")
+    c = shape[1] if len(shape) > 1 else shape[0]
+    x = _random(shape, dtype)
+    index_shape = shape[:1] + shape[2:] if len(shape) > 1 else ()
+    if target_kind == "index":
+        target = RNG.integers(0, c, index_shape)
+        flat = target.reshape(-1)
+        flat[::3] = ignore_index if ignore_index < 0 else flat[::3]  # some ignored rows (index 2 occurs anyway)
+        if flat.size and np.all(flat == ignore_index):
+            flat[0] = (ignore_index + 1) % c
+    else:
+        raw = RNG.uniform(size=shape)
+        target = (raw / raw.sum(axis=1 if len(shape) > 1 else 0, keepdims=True)).astype(dtype)
+    weight = RNG.uniform(0.3, 3.0, c).astype(dtype) if weighted else None
+    loss, grad = stableloss.cross_entropy(x, target, weight=weight, ignore_index=ignore_index, reduction=reduction,
+                                          label_smoothing=smoothing, backend=backend, return_grad=True)
+    tensors = dict(input=_tensor(x, grad=True), target=_tensor(target), weight=_tensor(weight),
+                   ignore_index=ignore_index, label_smoothing=smoothing)
+    want, (want_grad,) = _torch_loss_and_grads(F.cross_entropy, tensors, reduction, ["input"])
+    _close(loss, want, dtype, "loss")
+    _close(grad, want_grad, dtype, "grad")
+
+
+def test_cross_entropy_all_ignored_mean(backend, dtype):
+    """Every target ignored with 'mean': NaN loss (0/0) and a zero gradient, as PyTorch."""
+    x = _random((4, 3), dtype)
+    target = np.full(4, -100)
+    loss, grad = stableloss.cross_entropy(x, target, backend=backend, return_grad=True)
+    tensors = dict(input=_tensor(x, grad=True), target=_tensor(target))
+    want, (want_grad,) = _torch_loss_and_grads(F.cross_entropy, tensors, "mean", ["input"])
+    _close(loss, want, dtype, "loss")
+    _close(grad, want_grad, dtype, "grad")
+
+
+# ---------------------------------------------------------------------------------------------------
+# BCE with logits
+
+BCE_SHAPE = (4, 3)
+BCE_BROADCAST = {"none": None, "full": BCE_SHAPE, "column": (4, 1), "row": (3,)}
+BCE_GRID = list(itertools.product(["none", "mean", "sum"], list(BCE_BROADCAST), ["none", "full", "row"],
+                                  ["soft", "hard"]))
+
+
+@pytest.mark.parametrize("reduction,weight_shape,pos_weight_shape,labels", BCE_GRID)
+def test_bce_with_logits(backend, dtype, reduction, weight_shape, pos_weight_shape, labels):
+    x = _random(BCE_SHAPE, dtype, 3.0)
+    y = RNG.uniform(size=BCE_SHAPE) if labels == "soft" else RNG.integers(0, 2, BCE_SHAPE)
+    y = y.astype(dtype)
+    shape_w, shape_pw = BCE_BROADCAST[weight_shape], BCE_BROADCAST[pos_weight_shape]
+    weight = None if shape_w is None else RNG.uniform(0.2, 3, shape_w).astype(dtype)
+    pos_weight = None if shape_pw is None else RNG.uniform(0.2, 5, shape_pw).astype(dtype)
+    loss, grad = stableloss.binary_cross_entropy_with_logits(x, y, weight=weight, pos_weight=pos_weight,
+                                                             reduction=reduction, backend=backend, return_grad=True)
+    tensors = dict(input=_tensor(x, grad=True), target=_tensor(y), weight=_tensor(weight),
+                   pos_weight=_tensor(pos_weight))
+    want, (want_grad,) = _torch_loss_and_grads(F.binary_cross_entropy_with_logits, tensors, reduction, ["input"])
+    _close(loss, want, dtype, "loss")
+    _close(grad, want_grad, dtype, "grad")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Gaussian NLL (the var shapes PyTorch accepts; broader numpy broadcasting is stableloss-only)
+
+GNLL_SHAPE = (5, 4)
+GNLL_VAR = {"same": GNLL_SHAPE, "per-row": (5,), "unit-dim": (5, 1), "float": None}
+GNLL_GRID = list(itertools.product(["none", "mean", "sum"], list(GNLL_VAR), [False, True], [1e-6, 0.5]))
+
+
+@pytest.mark.parametrize("reduction,var_kind,full,eps", GNLL_GRID)
+def test_gaussian_nll(backend, dtype, reduction, var_kind, full, eps):
+    x = _random(GNLL_SHAPE, dtype)
+    t = _random(GNLL_SHAPE, dtype)
+    shape = GNLL_VAR[var_kind]
+    var = 0.8 if shape is None else RNG.uniform(0.05, 3.0, shape).astype(dtype)  # some below eps = 0.5
+    loss, (grad_input, grad_var) = stableloss.gaussian_nll_loss(x, t, var, full=full, eps=eps, reduction=reduction,
+                                                                backend=backend, return_grad=True)
+    tensors = dict(input=_tensor(x, grad=True), target=_tensor(t), var=_tensor(var, grad=shape is not None))
+    want, grads = _torch_loss_and_grads(lambda **kw: F.gaussian_nll_loss(**kw, full=full, eps=eps), tensors,
+                                        reduction, ["input"] + (["var"] if shape is not None else []))
+    _close(loss, want, dtype, "loss")
+    _close(grad_input, grads[0], dtype, "grad_input")
+    if shape is not None:
+        _close(grad_var, grads[1], dtype, "grad_var")
+    else:
+        assert np.shape(grad_var) == () and np.asarray(grad_var).dtype == dtype
+
+
+# ---------------------------------------------------------------------------------------------------
+# KL divergence
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum", "batchmean"])
+@pytest.mark.parametrize("log_target", [False, True])
+def test_kl_div(backend, dtype, reduction, log_target):
+    raw_q, raw_p = RNG.uniform(0.05, 1, (4, 6)), RNG.uniform(0.05, 1, (4, 6))
+    q_log = np.log(raw_q / raw_q.sum(axis=1, keepdims=True)).astype(dtype)
+    p = raw_p / raw_p.sum(axis=1, keepdims=True)
+    target = (np.log(p) if log_target else p).astype(dtype)
+    loss, grad = stableloss.kl_div(q_log, target, reduction=reduction, log_target=log_target, backend=backend,
+                                   return_grad=True)
+    tensors = dict(input=_tensor(q_log, grad=True), target=_tensor(target), log_target=log_target)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="reduction: 'mean' divides", category=UserWarning)
+        want, (want_grad,) = _torch_loss_and_grads(F.kl_div, tensors, reduction, ["input"])
+    _close(loss, want, dtype, "loss")
+    _close(grad, want_grad, dtype, "grad")
+
+
+def test_kl_div_zero_target(backend, dtype):
+    """A zero target contributes 0 to the loss and gradient (PyTorch agrees where log q is finite)."""
+    q_log = np.log(np.array([[0.2, 0.3, 0.5]])).astype(dtype)
+    p = np.array([[0.0, 0.4, 0.6]], dtype)
+    loss, grad = stableloss.kl_div(q_log, p, reduction="sum", backend=backend, return_grad=True)
+    want, (want_grad,) = _torch_loss_and_grads(F.kl_div, dict(input=_tensor(q_log, grad=True), target=_tensor(p)),
+                                               "sum", ["input"])
+    _close(loss, want, dtype, "loss")
+    _close(grad, want_grad, dtype, "grad")
+
+
+# ---------------------------------------------------------------------------------------------------
+# MSE
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_mse(backend, dtype, reduction, weighted):
+    x, t = _random((5, 3), dtype), _random((5, 3), dtype)
+    weight = RNG.uniform(0.1, 3, (5, 3)).astype(dtype) if weighted else None
+    loss, grad = stableloss.mse_loss(x, t, reduction=reduction, weight=weight, backend=backend, return_grad=True)
+    tensors = dict(input=_tensor(x, grad=True), target=_tensor(t), weight=_tensor(weight))
+    want, (want_grad,) = _torch_loss_and_grads(F.mse_loss, tensors, reduction, ["input"])
+    _close(loss, want, dtype, "loss")
+    _close(grad, want_grad, dtype, "grad")
+
+
+# ---------------------------------------------------------------------------------------------------
+# logsumexp, log_softmax, softmax
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_lse_family(backend, dtype, axis):
+    x = _random((4, 7, 3), dtype, 5.0)
+    tx = _tensor(x)
+    _close(stableloss.logsumexp(x, axis=axis, backend=backend), torch.logsumexp(tx, dim=axis).numpy(), dtype, "lse")
+    _close(stableloss.logsumexp(x, axis=axis, keepdims=True, backend=backend),
+           torch.logsumexp(tx, dim=axis, keepdim=True).numpy(), dtype, "lse keepdims")
+    _close(stableloss.log_softmax(x, axis=axis, backend=backend), F.log_softmax(tx, dim=axis).numpy(), dtype,
+           "log_softmax")
+    _close(stableloss.softmax(x, axis=axis, backend=backend), F.softmax(tx, dim=axis).numpy(), dtype, "softmax")

@@ -3,6 +3,8 @@
 The suite lives outside ``testpaths``, so ``pytest`` alone does not run it; see README.md.
 """
 
+import pytest
+
 import stableloss._workloads as wl
 
 
@@ -14,13 +16,14 @@ def pytest_addoption(parser):
     group.addoption("--bench-threads", type=int, default=1, metavar="N",
                     help="threads for stableloss and torch (default 1: the single-thread comparison)")
     group.addoption("--bench-time", type=float, default=0.2, metavar="SECONDS",
-                    help="timed seconds per benchmark, in at least --benchmark-min-rounds rounds (default 0.2)")
+                    help="seconds of timed calls per benchmark, in at least --benchmark-min-rounds rounds "
+                         "(default 0.2)")
 
 
 def pytest_configure(config):
-    if config.getoption("bench_threads", None) is not None:
-        wl.set_threads(config.getoption("bench_threads"))
+    wl.set_threads(config.getoption("bench_threads"))
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-benchmark: without it, the suite is skipped
 def pytest_benchmark_update_machine_info(config, machine_info):
     machine_info["stableloss"] = wl.environment()

@@ -20,6 +20,7 @@
  * (C = 8192, one peak in a flat row), extreme (|x| near the dtype max) and mixed-sign rows):
  * see the report in the project log; the budget is 4 ulp per loss and gradient element.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "sl_kernel.h"
@@ -34,6 +35,7 @@ typedef struct {
     int64_t rows_per_block;
     void *loss, *grad;
     double *block_sums;
+    double *exps; /* scratch row of e_j for the gradient pass (grad != NULL) */
 } ce_args;
 
 /* One row: its outputs stored, its loss returned.  The passes come in as arguments (scalar or AVX2). */
@@ -42,6 +44,7 @@ SL_INLINE double ce_row(const void *args, int64_t i, int f32, sl_scan_fn scan, s
     const ce_args *a = (const ce_args *)args;
     int64_t C = a->n_classes;
     const void *x = sl_row_in(a->x, i, C, f32);
+    const void *next = i + 1 < a->n_rows ? sl_row_in(a->x, i + 1, C, f32) : NULL;
     void *g = sl_row_out(a->grad, i, C, f32);
     double eps = a->label_smoothing, smooth = eps / (double)C, loss = 0.0;
     if (C == 0 || (a->target && a->target[i] == a->ignore_index)) {
@@ -53,7 +56,7 @@ SL_INLINE double ce_row(const void *args, int64_t i, int f32, sl_scan_fn scan, s
         double coef = (1.0 - eps) * w_y;
         sl_coefs weights = {a->weight, NULL, 0.0, 0.0};
         const sl_coefs *cf = eps > 0.0 ? &weights : NULL;
-        sl_softmax r = scan(x, C, cf, f32);
+        sl_softmax r = scan(x, C, cf, next, a->exps, f32);
         double log_s = sl_log1p(r.s, f32);
         double z_lo, z = sl_shift(sl_load(x, y, f32), r.a, &z_lo, f32);
         loss = coef * ((log_s - z) - z_lo); /* -log p_y = log1p(s) - z_y: both terms >= 0 */
@@ -61,8 +64,9 @@ SL_INLINE double ce_row(const void *args, int64_t i, int f32, sl_scan_fn scan, s
             loss += smooth * (r.c_sum * log_s + r.cz_sum);
         if (g) {
             double S = 1.0 + r.s;
-            grad(x, C, r.a, a->grad_scale * (coef + smooth * r.c_sum) / S, cf, a->grad_scale * smooth, g, f32);
-            double p_y = sl_shifted_exp(z, z_lo, f32) / S;
+            grad(x, C, r.a, a->grad_scale * (coef + smooth * r.c_sum) / S, cf, a->grad_scale * smooth,
+                 a->exps, g, f32);
+            double p_y = (a->exps ? a->exps[y] : sl_shifted_exp(z, z_lo, f32)) / S;
             /* p_y - 1 = -s/S where y holds the max (no cancellation); elsewhere p_y <= 1/2 */
             double p_y_m1 = z == 0.0 ? -r.s / S : p_y - 1.0;
             double g_y = coef * p_y_m1 + (cf ? smooth * (r.c_sum * p_y - w_y) : 0.0);
@@ -70,10 +74,10 @@ SL_INLINE double ce_row(const void *args, int64_t i, int f32, sl_scan_fn scan, s
         }
     } else {
         sl_coefs probs = {a->weight, sl_row_in(a->target_prob, i, C, f32), 1.0 - eps, smooth};
-        sl_softmax r = scan(x, C, &probs, f32);
+        sl_softmax r = scan(x, C, &probs, next, a->exps, f32);
         loss = r.c_sum * sl_log1p(r.s, f32) + r.cz_sum; /* sum_j c_j (log1p(s) - z_j) */
         if (g)
-            grad(x, C, r.a, a->grad_scale * r.c_sum / (1.0 + r.s), &probs, a->grad_scale, g, f32);
+            grad(x, C, r.a, a->grad_scale * r.c_sum / (1.0 + r.s), &probs, a->grad_scale, a->exps, g, f32);
     }
     if (a->loss)
         sl_store(a->loss, i, loss, f32);
@@ -104,20 +108,29 @@ SL_AVX2 SL_INLINE void ce_avx2(const ce_args *a, int f32)
 
 SL_KERNEL(ce, ce_args)
 
+/* With a gradient wanted, a scratch row for e_j (C doubles per call); without memory for it the
+ * gradient pass recomputes e_j instead. */
+static void ce_call(ce_args *a, int f32)
+{
+    a->exps = a->grad && a->n_classes > 0 && a->n_rows > 0 ? malloc((size_t)a->n_classes * sizeof(double)) : NULL;
+    ce_run(a, f32);
+    free(a->exps);
+}
+
 void sl_ce_f32(const float *x, const int64_t *target, const float *target_prob, const float *weight,
                int64_t n_rows, int64_t n_classes, int64_t ignore_index, double label_smoothing,
                double grad_scale, int64_t rows_per_block, float *loss, float *grad, double *block_sums)
 {
-    const ce_args a = {x, target, target_prob, weight, n_rows, n_classes, ignore_index,
-                       label_smoothing, grad_scale, rows_per_block, loss, grad, block_sums};
-    ce_run(&a, 1);
+    ce_args a = {x, target, target_prob, weight, n_rows, n_classes, ignore_index,
+                 label_smoothing, grad_scale, rows_per_block, loss, grad, block_sums, NULL};
+    ce_call(&a, 1);
 }
 
 void sl_ce_f64(const double *x, const int64_t *target, const double *target_prob, const double *weight,
                int64_t n_rows, int64_t n_classes, int64_t ignore_index, double label_smoothing,
                double grad_scale, int64_t rows_per_block, double *loss, double *grad, double *block_sums)
 {
-    const ce_args a = {x, target, target_prob, weight, n_rows, n_classes, ignore_index,
-                       label_smoothing, grad_scale, rows_per_block, loss, grad, block_sums};
-    ce_run(&a, 0);
+    ce_args a = {x, target, target_prob, weight, n_rows, n_classes, ignore_index,
+                 label_smoothing, grad_scale, rows_per_block, loss, grad, block_sums, NULL};
+    ce_call(&a, 0);
 }

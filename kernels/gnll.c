@@ -2,9 +2,9 @@
  * gnll.c -- Gaussian negative log-likelihood, elementwise, with the gradients for the input and the
  * variance (sl_gnll_f32, sl_gnll_f64; stableloss.h).
  *
- * Method.  v = var < eps ? eps : var, d = x - t, r = d / v, loss = (log v + d r) / 2 (+ log(2 pi)/2),
- * grad_input = r grad_scale, grad_var = (1/v - r^2)/2 grad_scale.  d (d/v) rather than d^2 / v: finite
- * whenever the quotient is, even where d^2 overflows.  float64 carries the low parts: d + d_lo = x - t
+ * Method.  v = var < eps ? eps : var, d = x - t, r = d / v, loss = log(v)/2 + (d/2) r (+ log(2 pi)/2),
+ * grad_input = r grad_scale, grad_var = (1/v - r^2)/2 grad_scale.  (d/2)(d/v) rather than d^2/(2v):
+ * finite whenever the loss is, even where d^2 overflows.  float64 carries the low parts: d + d_lo = x - t
  * (TwoSum), r + r_lo = (d + d_lo)/v (the division residual d - r v is exact with FMA), and
  * d r + q_lo = (d + d_lo)(r + r_lo) to ~2^-104, so only log v and the final additions round.
  * float32: everything in double, rounded once.
@@ -36,16 +36,16 @@ SL_INLINE double gnll_row(const void *args, int64_t i, int f32)
     double d_lo = 0.0, r_lo = 0.0, q_lo = 0.0;
     double d = f32 ? x - t : sl_two_sum(x, -t, &d_lo);
     double r = d / v;
-    double q = f32 ? d * r : sl_two_prod(d, r, &q_lo);
+    double q = f32 ? (0.5 * d) * r : sl_two_prod(0.5 * d, r, &q_lo); /* d^2/(2v), finite iff the loss is */
     if (!f32) {
         double rv_lo, rv = sl_two_prod(r, v, &rv_lo);
         r_lo = ((d - rv) - rv_lo + (isfinite(d) ? d_lo : 0.0)) / v; /* (d + d_lo)/v - r */
         if (!isfinite(r_lo))
             r_lo = 0.0;
-        double cross = d * r_lo + d_lo * r;
+        double cross = 0.5 * (d * r_lo + d_lo * r);
         q_lo = (isfinite(q_lo) ? q_lo : 0.0) + (isfinite(cross) ? cross : 0.0);
     }
-    double value = 0.5 * ((sl_log(v, f32) + q) + q_lo);
+    double value = (0.5 * sl_log(v, f32) + q) + q_lo;
     if (a->full)
         value += SL_HALF_LOG_2PI;
     if (a->loss)
@@ -71,7 +71,8 @@ SL_AVX2 SL_INLINE __m256d gnll_row4(const void *args, int64_t i, const sl_tail *
     v = sl_select_v(_mm256_cmp_pd(v, eps, _CMP_LT_OQ), eps, v);
     __m256d d = _mm256_sub_pd(x, t);
     __m256d r = _mm256_div_pd(d, v);
-    __m256d q = _mm256_mul_pd(d, r);
+    __m256d half_d = _mm256_mul_pd(SL_V(0.5), d);
+    __m256d q = _mm256_mul_pd(half_d, r); /* d^2/(2v), finite iff the loss is */
     __m256d r_lo = _mm256_setzero_pd(), q_lo = _mm256_setzero_pd();
     if (!f32) {
         __m256d d_lo;
@@ -79,10 +80,10 @@ SL_AVX2 SL_INLINE __m256d gnll_row4(const void *args, int64_t i, const sl_tail *
         d_lo = _mm256_and_pd(d_lo, _mm256_cmp_pd(sl_abs_v(d), SL_V(INFINITY), _CMP_LT_OQ));
         /* (d + d_lo)/v - r = ((d - r v) + d_lo)/v, d - r v exact by FMA */
         r_lo = sl_finite_or_zero_v(_mm256_div_pd(_mm256_add_pd(_mm256_fnmadd_pd(r, v, d), d_lo), v));
-        __m256d cross = _mm256_fmadd_pd(d, r_lo, _mm256_mul_pd(d_lo, r));
-        q_lo = _mm256_add_pd(sl_finite_or_zero_v(_mm256_fmsub_pd(d, r, q)), sl_finite_or_zero_v(cross));
+        __m256d cross = _mm256_mul_pd(SL_V(0.5), _mm256_fmadd_pd(d, r_lo, _mm256_mul_pd(d_lo, r)));
+        q_lo = _mm256_add_pd(sl_finite_or_zero_v(_mm256_fmsub_pd(half_d, r, q)), sl_finite_or_zero_v(cross));
     }
-    __m256d value = _mm256_mul_pd(SL_V(0.5), _mm256_add_pd(_mm256_add_pd(sl_log_v(v, f32), q), q_lo));
+    __m256d value = _mm256_add_pd(_mm256_fmadd_pd(SL_V(0.5), sl_log_v(v, f32), q), q_lo);
     if (a->full)
         value = _mm256_add_pd(value, SL_V(SL_HALF_LOG_2PI));
     if (a->loss)

@@ -6,8 +6,8 @@
  * exact difference to ~2^-104, then one rounding; grad from d + d_lo.  float32: d and d^2 in double
  * (exact or within 2^-53), rounded once.
  *
- * Special cases.  NaN in: NaN out.  Infinite or overflowing d: loss +inf (the correction terms are
- * dropped once they are not finite), grad +-inf.
+ * Special cases.  NaN in: NaN out.  Infinite d: loss +inf, grad +-inf (the correction terms are
+ * dropped once they are not finite).  float64 d^2 overflowing while w d^2 does not: (w d) d.
  *
  * Accuracy: loss and gradient within 1 ulp (one rounding of a value exact to 2^-100, times w).
  */
@@ -30,11 +30,10 @@ SL_INLINE double mse_row(const void *args, int64_t i, int f32)
     double d_lo = 0.0, sq_lo = 0.0;
     double d = f32 ? x - t : sl_two_sum(x, -t, &d_lo);
     double sq = f32 ? d * d : sl_two_prod(d, d, &sq_lo);
-    if (!isfinite(d))
-        d_lo = 0.0;
-    if (!isfinite(sq_lo))
-        sq_lo = 0.0;
-    double value = w * (sq + (sq_lo + 2.0 * d * d_lo)); /* (d + d_lo)^2 = sq + sq_lo + 2 d d_lo + d_lo^2 */
+    double corr = sq_lo + 2.0 * d * d_lo; /* (d + d_lo)^2 = sq + sq_lo + 2 d d_lo + O(d_lo^2) */
+    double value = w * (sq + (isfinite(corr) ? corr : 0.0));
+    if (!f32 && sq == INFINITY) /* d^2 overflows, w d^2 may not */
+        value = (w * d) * d;
     if (a->loss)
         sl_store(a->loss, i, value, f32);
     if (a->grad)
@@ -53,16 +52,19 @@ SL_AVX2 SL_INLINE __m256d mse_row4(const void *args, int64_t i, const sl_tail *t
     const mse_args *a = (const mse_args *)args;
     __m256d x = sl_load_v(a->x, i, tail, f32), t = sl_load_v(a->t, i, tail, f32);
     __m256d w = a->w ? sl_load_v(a->w, i, tail, f32) : SL_V(1.0);
-    __m256d d_lo = _mm256_setzero_pd(), sq_lo = _mm256_setzero_pd();
+    __m256d d_lo = _mm256_setzero_pd();
     __m256d d = _mm256_sub_pd(x, t);
     __m256d sq = _mm256_mul_pd(d, d);
+    __m256d value = _mm256_mul_pd(w, sq);
     if (!f32) {
         sl_two_sum_v(x, _mm256_sub_pd(_mm256_setzero_pd(), t), &d_lo);
         d_lo = _mm256_and_pd(d_lo, _mm256_cmp_pd(sl_abs_v(d), SL_V(INFINITY), _CMP_LT_OQ));
-        sq_lo = sl_finite_or_zero_v(_mm256_fmsub_pd(d, d, sq));
-        sq_lo = _mm256_fmadd_pd(_mm256_mul_pd(SL_V(2.0), d), d_lo, sq_lo);
+        /* (d + d_lo)^2 = sq + sq_lo + 2 d d_lo + O(d_lo^2), sq_lo = d^2 - sq exact by FMA */
+        __m256d corr = _mm256_fmadd_pd(_mm256_add_pd(d, d), d_lo, _mm256_fmsub_pd(d, d, sq));
+        value = _mm256_mul_pd(w, _mm256_add_pd(sq, sl_finite_or_zero_v(corr)));
+        __m256d sq_inf = _mm256_cmp_pd(sq, SL_V(INFINITY), _CMP_EQ_OQ); /* d^2 overflows, w d^2 may not */
+        value = sl_select_v(sq_inf, _mm256_mul_pd(_mm256_mul_pd(w, d), d), value);
     }
-    __m256d value = _mm256_mul_pd(w, _mm256_add_pd(sq, sq_lo));
     if (a->loss)
         sl_store_v(a->loss, i, value, tail, f32);
     if (a->grad) {

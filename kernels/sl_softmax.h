@@ -8,9 +8,10 @@
  * kept exactly (TwoSum) and e_j = exp(z_j) (1 + z_lo_j).  float32: x_j - a in double is exact but
  * for a relative 2^-53 |z_j|, invisible after rounding to float, so z_lo_j = 0.
  *
- * Passes (each reads the row once): max (+ first index, which stops at k), the exponential sum
- * (+ the weighted sums CE needs), and the writing pass (gradient, or softmax / log-softmax), which
- * recomputes e_j rather than storing it (measured: storing e_j and rescaling is not faster).
+ * Passes: max (+ the first index, a search that stops at k), the exponential sum (+ the weighted sums
+ * CE needs; it may store e_j in a row of scratch) and the writing pass (gradient from the stored e_j,
+ * measured faster than recomputing them, or softmax / log-softmax recomputing them).  The exponential sum prefetches the next row into L2,
+ * so that the max pass of that row does not wait on memory.
  */
 #ifndef SL_SOFTMAX_H
 #define SL_SOFTMAX_H
@@ -32,10 +33,13 @@ typedef struct {
     double cz_sum; /* sum_j c_j (-(z_j + z_lo_j))  (with coefficients; >= 0 for c >= 0) */
 } sl_softmax;
 
-typedef sl_softmax (*sl_scan_fn)(const void *x, int64_t C, const sl_coefs *cf, int f32);
-/* g_j = K e_j - b_scale c_j, stored rounded (cf NULL: no c term) */
+/* The max and the sums of row x; e_out != NULL: e_j stored there (e_k = 1); next: the row to prefetch. */
+typedef sl_softmax (*sl_scan_fn)(const void *x, int64_t C, const sl_coefs *cf, const void *next,
+                                 double *e_out, int f32);
+/* g_j = K e_j - b_scale c_j, stored rounded (cf NULL: no c term); e_j from e_in (the scan's e_out)
+ * or, without it, recomputed from x and a. */
 typedef void (*sl_grad_fn)(const void *x, int64_t C, double a, double K, const sl_coefs *cf,
-                           double b_scale, void *g, int f32);
+                           double b_scale, const double *e_in, void *g, int f32);
 /* log_softmax_j = (z_j - log1p(s)) + z_lo_j and softmax_j = e_j / S, either output optional */
 typedef void (*sl_write_fn)(const void *x, int64_t C, double a, double log_s, double S,
                             void *log_softmax, void *softmax, int f32);
@@ -67,8 +71,10 @@ SL_INLINE double sl_coef(const sl_coefs *cf, int64_t j, int f32)
     return cf->t ? c * (cf->t_scale * sl_load(cf->t, j, f32) + cf->t_shift) : c;
 }
 
-SL_INLINE sl_softmax sl_softmax_scan(const void *x, int64_t C, const sl_coefs *cf, int f32)
+SL_INLINE sl_softmax sl_softmax_scan(const void *x, int64_t C, const sl_coefs *cf, const void *next,
+                                     double *e_out, int f32)
 {
+    (void)next;
     sl_softmax r = {sl_load(x, 0, f32), 0, 0.0, 0.0, 0.0};
     for (int64_t j = 1; j < C; j++) {
         double v = sl_load(x, j, f32);
@@ -84,8 +90,11 @@ SL_INLINE sl_softmax sl_softmax_scan(const void *x, int64_t C, const sl_coefs *c
     sl_acc s = {0.0, 0.0}, cs = {0.0, 0.0}, czs = {0.0, 0.0};
     for (int64_t j = 0; j < C; j++) {
         double z_lo, z = sl_shift(sl_load(x, j, f32), r.a, &z_lo, f32);
+        double e = sl_shifted_exp(z, z_lo, f32);
+        if (e_out)
+            e_out[j] = e;
         if (j != r.k)
-            sl_acc_add(&s, sl_shifted_exp(z, z_lo, f32), f32);
+            sl_acc_add(&s, e, f32);
         if (cf) {
             double c = sl_coef(cf, j, f32);
             sl_acc_add(&cs, c, f32);
@@ -100,11 +109,11 @@ SL_INLINE sl_softmax sl_softmax_scan(const void *x, int64_t C, const sl_coefs *c
 }
 
 SL_INLINE void sl_softmax_grad(const void *x, int64_t C, double a, double K, const sl_coefs *cf,
-                               double b_scale, void *g, int f32)
+                               double b_scale, const double *e_in, void *g, int f32)
 {
     for (int64_t j = 0; j < C; j++) {
-        double z_lo, z = sl_shift(sl_load(x, j, f32), a, &z_lo, f32);
-        double v = K * sl_shifted_exp(z, z_lo, f32);
+        double z_lo, z = e_in ? 0.0 : sl_shift(sl_load(x, j, f32), a, &z_lo, f32);
+        double v = K * (e_in ? e_in[j] : sl_shifted_exp(z, z_lo, f32));
         sl_store(g, j, cf ? v - b_scale * sl_coef(cf, j, f32) : v, f32);
     }
 }
@@ -226,10 +235,13 @@ typedef struct {
 } sl_scan_acc_v;
 
 SL_AVX2 SL_INLINE void sl_scan_step_v(const void *x, int64_t j, const sl_tail *tail, __m256d a,
-                                      const sl_coefs *cf, sl_scan_acc_v *acc, int f32)
+                                      const sl_coefs *cf, double *e_out, sl_scan_acc_v *acc, int f32)
 {
     __m256d z_lo, z = sl_shift_v(sl_load_v(x, j, tail, f32), a, &z_lo, f32);
-    sl_acc_v_add(&acc->s, sl_keep_v(sl_shifted_exp_v(z, z_lo, f32), tail), f32);
+    __m256d e = sl_keep_v(sl_shifted_exp_v(z, z_lo, f32), tail);
+    if (e_out)
+        sl_store_v(e_out, j, e, tail, 0);
+    sl_acc_v_add(&acc->s, e, f32);
     if (cf) { /* outside the tail c = 0 and z = -a is finite: nothing added */
         __m256d c = sl_coef_v(cf, j, tail, f32);
         sl_acc_v_add(&acc->cs, c, f32);
@@ -239,19 +251,35 @@ SL_AVX2 SL_INLINE void sl_scan_step_v(const void *x, int64_t j, const sl_tail *t
     }
 }
 
-SL_AVX2 SL_INLINE void sl_scan_span_v(const void *x, int64_t lo, int64_t hi, __m256d a,
-                                      const sl_coefs *cf, sl_scan_acc_v *acc, int f32)
+/* Classes [lo, hi); the next row's bytes at the same offsets go to L2 meanwhile (rows of a few KB and
+ * more; smaller ones are left to the hardware prefetcher).  The sums live in locals (registers). */
+SL_AVX2 SL_INLINE void sl_scan_span_v(const void *x, int64_t lo, int64_t hi, __m256d a, const sl_coefs *cf,
+                                      const void *next, double *e_out, sl_scan_acc_v *acc, int f32)
 {
+    sl_scan_acc_v sums = *acc;
     int64_t j = lo;
-    for (; hi - j >= 4; j += 4)
-        sl_scan_step_v(x, j, NULL, a, cf, acc, f32);
+    for (; hi - j >= 4; j += 4) {
+        if (next && j % 16 == 0)
+            _mm_prefetch((const char *)next + j * (f32 ? 4 : 8), _MM_HINT_T1);
+        sl_scan_step_v(x, j, NULL, a, cf, e_out, &sums, f32);
+    }
     if (j < hi) {
         sl_tail tail = sl_tail_mask(hi - j);
-        sl_scan_step_v(x, j, &tail, a, cf, acc, f32);
+        sl_scan_step_v(x, j, &tail, a, cf, e_out, &sums, f32);
     }
+    *acc = sums;
 }
 
-SL_AVX2 SL_INLINE sl_softmax sl_softmax_scan_v(const void *x, int64_t C, const sl_coefs *cf, int f32)
+/* Both spans around k, specialised for the presence of coefficients and of the e_j output. */
+SL_AVX2 SL_INLINE void sl_scan_spans_v(const void *x, int64_t C, int64_t k, __m256d a, const sl_coefs *cf,
+                                       const void *next, double *e_out, sl_scan_acc_v *acc, int f32)
+{
+    sl_scan_span_v(x, 0, k, a, cf, next, e_out, acc, f32); /* every class but k */
+    sl_scan_span_v(x, k + 1, C, a, cf, next, e_out, acc, f32);
+}
+
+SL_AVX2 SL_INLINE sl_softmax sl_softmax_scan_v(const void *x, int64_t C, const sl_coefs *cf, const void *next,
+                                         double *e_out, int f32)
 {
     sl_softmax r = {sl_row_max_v(x, C, f32), 0, NAN, NAN, NAN};
     r.k = sl_first_index_v(x, C, r.a, f32);
@@ -261,10 +289,21 @@ SL_AVX2 SL_INLINE sl_softmax sl_softmax_scan_v(const void *x, int64_t C, const s
     }
     sl_scan_acc_v acc = {sl_acc_v_zero(), sl_acc_v_zero(), sl_acc_v_zero()};
     __m256d a = SL_V(r.a);
-    sl_scan_span_v(x, 0, r.k, a, cf, &acc, f32); /* every class but k ... */
-    sl_scan_span_v(x, r.k + 1, C, a, cf, &acc, f32);
+    r.c_sum = r.cz_sum = 0.0;
+    if (C < 1024)
+        next = NULL;
+    if (cf && e_out)
+        sl_scan_spans_v(x, C, r.k, a, cf, next, e_out, &acc, f32);
+    else if (cf)
+        sl_scan_spans_v(x, C, r.k, a, cf, next, NULL, &acc, f32);
+    else if (e_out)
+        sl_scan_spans_v(x, C, r.k, a, NULL, next, e_out, &acc, f32);
+    else
+        sl_scan_spans_v(x, C, r.k, a, NULL, next, NULL, &acc, f32);
+    if (e_out)
+        e_out[r.k] = 1.0;
     r.s = sl_acc_v_value(&acc.s, f32);
-    if (cf) { /* ... and k's coefficient (its z term is 0) */
+    if (cf) { /* k's coefficient (its z term is 0) */
         sl_acc cs = {sl_acc_v_value(&acc.cs, f32), 0.0};
         sl_acc_add(&cs, sl_coef(cf, r.k, f32), f32);
         r.c_sum = sl_acc_value(&cs);
@@ -273,25 +312,31 @@ SL_AVX2 SL_INLINE sl_softmax sl_softmax_scan_v(const void *x, int64_t C, const s
     return r;
 }
 
-SL_AVX2 SL_INLINE void sl_grad_step_v(const void *x, int64_t j, const sl_tail *tail, __m256d a,
-                                      __m256d K, const sl_coefs *cf, __m256d b_scale, void *g, int f32)
+SL_AVX2 SL_INLINE void sl_grad_step_v(const void *x, int64_t j, const sl_tail *tail, __m256d a, __m256d K,
+                                      const sl_coefs *cf, __m256d b_scale, const double *e_in, void *g, int f32)
 {
-    __m256d z_lo, z = sl_shift_v(sl_load_v(x, j, tail, f32), a, &z_lo, f32);
-    __m256d v = _mm256_mul_pd(K, sl_shifted_exp_v(z, z_lo, f32));
+    __m256d e;
+    if (e_in) {
+        e = sl_load_v(e_in, j, tail, 0);
+    } else {
+        __m256d z_lo, z = sl_shift_v(sl_load_v(x, j, tail, f32), a, &z_lo, f32);
+        e = sl_shifted_exp_v(z, z_lo, f32);
+    }
+    __m256d v = _mm256_mul_pd(K, e);
     if (cf)
         v = _mm256_fnmadd_pd(b_scale, sl_coef_v(cf, j, tail, f32), v);
     sl_store_v(g, j, v, tail, f32);
 }
 
 SL_AVX2 SL_INLINE void sl_softmax_grad_v(const void *x, int64_t C, double a, double K, const sl_coefs *cf,
-                                         double b_scale, void *g, int f32)
+                                         double b_scale, const double *e_in, void *g, int f32)
 {
     int64_t j = 0;
     for (; C - j >= 4; j += 4)
-        sl_grad_step_v(x, j, NULL, SL_V(a), SL_V(K), cf, SL_V(b_scale), g, f32);
+        sl_grad_step_v(x, j, NULL, SL_V(a), SL_V(K), cf, SL_V(b_scale), e_in, g, f32);
     if (j < C) {
         sl_tail tail = sl_tail_mask(C - j);
-        sl_grad_step_v(x, j, &tail, SL_V(a), SL_V(K), cf, SL_V(b_scale), g, f32);
+        sl_grad_step_v(x, j, &tail, SL_V(a), SL_V(K), cf, SL_V(b_scale), e_in, g, f32);
     }
 }
 

@@ -53,18 +53,38 @@ def _relative_exception(loss, part, output, dtype):
     return None
 
 
+class Failures:
+    """Collects the assertion failures of several checks, so that every output gets measured (and
+    filed in the summary table) before the test fails with all of them."""
+
+    def __init__(self):
+        self.messages = []
+
+    def run(self, check, *args, **kwargs):
+        try:
+            check(*args, **kwargs)
+        except AssertionError as error:
+            self.messages.append(str(error))
+
+    def raise_any(self):
+        if self.messages:
+            raise AssertionError("\n".join(self.messages))
+
+
 def check_family(loss, backend, dtype, name):
     """reduction="none": every output of every part within budget."""
     parts, exact = exact_family(loss, name, dtype.name)
+    failures = Failures()
     for part, ex in zip(parts, exact):
         got = loss.call(part, "none", backend)
         for output, value in got.items():
             if output not in ex.rounded:
                 continue
-            ulp.check(value, ex.rounded[output], budgets.max_ulp(loss.stem, dtype, output),
-                      key=(backend, loss.stem, dtype.name, output), family=name,
-                      describe=_describer(loss, part, output),
-                      relative=_relative_exception(loss, part, output, dtype))
+            failures.run(ulp.check, value, ex.rounded[output], budgets.max_ulp(loss.stem, dtype, output),
+                         key=(backend, loss.stem, dtype.name, output), family=name,
+                         describe=_describer(loss, part, output),
+                         relative=_relative_exception(loss, part, output, dtype))
+    failures.raise_any()
 
 
 def _describer(loss, part, output):
@@ -87,6 +107,7 @@ def check_reduction(loss, backend, dtype, name, reduction):
     reduction of the exact per-element values; for ``mean``-like reductions also the gradient, which
     is the gradient of the sum divided by the denominator (per element, the gradient budget)."""
     parts, exact = exact_family(loss, name, dtype.name)
+    failures = Failures()
     for part, ex in zip(parts, exact):
         if reduction not in ex.denominators:
             continue
@@ -94,8 +115,8 @@ def check_reduction(loss, backend, dtype, name, reduction):
         got = loss.call(part, reduction, backend)
         want = ulp.exact_values(np.array([_reduced_exact(ex.values["loss"], denominator)], dtype=object), dtype)
         allowance = _reduction_allowance(loss, part, ex, dtype, denominator)
-        _check_scalar(got["loss"], want, allowance, key=(backend, loss.stem, dtype.name, f"loss[{reduction}]"),
-                      family=name)
+        failures.run(_check_scalar, got["loss"], want, allowance,
+                     key=(backend, loss.stem, dtype.name, f"loss[{reduction}]"), family=name)
         if denominator is None or denominator == 0:
             continue
         for output, value in got.items():
@@ -103,9 +124,10 @@ def check_reduction(loss, backend, dtype, name, reduction):
                 continue
             scaled = np.array([oracle.divide(v, denominator) for v in ex.values[output].reshape(-1)],
                               dtype=object).reshape(ex.values[output].shape)
-            ulp.check(value, ulp.exact_values(scaled, dtype), budgets.max_ulp(loss.stem, dtype, output),
-                      key=(backend, loss.stem, dtype.name, f"{output}[{reduction}]"), family=name,
-                      describe=_describer(loss, part, output))
+            failures.run(ulp.check, value, ulp.exact_values(scaled, dtype), budgets.max_ulp(loss.stem, dtype, output),
+                         key=(backend, loss.stem, dtype.name, f"{output}[{reduction}]"), family=name,
+                         describe=_describer(loss, part, output))
+    failures.raise_any()
 
 
 def _reduction_allowance(loss, part, ex, dtype, denominator):
@@ -128,7 +150,7 @@ def _check_scalar(got, want, allowance, key, family):
     spacing = ulp.ulp(np.where(np.isfinite(want.hi), want.hi, 0.0), want.dtype)
     with np.errstate(over="ignore"):
         allowed = budgets.REDUCTION_ULP + allowance / spacing
-    ulp.record(key, float(err[0]), "ulp", family)
+    ulp.record(key, float(err[0]), "ulp", family, float(allowed[0]))
     assert err[0] <= allowed[0], (f"{key} [{family}]: {float(got)!r} != {want.hi[0]!r} (exact reduction, "
                                   f"{err[0]:.4g} ulp, allowed {allowed[0]:.4g})")
 

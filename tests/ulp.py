@@ -109,14 +109,14 @@ def relative_error(got, exact):
 # ---------------------------------------------------------------------------------------------------
 # Assertion with a FuncData-style report, and the record behind the suite's summary table
 
-#: worst error seen per (backend, stem, dtype, output): (error, unit, family)
+#: worst error seen per ((backend, stem, dtype, output), unit): (error, family, budget)
 WORST = collections.OrderedDict()
 
 
-def record(key, error, unit, family):
+def record(key, error, unit, family, budget):
     previous = WORST.get((key, unit))
     if previous is None or not error <= previous[0]:
-        WORST[(key, unit)] = (error, family)
+        WORST[(key, unit)] = (error, family, budget)
 
 
 def _fmt(value, dtype):
@@ -154,12 +154,13 @@ def check(got, exact, max_ulp, *, key, family="", inputs=None, describe=None, re
         rel_mask = np.broadcast_to(rel_mask, got.shape)
         rel = relative_error(got, exact)
         bad &= ~(rel_mask & (rel <= max_rel))  # an exception widens the budget, it never narrows it
-        if rel_mask.any():
-            record(key, float(np.max(rel[rel_mask])), "rel", family)
-        if (~rel_mask).any():
-            record(key, float(np.max(err[~rel_mask])), "ulp", family)
+        uses_exception = rel_mask & (err > max_ulp)
+        if uses_exception.any():
+            record(key, float(np.max(rel[uses_exception])), "rel", family, max_rel)
+        if (~uses_exception).any():
+            record(key, float(np.max(err[~uses_exception])), "ulp", family, max_ulp)
     elif err.size:
-        record(key, float(np.max(err)), "ulp", family)
+        record(key, float(np.max(err)), "ulp", family, max_ulp)
     if not bad.any():
         return
     order = np.argsort(-np.where(bad, err, -1.0), axis=None, kind="stable")[:min(n_report, int(bad.sum()))]
@@ -180,8 +181,9 @@ def summary_table():
     """The worst error per backend, loss, dtype and output, as a text table ('' if nothing measured)."""
     if not WORST:
         return ""
-    rows = [("backend", "loss", "dtype", "output", "worst", "unit", "family")]
-    for ((backend, stem, dtype, output), unit), (error, family) in sorted(WORST.items()):
-        rows.append((backend, stem, dtype, output, f"{error:.3g}", unit, family))
+    rows = [("backend", "loss", "dtype", "output", "worst", "unit", "budget", "", "family")]
+    for ((backend, stem, dtype, output), unit), (error, family, budget) in sorted(WORST.items()):
+        status = "ok" if error <= budget else "OVER"
+        rows.append((backend, stem, dtype, output, f"{error:.3g}", unit, f"{budget:g}", status, family))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows)

@@ -43,7 +43,7 @@ def _parser():
                     "log-likelihood of a categorical model (and KL + entropy), MSE as a Gaussian NLL, why "
                     "MSE on a sigmoid learns slowly where BCE does not, and extreme inputs where textbook "
                     "formulas (and PyTorch) return 0, inf or NaN.")
-    demo.set_defaults(run=_demo, parser=demo)
+    demo.set_defaults(run=_demo)
 
     bench = commands.add_parser(
         "bench", help="time the DESIGN.md workloads on every backend, next to PyTorch",
@@ -128,7 +128,8 @@ _EXTREMES = (
      0.14384103622589042),
     # mp.mpf(0.5)*(mp.log(mp.mpf(1e300)) + mp.mpf(1e200)**2/mp.mpf(1e300))
     ("Gaussian NLL, x - t = 1e200, var = 1e300", "gnll",
-     {"input": np.array([1e200]), "target": np.array([0.0]), "var": np.array([1e300])}, 4.999999999999999e+99),
+     {"input": np.array([1e200]), "target": np.array([0.0]), "var": np.array([1e300])},
+     4.999999999999999e+99),
 )
 
 
@@ -190,19 +191,20 @@ def _demo_sigmoid_mse():
     mse_0 = 2 * sigma * sigma * one_minus_sigma
     print("3. A binary classifier: MSE on the sigmoid, or BCE on the logit?")
     print("   gradient w.r.t. the logit z;  MSE: 2 (sigma - y) sigma (1 - sigma),  BCE: sigma - y")
-    print(f"   {'z':>5}  {'sigma(z)':>10}  | y = 1:  {'MSE':>10}  {'BCE':>10}  | y = 0:  {'MSE':>10}  {'BCE':>10}")
-    for row in zip(z, sigma, mse_1, bce_1, mse_0, sigma):
-        zi, s, a, b, c, d = row
-        print(f"   {zi:>5.0f}  {s:>10.3e}  |         {a:>10.3e}  {b:>10.3e}  |         {c:>10.3e}  {d:>10.3e}")
-    print(f"   Confidently wrong (z = -30 with y = 1), the MSE gradient is {mse_1[0]:.1e}: the sigma (1 - sigma)"
-          f"\n   factor vanishes and learning stalls. BCE's is {bce_1[0]:.0f}: the gradient of the Bernoulli"
-          f"\n   negative log-likelihood in the logit is the error sigma - y itself.\n")
+    losses = f"{'MSE':>10} {'BCE':>10}"
+    print(f"   {'z':>5}  {'sigma(z)':>10}  | y = 1: {losses}  | y = 0: {losses}")
+    for z_i, sigma_i, *grads in zip(z, sigma, mse_1, bce_1, mse_0, sigma):
+        y_1, y_0 = " ".join(f"{g:>10.3e}" for g in grads[:2]), " ".join(f"{g:>10.3e}" for g in grads[2:])
+        print(f"   {z_i:>5.0f}  {sigma_i:>10.3e}  |        {y_1}  |        {y_0}")
+    print(f"   Confidently wrong (z = -30 with y = 1), the MSE gradient is {mse_1[0]:.1e}: the factor"
+          f"\n   sigma (1 - sigma) vanishes and learning stalls. BCE's is {bce_1[0]:.0f}: the gradient of the"
+          f"\n   Bernoulli negative log-likelihood in the logit is the error sigma - y itself.\n")
 
 
 def _demo_extremes(backend):
     torch = wl.optional("torch")
     columns = ["mpmath", "stableloss", "textbook"] + (["torch"] if torch is not None else [])
-    print("4. Extreme inputs (float64): the exact value (mpmath) where the textbook formulas give 0, inf or NaN")
+    print("4. Extreme inputs (float64): exact values (mpmath) where the textbook formulas give 0, inf or NaN")
     print(f"   {'case':<46}" + "".join(f"{name:>13}" for name in columns))
     for label, stem, inputs, exact in _EXTREMES:
         values = [exact, wl.prepare(stem, backend, inputs, False)()[0]]
@@ -231,6 +233,7 @@ def _bench(args):
     if args.plot and baseline is None:
         args.parser.error("--plot draws speed-ups over torch (or numpy): include one of them in --backends")
     wl.set_threads(args.threads)
+    environment = wl.environment()  # before the run: its load average is other processes'
     progress = _Progress(1 + len(wl.WORKLOADS) * (1 + len(implementations)))
     progress.step("copy bandwidth")
     copy_bytes, bandwidth = _copy_bandwidth(2**24 if args.quick else 2**26)
@@ -239,7 +242,7 @@ def _bench(args):
     for row in rows:
         _derive(row, baseline, bandwidth)
     report = {
-        "environment": wl.environment(),
+        "environment": environment,
         "settings": {"threads": args.threads, "repeat": args.repeat, "quick": args.quick,
                      "time_budget_s": _TIME_BUDGET, "implementations": implementations, "baseline": baseline},
         "copy_bandwidth_GBps": bandwidth / 1e9,
@@ -277,7 +280,8 @@ def _run_workload(workload, implementations, args, progress):
     inputs = wl.make_inputs(workload.stem, shape, workload.dtype)
     reference = wl.prepare(workload.stem, "numpy", inputs, workload.grad)()
     row = {"workload": label, "stem": workload.stem, "mode": workload.mode, "dtype": workload.dtype,
-           "shape": list(shape), "min_bytes": wl.min_bytes(workload.stem, inputs, workload.grad), "results": {}}
+           "shape": list(shape), "min_bytes": wl.min_bytes(workload.stem, inputs, workload.grad),
+           "results": {}}
     for name in implementations:
         progress.step(f"{label}: {name}")
         row["results"][name] = _measure(workload, name, inputs, reference, args.repeat)
@@ -327,6 +331,7 @@ def _format(report):
     simd = " ".join(env["simd"]["cpu"]) + (f" (C backend: {env['simd']['c_backend']})"
                                             if "c_backend" in env["simd"] else "")
     baseline = settings["baseline"] or "-"
+    load = "?" if env["load_average_1min"] is None else f"{env['load_average_1min']:.1f}"
     quick = " --quick (a smoke run, not a measurement)" if settings["quick"] else ""
     lines = [
         f"stableloss {versions['stableloss']} bench{quick}: ms per call, the best of at most "
@@ -334,9 +339,9 @@ def _format(report):
         f"after a warm-up call checked against the numpy reference; {settings['threads']} thread(s) for "
         f"stableloss and torch",
         f"{libraries}; Python {versions['python']}",
-        f"{env['cpu']}, {env['cores']} cores, SIMD {simd or '?'}",
-        f"copy bandwidth {report['copy_bandwidth_GBps']:.1f} GB/s (np.copyto of {report['copy_bytes'] // 2**21} "
-        f"MiB, bytes read + written, one thread)",
+        f"{env['cpu']}, {env['cores']} cores, SIMD {simd or '?'}; load average before the run {load}",
+        f"copy bandwidth {report['copy_bandwidth_GBps']:.1f} GB/s (np.copyto of "
+        f"{report['copy_bytes'] // 2**21} MiB, bytes read + written, one thread)",
         "roofline = minimum bytes (inputs read once, gradients written once) / copy bandwidth",
         "",
         f"{'workload':<31}{'min MB':>9}{'roofline ms':>13}  {'impl':<9}{'ms/call':>10}{'vs ' + baseline:>11}"
@@ -369,19 +374,21 @@ def _plot(report, path):
     names = [name for name in report["settings"]["implementations"] if name != baseline]
     figure, axes = plt.subplots(figsize=(max(6.0, 1.2 * len(rows)), 4.8))
     width = 0.8 / max(len(names), 1)
+    positions = np.arange(len(rows))
     for index, name in enumerate(names):
         speedups = [row["results"][name].get("speedup", math.nan) for row in rows]
-        bars = axes.bar(np.arange(len(rows)) + (index - (len(names) - 1) / 2) * width, speedups, width, label=name)
+        bars = axes.bar(positions + (index - (len(names) - 1) / 2) * width, speedups, width, label=name)
         axes.bar_label(bars, ["" if math.isnan(s) else f"{s:.2g}" for s in speedups], fontsize=7)
     axes.axhline(1.0, color="grey", linewidth=0.8)
     if baseline == "torch":
         axes.axhline(5.0, color="tab:red", linestyle="--", linewidth=0.8, label="target 5x")
     axes.set_yscale("log")
     axes.set_ylabel(f"speed-up over {baseline} (higher is better)")
-    axes.set_xticks(np.arange(len(rows)), [row["workload"] for row in rows], rotation=30, ha="right", fontsize=8)
+    axes.set_xticks(positions, [row["workload"] for row in rows], rotation=30, ha="right", fontsize=8)
     settings = report["settings"]
-    axes.set_title(f"stableloss {report['environment']['versions']['stableloss']}, {settings['threads']} thread(s)"
-                   f"{', --quick (not a measurement)' if settings['quick'] else ''}")
+    quick = ", --quick (not a measurement)" if settings["quick"] else ""
+    axes.set_title(f"stableloss {report['environment']['versions']['stableloss']}, "
+                   f"{settings['threads']} thread(s){quick}")
     axes.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)

@@ -173,7 +173,8 @@ def min_bytes(stem, inputs, grad):
 
 def implementations(stem, peers=PEERS):
     """The stableloss backends that load, then the ``peers`` that apply to ``stem`` and are installed."""
-    present = {"textbook": True, "scipy": LOSSES[stem].scipy is not None and optional("scipy.special") is not None,
+    present = {"textbook": True,
+               "scipy": LOSSES[stem].scipy is not None and optional("scipy.special") is not None,
                "torch": optional("torch") is not None}
     return stableloss.available_backends() + [name for name in peers if present[name]]
 
@@ -238,13 +239,13 @@ def disagreement(got, want, implementation):
             return f"{what}: NaN where the reference has none, or the reverse"
         finfo = np.finfo(w.dtype)
         g, w = g[~np.isnan(w)].astype(np.float64), w[~np.isnan(w)].astype(np.float64)
-        with np.errstate(invalid="ignore"):
-            error = np.where(g == w, 0.0, np.abs(g - w))  # equal infinities agree
         if implementation in BACKENDS:
             scale, limit, kind = np.maximum(np.abs(w), finfo.smallest_normal), 64 * finfo.eps, "relative"
         else:
             scale, limit, kind = max(np.max(np.abs(w), initial=0.0), finfo.smallest_normal), 1e-4, "normwise"
-        worst = float(np.max(error / scale, initial=0.0))
+        with np.errstate(invalid="ignore"):  # inf / inf: a finite value where the reference has inf
+            error = np.nan_to_num(np.where(g == w, 0.0, np.abs(g - w) / scale), nan=np.inf)
+        worst = float(np.max(error, initial=0.0))
         if not worst <= limit:
             return f"{what}: {kind} error {worst:.2g} > {limit:.2g}"
     return None
@@ -333,4 +334,5 @@ def environment():
         "cpu": _cpu_model(),
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "platform": platform.platform(),
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }

@@ -30,6 +30,8 @@ constants.  Polynomials: minimax fits on the reduced range (weighted least squar
 nodes, checked against mpmath); the error figures quoted are relative, of the primitive's result.
 """
 
+from fractions import Fraction
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -44,7 +46,8 @@ def jit(func):
 
 
 def lane_jit(func):
-    """A loop that only adds a buffer up: ``reassoc`` lets LLVM split the sum into vector lanes."""
+    """A reduction loop that only combines values associatively (``reassoc`` lets LLVM keep one partial
+    result per vector lane)."""
     return njit(fastmath={"reassoc"}, **_OPTIONS)(func)
 
 
@@ -134,6 +137,7 @@ LOG2E = np.float64(1.4426950408889634)
 LN2 = np.float64(0.6931471805599453)
 LN2_HI = np.float64(float.fromhex("0x1.62e42fee00000p-1"))  # 32 significant bits: n * LN2_HI is exact
 LN2_LO = np.float64(float.fromhex("0x1.a39ef35793c76p-33"))  # ln 2 - LN2_HI, to 1e-26
+_LN2_DIGITS = 693147180559945309417232121458176568075500134360255254120680  # ln 2 * 10**60, rounded down
 ROUND_MAGIC = np.float64(6755399441055744.0)  # 1.5 * 2**52: bits(n + ROUND_MAGIC) end in the integer n
 ROUND_MAGIC_BITS = np.int64(0x4338000000000000)
 EXP_BIAS = np.int64(1023)
@@ -316,43 +320,192 @@ def log1p(x, wide):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Sums over buffers (vectorized lanes)
+# Double-double arithmetic (value = hi + lo, |lo| <= ulp(hi)/2) and a logarithm to ~2**-100
 
-#: Elements per lane sum; the lane sums are added with Neumaier compensation.  Each of LLVM's ~32
-#: lane accumulators then adds about 8 terms: the rounding error stays at a few units of 2**-53.
-CHUNK = 256
-
-
-@lane_jit
-def lane_sum(buf, lo, hi):
-    """buf[lo:hi].sum() in vector lanes (float64 buffer)."""
-    total = 0.0
-    for j in range(lo, hi):
-        total += buf[j]
-    return total
-
-
-@lane_jit
-def sum_off_max(e, lo, hi):
-    """(sum of e[j] != 1, count of e[j] == 1) over e[lo:hi].
-
-    e_j = exp(x_j - max) is exactly 1 at the row maximum and below 1 elsewhere, so the first sum is the
-    sum over j != k of log-sum-exp with the ties counted apart (NaN is not 1: it propagates)."""
-    total = 0.0
-    ones = 0.0
-    for j in range(lo, hi):
-        v = e[j]
-        is_one = v == 1.0
-        total += 0.0 if is_one else v
-        ones += 1.0 if is_one else 0.0
-    return total, ones
+@inline
+def fast_two_sum(a, b):
+    """(s, err) with s + err == a + b exactly, for |a| >= |b| (Dekker)."""
+    s = a + b
+    return s, b - (s - a)
 
 
 @inline
-def compensated_sum(buf, n):
-    """(hi, lo): buf[:n].sum() as an unevaluated sum, lane sums of CHUNK elements added by Neumaier."""
+def dd_add(a_hi, a_lo, b_hi, b_lo):
+    s, err = two_sum(a_hi, b_hi)
+    return fast_two_sum(s, err + (a_lo + b_lo))
+
+
+@inline
+def dd_mul(a_hi, a_lo, b_hi, b_lo):
+    p, err = two_prod(a_hi, b_hi)
+    return fast_two_sum(p, err + (a_hi * b_lo + a_lo * b_hi))
+
+
+def _dd(numerator, denominator):
+    value = Fraction(numerator, denominator)
+    hi = float(value)
+    return np.float64(hi), np.float64(float(value - Fraction(hi)))
+
+
+LN2_LO2 = np.float64(float(Fraction(_LN2_DIGITS) / 10**60 - Fraction(float(LN2_HI)) - Fraction(float(LN2_LO))))
+# 1/(2j + 1) as double-doubles for the leading terms of the atanh series
+(ATANH_C0, ATANH_C1, ATANH_C2, ATANH_C3, ATANH_C4, ATANH_C5, ATANH_C6, ATANH_C7, ATANH_C8) = (
+    _dd(1, 2 * j + 1) for j in range(9))
+(ATANH_T9, ATANH_T10, ATANH_T11, ATANH_T12, ATANH_T13, ATANH_T14, ATANH_T15, ATANH_T16, ATANH_T17, ATANH_T18,
+ ATANH_T19, ATANH_T20) = (np.float64(1.0 / (2 * j + 1)) for j in range(9, 21))
+
+
+@inline
+def log_dd(x):
+    """log(x) as a double-double (hi, lo), relative error ~2**-100, for positive finite x.
+
+    x = 2**k (1 + f); log1p(f) = 2 atanh(s) = 2 s sum_j s^(2j)/(2j + 1), s = f/(2 + f), |s| <= 0.172:
+    the terms j >= 9 are below 2**-46 of the sum and need only double precision.
+    """
+    f, k = _log_split(x)
+    den_hi, den_lo = two_sum(2.0, f)
+    s_hi = f / den_hi
+    s_lo = (fma(-s_hi, den_hi, f) - s_hi * den_lo) / den_hi  # s_hi + s_lo = f/(2 + f) to ~2**-106
+    z_hi, z_lo = two_prod(s_hi, s_hi)
+    z_lo += 2.0 * s_hi * s_lo
+    tail = fma(fma(fma(fma(fma(fma(fma(fma(fma(fma(fma(ATANH_T20, z_hi, ATANH_T19), z_hi, ATANH_T18), z_hi,
+                                                    ATANH_T17), z_hi, ATANH_T16), z_hi, ATANH_T15), z_hi,
+                                     ATANH_T14), z_hi, ATANH_T13), z_hi, ATANH_T12), z_hi, ATANH_T11), z_hi,
+                   ATANH_T10), z_hi, ATANH_T9)
+    acc_hi, acc_lo = dd_mul(tail, 0.0, z_hi, z_lo)
+    acc_hi, acc_lo = dd_add(acc_hi, acc_lo, ATANH_C8[0], ATANH_C8[1])
+    for c_hi, c_lo in (ATANH_C7, ATANH_C6, ATANH_C5, ATANH_C4, ATANH_C3, ATANH_C2, ATANH_C1, ATANH_C0):
+        acc_hi, acc_lo = dd_mul(acc_hi, acc_lo, z_hi, z_lo)
+        acc_hi, acc_lo = dd_add(acc_hi, acc_lo, c_hi, c_lo)
+    log_hi, log_lo = dd_mul(acc_hi, acc_lo, 2.0 * s_hi, 2.0 * s_lo)
+    k_lo, k_lo_err = two_prod(k, LN2_LO)
+    k_hi, k_err = fast_two_sum(k * LN2_HI, k_lo)  # k * LN2_HI is exact
+    return dd_add(k_hi, k_err + (k_lo_err + k * LN2_LO2), log_hi, log_lo)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Indexing.  Array loops index with unsigned integers (urange): for a signed index that LLVM cannot
+# prove non-negative (x[base + j]) Numba keeps a select per element to wrap negative indices, which
+# turns the vector loads into gathers (5x slower).  Slices (x[lo:hi]) avoid that too, but each one
+# costs an atomic reference-count increment and decrement: ~100 cycles per row in short rows.
+
+@inline
+def urange(lo, hi):
+    """range(lo, hi) with uint64 indices (lo <= hi, both >= 0)."""
+    return range(np.uint64(lo), np.uint64(hi))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reductions
+
+#: Accumulators of the lane sums: a few vectors' worth.
+LANES = 32
+
+
+@lane_jit
+def max_of(values, lo, hi):
+    """max(values[lo:hi]) (hi > lo) as float64, NaN if any is NaN.  maximum is associative, so
+    reassoc (which lets LLVM keep one running maximum per vector lane) changes nothing but the speed."""
+    m = values[lo]
+    for j in urange(lo, hi):
+        m = maximum(m, values[j])
+    return np.float64(m)
+
+
+# The lane sums: LANES explicit accumulators lanes[0] (with the TwoSum error of each addition in
+# lanes[1] when wide, and a count of ones in lanes[2]).  The loop over the lanes of a block is a plain
+# map, which LLVM vectorizes under strict IEEE rules, so no reassociation can drop an error term.
+# Wide: error ~2**-104 relative for terms of one sign; narrow: plain float64 additions.  With off_max
+# the terms equal to 1 are counted instead of added: for e_j = e^{x_j - max} that gives
+# s = sum_{j != k} e_j, the log-sum-exp sum without its first maximum, ties counted exactly.
+
+@inline
+def lanes_add(lanes, lane, v, wide, off_max):
+    is_one = off_max and v == ONE  # NaN is not 1: it stays in the sum
+    v = 0.0 if is_one else v
+    if wide:
+        total, err = two_sum(lanes[0, lane], v)
+        lanes[0, lane] = total
+        lanes[1, lane] += err
+    else:
+        lanes[0, lane] += v
+    lanes[2, lane] += 1.0 if is_one else 0.0
+
+
+@inline
+def lanes_clear(lanes):
+    for lane in range(LANES):
+        lanes[0, lane] = 0.0
+        lanes[1, lane] = 0.0
+        lanes[2, lane] = 0.0
+
+
+@inline
+def lanes_total(lanes, wide, off_max):
+    """(hi, lo) of the lane sums (plus the ones less one with off_max)."""
     total = 0.0
     compensation = 0.0
-    for start in range(0, n, CHUNK):
-        total, compensation = neumaier_add(total, compensation, lane_sum(buf, start, min(start + CHUNK, n)))
+    for lane in range(LANES):
+        total, compensation = neumaier_add(total, compensation, lanes[0, lane])
+        compensation += lanes[1, lane]
+    if off_max:
+        ones = 0.0
+        for lane in range(LANES):
+            ones += lanes[2, lane]
+        total, compensation = neumaier_add(total, compensation, ones - ONE)  # ties beyond the first max
     return two_sum(total, compensation)
+
+
+@inline
+def sum_lanes(values, lo, hi, lanes, wide, off_max):
+    """(hi, lo): the sum of values[lo:hi] (float64), or with off_max the sum s of the comment above.
+    Fewer than 4 LANES terms are added in order (Neumaier when wide)."""
+    if hi - lo >= 4 * LANES:
+        lanes_clear(lanes)
+        for start in range(lo, hi, LANES):
+            block = np.uint64(start)
+            for lane in urange(0, min(LANES, hi - start)):
+                lanes_add(lanes, lane, values[block + lane], wide, off_max)
+        return lanes_total(lanes, wide, off_max)
+    total = 0.0
+    compensation = 0.0
+    ones = 0.0
+    for j in urange(lo, hi):
+        v = values[j]
+        if off_max and v == ONE:
+            ones += 1.0
+        elif wide:
+            total, compensation = neumaier_add(total, compensation, v)
+        else:
+            total += v
+    if off_max:
+        total, compensation = neumaier_add(total, compensation, ones - ONE)
+    return two_sum(total, compensation)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Block sums (kernels/stableloss.h): block b holds rows [b * rows_per_block, (b + 1) * rows_per_block)
+
+#: Rows per pass of an elementwise kernel: its buffers stay in the L1 cache.
+CHUNK = 1024
+
+
+@inline
+def chunk_stop(start, n, size, rows_per_block):
+    """The end of the run of at most size rows from start that stays within start's block."""
+    return min(start + size, n, (start // rows_per_block + 1) * rows_per_block)
+
+
+@inline
+def add_block_sums(block_sums, rows_per_block, n, start, values, count, lanes, wide, running):
+    """Add the losses values[:count] of rows start .. start + count - 1 (within one block) to its sum,
+    carried in running = [total, compensation] until the block is complete (compensated when wide)."""
+    hi, lo = sum_lanes(values, 0, count, lanes, wide, False)
+    total, compensation = neumaier_add(running[0], running[1], hi)
+    running[0] = total
+    running[1] = compensation + lo
+    stop = start + count
+    if stop % rows_per_block == 0 or stop == n:
+        block_sums[start // rows_per_block] = running[0] + running[1]
+        running[0] = 0.0
+        running[1] = 0.0

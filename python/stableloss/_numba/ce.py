@@ -8,7 +8,7 @@ A = sum_j b_j the gradient is grad_scale (A p_j - b_j).
 
 import numpy as np
 
-from ._jit import CHUNK, ONE, compensated_sum, fma, inline, is_wide, jit, lane_sum, neumaier_add, two_sum
+from ._jit import ONE, fma, inline, is_wide, jit, neumaier_add, sum_lanes, two_sum, urange
 from .lse import group_rows, shift, softmax_buffers, softmax_rows
 
 #: Kinds of the arguments of sl_ce, in order (see the package __init__).
@@ -16,16 +16,16 @@ ARGS = ("in", "index", "in", "in", "int", "int", "int", "float", "float", "int",
 
 
 @inline
-def shifted_dot(x, base, n_cols, a, coef, buf):
-    """sum_j coef[j] (x[base + j] - a): terms of one sign (coef >= 0, x <= a), lane sums by chunk."""
+def shifted_dot(x, base, n_cols, a, coef, buf, lanes, wide):
+    """sum_j coef[j] (x[base + j] - a) <= 0: terms of one sign (coef >= 0, x <= a), in lane sums."""
     total = 0.0
-    compensation = 0.0
-    for start in range(0, n_cols, CHUNK):
-        stop = min(start + CHUNK, n_cols)
-        for j in range(start, stop):
-            buf[j - start] = coef[j] * (np.float64(x[base + j]) - a)
-        total, compensation = neumaier_add(total, compensation, lane_sum(buf, 0, stop - start))
-    return total + compensation
+    for start in range(0, n_cols, buf.size):
+        stop = min(start + buf.size, n_cols)
+        for j in urange(start, stop):
+            buf[j - np.uint64(start)] = coef[j] * (np.float64(x[base + j]) - a)
+        hi, lo = sum_lanes(buf, 0, stop - start, lanes, wide, False)
+        total += hi + lo
+    return total
 
 
 @inline
@@ -47,38 +47,38 @@ def kernel(x, target, target_prob, weight, n_rows, n_classes, ignore_index, labe
     want_sums = block_sums.size > 0
     keep = ONE - label_smoothing
     eps_c = label_smoothing / n_classes
+    amax, e, s_hi, s_lo, log_s, lanes = softmax_buffers(n_classes)
+    buf = np.empty(1024)
     w = np.ones(n_classes)
-    if weight.size > 0:
-        for j in range(n_classes):
-            w[j] = weight[j]
-    w_sum_hi, w_sum_lo = compensated_sum(w, n_classes)
-    coef = np.empty(n_classes)  # b_j, less the target's (1 - eps) w_y
-    for j in range(n_classes):
-        coef[j] = eps_c * w[j]
-    buf = np.empty(CHUNK)
-    amax, e, s_hi, s_lo, log_s = softmax_buffers(n_classes)
-    group = group_rows(n_classes)
+    for j in urange(0, weight.size):
+        w[j] = weight[j]
+    w_sum_hi, w_sum_lo = sum_lanes(w, 0, n_classes, lanes, wide, False)
+    coef = eps_c * w  # b_j, less the target's (1 - eps) w_y
+    block = 0
+    block_left = rows_per_block
     block_total = 0.0
     block_compensation = 0.0
+    group = group_rows(n_classes)
     for first in range(0, n_rows, group):
         count = min(group, n_rows - first)
-        softmax_rows(x, first, count, n_classes, wide, amax, e, s_hi, s_lo, log_s)
+        softmax_rows(x, first, count, n_classes, wide, amax, e, s_hi, s_lo, log_s, lanes)
         for i in range(count):
             row = first + i
-            base = row * n_classes
+            base = np.uint64(row * n_classes)
+            e_row = np.uint64(i * n_classes)
             a = amax[i]
             s = s_hi[i]
             log1p_s = log_s[i]
             y = -1  # where the gradient needs grad_at_max: the index target, or the first maximum
             ignored = False
             if has_prob:
-                for j in range(n_classes):
+                for j in urange(0, n_classes):
                     coef[j] = w[j] * fma(keep, np.float64(target_prob[base + j]), eps_c)  # t' = (1-eps) t + eps/C
-                a_hi, a_lo = compensated_sum(coef, n_classes)
+                a_hi, a_lo = sum_lanes(coef, 0, n_classes, lanes, wide, False)
                 # sum_j b_j (log1p(s) - z_j) = A log1p(s) - sum_j b_j z_j: two terms >= 0
-                value = a_hi * log1p_s - shifted_dot(x, base, n_classes, a, coef, buf)
+                value = a_hi * log1p_s - shifted_dot(x, base, n_classes, a, coef, buf, lanes, wide)
                 for j in range(n_classes):
-                    if e[i * n_classes + j] == ONE:
+                    if e[e_row + np.uint64(j)] == ONE:
                         y = j
                         break
                 b_y = coef[y] if y >= 0 else 0.0
@@ -86,16 +86,17 @@ def kernel(x, target, target_prob, weight, n_rows, n_classes, ignore_index, labe
                 y = target[row]
                 if y == ignore_index:
                     if want_grad:
-                        grad[base:base + n_classes] = 0.0
+                        for j in urange(0, n_classes):
+                            grad[base + j] = 0.0
                     value = 0.0
                     ignored = True
                 else:
                     w_y = keep * w[y]
-                    z, z_lo = shift(x[base + y], a, wide)
+                    z, z_lo = shift(x[base + np.uint64(y)], a, wide)
                     value = w_y * ((log1p_s - z_lo) - z)  # -log p_y = log1p(s) - z_y: both terms >= 0
                     if label_smoothing > 0.0:
                         # (eps/C) sum_j w_j L_j = (eps/C) W log1p(s) - sum_j b_j z_j: two terms >= 0
-                        value += eps_c * w_sum_hi * log1p_s - shifted_dot(x, base, n_classes, a, coef, buf)
+                        value += eps_c * w_sum_hi * log1p_s - shifted_dot(x, base, n_classes, a, coef, buf, lanes, wide)
                     a_hi, a_lo = two_sum(w_y, eps_c * w_sum_hi)
                     a_lo += eps_c * w_sum_lo
                     b_y = coef[y] + w_y
@@ -105,19 +106,22 @@ def kernel(x, target, target_prob, weight, n_rows, n_classes, ignore_index, labe
                 scale = grad_scale / big_s
                 scale -= scale * (big_s_lo / big_s)  # grad_scale / (S + dS)
                 factor = a_hi * scale
-                for j in range(n_classes):
-                    grad[base + j] = factor * e[i * n_classes + j] - grad_scale * coef[j]
+                for j in urange(0, n_classes):
+                    grad[base + j] = fma(factor, e[e_row + j], -grad_scale * coef[j])  # grad_scale (A p_j - b_j)
                 if y >= 0:
-                    e_y = e[i * n_classes + y]
+                    e_y = e[e_row + np.uint64(y)]
                     if e_y == ONE:
-                        grad[base + y] = grad_at_max(a_hi, a_lo, b_y, s, scale)
+                        grad[base + np.uint64(y)] = grad_at_max(a_hi, a_lo, b_y, s, scale)
                     else:
-                        grad[base + y] = factor * e_y - grad_scale * b_y
+                        grad[base + np.uint64(y)] = fma(factor, e_y, -grad_scale * b_y)
             if want_loss:
                 loss[row] = value
             if want_sums:
                 block_total, block_compensation = neumaier_add(block_total, block_compensation, value)
-                if (row + 1) % rows_per_block == 0 or row + 1 == n_rows:
-                    block_sums[row // rows_per_block] = block_total + block_compensation
+                block_left -= 1
+                if block_left == 0 or row + 1 == n_rows:
+                    block_sums[block] = block_total + block_compensation
+                    block += 1
+                    block_left = rows_per_block
                     block_total = 0.0
                     block_compensation = 0.0

@@ -9,11 +9,13 @@ way).
 
 import numpy as np
 
-from ._jit import (CHUNK, INF, NAN, ONE, exp_nonpos, inline, is_wide, jit, log1p, maximum, neumaier_add,
-                   sum_off_max, two_diff, two_sum)
+from ._jit import (INF, LANES, NAN, ONE, exp_nonpos, inline, is_wide, jit, lanes_add, lanes_clear, lanes_total, log1p,
+                   max_of, sum_lanes, two_diff, urange)
 
-#: Elements per group of rows: the exp buffer of a group stays in the L1 cache.
+#: Elements per group of short rows: the exp buffer of a group stays in the L1 cache.
 GROUP = 2048
+#: Rows this long are handled one at a time (the lane sums of sum_lanes need 4 LANES elements).
+LONG_ROW = 4 * LANES
 
 
 @inline
@@ -25,59 +27,53 @@ def shift(v, a, wide):
     return np.float64(v) - a, 0.0
 
 
-@jit
-def row_max(x, lo, hi):
-    """max(x[lo:hi]) in float64: NaN if any element is NaN, vectorized through llvm.maximum."""
-    m = x[lo]
-    for j in range(lo + 1, hi):
-        m = maximum(m, x[j])
-    return np.float64(m)
-
-
 @inline
 def group_rows(n_cols):
-    """Rows per group."""
-    return max(1, GROUP // n_cols)
-
-
-@inline
-def softmax_rows(x, first, count, n_cols, wide, amax, e, s_hi, s_lo, log_s):
-    """The softmax pieces of rows first .. first + count - 1 of x (n_cols > 0 columns).
-
-    amax[i] = a, e[i * n_cols + j] = e^{z_j} (exactly 1 at every maximum), s = s_hi[i] + s_lo[i],
-    log_s[i] = log1p(s) (i counted from first).  NaN anywhere in a row makes s and log_s NaN; a row
-    whose maximum is +inf gets a NaN e there (inf - inf), hence a NaN s.
-    """
-    for i in range(count):
-        base = (first + i) * n_cols
-        a = row_max(x, base, base + n_cols)
-        amax[i] = a
-        for j in range(i * n_cols, (i + 1) * n_cols):
-            e[j] = a  # the row's maximum beside each element, so that the exp loop runs over the group
-    offset = first * n_cols
-    for j in range(count * n_cols):
-        z, z_lo = shift(x[offset + j], e[j], wide)
-        e[j] = exp_nonpos(z, z_lo, wide)  # e^(z + z_lo): the rounding error of x - a would cost u|z|
-    for i in range(count):
-        total = 0.0
-        compensation = 0.0
-        ones = 0.0
-        for start in range(i * n_cols, (i + 1) * n_cols, CHUNK):
-            part, part_ones = sum_off_max(e, start, min(start + CHUNK, (i + 1) * n_cols))
-            total, compensation = neumaier_add(total, compensation, part)
-            ones += part_ones
-        # the maxima other than the first contribute exactly 1 each
-        total, compensation = neumaier_add(total, compensation, ones - ONE)
-        s_hi[i], s_lo[i] = two_sum(total, compensation)
-    for i in range(count):
-        log_s[i] = log1p(s_hi[i], wide) + s_lo[i] / (ONE + s_hi[i])  # log1p(s + ds) = log1p(s) + ds/(1+s)
+    """Rows per group: rows of at least LONG_ROW elements go one at a time."""
+    return 1 if n_cols >= LONG_ROW else GROUP // n_cols
 
 
 @inline
 def softmax_buffers(n_cols):
-    """Scratch for :func:`softmax_rows`: (amax, e, s_hi, s_lo, log_s)."""
+    """Scratch for :func:`softmax_rows`: (amax, e, s_hi, s_lo, log_s, lanes)."""
     rows = group_rows(n_cols)
-    return (np.empty(rows), np.empty(max(n_cols, GROUP)), np.empty(rows), np.empty(rows), np.empty(rows))
+    return (np.empty(rows), np.empty(max(n_cols, GROUP)), np.empty(rows), np.empty(rows), np.empty(rows),
+            np.empty((3, LANES)))
+
+
+@inline
+def softmax_rows(x, first, count, n_cols, wide, amax, e, s_hi, s_lo, log_s, lanes):
+    """The softmax pieces of rows first .. first + count - 1 of x (n_cols > 0 columns), i counted from
+    first: amax[i] = a, e[i * n_cols + j] = e^{z_j} (exactly 1 at every maximum), s = s_hi[i] + s_lo[i],
+    log_s[i] = log1p(s).  NaN anywhere in a row makes s and log_s NaN; a row whose maximum is +inf gets
+    a NaN e there (inf - inf), hence a NaN s.
+    """
+    offset = np.uint64(first * n_cols)
+    if n_cols >= LONG_ROW:  # one row: the exp loop also adds the lane sums
+        a = max_of(x, first * n_cols, (first + 1) * n_cols)
+        amax[0] = a
+        lanes_clear(lanes)
+        for start in range(0, n_cols, LANES):
+            block = np.uint64(start)
+            for lane in urange(0, min(LANES, n_cols - start)):
+                z, z_lo = shift(x[offset + block + lane], a, wide)
+                value = exp_nonpos(z, z_lo, wide)  # e^(z + z_lo): the rounding of x - a would cost u|z|
+                e[block + lane] = value
+                lanes_add(lanes, lane, value, wide, True)
+        s_hi[0], s_lo[0] = lanes_total(lanes, wide, True)
+    else:  # short rows: one exp loop over the whole group
+        for i in range(count):
+            a = max_of(x, (first + i) * n_cols, (first + i + 1) * n_cols)
+            amax[i] = a
+            for j in urange(i * n_cols, (i + 1) * n_cols):
+                e[j] = a  # each element's row maximum, for the loop below
+        for j in urange(0, count * n_cols):
+            z, z_lo = shift(x[offset + j], e[j], wide)
+            e[j] = exp_nonpos(z, z_lo, wide)
+        for i in range(count):
+            s_hi[i], s_lo[i] = sum_lanes(e, i * n_cols, (i + 1) * n_cols, lanes, wide, True)
+    for i in range(count):
+        log_s[i] = log1p(s_hi[i], wide) + s_lo[i] / (ONE + s_hi[i])  # log1p(s + ds) = log1p(s) + ds/(1+s)
 
 
 #: Kinds of the arguments of sl_lse, in order (see the package __init__).
@@ -88,34 +84,36 @@ ARGS = ("in", "int", "int", "out", "out", "out")
 def kernel(x, n_rows, n_cols, lse, log_softmax, softmax):
     wide = is_wide(x)
     if n_cols == 0:
-        lse[:] = -INF  # the empty sum: log 0
+        for i in range(n_rows):
+            lse[i] = -INF  # the empty sum: log 0
         return
     want_lse = lse.size > 0
     want_log_softmax = log_softmax.size > 0
     want_softmax = softmax.size > 0
-    amax, e, s_hi, s_lo, log_s = softmax_buffers(n_cols)
-    rows = group_rows(n_cols)
-    for first in range(0, n_rows, rows):
-        count = min(rows, n_rows - first)
-        softmax_rows(x, first, count, n_cols, wide, amax, e, s_hi, s_lo, log_s)
+    amax, e, s_hi, s_lo, log_s, lanes = softmax_buffers(n_cols)
+    group = group_rows(n_cols)
+    for first in range(0, n_rows, group):
+        count = min(group, n_rows - first)
+        softmax_rows(x, first, count, n_cols, wide, amax, e, s_hi, s_lo, log_s, lanes)
         for i in range(count):
             a = amax[i]
-            if a == INF:  # the +inf terms: e^{x_k - a} = 1 exactly, any other +inf makes s = inf/inf
+            base = np.uint64((first + i) * n_cols)
+            if a == INF:  # the +inf terms: e^{x_k - a} = 1 for the first, any other makes s = inf - inf
                 infinities = 0
-                for j in range(n_cols):
-                    infinities += x[(first + i) * n_cols + j] == INF
+                for j in urange(0, n_cols):
+                    infinities += x[base + j] == INF
                 s_hi[i] = 0.0 if infinities == 1 else NAN
                 s_lo[i] = 0.0
                 log_s[i] = s_hi[i]
-            base = (first + i) * n_cols
             if want_lse:
                 lse[first + i] = a + log_s[i]
             if want_log_softmax:
-                for j in range(n_cols):
+                for j in urange(0, n_cols):
                     z, z_lo = shift(x[base + j], a, wide)
                     log_softmax[base + j] = (z - log_s[i]) + z_lo  # z <= 0 and -log1p(s) <= 0: no cancellation
             if want_softmax:
                 inv = ONE / (ONE + s_hi[i])
                 inv = inv - inv * (s_lo[i] * inv)  # 1/(S + dS) = (1/S)(1 - dS/S)
-                for j in range(n_cols):
-                    softmax[base + j] = e[i * n_cols + j] * inv
+                e_row = np.uint64(i * n_cols)
+                for j in urange(0, n_cols):
+                    softmax[base + j] = e[e_row + j] * inv

@@ -1,0 +1,55 @@
+"""Binary cross-entropy with logits, elementwise (``sl_bce``).
+
+With e = e^{-|x|}: softplus(+-x) = max(+-x, 0) + log1p(e), and the loss
+w (pw y softplus(-x) + (1 - y) softplus(x)) is a sum of two terms >= 0 (a term whose label factor is 0
+counts as 0, so x = +-inf gives the limit).  sigma(x) = 1/(1 + e) for x >= 0 and e/(1 + e) below; the
+gradient w ((1 - y) sigma(x) - pw y sigma(-x)) = w ((1 - y) A - pw y B)/(1 + e) with (A, B) = (1, e)
+for x >= 0 and (e, 1) below, never forming 1 - sigma.
+"""
+
+import numpy as np
+
+from ._jit import CHUNK, LANES, ONE, add_block_sums, chunk_stop, exp_nonpos, fma, is_wide, jit, log1p, urange
+
+#: Kinds of the arguments of sl_bce, in order (see the package __init__).
+ARGS = ("in", "in", "in", "in", "int", "float", "int", "out", "out", "sums")
+
+
+@jit
+def kernel(x, target, weight, pos_weight, n, grad_scale, rows_per_block, loss, grad, block_sums):
+    wide = is_wide(x)
+    has_weight = weight.size > 0
+    has_pos_weight = pos_weight.size > 0
+    want_loss = loss.size > 0
+    want_grad = grad.size > 0
+    want_sums = block_sums.size > 0
+    values = np.empty(CHUNK)
+    lanes = np.empty((3, LANES))
+    running = np.zeros(2)
+    start = 0
+    while start < n:
+        stop = chunk_stop(start, n, CHUNK, rows_per_block)
+        first = np.uint64(start)
+        for j in urange(start, stop):
+            v = np.float64(x[j])
+            y = np.float64(target[j])
+            w = np.float64(weight[j]) if has_weight else 1.0
+            pw = np.float64(pos_weight[j]) if has_pos_weight else 1.0
+            e = exp_nonpos(-abs(v), 0.0, wide)
+            log_term = log1p(e, wide)
+            positive = v >= 0.0
+            softplus_pos = (v if positive else 0.0) + log_term  # softplus(x) = max(x, 0) + log1p(e^-|x|)
+            softplus_neg = (0.0 if positive else -v) + log_term  # softplus(-x)
+            pos_term = 0.0 if y == 0.0 else (pw * y) * softplus_neg
+            neg_term = 0.0 if y == ONE else (ONE - y) * softplus_pos
+            value = w * (pos_term + neg_term)
+            values[j - first] = value
+            if want_loss:
+                loss[j] = value
+            if want_grad:
+                sig_num = ONE if positive else e  # sigma(x) (1 + e)
+                sig_neg_num = e if positive else ONE  # sigma(-x) (1 + e)
+                grad[j] = ((grad_scale * w) * fma(-(pw * y), sig_neg_num, (ONE - y) * sig_num)) / (ONE + e)
+        if want_sums:
+            add_block_sums(block_sums, rows_per_block, n, start, values, stop - start, lanes, wide, running)
+        start = stop

@@ -1,0 +1,54 @@
+"""Mean squared error terms, elementwise (``sl_mse``): loss = w (x - t)^2, grad = 2 w (x - t)."""
+
+import numpy as np
+
+from ._jit import CHUNK, INF, LANES, add_block_sums, chunk_stop, fma, inline, is_wide, jit, two_diff, two_prod, urange
+
+#: Kinds of the arguments of sl_mse, in order (see the package __init__).
+ARGS = ("in", "in", "in", "int", "float", "int", "out", "out", "sums")
+
+
+@inline
+def difference(x, t, wide):
+    """(d, d_lo): d + d_lo = x - t, exactly when wide (float32 inputs: the float64 difference)."""
+    if wide:
+        return two_diff(np.float64(x), np.float64(t))
+    return np.float64(x) - np.float64(t), 0.0
+
+
+@jit
+def kernel(input, target, weight, n, grad_scale, rows_per_block, loss, grad, block_sums):
+    wide = is_wide(input)
+    has_weight = weight.size > 0
+    want_loss = loss.size > 0
+    want_grad = grad.size > 0
+    want_sums = block_sums.size > 0
+    values = np.empty(CHUNK)
+    lanes = np.empty((3, LANES))
+    running = np.zeros(2)
+    start = 0
+    while start < n:
+        stop = chunk_stop(start, n, CHUNK, rows_per_block)
+        first = np.uint64(start)
+        for j in urange(start, stop):
+            d, d_lo = difference(input[j], target[j], wide)
+            w = np.float64(weight[j]) if has_weight else 1.0
+            if wide:
+                # w (d + d_lo)^2 = (p + p_lo)(d + d_lo), p + p_lo = w (d + d_lo): no intermediate overflows
+                # unless the loss does (w d^2 would at |d| > 1e154 even for w < 1)
+                p, p_lo = two_prod(w, d)
+                p_lo += w * d_lo
+                value, value_lo = two_prod(p, d)
+                correction = value_lo + (p_lo * d + p * d_lo)
+                value += correction if abs(correction) < INF else 0.0
+            else:
+                value = (w * d) * d
+            values[j - first] = value
+            if want_loss:
+                loss[j] = value
+            if want_grad:
+                scaled_w = grad_scale * w
+                grad[j] = 2.0 * fma(scaled_w, d, scaled_w * d_lo)  # 2 gs w (d + d_lo), no early overflow
+        if want_sums:
+            add_block_sums(block_sums, rows_per_block, n, start, values, stop - start, lanes, wide, running)
+        start = stop

@@ -57,7 +57,7 @@ SL_INLINE double ce_row(const void *args, int64_t i, int f32, sl_scan_fn scan, s
         sl_coefs weights = {a->weight, NULL, 0.0, 0.0};
         const sl_coefs *cf = eps > 0.0 ? &weights : NULL;
         sl_softmax r = scan(x, C, cf, next, a->exps, f32);
-        double log_s = sl_log1p(r.s, f32);
+        double log_s = r.log_s;
         double z_lo, z = sl_shift(sl_load(x, y, f32), r.a, &z_lo, f32);
         loss = coef * ((log_s - z) - z_lo); /* -log p_y = log1p(s) - z_y: both terms >= 0 */
         if (cf) /* sum_j w_j (-log p_j) = W log1p(s) + sum_j w_j (-z_j) */
@@ -75,7 +75,7 @@ SL_INLINE double ce_row(const void *args, int64_t i, int f32, sl_scan_fn scan, s
     } else {
         sl_coefs probs = {a->weight, sl_row_in(a->target_prob, i, C, f32), 1.0 - eps, smooth};
         sl_softmax r = scan(x, C, &probs, next, a->exps, f32);
-        loss = r.c_sum * sl_log1p(r.s, f32) + r.cz_sum; /* sum_j c_j (log1p(s) - z_j) */
+        loss = r.c_sum * r.log_s + r.cz_sum; /* sum_j c_j (log1p(s) - z_j) */
         if (g)
             grad(x, C, r.a, a->grad_scale * r.c_sum / (1.0 + r.s), &probs, a->grad_scale, a->exps, g, f32);
     }

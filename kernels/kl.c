@@ -3,9 +3,11 @@
  * sl_kl_f64; stableloss.h).  input = log q; target = p, or log p with log_target.
  *
  * Method.  loss = p (log p - input), grad = -p grad_scale (log_target: p = e^{lp}, lp given).
- *   Where log p and input agree to more than 10 bits (|log p - input| < 2^-10 |input|, p close to
- *   q) the difference cancels: there log p is recomputed in double-double (sl_log_dd, ~2^-101) on
- *   those elements only (scalar slow path), giving the difference to ~1e-16 relative or better.
+ *   log p comes from the float64-grade log (<= 1 ulp) for both dtypes, so the difference
+ *   log p - input is good to 2^-52 |log p| / |log p - input| relative.  Where that is not enough --
+ *   |log p - input| < 2^-10 |input| for float64 (the 1e-12 budget), < 2^-22 |input| for float32 (a
+ *   2^-30 relative error, 0.02 float ulp) -- log p is recomputed in double-double (sl_log_dd,
+ *   ~2^-100) on those elements only (scalar slow path).
  *   With log_target, lp - input is the difference of two given numbers (one rounding), and where
  *   e^{lp} underflows (lp < -700) the term is e^{lp + log|lp - input|} with its sign.
  *
@@ -27,7 +29,7 @@ typedef struct {
 } kl_args;
 
 /* log p - x in double-double where it cancels (p > 0, x finite). */
-static double kl_diff_dd(double p, double x)
+SL_INLINE double kl_diff_dd(double p, double x)
 {
     double lo, hi = sl_log_dd(p, &lo);
     double err, d = sl_two_sum(hi, -x, &err);
@@ -35,18 +37,21 @@ static double kl_diff_dd(double p, double x)
 }
 
 /* p (lp - x) for lp < -700, where e^{lp} may underflow but the term need not: e^{lp + log|lp - x|}. */
-static double kl_tail(double lp, double diff)
+SL_INLINE double kl_tail(double lp, double diff)
 {
     double v = sl_exp(lp + sl_log(fabs(diff), 0), 0);
     return diff < 0.0 ? -v : v;
 }
 
+/* |log p - x| below this fraction of |x| takes the double-double path (see above). */
+#define KL_CANCEL(f32) ((f32) ? 0x1p-22 : 0x1p-10)
+
 /* The elements that take a slow path: cancelling log p - x, or an underflowing e^{lp}. */
-SL_INLINE int kl_slow(double p, double lp, double x, double diff, int log_target)
+SL_INLINE int kl_slow(double p, double lp, double x, double diff, int log_target, int f32)
 {
     if (log_target)
         return lp < -700.0 && lp > -INFINITY;
-    return fabs(diff) < 0x1p-10 * fabs(x) && isfinite(x) && p > 0.0;
+    return fabs(diff) < KL_CANCEL(f32) * fabs(x) && isfinite(x) && p > 0.0;
 }
 
 SL_INLINE double kl_row(const void *args, int64_t i, int f32)
@@ -54,10 +59,10 @@ SL_INLINE double kl_row(const void *args, int64_t i, int f32)
     const kl_args *a = (const kl_args *)args;
     double x = sl_load(a->x, i, f32), t = sl_load(a->t, i, f32);
     double p = a->log_target ? sl_exp(t, f32) : t;
-    double lp = a->log_target ? t : sl_log(t, f32);
+    double lp = a->log_target ? t : sl_log(t, 0);
     double diff = lp - x;
     double value = p == 0.0 ? 0.0 : p * diff; /* 0 log 0 = 0, also where log q = -inf */
-    if (kl_slow(p, lp, x, diff, (int)a->log_target)) {
+    if (kl_slow(p, lp, x, diff, (int)a->log_target, f32)) {
         if (a->log_target)
             value = kl_tail(lp, diff);
         else
@@ -76,8 +81,8 @@ SL_INLINE void kl_scalar(const kl_args *a, int f32)
 }
 
 #if SL_X86
-/* The slow lanes of kl_row4 (`mask`), element by element.  Rare, out of line. */
-SL_AVX2 static __attribute__((noinline)) __m256d kl_slow_lanes(__m256d p, __m256d lp, __m256d x,
+/* The slow lanes of kl_row4 (`mask`), element by element (inlined: see sl_exp_wide_v). */
+SL_AVX2 SL_INLINE __m256d kl_slow_lanes(__m256d p, __m256d lp, __m256d x,
                                                                __m256d diff, __m256d value, int mask,
                                                                int log_target)
 {
@@ -99,7 +104,7 @@ SL_AVX2 SL_INLINE __m256d kl_row4(const void *args, int64_t i, const sl_tail *ta
     __m256d zero = _mm256_setzero_pd();
     __m256d x = sl_load_v(a->x, i, tail, f32), t = sl_load_v(a->t, i, tail, f32);
     __m256d p = a->log_target ? sl_exp_v(t, f32) : t;
-    __m256d lp = a->log_target ? t : sl_log_v(t, f32);
+    __m256d lp = a->log_target ? t : sl_log_v(t, 0);
     __m256d diff = _mm256_sub_pd(lp, x);
     __m256d p_zero = _mm256_cmp_pd(p, zero, _CMP_EQ_OQ);
     __m256d value = _mm256_andnot_pd(p_zero, _mm256_mul_pd(p, diff));
@@ -108,7 +113,7 @@ SL_AVX2 SL_INLINE __m256d kl_row4(const void *args, int64_t i, const sl_tail *ta
         slow = _mm256_and_pd(_mm256_cmp_pd(lp, SL_V(-700.0), _CMP_LT_OQ),
                              _mm256_cmp_pd(lp, SL_V(-INFINITY), _CMP_GT_OQ));
     else
-        slow = _mm256_and_pd(_mm256_and_pd(_mm256_cmp_pd(sl_abs_v(diff), _mm256_mul_pd(SL_V(0x1p-10), sl_abs_v(x)), _CMP_LT_OQ),
+        slow = _mm256_and_pd(_mm256_and_pd(_mm256_cmp_pd(sl_abs_v(diff), _mm256_mul_pd(SL_V(KL_CANCEL(f32)), sl_abs_v(x)), _CMP_LT_OQ),
                                            _mm256_cmp_pd(sl_abs_v(x), SL_V(INFINITY), _CMP_LT_OQ)),
                              _mm256_cmp_pd(p, zero, _CMP_GT_OQ));
     int mask = _mm256_movemask_pd(slow) & (tail ? _mm256_movemask_pd(_mm256_castsi256_pd(tail->m64)) : 15);

@@ -30,7 +30,7 @@ SL_INLINE double lse_row(const void *args, int64_t i, int f32, sl_scan_fn scan, 
     }
     const void *x = sl_row_in(a->x, i, C, f32);
     sl_softmax r = scan(x, C, NULL, i + 1 < a->n_rows ? sl_row_in(a->x, i + 1, C, f32) : NULL, NULL, f32);
-    double log_s = sl_log1p(r.s, f32);
+    double log_s = r.log_s;
     if (a->lse)
         sl_store(a->lse, i, r.a + log_s, f32);
     if (a->log_softmax || a->softmax)

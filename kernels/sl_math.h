@@ -13,7 +13,7 @@
  *   sl_log      f64 grade: 0.55 ulp on (0, DBL_MAX]    f32 grade: rel 1.1e-13
  *   sl_log1p    f64 grade: 0.57 ulp on [0, 1e300]      f32 grade: rel 1.1e-13
  *   (the vector forms: exp 0.51, log 0.54, log1p 0.56 ulp; same f32-grade figures)
- *   sl_log_dd   relative error of hi + lo below 2^-101 on (0, DBL_MAX].
+ *   sl_log_dd   relative error of hi + lo below 2^-100 on (0, DBL_MAX].
  * Compile with -ffp-contract=off: the scalar forms round exactly as written (error-free
  * transformations depend on it); the vector forms ask for FMA explicitly.
  */
@@ -264,10 +264,11 @@ SL_INLINE double sl_dd_div(double a_hi, double a_lo, double b_hi, double b_lo, d
     return sl_two_sum(q, (r_hi + r_lo) / b_hi, lo);
 }
 
-/* log(p) = hi + *lo for p > 0 finite, relative error < 2^-101: p = 2^k (1 + f) with f exact,
- * log(1 + f) = 2 atanh(v), v = f/(2 + f) in double-double, 2 atanh(v) = 2v sum_j v^{2j}/(2j+1)
- * summed in double-double (|v| <= 0.1716, 22 terms reach 2^-110). */
-static inline double sl_log_dd(double p, double *lo)
+/* log(p) = hi + *lo for p > 0 finite, relative error ~2^-100: p = 2^k (1 + f) with f exact,
+ * log(1 + f) = 2 atanh(v), v = f/(2 + f) in double-double, 2 atanh(v) = 2v sum_j w^j/(2j+1), w = v^2
+ * (|v| <= 0.1716, w <= 2^-5.08): the terms j >= 9 (below 2^-45 of the sum) in double, the rest in
+ * double-double (Horner). */
+SL_INLINE double sl_log_dd(double p, double *lo)
 {
     double k, bias = 0.0;
     if (p < 0x1p-1022) {
@@ -279,16 +280,20 @@ static inline double sl_log_dd(double p, double *lo)
     double den_lo, den_hi = sl_two_sum(2.0, f, &den_lo);
     double v_lo, v_hi = sl_dd_div(f, 0.0, den_hi, den_lo, &v_lo);
     double w_lo, w_hi = sl_dd_mul(v_hi, v_lo, v_hi, v_lo, &w_lo);
-    double acc_lo = 0.0, acc_hi = 1.0 / 43.0; /* Horner from the last term, 1/(2j+1) in dd */
-    for (int j = 20; j >= 0; j--) {
+    double acc_hi = 1.0 / 43.0, acc_lo = 0.0;
+    for (int j = 20; j >= 9; j--)
+        acc_hi = acc_hi * w_hi + 1.0 / (2 * j + 1);
+    for (int j = 8; j >= 0; j--) {
         double c_lo, c_hi = sl_dd_div(1.0, 0.0, 2.0 * j + 1.0, 0.0, &c_lo);
         double t_lo, t_hi = sl_dd_mul(acc_hi, acc_lo, w_hi, w_lo, &t_lo);
         double e, s = sl_two_sum(t_hi, c_hi, &e);
         acc_hi = sl_two_sum(s, e + t_lo + c_lo, &acc_lo);
     }
     double l_lo, l_hi = sl_dd_mul(acc_hi, acc_lo, 2.0 * v_hi, 2.0 * v_lo, &l_lo);
-    double e, s = sl_two_sum(k * SL_LN2_HI, l_hi, &e); /* k SL_LN2_HI is exact */
-    return sl_two_sum(s, e + l_lo + k * SL_LN2_LO, lo);
+    double kl_err, kl = sl_two_prod(k, SL_LN2_LO, &kl_err); /* k ln 2 = k SL_LN2_HI (exact) + kl + kl_err */
+    double e1, s1 = sl_two_sum(k * SL_LN2_HI, l_hi, &e1);
+    double e2, s2 = sl_two_sum(s1, kl, &e2);
+    return sl_two_sum(s2, ((e1 + e2) + l_lo) + kl_err, lo);
 }
 
 #if SL_X86
@@ -370,10 +375,19 @@ SL_AVX2 SL_INLINE double sl_hsum_v(__m256d v)
     return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
 }
 
-/* sum_i c[i] x^i (n <= 16 coefficients) by Estrin's scheme: pairs c[i] + c[i+1] x, then pairs of
- * those with x^2, x^4, ...  Shorter dependency chains than Horner: the long exp -> log1p chains of
- * BCE are latency-bound on AVX2 (measured: softplus tail 36 -> 31 cycles per 4 lanes). */
-SL_AVX2 SL_INLINE __m256d sl_poly_v(const double *c, int n, __m256d x)
+/* sum_i c[i] x^i, n coefficients.  Horner for the short f32-grade polynomials (fewest registers: with
+ * 16 ymm registers, holding Estrin's constants made gcc spill the loop accumulators, CE 25 -> 19 ms);
+ * Estrin's scheme for the long f64-grade ones (pairs c[i] + c[i+1] x, then pairs of those with x^2,
+ * x^4, ...: a shorter dependency chain, float64 CE 29.5 -> 26.8 ms). */
+SL_AVX2 SL_INLINE __m256d sl_horner_v(const double *c, int n, __m256d x)
+{
+    __m256d p = SL_V(c[n - 1]);
+    for (int i = n - 2; i >= 0; i--)
+        p = _mm256_fmadd_pd(p, x, SL_V(c[i]));
+    return p;
+}
+
+SL_AVX2 SL_INLINE __m256d sl_estrin_v(const double *c, int n, __m256d x)
 {
     __m256d p[8];
     int m = 0;
@@ -445,14 +459,14 @@ SL_AVX2 SL_INLINE __m256d sl_exp_reduced_v(__m256d x, __m256d n, int f32)
 {
     if (f32) {
         __m256d r = _mm256_fnmadd_pd(n, SL_V(SL_LN2_HI + SL_LN2_LO), x);
-        return _mm256_fmadd_pd(r, _mm256_fmadd_pd(r, sl_poly_v(sl_exp_q32, 7, r), SL_V(1.0)), SL_V(1.0));
+        return _mm256_fmadd_pd(r, _mm256_fmadd_pd(r, sl_horner_v(sl_exp_q32, 7, r), SL_V(1.0)), SL_V(1.0));
     }
     __m256d r1 = _mm256_fnmadd_pd(n, SL_V(SL_LN2_HI), x);
     __m256d r = _mm256_fnmadd_pd(n, SL_V(SL_LN2_LO), r1);
     __m256d r_lo = _mm256_fnmadd_pd(n, SL_V(SL_LN2_LO), _mm256_sub_pd(r1, r));
     __m256d s = _mm256_add_pd(SL_V(1.0), r);
     __m256d s_lo = _mm256_sub_pd(r, _mm256_sub_pd(s, SL_V(1.0)));
-    __m256d small = _mm256_fmadd_pd(_mm256_mul_pd(r, r), sl_poly_v(sl_exp_q64, 11, r),
+    __m256d small = _mm256_fmadd_pd(_mm256_mul_pd(r, r), sl_estrin_v(sl_exp_q64, 11, r),
                                     _mm256_fmadd_pd(r_lo, s, s_lo));
     return _mm256_add_pd(s, small);
 }
@@ -466,8 +480,9 @@ SL_AVX2 SL_INLINE __m256d sl_pow2i_v(__m256d n)
 
 /* exp(x) for the lanes with |x| > 708 (and any others): x clamped to [-746, 710], beyond which the
  * result is 0 or inf anyway (NaN passes: max/min return their second operand then), and 2^n p as
- * two products, exact then rounded once, so that subnormal results round once.  Rare, out of line. */
-SL_AVX2 static __attribute__((noinline)) __m256d sl_exp_wide_v(__m256d x, int f32)
+ * two products, exact then rounded once, so that subnormal results round once.  Rare, but inlined:
+ * a call in a loop makes gcc keep the loop's vector values in memory (no callee-saved ymm). */
+SL_AVX2 SL_INLINE __m256d sl_exp_wide_v(__m256d x, int f32)
 {
     x = _mm256_min_pd(SL_V(710.0), _mm256_max_pd(SL_V(-746.0), x));
     __m256d n = _mm256_round_pd(_mm256_mul_pd(x, SL_V(SL_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -496,7 +511,7 @@ SL_AVX2 SL_INLINE __m256d sl_log_reduced_v(__m256d f, __m256d k, __m256d c, int 
 {
     __m256d s = _mm256_div_pd(f, _mm256_add_pd(SL_V(2.0), f));
     __m256d z = _mm256_mul_pd(s, s);
-    __m256d r = _mm256_mul_pd(z, f32 ? sl_poly_v(sl_log_p32, 5, z) : sl_poly_v(sl_log_p64, 7, z));
+    __m256d r = _mm256_mul_pd(z, f32 ? sl_horner_v(sl_log_p32, 5, z) : sl_estrin_v(sl_log_p64, 7, z));
     __m256d hfsq = _mm256_mul_pd(_mm256_mul_pd(SL_V(0.5), f), f);
     __m256d tail = _mm256_fmadd_pd(s, _mm256_add_pd(hfsq, r), _mm256_fmadd_pd(k, SL_V(SL_LN2_LO), c));
     return _mm256_fmsub_pd(k, SL_V(SL_LN2_HI), _mm256_sub_pd(_mm256_sub_pd(hfsq, tail), f));
@@ -513,8 +528,8 @@ SL_AVX2 SL_INLINE __m256d sl_log_split_v(__m256d x, __m256d *k)
     return _mm256_sub_pd(_mm256_castsi256_pd(m), SL_V(1.0));
 }
 
-/* Lanes of log(x) outside the positive normal range, from the scalar form.  Rare, out of line. */
-SL_AVX2 static __attribute__((noinline)) __m256d sl_log_special_v(__m256d x, __m256d y, int mask, int f32)
+/* Lanes of log(x) outside the positive normal range, from the scalar form.  Rare (inlined, as above). */
+SL_AVX2 SL_INLINE __m256d sl_log_special_v(__m256d x, __m256d y, int mask, int f32)
 {
     double xs[4], ys[4];
     _mm256_storeu_pd(xs, x);

@@ -29,6 +29,7 @@ typedef struct {
     double a;      /* row max */
     int64_t k;     /* first index attaining it */
     double s;      /* sum_{j != k} e_j; NaN when the row has no finite max (all -inf, +inf, NaN) */
+    double log_s;  /* log1p(s) */
     double c_sum;  /* sum_j c_j                    (with coefficients) */
     double cz_sum; /* sum_j c_j (-(z_j + z_lo_j))  (with coefficients; >= 0 for c >= 0) */
 } sl_softmax;
@@ -75,7 +76,7 @@ SL_INLINE sl_softmax sl_softmax_scan(const void *x, int64_t C, const sl_coefs *c
                                      double *e_out, int f32)
 {
     (void)next;
-    sl_softmax r = {sl_load(x, 0, f32), 0, 0.0, 0.0, 0.0};
+    sl_softmax r = {sl_load(x, 0, f32), 0, 0.0, 0.0, 0.0, 0.0};
     for (int64_t j = 1; j < C; j++) {
         double v = sl_load(x, j, f32);
         if (v > r.a) {
@@ -84,7 +85,7 @@ SL_INLINE sl_softmax sl_softmax_scan(const void *x, int64_t C, const sl_coefs *c
         }
     }
     if (!isfinite(r.a)) {
-        r.s = r.c_sum = r.cz_sum = NAN;
+        r.s = r.log_s = r.c_sum = r.cz_sum = NAN;
         return r;
     }
     sl_acc s = {0.0, 0.0}, cs = {0.0, 0.0}, czs = {0.0, 0.0};
@@ -103,6 +104,7 @@ SL_INLINE sl_softmax sl_softmax_scan(const void *x, int64_t C, const sl_coefs *c
         }
     }
     r.s = sl_acc_value(&s);
+    r.log_s = sl_log1p(r.s, f32);
     r.c_sum = sl_acc_value(&cs);
     r.cz_sum = sl_acc_value(&czs);
     return r;
@@ -281,7 +283,7 @@ SL_AVX2 SL_INLINE void sl_scan_spans_v(const void *x, int64_t C, int64_t k, __m2
 SL_AVX2 SL_INLINE sl_softmax sl_softmax_scan_v(const void *x, int64_t C, const sl_coefs *cf, const void *next,
                                          double *e_out, int f32)
 {
-    sl_softmax r = {sl_row_max_v(x, C, f32), 0, NAN, NAN, NAN};
+    sl_softmax r = {sl_row_max_v(x, C, f32), 0, NAN, NAN, NAN, NAN};
     r.k = sl_first_index_v(x, C, r.a, f32);
     if (r.k < 0 || !isfinite(r.a)) {
         r.k = 0;
@@ -303,6 +305,7 @@ SL_AVX2 SL_INLINE sl_softmax sl_softmax_scan_v(const void *x, int64_t C, const s
     if (e_out)
         e_out[r.k] = 1.0;
     r.s = sl_acc_v_value(&acc.s, f32);
+    r.log_s = _mm256_cvtsd_f64(sl_log1p_v(SL_V(r.s), f32)); /* the vector form: shorter chain */
     if (cf) { /* k's coefficient (its z term is 0) */
         sl_acc cs = {sl_acc_v_value(&acc.cs, f32), 0.0};
         sl_acc_add(&cs, sl_coef(cf, r.k, f32), f32);

@@ -142,7 +142,8 @@ def _losses(data, dtype):
     p = _arrays(data, shape, 0, 1, dtype)
     ce = data.draw(ce_problem(probabilities=False))
     ce_target, ce_weight = ce["target"], ce["weight"]
-    ce_denominator = len(ce_target) if ce_weight is None else math.fsum(ce_weight.astype(dtype)[ce_target].astype(float))
+    ce_denominator = (len(ce_target) if ce_weight is None
+                      else math.fsum(ce_weight.astype(dtype)[ce_target].astype(float)))
     n = x.size
     return [
         ("ce", stableloss.cross_entropy, _cast(ce, dtype), {"mean": ce_denominator}),

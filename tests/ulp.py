@@ -109,7 +109,9 @@ def relative_error(got, exact):
 # ---------------------------------------------------------------------------------------------------
 # Assertion with a FuncData-style report, and the record behind the suite's summary table
 
-#: worst error seen per ((backend, stem, dtype, output), unit): (error, family, budget)
+#: worst error seen per ((backend, stem, dtype, output), unit): (error, family, budget); unit "ulp" is
+#: the worst finite ulp error, "rel" the worst relative error where an exception was needed, and
+#: "special" the number of values in one check where a NaN/inf did not match
 WORST = collections.OrderedDict()
 
 
@@ -154,13 +156,14 @@ def check(got, exact, max_ulp, *, key, family="", inputs=None, describe=None, re
         rel_mask = np.broadcast_to(rel_mask, got.shape)
         rel = relative_error(got, exact)
         bad &= ~(rel_mask & (rel <= max_rel))  # an exception widens the budget, it never narrows it
-        uses_exception = rel_mask & (err > max_ulp)
-        if uses_exception.any():
-            record(key, float(np.max(rel[uses_exception])), "rel", family, max_rel)
-        if (~uses_exception).any():
-            record(key, float(np.max(err[~uses_exception])), "ulp", family, max_ulp)
-    elif err.size:
-        record(key, float(np.max(err)), "ulp", family, max_ulp)
+    special = np.isinf(err)  # a NaN/inf where the exact value is finite, or the other way round
+    if special.any():
+        record(key, float(np.sum(special)), "special", family, 0)
+    uses_exception = (rel_mask & (err > max_ulp) if rel_mask is not None else np.zeros(err.shape, bool)) & ~special
+    if uses_exception.any():
+        record(key, float(np.max(rel[uses_exception])), "rel", family, relative[1])
+    if (~uses_exception & ~special).any():
+        record(key, float(np.max(err[~uses_exception & ~special])), "ulp", family, max_ulp)
     if not bad.any():
         return
     order = np.argsort(-np.where(bad, err, -1.0), axis=None, kind="stable")[:min(n_report, int(bad.sum()))]
@@ -184,6 +187,7 @@ def summary_table():
     rows = [("backend", "loss", "dtype", "output", "worst", "unit", "budget", "", "family")]
     for ((backend, stem, dtype, output), unit), (error, family, budget) in sorted(WORST.items()):
         status = "ok" if error <= budget else "OVER"
-        rows.append((backend, stem, dtype, output, f"{error:.3g}", unit, f"{budget:g}", status, family))
+        shown = f"{int(error)}" if unit == "special" else f"{error:.3g}"
+        rows.append((backend, stem, dtype, output, shown, unit, f"{budget:g}", status, family))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows)

@@ -13,18 +13,31 @@ from ._dispatch import KERNEL_ARGS, resolve, run
 
 
 def _reduce(total, denominator, reduction, loss, dtype):
-    """The returned loss: per-element values, or the float64 total (divided for "mean") rounded once."""
+    """The returned loss: per-element values, or the float64 total (divided for "mean") rounded once.
+
+    A ``mean`` over a zero denominator (every target ignored, or zero total weight) is NaN, as in
+    PyTorch.
+    """
     if reduction == "none":
         return loss
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        value = np.float64(total) / np.float64(denominator) if reduction == "mean" else np.float64(total)
+        if reduction == "mean":
+            value = np.float64(total) / np.float64(denominator) if denominator else np.float64(np.nan)
+        else:
+            value = np.float64(total)
         return dtype.type(value)
 
 
-def _grad_scale(reduction, denominator):
-    """Factor turning the gradient of the sum into the gradient of the returned loss."""
+def _grad_scale(reduction, denominator, counted=None):
+    """Factor turning the gradient of the sum into the gradient of the returned loss.
+
+    With nothing counted (every target ignored) the gradient is zero, as in PyTorch; a zero total
+    weight over counted targets gives inf, so their gradients become NaN, as in PyTorch.
+    """
     if reduction != "mean":
         return 1.0
+    if counted == 0:
+        return 0.0
     return math.inf if denominator == 0 else 1.0 / denominator
 
 
@@ -38,7 +51,7 @@ def _sum_to_shape(grad, shape):
 def _class_rows(x, axis):
     """``x`` as contiguous rows along ``axis``, and the function mapping row-shaped results back."""
     moved = np.moveaxis(x, axis, -1)
-    rows = np.ascontiguousarray(moved).reshape(-1, x.shape[axis])
+    rows = np.ascontiguousarray(moved).reshape(math.prod(moved.shape[:-1]), x.shape[axis])
 
     def restore(values):
         return np.ascontiguousarray(np.moveaxis(values.reshape(moved.shape), -1, axis))
@@ -126,21 +139,19 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     n_rows = rows.shape[0]
     if indices is not None:
         counted = indices[indices != ignore_index]
-        denominator = len(counted) if weight is None else math.fsum(weight[counted].astype(np.float64))
+        n_counted = len(counted)
+        denominator = n_counted if weight is None else math.fsum(weight[counted].astype(np.float64))
         probability_rows = None
     else:
-        denominator = n_rows
+        denominator = n_counted = n_rows
         probability_rows = _class_rows(probabilities, axis)[0]
-    loss = np.empty(n_rows, x.dtype) if reduction == "none" else None
-    grad = np.empty_like(rows) if return_grad else None
-    total = run(backend, "ce", x.dtype, n_rows, n_classes, x=rows, target=indices,
-                target_prob=probability_rows, weight=weight, n_classes=n_classes,
-                ignore_index=ignore_index, label_smoothing=smoothing,
-                grad_scale=_grad_scale(reduction, denominator), loss=loss, grad=grad)
-    if loss is not None:
-        loss = loss.reshape(x.shape[:1] + x.shape[2:] if x.ndim >= 2 else ())
-    result = _reduce(total, denominator, reduction, loss, x.dtype)
-    return (result, restore(grad)) if return_grad else result
+    result, grads = _run_loss(backend, "ce", x.dtype, n_rows, n_classes, reduction, denominator, n_counted,
+                              return_grad, x=rows, target=indices, target_prob=probability_rows,
+                              weight=weight, n_classes=n_classes, ignore_index=ignore_index,
+                              label_smoothing=smoothing)
+    if reduction == "none":
+        result = result.reshape(x.shape[:1] + x.shape[2:] if x.ndim >= 2 else ())
+    return (result, restore(grads[0])) if return_grad else result
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None,
@@ -375,18 +386,38 @@ def mse_loss(input, target, reduction="mean", weight=None, *, backend=None, retu
 
 def _elementwise(backend, stem, like, reduction, denominator, return_grad, **args):
     """Run an elementwise loss kernel on arrays shaped ``like``; gradients come back in that shape."""
-    n = like.size
-    loss = np.empty(n, like.dtype) if reduction == "none" else None
-    grad_names = [name for name in ("grad", "grad_input", "grad_var") if name in KERNEL_ARGS[stem]]
-    grads = {name: np.empty(n, like.dtype) if return_grad else None for name in grad_names}
-    total = run(backend, stem, like.dtype, n, 1, grad_scale=_grad_scale(reduction, denominator),
-                loss=loss, **grads, **args)
-    result = _reduce(total, denominator, reduction, None if loss is None else loss.reshape(like.shape),
-                     like.dtype)
+    result, grads = _run_loss(backend, stem, like.dtype, like.size, 1, reduction, denominator, None,
+                              return_grad, **args)
+    if reduction == "none":
+        result = result.reshape(like.shape)
     if not return_grad:
         return result
-    shaped = tuple(grads[name].reshape(like.shape) for name in grad_names)
+    shaped = tuple(grad.reshape(like.shape) for grad in grads)
     return result, shaped[0] if len(shaped) == 1 else shaped
+
+
+def _run_loss(backend, stem, dtype, n_rows, row_width, reduction, denominator, counted, return_grad, **args):
+    """One fused kernel call: the reduced loss (or the per-row losses) and the list of gradients.
+
+    A ``mean`` whose sum overflows although the mean does not (float64 terms near the top of the range)
+    is recomputed from the per-row losses, scaled by a power of two.
+    """
+    def call(loss, want_grads):
+        shape = (n_rows, row_width) if "n_classes" in args else (n_rows,)  # rows of classes, or elements
+        grads = {name: np.empty(shape, dtype) if want_grads else None
+                 for name in KERNEL_ARGS[stem] if name in ("grad", "grad_input", "grad_var")}
+        total = run(backend, stem, dtype, n_rows, row_width, loss=loss,
+                    grad_scale=_grad_scale(reduction, denominator, counted), **grads, **args)
+        return total, list(grads.values())
+
+    loss = np.empty(n_rows, dtype) if reduction == "none" else None
+    total, grads = call(loss, return_grad)
+    if reduction == "mean" and math.isinf(total) and denominator:
+        losses = np.empty(n_rows, dtype)
+        call(losses, False)
+        scaled = math.fsum(losses.astype(np.float64) * 2.0**-64) / denominator
+        return dtype.type(scaled * 2.0**64), grads
+    return _reduce(total, denominator, reduction, loss, dtype), grads
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -176,4 +176,12 @@ def run(backend, stem, dtype, n_rows, row_width, **args):
         bounds = [min(n_rows, (units * i // n_threads) * unit) for i in range(n_threads + 1)]
         chunks = [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
         list(_pool(n_threads).map(lambda ab: call(*ab), chunks))
-    return math.fsum(block_sums) if blocked else None
+    return _total(block_sums) if blocked else None
+
+
+def _total(block_sums):
+    """The correctly rounded sum of the block sums (+-inf where it exceeds the float range)."""
+    try:
+        return math.fsum(block_sums)
+    except OverflowError:  # finite block sums whose sum overflows
+        return math.fsum(block_sums * 2.0**-64) * 2.0**64

@@ -10,7 +10,7 @@ that cancel, from a double-double logarithm (:func:`_log_dd`).
 
 import numpy as np
 
-_LOG_2PI_HALF = 0.5 * np.log(2.0 * np.pi)
+_LOG_2PI_HALF, _LOG_2PI_HALF_LO = 0.9189385332046728, -3.8782941580672414e-17  # log(2 pi)/2 = hi + lo
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -88,7 +88,8 @@ def _log_dd(p):
         term_hi, term_lo = _dd_mul(term_hi, term_lo, f2_hi, f2_lo)
         t_hi, t_lo = _dd_div(term_hi, term_lo, np.full_like(term_hi, float(j)), np.zeros_like(term_hi))
         acc_hi, acc_lo = _dd_add(acc_hi, acc_lo, t_hi, t_lo)
-    k_hi, k_lo = _dd_add(k * _LN2_HI, np.zeros_like(k), k * _LN2_LO, np.zeros_like(k))  # k*LN2_HI exact
+    k_hi, k_lo = _two_prod(k, _LN2_HI)
+    k_hi, k_lo = _dd_add(k_hi, k_lo, k * _LN2_LO, np.zeros_like(k))
     return _dd_add(k_hi, k_lo, 2.0 * acc_hi, 2.0 * acc_lo)
 
 
@@ -123,7 +124,8 @@ def _finite_or_zero(correction):
 def _block_sums(values, rows_per_block, out):
     """out[b] = sum of values over the rows of block b (numpy's pairwise summation per block)."""
     if out is not None and len(values):
-        out[:] = np.add.reduceat(values, np.arange(0, len(values), rows_per_block))
+        with np.errstate(over="ignore", invalid="ignore"):
+            out[:] = np.add.reduceat(values, np.arange(0, len(values), rows_per_block))
 
 
 def _store(out, values):
@@ -164,6 +166,7 @@ def _shifted_exp(x):
         e_excl = e + e * z_lo
         e_excl[rows, k] = 0.0
         s_hi, s_lo = _sum_dd(e_excl)
+        s_hi = s_hi + z[rows, k]  # z_k is 0, or NaN when the max is +inf or NaN: the row is NaN
         total_hi, total_lo = _two_sum(s_hi, 1.0)
         total_hi, total_lo = total_hi[:, None], (total_lo + s_lo)[:, None]
         q = e / total_hi
@@ -208,6 +211,9 @@ def ce(x, target, target_prob, weight, n_rows, n_classes, ignore_index, label_sm
             wt = w * t
             row_loss = np.sum(wt * nll, axis=1)
             g = np.sum(wt, axis=1, keepdims=True) * p - wt
+            # at the argmax, T p_k - w_k t_k = (sum_{c != k} w_c t_c - w_k t_k s) / S: no 1 - p_k
+            others = np.sum(wt, axis=1) - wt[rows, k]
+            g[rows, k] = (others - wt[rows, k] * s) / (1.0 + s)
         if grad is not None:
             _store(grad, g * grad_scale)
     _store(loss, row_loss)
@@ -247,23 +253,22 @@ def bce(x, target, weight, pos_weight, n, grad_scale, rows_per_block, loss, grad
         sp_pos, sp_neg, sig_pos, sig_neg = _softplus_parts(x)
         # loss = pw y softplus(-x) + (1 - y) softplus(x): two non-negative terms; a term whose label
         # factor is 0 is 0 even where its softplus is +inf (the x = +-inf limit)
-        pos_term = np.where(y == 0.0, 0.0, pw * y * sp_neg)
-        neg_term = np.where(y == 1.0, 0.0, (1.0 - y) * sp_pos)
-        value = w * (pos_term + neg_term)
+        pos_term = np.where(y == 0.0, 0.0, (w * pw * y) * sp_neg)  # weights first: no overflow of
+        neg_term = np.where(y == 1.0, 0.0, (w * (1.0 - y)) * sp_pos)  # pw y sp(-x) before w scales it
+        value = pos_term + neg_term
         if grad is not None:
             g = w * ((1.0 - y) * sig_pos - pw * y * sig_neg)
-            if target.dtype == np.float64:
-                g = _refine_bce_grad(g, x, y, w, pw)
+            g = _refine_bce_grad(g, x, y, w, pw)
             _store(grad, g * grad_scale)
     _store(loss, value)
     _block_sums(value, rows_per_block, block_sums)
 
 
 def _refine_bce_grad(g, x, y, w, pw):
-    """(1 - y) sigma(x) - pw y sigma(-x) in double-double for soft labels (float64 only).
+    """(1 - y) sigma(x) - pw y sigma(-x) in double-double for soft labels.
 
-    With 0 < y < 1 both terms are non-zero and cancel near the gradient's root; float32 inputs,
-    computed in double, keep 29 spare bits, float64 ones need the terms to about 2**-100.
+    With 0 < y < 1 both terms are non-zero and cancel near the gradient's root (at x = 1e-30,
+    y = 1/2 the gradient is 2.5e-31 while each term is 1/2), so they are formed to about 2**-100.
     """
     w, pw = np.broadcast_to(w, x.shape), np.broadcast_to(pw, x.shape)
     idx = np.nonzero(np.isfinite(x) & (y > 0) & (y < 1))
@@ -301,22 +306,29 @@ def gnll(x, target, var, n, eps, full, grad_scale, rows_per_block, loss, grad_in
         q_hi, q_lo = _two_prod(d, r)  # d^2/v as d (d/v): finite whenever the quotient is
         q_lo = q_lo + _finite_or_zero(d * r_lo + d_lo * r)
         log_v = np.log(v)
-        value = 0.5 * ((log_v + q_hi) + q_lo)
-        # log v < 0 and d^2/v cancel where v < 1: redo those with a double-double log v
-        cancel = np.nonzero(np.abs(value) < 0.25 * np.abs(log_v))
+        const_hi, const_lo = (2 * _LOG_2PI_HALF, 2 * _LOG_2PI_HALF_LO) if full else (0.0, 0.0)
+        value = 0.5 * (((log_v + const_hi) + q_hi) + q_lo)
+        # log v < 0 (+ log 2 pi) and d^2/v cancel where v < 1: redo those in double-double
+        cancel = np.nonzero(np.abs(value) < 0.25 * np.abs(log_v + const_hi))
         if len(cancel[0]):
             l_hi, l_lo = _log_dd(v[cancel])
+            l_hi, l_lo = _dd_add(l_hi, l_lo, np.full_like(l_hi, const_hi), np.full_like(l_hi, const_lo))
             s_hi, s_lo = _dd_add(l_hi, l_lo, q_hi[cancel], q_lo[cancel])
             value[cancel] = 0.5 * (s_hi + s_lo)
-        if full:
-            value = value + _LOG_2PI_HALF
+        # x - t overflows while (x - t)^2/v may not: the same with h = x/2 - t/2 and d = 2h
+        x64, t64 = x.astype(np.float64), target.astype(np.float64)
+        huge = np.isinf(d) & np.isfinite(x64) & np.isfinite(t64)
+        h = np.where(huge, 0.5 * x64 - 0.5 * t64, 0.0)
+        r_half = h / v
+        value = np.where(huge, 0.5 * log_v + 2.0 * (h * r_half) + (_LOG_2PI_HALF if full else 0.0), value)
         if grad_input is not None:
-            _store(grad_input, (r + r_lo) * grad_scale)
+            _store(grad_input, np.where(huge, 2.0 * r_half, r + r_lo) * grad_scale)
         if grad_var is not None:
             # (1/v - d^2/v^2)/2 = ((v - d^2)/v)/v/2 with v - d^2 exact where it cancels (Sterbenz)
             sq_hi, sq_lo = _two_prod(d, d)
             excess = ((v - sq_hi) - sq_lo) - 2.0 * d * d_lo
             g_var = np.where(np.isfinite(sq_hi), 0.5 * ((excess / v) / v), 0.5 * (1.0 / v - r * r))
+            g_var = np.where(huge, 0.5 / v - 2.0 * r_half * r_half, g_var)
             _store(grad_var, g_var * grad_scale)
     _store(loss, value)
     _block_sums(value, rows_per_block, block_sums)
@@ -334,8 +346,11 @@ def kl(input, target, n, log_target, grad_scale, rows_per_block, loss, grad, blo
         diff = _refine_cancelling(log_p - x, p, x, log_target)
         value = np.where(p == 0.0, 0.0, p * diff)  # 0 log 0 = 0, also where log q = -inf
         if log_target:
-            # e^lp underflows below lp = -745 while e^lp (lp - x) may not: e^(lp + log|lp - x|)
-            tail = np.sign(diff) * np.exp(log_p + np.log(np.abs(diff)))
+            # e^lp underflows below lp = -745 while e^lp (lp - x) may not: e^lp = 2^-1024 e^(lp + 1024 ln 2)
+            shift_hi, shift_lo = _two_prod(np.full_like(log_p, 1024.0), _LN2_HI)
+            up_hi, up_lo = _dd_add(log_p, np.zeros_like(log_p), shift_hi, shift_lo + 1024.0 * _LN2_LO)
+            up = np.exp(up_hi)
+            tail = np.ldexp((up + up * up_lo) * diff, -1024)
             value = np.where((log_p < -700.0) & (log_p > -np.inf), tail, value)
         if grad is not None:
             _store(grad, np.where(p == 0.0, 0.0, -p) * grad_scale)
@@ -365,7 +380,7 @@ def mse(input, target, weight, n, grad_scale, rows_per_block, loss, grad, block_
     with np.errstate(invalid="ignore", over="ignore"):
         d, d_lo = _two_diff(input.astype(np.float64), target.astype(np.float64))
         sq_hi, sq_lo = _two_prod(d, d)
-        value = w * (sq_hi + (sq_lo + 2.0 * d * d_lo))  # (d + d_lo)^2 to about 2**-104
+        value = w * (sq_hi + _finite_or_zero(sq_lo + 2.0 * d * d_lo))  # (d + d_lo)^2 to ~2**-104
         if grad is not None:
             _store(grad, (2.0 * w * (d + d_lo)) * grad_scale)
     _store(loss, value)

@@ -30,6 +30,7 @@ constants.  Polynomials: minimax fits on the reduced range (weighted least squar
 nodes, checked against mpmath); the error figures quoted are relative, of the primitive's result.
 """
 
+import os
 from fractions import Fraction
 
 import numpy as np
@@ -40,15 +41,35 @@ from numba.extending import intrinsic, overload
 _OPTIONS = {"cache": True, "error_model": "numpy", "nogil": True}
 
 
+def _sources_stamp():
+    """(name, mtime, size) of every module of this package."""
+    folder = os.path.dirname(os.path.abspath(__file__))
+    names = sorted(name for name in os.listdir(folder) if name.endswith(".py"))
+    return tuple((name, os.stat(os.path.join(folder, name)).st_mtime_ns, os.path.getsize(os.path.join(folder, name)))
+                 for name in names)
+
+
+_SOURCES_STAMP = _sources_stamp()
+
+
+def _cached(dispatcher):
+    """Numba keys a cached function on its own source file only, so an edit of a primitive here would
+    leave every family's cached kernel stale.  The package's stamp is added to each function's."""
+    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
+    if cache_file is not None and hasattr(cache_file, "_source_stamp"):
+        cache_file._source_stamp = (cache_file._source_stamp, _SOURCES_STAMP)
+    return dispatcher
+
+
 def jit(func):
     """A kernel or strict helper: IEEE arithmetic throughout (no fast-math flag)."""
-    return njit(**_OPTIONS)(func)
+    return _cached(njit(**_OPTIONS)(func))
 
 
 def lane_jit(func):
     """A reduction loop that only combines values associatively (``reassoc`` lets LLVM keep one partial
     result per vector lane)."""
-    return njit(fastmath={"reassoc"}, **_OPTIONS)(func)
+    return _cached(njit(fastmath={"reassoc"}, **_OPTIONS)(func))
 
 
 def inline(func):
@@ -255,9 +276,10 @@ def exp_nonpos(x, x_lo, wide):
 
 
 @inline
-def exp(x, wide):
-    """e^x for any float64 x (<= 1 ulp wide), 0 below -746, inf above log(DBL_MAX), NaN stays NaN."""
-    m, n = _exp_reduced(x, 0.0, wide)
+def exp(x, x_lo, wide):
+    """e^(x + x_lo) for any float64 x (<= 1 ulp wide), 0 below -746, inf above log(DBL_MAX), NaN stays
+    NaN; x_lo = 0 for a plain argument."""
+    m, n = _exp_reduced(x, x_lo, wide)
     half = np.floor(n * HALF)
     value = (m * pow2(half)) * pow2(n - half)  # two factors: 2**n alone would leave the exponent range
     value = INF if x > EXP_OVERFLOW else value
@@ -324,9 +346,10 @@ def log1p(x, wide):
 
 @inline
 def fast_two_sum(a, b):
-    """(s, err) with s + err == a + b exactly, for |a| >= |b| (Dekker)."""
+    """(s, err) with s + err == a + b exactly, for |a| >= |b| (Dekker); err = 0 where s is not finite."""
     s = a + b
-    return s, b - (s - a)
+    err = b - (s - a)
+    return s, (err if abs(s) < INF else 0.0)
 
 
 @inline

@@ -2,19 +2,65 @@
 
 v = max(var, eps) (the clamp acts on the value, NaN stays NaN), d = x - t, r = d/v:
 loss = (log v + d r)/2 (+ log(2 pi)/2), grad_input = r, grad_var = (1/v - r^2)/2 at the clamped v.
-d r = d^2/v stays finite where d^2 alone would overflow.  float64: d, r and d r carry their rounding
-errors (TwoSum, fma products), so the quadratic term is accurate to ~2**-100.
+d r = d^2/v stays finite where d^2 alone would overflow.  float64: d, r, d r and log v are carried as
+double-doubles, so the loss keeps its accuracy where log v and d^2/v nearly cancel (v < 1), and so does
+grad_var where 1/v and r^2 do.  float32: the float64 values are exact enough, except where log v and
+d r cancel to below 2**-12 of log v: those terms are redone with the double-double logarithm.
 """
 
 import numpy as np
 
-from ._jit import CHUNK, HALF, INF, LANES, ONE, add_block_sums, chunk_stop, is_wide, jit, log, two_prod, urange
+from ._jit import (CHUNK, HALF, INF, LANES, ONE, add_block_sums, chunk_stop, dd_add, fma, inline, is_wide, jit,
+                   log, log_dd, two_prod, urange)
 from .mse import difference
 
 #: Kinds of the arguments of sl_gnll, in order (see the package __init__).
 ARGS = ("in", "in", "in", "int", "float", "int", "float", "int", "out", "out", "out", "sums")
 
-LOG_2PI_HALF = np.float64(0.5 * np.log(2.0 * np.pi))
+LOG_2PI_HI = np.float64(float.fromhex("0x1.d67f1c864beb5p+0"))  # log(2 pi) = LOG_2PI_HI + LOG_2PI_LO
+LOG_2PI_LO = np.float64(float.fromhex("-0x1.65b5a1b7ff5dfp-54"))
+#: float32 terms where |log v + d r| < CANCELLATION |log v| get the double-double logarithm.
+CANCELLATION = np.float64(2.0**-12)
+
+
+@inline
+def term(x, t, var, eps, constant_hi, constant_lo, precise, wide):
+    """(loss, grad_input, grad_var, redo); the loss is (log v + d^2/v + constant)/2 and redo is set if
+    not precise and the terms cancel."""
+    v = np.float64(var)
+    v = eps if v < eps else v  # NaN is not < eps: it stays NaN
+    d, d_lo = difference(x, t, wide)
+    r = d / v
+    if wide:
+        rv, rv_lo = two_prod(r, v)
+        r_lo = (((d - rv) - rv_lo) + d_lo) / v  # r + r_lo = (d + d_lo)/v
+        r_lo = r_lo if abs(r_lo) < INF else 0.0
+        q, q_lo = two_prod(d, r)  # d^2/v as d (d/v): finite whenever the quotient is
+        correction = q_lo + (d * r_lo + d_lo * r)
+        q_lo = correction if abs(correction) < INF else 0.0
+        # 1/v - r^2 as (inv + inv_lo) - (rr + rr_lo): the difference of the leading parts is exact
+        inv = ONE / v
+        inv_lo = fma(-inv, v, ONE) / v
+        rr, rr_lo = two_prod(r, r)
+        rr_lo += 2.0 * r * r_lo
+        grad_var = HALF * ((inv - rr) + (inv_lo - rr_lo))
+    else:
+        r_lo = 0.0
+        q = d * r
+        q_lo = 0.0
+        grad_var = HALF * (ONE / v - r * r)
+    if precise:
+        # log v + d^2/v + constant in double-double: log v < 0 can cancel the two terms >= 0
+        log_hi, log_lo = log_dd(v)
+        sum_hi, sum_lo = dd_add(log_hi, log_lo, q, q_lo)
+        sum_hi, sum_lo = dd_add(sum_hi, sum_lo, constant_hi, constant_lo)
+        value = HALF * (sum_hi + sum_lo)
+        redo = False
+    else:
+        log_v = log(v, wide)
+        value = HALF * ((log_v + q) + constant_hi)
+        redo = abs(value) < CANCELLATION * abs(log_v)
+    return value, r + r_lo, grad_var, redo
 
 
 @jit
@@ -24,7 +70,8 @@ def kernel(x, target, var, n, eps, full, grad_scale, rows_per_block, loss, grad_
     want_grad_input = grad_input.size > 0
     want_grad_var = grad_var.size > 0
     want_sums = block_sums.size > 0
-    constant = LOG_2PI_HALF if full != 0 else 0.0
+    constant_hi = LOG_2PI_HI if full != 0 else 0.0
+    constant_lo = LOG_2PI_LO if full != 0 else 0.0
     values = np.empty(CHUNK)
     lanes = np.empty((3, LANES))
     running = np.zeros(2)
@@ -32,30 +79,24 @@ def kernel(x, target, var, n, eps, full, grad_scale, rows_per_block, loss, grad_
     while start < n:
         stop = chunk_stop(start, n, CHUNK, rows_per_block)
         first = np.uint64(start)
+        redo_count = 0
         for j in urange(start, stop):
-            v = np.float64(var[j])
-            v = eps if v < eps else v  # NaN is not < eps: it stays NaN
-            d, d_lo = difference(x[j], target[j], wide)
-            r = d / v
-            if wide:
-                rv, rv_lo = two_prod(r, v)
-                r_lo = (((d - rv) - rv_lo) + d_lo) / v  # r + r_lo = (d + d_lo)/v
-                r_lo = r_lo if abs(r_lo) < INF else 0.0
-                q, q_lo = two_prod(d, r)  # d^2/v as d (d/v): finite whenever the quotient is
-                correction = q_lo + (d * r_lo + d_lo * r)
-                q_lo = correction if abs(correction) < INF else 0.0
-            else:
-                r_lo = 0.0
-                q = d * r
-                q_lo = 0.0
-            value = HALF * ((log(v, wide) + q) + q_lo) + constant
+            value, g_input, g_var, redo = term(x[j], target[j], var[j], eps, constant_hi, constant_lo, wide, wide)
+            redo_count += redo
             values[j - first] = value
             if want_loss:
                 loss[j] = value
             if want_grad_input:
-                grad_input[j] = (r + r_lo) * grad_scale
+                grad_input[j] = g_input * grad_scale
             if want_grad_var:
-                grad_var[j] = (HALF * (ONE / v - r * r)) * grad_scale
+                grad_var[j] = g_var * grad_scale
+        if redo_count > 0:
+            for j in urange(start, stop):
+                if term(x[j], target[j], var[j], eps, constant_hi, constant_lo, False, wide)[3]:
+                    value = term(x[j], target[j], var[j], eps, constant_hi, constant_lo, True, wide)[0]
+                    values[j - first] = value
+                    if want_loss:
+                        loss[j] = value
         if want_sums:
             add_block_sums(block_sums, rows_per_block, n, start, values, stop - start, lanes, wide, running)
         start = stop

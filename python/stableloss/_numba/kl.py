@@ -1,0 +1,90 @@
+"""Kullback-Leibler divergence terms, elementwise (``sl_kl``), input = log q.
+
+Target p: loss = p (log p - input), grad = -p; log target lp: loss = e^lp (lp - input), grad = -e^lp.
+Where p == 0 (lp == -inf) both are 0, whatever the input.  log p - input cancels where p is close to q:
+float64 kernels take log p as a double-double (log_dd), float32 ones redo the terms with
+|log p - input| < 2**-10 |input| that way.  Below lp = -700, e^lp loses precision (subnormal) or
+underflows while e^lp (lp - input) need not: those terms are e^(lp + log|lp - input|), the exponent
+in double-double.
+"""
+
+import numpy as np
+
+from ._jit import (CHUNK, LANES, add_block_sums, chunk_stop, exp, fma, inline, is_wide, jit, log, log_dd, two_diff,
+                   two_sum, urange)
+
+#: Kinds of the arguments of sl_kl, in order (see the package __init__).
+ARGS = ("in", "in", "int", "int", "float", "int", "out", "out", "sums")
+
+CANCELLATION = np.float64(2.0**-10)
+TAIL = np.float64(-700.0)
+
+
+@inline
+def term(input, target, log_target, precise, wide):
+    """(loss, -p, redo): redo is set where not precise and the term needs the slow formula."""
+    x = np.float64(input)
+    t = np.float64(target)
+    if log_target:
+        diff, diff_lo = two_diff(t, x)
+        tail = TAIL > t > -np.inf
+        p = exp(t, 0.0, wide)
+        if precise and tail:
+            # e^lp (lp - x) = sign e^(lp + log|lp - x|), the exponent as a double-double
+            log_hi, log_lo = log_dd(abs(diff))
+            arg_hi, arg_lo = two_sum(t, log_hi)
+            value = exp(arg_hi, arg_lo + log_lo, wide)
+            value = -value if diff < 0.0 else value
+        else:
+            value = fma(p, diff, p * diff_lo)
+        redo = tail and not precise
+    else:
+        p = t
+        if precise:
+            log_hi, log_lo = log_dd(p)
+            diff, diff_lo = two_sum(log_hi, -x)
+            diff += diff_lo + log_lo  # log p - x from the double-double log p: exact but for the rounding
+            value = p * diff
+            value = np.nan if p < 0.0 else value
+            redo = False
+        else:
+            diff = log(p, wide) - x
+            value = p * diff
+            redo = abs(diff) < CANCELLATION * abs(x) and p > 0.0
+    return (0.0 if p == 0.0 else value), (0.0 if p == 0.0 else -p), redo
+
+
+@jit
+def kernel(input, target, n, log_target, grad_scale, rows_per_block, loss, grad, block_sums):
+    wide = is_wide(input)
+    logs = log_target != 0
+    want_loss = loss.size > 0
+    want_grad = grad.size > 0
+    want_sums = block_sums.size > 0
+    precise = wide and not logs  # log_dd for every float64 term; the rest only where redo says so
+    values = np.empty(CHUNK)
+    lanes = np.empty((3, LANES))
+    running = np.zeros(2)
+    start = 0
+    while start < n:
+        stop = chunk_stop(start, n, CHUNK, rows_per_block)
+        first = np.uint64(start)
+        redo_count = 0
+        for j in urange(start, stop):
+            value, minus_p, redo = term(input[j], target[j], logs, precise, wide)
+            redo_count += redo
+            values[j - first] = value
+            if want_loss:
+                loss[j] = value
+            if want_grad:
+                grad[j] = minus_p * grad_scale
+        if redo_count > 0:
+            for j in urange(start, stop):
+                if term(input[j], target[j], logs, precise, wide)[2]:
+                    value = term(input[j], target[j], logs, True, wide)[0]
+                    values[j - first] = value
+                    if want_loss:
+                        loss[j] = value
+        if want_sums:
+            add_block_sums(block_sums, rows_per_block, n, start, values, stop - start, lanes, wide, running)
+        start = stop

@@ -491,17 +491,24 @@ SL_AVX2 SL_INLINE __m256d sl_exp_wide_v(__m256d x, int f32)
     return _mm256_mul_pd(_mm256_mul_pd(p, sl_pow2i_v(n1)), sl_pow2i_v(_mm256_sub_pd(n, n1)));
 }
 
-/* exp(x): n = round(x / ln2) from the low bits of x log2e + 1.5 2^52, p = exp(x - n ln2) and 2^n p by
- * adding n to the exponent field of p (p in [0.7, 1.42]: exact for |x| <= 708, the normal range);
- * lanes beyond take sl_exp_wide_v. */
-SL_AVX2 SL_INLINE __m256d sl_exp_v(__m256d x, int f32)
+/* exp(x) for x in [-708, 708] (not NaN): n = round(x / ln2) from the low bits of x log2e + 1.5 2^52,
+ * p = exp(x - n ln2) and 2^n p by adding n to the exponent field of p (p in [0.7, 1.42]: exact in the
+ * normal range).  For callers that know the range (a row's min and max). */
+SL_AVX2 SL_INLINE __m256d sl_exp_normal_v(__m256d x, int f32)
 {
     __m256d t = _mm256_fmadd_pd(x, SL_V(SL_LOG2E), SL_V(SL_ROUND_MAGIC));
     __m256d n = _mm256_sub_pd(t, SL_V(SL_ROUND_MAGIC));
     __m256d p = sl_exp_reduced_v(x, n, f32);
     __m256i n_exp = _mm256_slli_epi64(_mm256_castpd_si256(t), 52); /* low bits of t hold n: n 2^52 */
-    __m256d y = _mm256_castsi256_pd(_mm256_add_epi64(_mm256_castpd_si256(p), n_exp));
-    __m256d wide = _mm256_cmp_pd(sl_abs_v(x), SL_V(708.0), _CMP_GT_OQ); /* false for NaN: NaN p */
+    return _mm256_castsi256_pd(_mm256_add_epi64(_mm256_castpd_si256(p), n_exp));
+}
+
+/* exp(x) for any x: lanes outside [-708, 708], NaN included (whose payload bits would otherwise move
+ * the exponent field), take sl_exp_wide_v. */
+SL_AVX2 SL_INLINE __m256d sl_exp_v(__m256d x, int f32)
+{
+    __m256d y = sl_exp_normal_v(x, f32);
+    __m256d wide = _mm256_cmp_pd(sl_abs_v(x), SL_V(708.0), _CMP_NLE_UQ);
     if (__builtin_expect(_mm256_movemask_pd(wide) != 0, 0))
         y = sl_select_v(wide, sl_exp_wide_v(x, f32), y);
     return y;

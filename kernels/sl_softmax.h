@@ -147,9 +147,10 @@ SL_AVX2 SL_INLINE __m256d sl_shift_v(__m256d x, __m256d a, __m256d *z_lo, int f3
     return z;
 }
 
-SL_AVX2 SL_INLINE __m256d sl_shifted_exp_v(__m256d z, __m256d z_lo, int f32)
+/* normal: z known to lie in [-708, 0] (the row's min is within 708 of its max), no range check. */
+SL_AVX2 SL_INLINE __m256d sl_shifted_exp_v(__m256d z, __m256d z_lo, int normal, int f32)
 {
-    __m256d e = sl_exp_v(z, f32);
+    __m256d e = normal ? sl_exp_normal_v(z, f32) : sl_exp_v(z, f32);
     return f32 ? e : _mm256_fmadd_pd(e, z_lo, e);
 }
 
@@ -163,44 +164,62 @@ SL_AVX2 SL_INLINE __m256d sl_coef_v(const sl_coefs *cf, int64_t j, const sl_tail
     return c;
 }
 
-SL_AVX2 SL_INLINE double sl_row_max_v(const void *x, int64_t C, int f32)
+/* Max and min of a row, and whether it holds a NaN (max/min drop NaNs depending on operand order). */
+typedef struct {
+    double max, min;
+    int nan;
+} sl_range;
+
+SL_AVX2 SL_INLINE sl_range sl_row_range_v(const void *x, int64_t C, int f32)
 {
     int64_t j = 0;
+    sl_range rg;
     if (f32) {
         const float *p = (const float *)x;
-        __m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0;
-        for (; C - j >= 16; j += 16) {
-            m0 = _mm256_max_ps(m0, _mm256_loadu_ps(p + j));
-            m1 = _mm256_max_ps(m1, _mm256_loadu_ps(p + j + 8));
+        __m256 hi = _mm256_set1_ps(-INFINITY), lo = _mm256_set1_ps(INFINITY), nan = _mm256_setzero_ps();
+        for (; C - j >= 8; j += 8) {
+            __m256 v = _mm256_loadu_ps(p + j);
+            hi = _mm256_max_ps(hi, v);
+            lo = _mm256_min_ps(lo, v);
+            nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
         }
-        for (; C - j >= 8; j += 8)
-            m0 = _mm256_max_ps(m0, _mm256_loadu_ps(p + j));
         if (j < C) {
             __m256i in = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(C - j)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-            __m256 v = _mm256_blendv_ps(m1, _mm256_maskload_ps(p + j, in), _mm256_castsi256_ps(in));
-            m1 = _mm256_max_ps(m1, v);
+            __m256 v = _mm256_maskload_ps(p + j, in);
+            hi = _mm256_max_ps(hi, _mm256_blendv_ps(hi, v, _mm256_castsi256_ps(in)));
+            lo = _mm256_min_ps(lo, _mm256_blendv_ps(lo, v, _mm256_castsi256_ps(in)));
+            nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
         }
-        __m256 m = _mm256_max_ps(m0, m1);
-        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(hi), _mm256_extractf128_ps(hi, 1));
+        __m128 l = _mm_min_ps(_mm256_castps256_ps128(lo), _mm256_extractf128_ps(lo, 1));
         h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
-        return (double)_mm_cvtss_f32(h);
+        l = _mm_min_ps(l, _mm_movehl_ps(l, l));
+        rg.max = (double)_mm_cvtss_f32(_mm_max_ss(h, _mm_shuffle_ps(h, h, 1)));
+        rg.min = (double)_mm_cvtss_f32(_mm_min_ss(l, _mm_shuffle_ps(l, l, 1)));
+        rg.nan = _mm256_movemask_ps(nan) != 0;
+        return rg;
     }
     const double *p = (const double *)x;
-    __m256d m0 = SL_V(-INFINITY), m1 = m0;
-    for (; C - j >= 8; j += 8) {
-        m0 = _mm256_max_pd(m0, _mm256_loadu_pd(p + j));
-        m1 = _mm256_max_pd(m1, _mm256_loadu_pd(p + j + 4));
+    __m256d hi = SL_V(-INFINITY), lo = SL_V(INFINITY), nan = _mm256_setzero_pd();
+    for (; C - j >= 4; j += 4) {
+        __m256d v = _mm256_loadu_pd(p + j);
+        hi = _mm256_max_pd(hi, v);
+        lo = _mm256_min_pd(lo, v);
+        nan = _mm256_or_pd(nan, _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
     }
-    for (; C - j >= 4; j += 4)
-        m0 = _mm256_max_pd(m0, _mm256_loadu_pd(p + j));
     if (j < C) {
         sl_tail tail = sl_tail_mask(C - j);
-        m1 = _mm256_max_pd(m1, _mm256_blendv_pd(m1, sl_load_v(p, j, &tail, 0), _mm256_castsi256_pd(tail.m64)));
+        __m256d v = sl_load_v(p, j, &tail, 0), in = _mm256_castsi256_pd(tail.m64);
+        hi = _mm256_max_pd(hi, _mm256_blendv_pd(hi, v, in));
+        lo = _mm256_min_pd(lo, _mm256_blendv_pd(lo, v, in));
+        nan = _mm256_or_pd(nan, _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
     }
-    __m256d m = _mm256_max_pd(m0, m1);
-    __m128d h = _mm_max_pd(_mm256_castpd256_pd128(m), _mm256_extractf128_pd(m, 1));
-    return _mm_cvtsd_f64(_mm_max_sd(h, _mm_unpackhi_pd(h, h)));
+    __m128d h = _mm_max_pd(_mm256_castpd256_pd128(hi), _mm256_extractf128_pd(hi, 1));
+    __m128d l = _mm_min_pd(_mm256_castpd256_pd128(lo), _mm256_extractf128_pd(lo, 1));
+    rg.max = _mm_cvtsd_f64(_mm_max_sd(h, _mm_unpackhi_pd(h, h)));
+    rg.min = _mm_cvtsd_f64(_mm_min_sd(l, _mm_unpackhi_pd(l, l)));
+    rg.nan = _mm256_movemask_pd(nan) != 0;
+    return rg;
 }
 
 /* First j with x_j == a, or -1 (a NaN). */
@@ -237,10 +256,10 @@ typedef struct {
 } sl_scan_acc_v;
 
 SL_AVX2 SL_INLINE void sl_scan_step_v(const void *x, int64_t j, const sl_tail *tail, __m256d a,
-                                      const sl_coefs *cf, double *e_out, sl_scan_acc_v *acc, int f32)
+                                      const sl_coefs *cf, double *e_out, sl_scan_acc_v *acc, int normal, int f32)
 {
     __m256d z_lo, z = sl_shift_v(sl_load_v(x, j, tail, f32), a, &z_lo, f32);
-    __m256d e = sl_keep_v(sl_shifted_exp_v(z, z_lo, f32), tail);
+    __m256d e = sl_keep_v(sl_shifted_exp_v(z, z_lo, normal, f32), tail);
     if (e_out)
         sl_store_v(e_out, j, e, tail, 0);
     sl_acc_v_add(&acc->s, e, f32);
@@ -256,52 +275,55 @@ SL_AVX2 SL_INLINE void sl_scan_step_v(const void *x, int64_t j, const sl_tail *t
 /* Classes [lo, hi); the next row's bytes at the same offsets go to L2 meanwhile (rows of a few KB and
  * more; smaller ones are left to the hardware prefetcher).  The sums live in locals (registers). */
 SL_AVX2 SL_INLINE void sl_scan_span_v(const void *x, int64_t lo, int64_t hi, __m256d a, const sl_coefs *cf,
-                                      const void *next, double *e_out, sl_scan_acc_v *acc, int f32)
+                                      const void *next, double *e_out, sl_scan_acc_v *acc, int normal, int f32)
 {
     sl_scan_acc_v sums = *acc;
     int64_t j = lo;
     for (; hi - j >= 4; j += 4) {
         if (next && j % 16 == 0)
             _mm_prefetch((const char *)next + j * (f32 ? 4 : 8), _MM_HINT_T1);
-        sl_scan_step_v(x, j, NULL, a, cf, e_out, &sums, f32);
+        sl_scan_step_v(x, j, NULL, a, cf, e_out, &sums, normal, f32);
     }
     if (j < hi) {
         sl_tail tail = sl_tail_mask(hi - j);
-        sl_scan_step_v(x, j, &tail, a, cf, e_out, &sums, f32);
+        sl_scan_step_v(x, j, &tail, a, cf, e_out, &sums, normal, f32);
     }
     *acc = sums;
 }
 
-/* Both spans around k, specialised for the presence of coefficients and of the e_j output. */
+/* Both spans around k. */
 SL_AVX2 SL_INLINE void sl_scan_spans_v(const void *x, int64_t C, int64_t k, __m256d a, const sl_coefs *cf,
-                                       const void *next, double *e_out, sl_scan_acc_v *acc, int f32)
+                                       const void *next, double *e_out, sl_scan_acc_v *acc, int normal, int f32)
 {
-    sl_scan_span_v(x, 0, k, a, cf, next, e_out, acc, f32); /* every class but k */
-    sl_scan_span_v(x, k + 1, C, a, cf, next, e_out, acc, f32);
+    sl_scan_span_v(x, 0, k, a, cf, next, e_out, acc, normal, f32); /* every class but k */
+    sl_scan_span_v(x, k + 1, C, a, cf, next, e_out, acc, normal, f32);
 }
 
 SL_AVX2 SL_INLINE sl_softmax sl_softmax_scan_v(const void *x, int64_t C, const sl_coefs *cf, const void *next,
                                          double *e_out, int f32)
 {
-    sl_softmax r = {sl_row_max_v(x, C, f32), 0, NAN, NAN, NAN, NAN};
-    r.k = sl_first_index_v(x, C, r.a, f32);
-    if (r.k < 0 || !isfinite(r.a)) {
-        r.k = 0;
+    sl_range rg = sl_row_range_v(x, C, f32);
+    sl_softmax r = {rg.max, 0, NAN, NAN, NAN, NAN};
+    if (rg.nan || !isfinite(r.a))
         return r;
-    }
+    r.k = sl_first_index_v(x, C, r.a, f32);
     sl_scan_acc_v acc = {sl_acc_v_zero(), sl_acc_v_zero(), sl_acc_v_zero()};
     __m256d a = SL_V(r.a);
     r.c_sum = r.cz_sum = 0.0;
     if (C < 1024)
         next = NULL;
-    if (cf && e_out)
-        sl_scan_spans_v(x, C, r.k, a, cf, next, e_out, &acc, f32);
-    else if (cf)
-        sl_scan_spans_v(x, C, r.k, a, cf, next, NULL, &acc, f32);
-    else if (e_out)
-        sl_scan_spans_v(x, C, r.k, a, NULL, next, e_out, &acc, f32);
-    else
-        sl_scan_spans_v(x, C, r.k, a, NULL, next, NULL, &acc, f32);
+    /* specialised loops: with or without coefficients, with or without the range check of exp */
+    if (rg.min - r.a >= -708.0) {
+        if (cf)
+            sl_scan_spans_v(x, C, r.k, a, cf, next, e_out, &acc, 1, f32);
+        else
+            sl_scan_spans_v(x, C, r.k, a, NULL, next, e_out, &acc, 1, f32);
+    } else {
+        if (cf)
+            sl_scan_spans_v(x, C, r.k, a, cf, next, e_out, &acc, 0, f32);
+        else
+            sl_scan_spans_v(x, C, r.k, a, NULL, next, e_out, &acc, 0, f32);
+    }
     if (e_out)
         e_out[r.k] = 1.0;
     r.s = sl_acc_v_value(&acc.s, f32);
@@ -323,7 +345,7 @@ SL_AVX2 SL_INLINE void sl_grad_step_v(const void *x, int64_t j, const sl_tail *t
         e = sl_load_v(e_in, j, tail, 0);
     } else {
         __m256d z_lo, z = sl_shift_v(sl_load_v(x, j, tail, f32), a, &z_lo, f32);
-        e = sl_shifted_exp_v(z, z_lo, f32);
+        e = sl_shifted_exp_v(z, z_lo, 0, f32);
     }
     __m256d v = _mm256_mul_pd(K, e);
     if (cf)
@@ -350,7 +372,7 @@ SL_AVX2 SL_INLINE void sl_write_step_v(const void *x, int64_t j, const sl_tail *
     if (log_softmax)
         sl_store_v(log_softmax, j, _mm256_add_pd(_mm256_sub_pd(z, log_s), z_lo), tail, f32);
     if (softmax)
-        sl_store_v(softmax, j, _mm256_div_pd(sl_shifted_exp_v(z, z_lo, f32), S), tail, f32);
+        sl_store_v(softmax, j, _mm256_div_pd(sl_shifted_exp_v(z, z_lo, 0, f32), S), tail, f32);
 }
 
 SL_AVX2 SL_INLINE void sl_softmax_write_v(const void *x, int64_t C, double a, double log_s, double S,

@@ -31,14 +31,14 @@ def _reduce(total, denominator, reduction, loss, dtype):
 def _grad_scale(reduction, denominator, counted=None):
     """Factor turning the gradient of the sum into the gradient of the returned loss.
 
-    With nothing counted (every target ignored) the gradient is zero, as in PyTorch; a zero total
-    weight over counted targets gives inf, so their gradients become NaN, as in PyTorch.
+    With nothing counted (every target ignored) the gradient is zero; a zero total weight over
+    counted targets makes the gradient NaN (0/0), both as in PyTorch.
     """
     if reduction != "mean":
         return 1.0
     if counted == 0:
         return 0.0
-    return math.inf if denominator == 0 else 1.0 / denominator
+    return math.nan if denominator == 0 else 1.0 / denominator
 
 
 def _sum_to_shape(grad, shape):

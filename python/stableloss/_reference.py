@@ -309,7 +309,7 @@ def gnll(x, target, var, n, eps, full, grad_scale, rows_per_block, loss, grad_in
         const_hi, const_lo = (2 * _LOG_2PI_HALF, 2 * _LOG_2PI_HALF_LO) if full else (0.0, 0.0)
         value = 0.5 * (((log_v + const_hi) + q_hi) + q_lo)
         # log v < 0 (+ log 2 pi) and d^2/v cancel where v < 1: redo those in double-double
-        cancel = np.nonzero(np.abs(value) < 0.25 * np.abs(log_v + const_hi))
+        cancel = np.nonzero(np.abs(value) < 0.25 * (np.abs(log_v) + const_hi + np.abs(q_hi)))
         if len(cancel[0]):
             l_hi, l_lo = _log_dd(v[cancel])
             l_hi, l_lo = _dd_add(l_hi, l_lo, np.full_like(l_hi, const_hi), np.full_like(l_hi, const_lo))

@@ -7,6 +7,12 @@
   There the term needs log p beyond double precision and the budget is a relative error of
   ``KL_CLOSE_RELATIVE``.  (With a plain double log the error grows like |log q| / |log p - log q|
   ulps; below the threshold that factor is < 2 and the 4-ulp budget holds.)
+- A second documented exception: the float64 cross-entropy gradient with label smoothing or
+  probability targets is a difference of two terms, g_j = A p_j - B_j (A = sum_c w_c t'_c,
+  B_j = w_j t'_j, t' the smoothed target distribution), which cancel wherever p_j is close to the
+  target's share.  There the budget is 4 ulp of the larger term, max(A p_j, B_j) (a forward error
+  bound for a difference); reaching 4 ulp of g_j itself would need p_j in double-double (a
+  double-double exp per element). Index targets without smoothing have no such difference: 4 ulp.
 - ``REDUCTION_ULP``: ``mean``, ``sum`` and ``batchmean`` within 4 ulp of the exactly rounded reduction
   of the exact per-element values (and the same for gradients summed over a broadcast argument,
   e.g. the gradient w.r.t. a per-row variance).
@@ -45,3 +51,35 @@ def kl_close(q_log, target, log_target, dtype):
     with np.errstate(all="ignore"):
         log_p = np.log(p)
         return (p > 0) & np.isfinite(q_log) & (np.abs(log_p - q_log) < 0.5 * np.abs(q_log))
+
+
+def ce_grad_terms(part, dtype):
+    """The larger of the two terms A p_j and B_j of the cross-entropy gradient, in the input's layout,
+    where the float64 term-relative exception applies (label smoothing or probability targets);
+    None elsewhere.  float64 arithmetic is ample for a magnitude."""
+    x = np.asarray(part["input"], dtype=np.float64)
+    target = np.asarray(part["target"])
+    eps = float(part.get("label_smoothing", 0.0))
+    probabilities = target.dtype.kind == "f"
+    if np.dtype(dtype) != np.float64 or not (probabilities or eps > 0):
+        return None
+    axis = 1 if x.ndim >= 2 else 0
+    rows = np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis])
+    c = rows.shape[1]
+    w = np.ones(c) if part.get("weight") is None else np.asarray(part["weight"], dtype=np.float64)
+    with np.errstate(all="ignore"):
+        p = np.exp(rows - rows.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        if probabilities:
+            t = np.moveaxis(target.astype(np.float64), axis, -1).reshape(-1, c)
+            counted = np.ones(len(rows), bool)
+        else:
+            y = target.reshape(-1)
+            counted = y != part.get("ignore_index", -100)
+            t = np.zeros_like(rows)
+            t[np.arange(len(rows))[counted], y[counted]] = 1.0
+        t = (1.0 - eps) * t + eps / c
+        b = w * t
+        terms = np.maximum(np.abs(b.sum(axis=1, keepdims=True) * p), np.abs(b)) * counted[:, None]
+    moved_shape = np.moveaxis(x, axis, -1).shape
+    return np.moveaxis(terms.reshape(moved_shape), -1, axis)

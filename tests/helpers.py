@@ -53,6 +53,12 @@ def _relative_exception(loss, part, output, dtype):
     return None
 
 
+def _term_exception(loss, part, output, dtype):
+    if loss.stem == "ce" and output == "grad":
+        return budgets.ce_grad_terms(part, dtype)
+    return None
+
+
 class Failures:
     """Collects the assertion failures of several checks, so that every output gets measured (and
     filed in the summary table) before the test fails with all of them."""
@@ -83,7 +89,8 @@ def check_family(loss, backend, dtype, name):
             failures.run(ulp.check, value, ex.rounded[output], budgets.max_ulp(loss.stem, dtype, output),
                          key=(backend, loss.stem, dtype.name, output), family=name,
                          describe=_describer(loss, part, output),
-                         relative=_relative_exception(loss, part, output, dtype))
+                         relative=_relative_exception(loss, part, output, dtype),
+                         terms=_term_exception(loss, part, output, dtype))
     failures.raise_any()
 
 
@@ -124,9 +131,11 @@ def check_reduction(loss, backend, dtype, name, reduction):
                 continue
             scaled = np.array([oracle.divide(v, denominator) for v in ex.values[output].reshape(-1)],
                               dtype=object).reshape(ex.values[output].shape)
+            terms = _term_exception(loss, part, output, dtype)
             failures.run(ulp.check, value, ulp.exact_values(scaled, dtype), budgets.max_ulp(loss.stem, dtype, output),
                          key=(backend, loss.stem, dtype.name, f"{output}[{reduction}]"), family=name,
-                         describe=_describer(loss, part, output))
+                         describe=_describer(loss, part, output),
+                         terms=None if terms is None else terms / float(denominator))
     failures.raise_any()
 
 

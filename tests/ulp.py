@@ -137,18 +137,27 @@ def _describe(index, inputs):
     return ", ".join(parts)
 
 
-def check(got, exact, max_ulp, *, key, family="", inputs=None, describe=None, relative=None, n_report=10):
+def check(got, exact, max_ulp, *, key, family="", inputs=None, describe=None, relative=None, terms=None,
+          n_report=10):
     """Assert that ``got`` is within ``max_ulp`` ulps of ``exact`` everywhere.
 
     ``relative``: optional ``(mask, max_rel)``; where ``mask`` holds, a relative error up to ``max_rel``
     is accepted as well (the documented exceptions of budgets.py).  ``inputs`` (name -> array of
     ``got``'s shape, or scalar) or ``describe(index) -> str`` say what to print for a bad point.
+    ``terms``: optional array of the magnitude of the terms whose difference the output is (budgets.py's
+    term-relative exception); the error is then counted in ulps of max(|exact|, terms).
     ``key`` = (backend, stem, dtype name, output) files the worst error in the summary table.
     """
     got = np.asarray(got)
     assert got.shape == exact.shape, f"{key}: shape {got.shape}, expected {exact.shape}"
     assert got.dtype == exact.dtype, f"{key}: dtype {got.dtype}, expected {exact.dtype}"
     err = ulp_error(got, exact)
+    if terms is not None:
+        finite = np.isfinite(exact.hi) & np.isfinite(err)
+        scale = np.maximum(np.abs(np.where(finite, exact.hi, 0.0)), np.where(finite, terms, 0.0))
+        with np.errstate(all="ignore"):
+            err = np.where(finite, err * ulp(np.where(finite, exact.hi, 0.0), exact.dtype) / ulp(scale, exact.dtype),
+                           err)
     bad = err > max_ulp
     rel_mask = None
     if relative is not None:

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
-# The helper modules (oracle, ulp, budgets, families) sit next to this file; with
+# The helper modules (budgets, helpers) sit next to this file; with
 # --import-mode=importlib the test directory is not on sys.path by itself.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import stableloss  # noqa: E402
-import ulp  # noqa: E402
+from stableloss._stability import ulp  # noqa: E402
 
 
 def _backends():

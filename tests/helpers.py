@@ -12,9 +12,7 @@ from typing import Callable
 import numpy as np
 
 import budgets
-import families
-import oracle
-import ulp
+from stableloss._stability import families, oracle, ulp
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,9 +4,8 @@ float32 and float64; per element (reduction="none") and reduced ("mean", "sum").
 import numpy as np
 import pytest
 
-import families
+from stableloss._stability import families, oracle
 import helpers
-import oracle
 import stableloss
 
 

@@ -10,9 +10,8 @@ import numbers
 import numpy as np
 import pytest
 
-import families
+from stableloss._stability import families, oracle
 import helpers
-import oracle
 import stableloss
 
 

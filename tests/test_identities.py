@@ -19,7 +19,7 @@ from hypothesis.extra import numpy as hnp
 
 import budgets
 import stableloss
-import ulp
+from stableloss._stability import ulp
 
 
 def _floats(low, high):

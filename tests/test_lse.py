@@ -10,11 +10,9 @@ import numpy as np
 import pytest
 
 import budgets
-import families
+from stableloss._stability import families, oracle, ulp
 import helpers
-import oracle
 import stableloss
-import ulp
 
 
 def _class_axis(x):

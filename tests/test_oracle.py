@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from mpmath import mpf
 
-import oracle
+from stableloss._stability import oracle
 
 RNG = np.random.default_rng(99)
 

@@ -13,7 +13,7 @@ from hypothesis.extra import numpy as hnp
 
 import budgets
 import stableloss
-import ulp
+from stableloss._stability import ulp
 
 FLOAT64 = np.dtype(np.float64)
 

@@ -3,15 +3,20 @@
  * sl_bce_f64; stableloss.h).
  *
  * Method.  e = exp(-|x|), softplus(+-x) = max(+-x, 0) + log1p(e) (no overflow, no cancellation);
- * loss = w (pw y softplus(-x) + (1 - y) softplus(x)), a sum of non-negative terms for labels in
- * [0, 1].  sigma(x) = 1/(1+e) for x >= 0 and e/(1+e) below, sigma(-x) the other one, so that
- * neither is ever formed as 1 - sigma; grad = w ((1 - y) sigma(x) - pw y sigma(-x)) grad_scale.
+ * loss = (w pw y) softplus(-x) + (w (1 - y)) softplus(x), a sum of non-negative terms for labels in
+ * [0, 1], the weights applied first so that pw y softplus(-x) cannot overflow before w scales it.
+ * sigma(x) = 1/(1+e) for x >= 0 and e/(1+e) below, sigma(-x) the other one, never 1 - sigma;
+ * grad = w ((1 - y) sigma(x) - pw y sigma(-x)) grad_scale.
+ *   With soft labels (0 < y < 1) the two gradient terms cancel near the root (x = 1e-30, y = 1/2:
+ *   2.5e-31 from two terms of 1/2), so there the terms are formed in double-double (e from
+ *   sl_exp_dd, 1 - y and pw y exact) on a scalar path: every soft label for float64, and for float32
+ *   those where the double result cancels by more than 2^20 (below that, double is 2^-31 accurate).
  *
  * Special cases.  A term whose label factor (y, resp. 1 - y) is exactly 0 counts as 0, so x = +-inf
  * gives the limit (0 for the matching label, +inf otherwise) instead of PyTorch's NaN.  NaN in x, y,
  * w or pw: NaN out.
  *
- * Accuracy: see the report in the project log (budget 4 ulp per loss and gradient element).
+ * Accuracy (against mpmath): see the report in the project log; budget 4 ulp per element.
  */
 #include "sl_kernel.h"
 
@@ -24,24 +29,50 @@ typedef struct {
     double *block_sums;
 } bce_args;
 
+/* The double result of w ((1 - y) sigma(x) - pw y sigma(-x)) cancels by more than 2^20 (float32). */
+#define BCE_CANCEL 0x1p-20
+
+/* w ((1 - y) sigma(x) - pw y sigma(-x)) in double-double, rounded once (finite x). */
+SL_INLINE double bce_grad_dd(double x, double y, double w, double pw)
+{
+    double e_lo, e = sl_exp_dd(-fabs(x), &e_lo);
+    double den_lo, den = sl_dd_add(1.0, 0.0, e, e_lo, &den_lo);
+    double inv_lo, inv = sl_dd_div(1.0, 0.0, den, den_lo, &inv_lo); /* 1/(1+e) */
+    double e_inv_lo, e_inv = sl_dd_mul(e, e_lo, inv, inv_lo, &e_inv_lo); /* e/(1+e) */
+    double neg_lo, neg = sl_two_sum(1.0, -y, &neg_lo);                /* 1 - y */
+    double pwy_lo, pwy = sl_two_prod(pw, y, &pwy_lo);
+    double a_lo, a = sl_dd_mul(neg, neg_lo, x >= 0.0 ? inv : e_inv, x >= 0.0 ? inv_lo : e_inv_lo, &a_lo);
+    double b_lo, b = sl_dd_mul(pwy, pwy_lo, x >= 0.0 ? e_inv : inv, x >= 0.0 ? e_inv_lo : inv_lo, &b_lo);
+    double d_lo, d = sl_dd_add(a, a_lo, -b, -b_lo, &d_lo);
+    double g_lo, g = sl_dd_mul(d, d_lo, w, 0.0, &g_lo);
+    return g + g_lo;
+}
+
+/* Loss and unscaled gradient of one element. */
+SL_INLINE double bce_eval(double x, double y, double w, double pw, double *grad, int f32)
+{
+    double e, log_term = sl_softplus_tail(x, &e, f32);
+    double pos_term = y == 0.0 ? 0.0 : (w * (pw * y)) * ((x < 0.0 ? -x : 0.0) + log_term);
+    double neg_term = y == 1.0 ? 0.0 : (w * (1.0 - y)) * ((x > 0.0 ? x : 0.0) + log_term);
+    double inv = 1.0 / (1.0 + e);
+    double sig_pos = (1.0 - y) * (x >= 0.0 ? inv : e * inv); /* (1 - y) sigma(x) */
+    double sig_neg = pw * y * (x >= 0.0 ? e * inv : inv);   /* pw y sigma(-x), never 1 - sigma(x) */
+    *grad = w * (sig_pos - sig_neg);
+    if (y > 0.0 && y < 1.0 && isfinite(x) &&
+        (!f32 || fabs(sig_pos - sig_neg) < BCE_CANCEL * fmax(sig_pos, sig_neg)))
+        *grad = bce_grad_dd(x, y, w, pw);
+    return pos_term + neg_term;
+}
+
 SL_INLINE double bce_row(const void *args, int64_t i, int f32)
 {
     const bce_args *a = (const bce_args *)args;
-    double x = sl_load(a->x, i, f32), y = sl_load(a->y, i, f32);
-    double w = a->w ? sl_load(a->w, i, f32) : 1.0;
-    double pw = a->pw ? sl_load(a->pw, i, f32) : 1.0;
-    double e, log_term = sl_softplus_tail(x, &e, f32);
-    double pos_term = y == 0.0 ? 0.0 : pw * y * ((x < 0.0 ? -x : 0.0) + log_term);
-    double neg_term = y == 1.0 ? 0.0 : (1.0 - y) * ((x > 0.0 ? x : 0.0) + log_term);
-    double value = w * (pos_term + neg_term);
+    double g, value = bce_eval(sl_load(a->x, i, f32), sl_load(a->y, i, f32), a->w ? sl_load(a->w, i, f32) : 1.0,
+                               a->pw ? sl_load(a->pw, i, f32) : 1.0, &g, f32);
     if (a->loss)
         sl_store(a->loss, i, value, f32);
-    if (a->grad) {
-        double inv = 1.0 / (1.0 + e);
-        double sig_pos = x >= 0.0 ? inv : e * inv; /* sigma(x) */
-        double sig_neg = x >= 0.0 ? e * inv : inv; /* sigma(-x), never 1 - sigma(x) */
-        sl_store(a->grad, i, (w * ((1.0 - y) * sig_pos - pw * y * sig_neg)) * a->grad_scale, f32);
-    }
+    if (a->grad)
+        sl_store(a->grad, i, g * a->grad_scale, f32);
     return value;
 }
 
@@ -51,31 +82,55 @@ SL_INLINE void bce_scalar(const bce_args *a, int f32)
 }
 
 #if SL_X86
+/* The lanes in `mask` (cancelling soft-label gradients) from the scalar path. */
+SL_AVX2 SL_INLINE __m256d bce_slow_lanes(__m256d x, __m256d y, __m256d w, __m256d pw, __m256d g, int mask)
+{
+    double xs[4], ys[4], ws[4], pws[4], gs[4];
+    _mm256_storeu_pd(xs, x);
+    _mm256_storeu_pd(ys, y);
+    _mm256_storeu_pd(ws, w);
+    _mm256_storeu_pd(pws, pw);
+    _mm256_storeu_pd(gs, g);
+    for (int l = 0; l < 4; l++)
+        if (mask >> l & 1)
+            gs[l] = bce_grad_dd(xs[l], ys[l], ws[l], pws[l]);
+    return _mm256_loadu_pd(gs);
+}
+
 SL_AVX2 SL_INLINE __m256d bce_row4(const void *args, int64_t i, const sl_tail *tail, int f32)
 {
     const bce_args *a = (const bce_args *)args;
     __m256d zero = _mm256_setzero_pd(), one = SL_V(1.0);
     __m256d x = sl_load_v(a->x, i, tail, f32), y = sl_load_v(a->y, i, tail, f32);
     __m256d w = a->w ? sl_load_v(a->w, i, tail, f32) : one;
-    __m256d pwy = a->pw ? _mm256_mul_pd(sl_load_v(a->pw, i, tail, f32), y) : y;
+    __m256d pw = a->pw ? sl_load_v(a->pw, i, tail, f32) : one;
     __m256d e, log_term = sl_softplus_tail_v(x, &e, f32);
     /* max(0, v) returns v when v is NaN (second operand) */
     __m256d sp_neg = _mm256_add_pd(_mm256_max_pd(zero, _mm256_sub_pd(zero, x)), log_term);
     __m256d sp_pos = _mm256_add_pd(_mm256_max_pd(zero, x), log_term);
-    __m256d pos_term = _mm256_andnot_pd(_mm256_cmp_pd(y, zero, _CMP_EQ_OQ), _mm256_mul_pd(pwy, sp_neg));
+    __m256d pwy = _mm256_mul_pd(pw, y);
+    __m256d pos_term = _mm256_andnot_pd(_mm256_cmp_pd(y, zero, _CMP_EQ_OQ), _mm256_mul_pd(_mm256_mul_pd(w, pwy), sp_neg));
     __m256d neg_term = _mm256_andnot_pd(_mm256_cmp_pd(y, one, _CMP_EQ_OQ),
-                                        _mm256_mul_pd(_mm256_sub_pd(one, y), sp_pos));
-    __m256d value = _mm256_mul_pd(w, _mm256_add_pd(pos_term, neg_term));
+                                        _mm256_mul_pd(_mm256_mul_pd(w, _mm256_sub_pd(one, y)), sp_pos));
+    __m256d value = _mm256_add_pd(pos_term, neg_term);
     if (a->loss)
         sl_store_v(a->loss, i, value, tail, f32);
     if (a->grad) {
         __m256d inv = _mm256_div_pd(one, _mm256_add_pd(one, e));
         __m256d e_inv = _mm256_mul_pd(e, inv);
         __m256d x_nonneg = _mm256_cmp_pd(x, zero, _CMP_GE_OQ);
-        __m256d sig_pos = sl_select_v(x_nonneg, inv, e_inv);
-        __m256d sig_neg = sl_select_v(x_nonneg, e_inv, inv);
-        __m256d g = _mm256_mul_pd(_mm256_sub_pd(_mm256_mul_pd(_mm256_sub_pd(one, y), sig_pos),
-                                                _mm256_mul_pd(pwy, sig_neg)), w);
+        __m256d sig_pos = _mm256_mul_pd(_mm256_sub_pd(one, y), sl_select_v(x_nonneg, inv, e_inv));
+        __m256d sig_neg = _mm256_mul_pd(pwy, sl_select_v(x_nonneg, e_inv, inv));
+        __m256d diff = _mm256_sub_pd(sig_pos, sig_neg);
+        __m256d g = _mm256_mul_pd(w, diff);
+        __m256d soft = _mm256_and_pd(_mm256_and_pd(_mm256_cmp_pd(y, zero, _CMP_GT_OQ), _mm256_cmp_pd(y, one, _CMP_LT_OQ)),
+                                     _mm256_cmp_pd(sl_abs_v(x), SL_V(INFINITY), _CMP_LT_OQ));
+        if (f32)
+            soft = _mm256_and_pd(soft, _mm256_cmp_pd(sl_abs_v(diff), _mm256_mul_pd(SL_V(BCE_CANCEL),
+                                                     _mm256_max_pd(sig_pos, sig_neg)), _CMP_LT_OQ));
+        int mask = _mm256_movemask_pd(soft) & (tail ? _mm256_movemask_pd(_mm256_castsi256_pd(tail->m64)) : 15);
+        if (__builtin_expect(mask != 0, 0))
+            g = bce_slow_lanes(x, y, w, pw, g, mask);
         sl_store_v(a->grad, i, _mm256_mul_pd(g, SL_V(a->grad_scale)), tail, f32);
     }
     return value;

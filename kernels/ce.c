@@ -10,7 +10,8 @@
  *   probabilities t:  loss = (sum_j c_j) log1p(s) + sum_j c_j (-z_j),  c_j = w_j ((1 - eps) t_j + eps/C)
  * every term >= 0 (for non-negative weights and targets): no cancellation however small the loss.
  *   gradient: g_j = K e^{z_j} - b_j with K = grad_scale (coefficient sum)/S; at the target the
- *   (1 - eps) w_y (p_y - 1) term is written as -s/S when y holds the max, never as p_y - 1.
+ *   (1 - eps) w_y (p_y - 1) term is written as -s/S when y holds the max, never as p_y - 1, and with
+ *   probability targets the argmax gets (sum_{j != k} c_j - c_k s)/S, never (sum_j c_j) p_k - c_k.
  *
  * Special cases (as PyTorch unless noted).  A NaN anywhere in a row: NaN loss and NaN gradient row.
  * +inf logit or an all -inf row: NaN.  Target logit -inf (finite max): +inf loss, gradient finite.
@@ -56,28 +57,31 @@ SL_INLINE double ce_row(const void *args, int64_t i, int f32, sl_scan_fn scan, s
         double coef = (1.0 - eps) * w_y;
         sl_coefs weights = {a->weight, NULL, 0.0, 0.0};
         const sl_coefs *cf = eps > 0.0 ? &weights : NULL;
-        sl_softmax r = scan(x, C, cf, next, a->exps, f32);
-        double log_s = r.log_s;
-        double z_lo, z = sl_shift(sl_load(x, y, f32), r.a, &z_lo, f32);
-        loss = coef * ((log_s - z) - z_lo); /* -log p_y = log1p(s) - z_y: both terms >= 0 */
+        int cheap = f32 && !cf; /* with smoothing, K e_j - b_j can cancel: full grade */
+        sl_softmax r = scan(x, C, cf, next, a->exps, f32, cheap);
+        double z_lo, z = sl_shift(sl_load(x, y, f32), r.a, &z_lo, cheap);
+        loss = coef * ((r.log_s - z) - z_lo); /* -log p_y = log1p(s) - z_y: both terms >= 0 */
         if (cf) /* sum_j w_j (-log p_j) = W log1p(s) + sum_j w_j (-z_j) */
-            loss += smooth * (r.c_sum * log_s + r.cz_sum);
+            loss += smooth * (r.c_sum * r.log_s + r.cz_sum);
         if (g) {
             double S = 1.0 + r.s;
             grad(x, C, r.a, a->grad_scale * (coef + smooth * r.c_sum) / S, cf, a->grad_scale * smooth,
-                 a->exps, g, f32);
-            double p_y = (a->exps ? a->exps[y] : sl_shifted_exp(z, z_lo, f32)) / S;
+                 a->exps, g, f32, cheap);
+            double p_y = (a->exps ? a->exps[y] : sl_shifted_exp(z, z_lo, cheap)) / S;
             /* p_y - 1 = -s/S where y holds the max (no cancellation); elsewhere p_y <= 1/2 */
             double p_y_m1 = z == 0.0 ? -r.s / S : p_y - 1.0;
             double g_y = coef * p_y_m1 + (cf ? smooth * (r.c_sum * p_y - w_y) : 0.0);
             sl_store(g, y, a->grad_scale * g_y, f32);
         }
-    } else {
+    } else { /* probability targets: T p_j - c_j can cancel, full grade */
         sl_coefs probs = {a->weight, sl_row_in(a->target_prob, i, C, f32), 1.0 - eps, smooth};
-        sl_softmax r = scan(x, C, &probs, next, a->exps, f32);
+        sl_softmax r = scan(x, C, &probs, next, a->exps, f32, 0);
         loss = r.c_sum * r.log_s + r.cz_sum; /* sum_j c_j (log1p(s) - z_j) */
-        if (g)
-            grad(x, C, r.a, a->grad_scale * r.c_sum / (1.0 + r.s), &probs, a->grad_scale, a->exps, g, f32);
+        if (g) {
+            grad(x, C, r.a, a->grad_scale * r.c_sum / (1.0 + r.s), &probs, a->grad_scale, a->exps, g, f32, 0);
+            /* at the argmax T p_k - c_k = (sum_{j != k} c_j - c_k s) / S: no 1 - p_k */
+            sl_store(g, r.k, a->grad_scale * ((r.c_others - r.c_k * r.s) / (1.0 + r.s)), f32);
+        }
     }
     if (a->loss)
         sl_store(a->loss, i, loss, f32);

@@ -2,18 +2,21 @@
  * gnll.c -- Gaussian negative log-likelihood, elementwise, with the gradients for the input and the
  * variance (sl_gnll_f32, sl_gnll_f64; stableloss.h).
  *
- * Method.  v = var < eps ? eps : var, d = x - t, r = d / v, loss = log(v)/2 + (d/2) r (+ log(2 pi)/2),
- * grad_input = r grad_scale, grad_var = (1/v - r^2)/2 grad_scale.  (d/2)(d/v) rather than d^2/(2v):
- * finite whenever the loss is, even where d^2 overflows.  float64 carries the low parts: d + d_lo = x - t
- * (TwoSum), r + r_lo = (d + d_lo)/v (the division residual d - r v is exact with FMA), and
- * d r + q_lo = (d + d_lo)(r + r_lo) to ~2^-104, so only log v and the final additions round.
- * float32: everything in double, rounded once.
+ * Method.  v = var < eps ? eps : var, d = x - t, r = d/v, h = d/2, with c = log(2 pi)/2 when full:
+ *   loss = (log(v)/2 + c) + h r              (h r = d^2/(2v): finite whenever the loss is)
+ *   grad_input = r grad_scale,  grad_var = ((v - d^2)/v)/v/2 grad_scale
+ * v - d^2 is formed from the exact square (FMA) and cancels exactly (Sterbenz) where 1/v and d^2/v^2
+ * would cancel.  float64 carries the low parts d + d_lo = x - t (TwoSum), r + r_lo = (d + d_lo)/v (the
+ * division residual is exact with FMA) and h r + q_lo; float32 computes in double, rounded once.
+ * Where log(v)/2 (< 0 for v < 1), c and h r cancel (the loss below 1/2 of the largest of |log(v)/2|
+ * and c + h r for float64, below 2^-12 of it for float32, whose 1e-13 log grade leaves 2^-30 there)
+ * the loss is redone in double-double on a scalar path (sl_log_dd, c to 2^-107).  Where x - t overflows with x, t finite (float64) the
+ * same formulas run on h = x/2 - t/2 (d = 2h).
  *
  * Special cases.  NaN in: NaN out (the clamp keeps a NaN variance).  var = eps = 0: log 0 = -inf and
- * d/0; as the formula gives.  Correction terms are dropped once they are not finite.
+ * d/0, as the formulas give.  Correction terms are dropped once they are not finite.
  *
- * Accuracy: see the report in the project log (budget 4 ulp per loss and gradient element; the loss
- * itself cancels where log v is near -d^2/v, a cancellation of the problem, not of the formula).
+ * Accuracy (against mpmath): see the report in the project log; budget 4 ulp per element.
  */
 #include "sl_kernel.h"
 
@@ -28,32 +31,59 @@ typedef struct {
     double *block_sums;
 } gnll_args;
 
+/* |loss| below this fraction of its largest term takes the double-double path (see above). */
+#define GNLL_CANCEL(f32) ((f32) ? 0x1p-12 : 0.5)
+
+/* Loss and unscaled gradients of one element at the clamped variance v, every refinement included:
+ * the scalar path, and the rare lanes of the vector path. */
+SL_INLINE double gnll_eval(double x, double t, double v, int full, double *g_in, double *g_var, int f32)
+{
+    double c = full ? SL_HALF_LOG_2PI : 0.0, c_lo = full ? SL_HALF_LOG_2PI_LO : 0.0;
+    double d_lo, d = sl_two_sum(x, -t, &d_lo);
+    if (isinf(d) && isfinite(x) && isfinite(t)) { /* x - t overflows: h = x/2 - t/2, d = 2h */
+        double h = 0.5 * x - 0.5 * t, r_half = h / v;
+        *g_in = 2.0 * r_half;
+        *g_var = 0.5 / v - 2.0 * r_half * r_half;
+        return (0.5 * sl_log(v, f32) + 2.0 * (h * r_half)) + c;
+    }
+    if (!isfinite(d))
+        d_lo = 0.0;
+    double r = d / v;
+    double rv_lo, rv = sl_two_prod(r, v, &rv_lo);
+    double r_lo = ((d - rv) - rv_lo + d_lo) / v; /* (d + d_lo)/v - r */
+    if (!isfinite(r_lo))
+        r_lo = 0.0;
+    double q_lo, q = sl_two_prod(0.5 * d, r, &q_lo); /* d^2/(2v) = q + q_lo */
+    double cross = 0.5 * (d * r_lo + d_lo * r);
+    q_lo = (isfinite(q_lo) ? q_lo : 0.0) + (isfinite(cross) ? cross : 0.0);
+    double log_half = 0.5 * sl_log(v, f32);
+    double value = ((log_half + c) + q) + q_lo;
+    if (fabs(value) < GNLL_CANCEL(f32) * fmax(fabs(log_half), c + q)) { /* log(v)/2 = -(c + h r) nearly */
+        double l_lo, l = sl_log_dd(v, &l_lo);
+        double hl_lo, hl = sl_dd_add(0.5 * l, 0.5 * l_lo, c, c_lo, &hl_lo);
+        double s_lo, s = sl_dd_add(hl, hl_lo, q, q_lo, &s_lo);
+        value = s + s_lo;
+    }
+    *g_in = r + r_lo;
+    double sq_lo, sq = sl_two_prod(d, d, &sq_lo);
+    double excess = ((v - sq) - sq_lo) - 2.0 * d * d_lo; /* v - (d + d_lo)^2 */
+    *g_var = isfinite(sq) ? 0.5 * ((excess / v) / v) : 0.5 * (1.0 / v - r * r);
+    return value;
+}
+
 SL_INLINE double gnll_row(const void *args, int64_t i, int f32)
 {
     const gnll_args *a = (const gnll_args *)args;
-    double x = sl_load(a->x, i, f32), t = sl_load(a->t, i, f32), v = sl_load(a->var, i, f32);
-    v = v < a->eps ? a->eps : v;
-    double d_lo = 0.0, r_lo = 0.0, q_lo = 0.0;
-    double d = f32 ? x - t : sl_two_sum(x, -t, &d_lo);
-    double r = d / v;
-    double q = f32 ? (0.5 * d) * r : sl_two_prod(0.5 * d, r, &q_lo); /* d^2/(2v), finite iff the loss is */
-    if (!f32) {
-        double rv_lo, rv = sl_two_prod(r, v, &rv_lo);
-        r_lo = ((d - rv) - rv_lo + (isfinite(d) ? d_lo : 0.0)) / v; /* (d + d_lo)/v - r */
-        if (!isfinite(r_lo))
-            r_lo = 0.0;
-        double cross = 0.5 * (d * r_lo + d_lo * r);
-        q_lo = (isfinite(q_lo) ? q_lo : 0.0) + (isfinite(cross) ? cross : 0.0);
-    }
-    double value = (0.5 * sl_log(v, f32) + q) + q_lo;
-    if (a->full)
-        value += SL_HALF_LOG_2PI;
+    double v = sl_load(a->var, i, f32);
+    v = v < a->eps ? a->eps : v; /* the clamp acts on the value; NaN stays NaN */
+    double g_in, g_var, value = gnll_eval(sl_load(a->x, i, f32), sl_load(a->t, i, f32), v, (int)a->full,
+                                          &g_in, &g_var, f32);
     if (a->loss)
         sl_store(a->loss, i, value, f32);
     if (a->grad_input)
-        sl_store(a->grad_input, i, (r + r_lo) * a->grad_scale, f32);
+        sl_store(a->grad_input, i, g_in * a->grad_scale, f32);
     if (a->grad_var)
-        sl_store(a->grad_var, i, (0.5 * (1.0 / v - r * r)) * a->grad_scale, f32);
+        sl_store(a->grad_var, i, g_var * a->grad_scale, f32);
     return value;
 }
 
@@ -63,38 +93,74 @@ SL_INLINE void gnll_scalar(const gnll_args *a, int f32)
 }
 
 #if SL_X86
+/* The lanes in `mask` (cancelling losses, overflowing differences) from the scalar path. */
+SL_AVX2 SL_INLINE void gnll_slow_lanes(__m256d x, __m256d t, __m256d v, int full, int mask, __m256d *value,
+                                       __m256d *g_in, __m256d *g_var, int f32)
+{
+    double xs[4], ts[4], vs[4], ls[4], gis[4], gvs[4];
+    _mm256_storeu_pd(xs, x);
+    _mm256_storeu_pd(ts, t);
+    _mm256_storeu_pd(vs, v);
+    _mm256_storeu_pd(ls, *value);
+    _mm256_storeu_pd(gis, *g_in);
+    _mm256_storeu_pd(gvs, *g_var);
+    for (int l = 0; l < 4; l++)
+        if (mask >> l & 1)
+            ls[l] = gnll_eval(xs[l], ts[l], vs[l], full, &gis[l], &gvs[l], f32);
+    *value = _mm256_loadu_pd(ls);
+    *g_in = _mm256_loadu_pd(gis);
+    *g_var = _mm256_loadu_pd(gvs);
+}
+
 SL_AVX2 SL_INLINE __m256d gnll_row4(const void *args, int64_t i, const sl_tail *tail, int f32)
 {
     const gnll_args *a = (const gnll_args *)args;
+    __m256d zero = _mm256_setzero_pd();
     __m256d x = sl_load_v(a->x, i, tail, f32), t = sl_load_v(a->t, i, tail, f32);
     __m256d v = sl_load_v(a->var, i, tail, f32), eps = SL_V(a->eps);
     v = sl_select_v(_mm256_cmp_pd(v, eps, _CMP_LT_OQ), eps, v);
-    __m256d d = _mm256_sub_pd(x, t);
+    __m256d d = _mm256_sub_pd(x, t), d_lo = zero;
+    if (!f32) {
+        sl_two_sum_v(x, _mm256_sub_pd(zero, t), &d_lo);
+        d_lo = _mm256_and_pd(d_lo, _mm256_cmp_pd(sl_abs_v(d), SL_V(INFINITY), _CMP_LT_OQ));
+    }
     __m256d r = _mm256_div_pd(d, v);
     __m256d half_d = _mm256_mul_pd(SL_V(0.5), d);
     __m256d q = _mm256_mul_pd(half_d, r); /* d^2/(2v), finite iff the loss is */
-    __m256d r_lo = _mm256_setzero_pd(), q_lo = _mm256_setzero_pd();
+    __m256d r_lo = zero, q_lo = zero;
     if (!f32) {
-        __m256d d_lo;
-        sl_two_sum_v(x, _mm256_sub_pd(_mm256_setzero_pd(), t), &d_lo);
-        d_lo = _mm256_and_pd(d_lo, _mm256_cmp_pd(sl_abs_v(d), SL_V(INFINITY), _CMP_LT_OQ));
         /* (d + d_lo)/v - r = ((d - r v) + d_lo)/v, d - r v exact by FMA */
         r_lo = sl_finite_or_zero_v(_mm256_div_pd(_mm256_add_pd(_mm256_fnmadd_pd(r, v, d), d_lo), v));
         __m256d cross = _mm256_mul_pd(SL_V(0.5), _mm256_fmadd_pd(d, r_lo, _mm256_mul_pd(d_lo, r)));
         q_lo = _mm256_add_pd(sl_finite_or_zero_v(_mm256_fmsub_pd(half_d, r, q)), sl_finite_or_zero_v(cross));
     }
-    __m256d value = _mm256_add_pd(_mm256_fmadd_pd(SL_V(0.5), sl_log_v(v, f32), q), q_lo);
-    if (a->full)
-        value = _mm256_add_pd(value, SL_V(SL_HALF_LOG_2PI));
+    __m256d log_half = _mm256_mul_pd(SL_V(0.5), sl_log_v(v, f32)), c = SL_V(a->full ? SL_HALF_LOG_2PI : 0.0);
+    __m256d value = _mm256_add_pd(_mm256_add_pd(_mm256_add_pd(log_half, c), q), q_lo);
+    __m256d g_in = _mm256_add_pd(r, r_lo);
+    /* (1/v - d^2/v^2)/2 = ((v - d^2)/v)/v/2, v - (d + d_lo)^2 from the exact square */
+    __m256d sq = _mm256_mul_pd(d, d);
+    __m256d excess = _mm256_sub_pd(_mm256_sub_pd(_mm256_sub_pd(v, sq), _mm256_fmsub_pd(d, d, sq)),
+                                   _mm256_mul_pd(_mm256_add_pd(d, d), d_lo));
+    __m256d g_var = _mm256_mul_pd(SL_V(0.5), _mm256_div_pd(_mm256_div_pd(excess, v), v));
+    __m256d sq_inf = _mm256_cmp_pd(sq, SL_V(INFINITY), _CMP_EQ_OQ);
+    g_var = sl_select_v(sq_inf, _mm256_mul_pd(SL_V(0.5), _mm256_fnmadd_pd(r, r, _mm256_div_pd(SL_V(1.0), v))), g_var);
+    /* rare lanes: cancelling loss; x - t overflowing with x, t finite (float64) */
+    __m256d largest = _mm256_max_pd(sl_abs_v(log_half), _mm256_add_pd(c, q));
+    __m256d slow = _mm256_cmp_pd(sl_abs_v(value), _mm256_mul_pd(SL_V(GNLL_CANCEL(f32)), largest), _CMP_LT_OQ);
+    if (!f32)
+        slow = _mm256_or_pd(slow, _mm256_and_pd(_mm256_cmp_pd(sl_abs_v(d), SL_V(INFINITY), _CMP_EQ_OQ),
+                                                _mm256_and_pd(_mm256_cmp_pd(sl_abs_v(x), SL_V(INFINITY), _CMP_LT_OQ),
+                                                              _mm256_cmp_pd(sl_abs_v(t), SL_V(INFINITY), _CMP_LT_OQ))));
+    int mask = _mm256_movemask_pd(slow) & (tail ? _mm256_movemask_pd(_mm256_castsi256_pd(tail->m64)) : 15);
+    if (__builtin_expect(mask != 0, 0))
+        gnll_slow_lanes(x, t, v, (int)a->full, mask, &value, &g_in, &g_var, f32);
     if (a->loss)
         sl_store_v(a->loss, i, value, tail, f32);
     __m256d scale = SL_V(a->grad_scale);
     if (a->grad_input)
-        sl_store_v(a->grad_input, i, _mm256_mul_pd(_mm256_add_pd(r, r_lo), scale), tail, f32);
-    if (a->grad_var) {
-        __m256d gv = _mm256_mul_pd(SL_V(0.5), _mm256_fnmadd_pd(r, r, _mm256_div_pd(SL_V(1.0), v)));
-        sl_store_v(a->grad_var, i, _mm256_mul_pd(gv, scale), tail, f32);
-    }
+        sl_store_v(a->grad_input, i, _mm256_mul_pd(g_in, scale), tail, f32);
+    if (a->grad_var)
+        sl_store_v(a->grad_var, i, _mm256_mul_pd(g_var, scale), tail, f32);
     return value;
 }
 

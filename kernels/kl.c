@@ -7,15 +7,16 @@
  *   log p - input is good to 2^-52 |log p| / |log p - input| relative.  Where that is not enough --
  *   |log p - input| < 2^-10 |input| for float64 (the 1e-12 budget), < 2^-22 |input| for float32 (a
  *   2^-30 relative error, 0.02 float ulp) -- log p is recomputed in double-double (sl_log_dd,
- *   ~2^-100) on those elements only (scalar slow path).
+ *   ~2^-104) on those elements only (scalar slow path).
  *   With log_target, lp - input is the difference of two given numbers (one rounding), and where
- *   e^{lp} underflows (lp < -700) the term is e^{lp + log|lp - input|} with its sign.
+ *   e^{lp} underflows (lp < -700) the term is 2^-1024 e^{lp + 1024 ln 2} (lp - input), the shifted
+ *   exponent formed in double-double (scalar slow path).
  *
  * Special cases.  p == 0 (lp == -inf): loss 0 and grad 0 whatever the input, also input = -inf
  * (PyTorch: NaN).  p < 0: NaN loss.  NaN in: NaN out.
  *
- * Accuracy: see the report in the project log (budget 4 ulp per element, relative 1e-12 where p and
- * q agree to many digits).
+ * Accuracy (against mpmath): see the report in the project log; budget 4 ulp per element, relative
+ * 1e-12 for float64 where p and q agree in their leading bits.
  */
 #include "sl_kernel.h"
 
@@ -28,30 +29,30 @@ typedef struct {
     double *block_sums;
 } kl_args;
 
-/* log p - x in double-double where it cancels (p > 0, x finite). */
-SL_INLINE double kl_diff_dd(double p, double x)
-{
-    double lo, hi = sl_log_dd(p, &lo);
-    double err, d = sl_two_sum(hi, -x, &err);
-    return d + (err + lo);
-}
-
-/* p (lp - x) for lp < -700, where e^{lp} may underflow but the term need not: e^{lp + log|lp - x|}. */
-SL_INLINE double kl_tail(double lp, double diff)
-{
-    double v = sl_exp(lp + sl_log(fabs(diff), 0), 0);
-    return diff < 0.0 ? -v : v;
-}
-
 /* |log p - x| below this fraction of |x| takes the double-double path (see above). */
 #define KL_CANCEL(f32) ((f32) ? 0x1p-22 : 0x1p-10)
 
-/* The elements that take a slow path: cancelling log p - x, or an underflowing e^{lp}. */
+/* The elements that take the slow path: cancelling log p - x, or an underflowing e^{lp}. */
 SL_INLINE int kl_slow(double p, double lp, double x, double diff, int log_target, int f32)
 {
     if (log_target)
         return lp < -700.0 && lp > -INFINITY;
     return fabs(diff) < KL_CANCEL(f32) * fabs(x) && isfinite(x) && p > 0.0;
+}
+
+/* The slow path's loss: p (log p - x) with log p in double-double, or e^{lp} (lp - x) for lp < -700
+ * as 2^-1024 e^{lp + 1024 ln 2} (lp - x). */
+SL_INLINE double kl_slow_value(double p, double lp, double x, double diff, int log_target)
+{
+    if (log_target) {
+        double shift_lo, shift = sl_k_ln2_dd(1024.0, &shift_lo);
+        double up_lo, up = sl_dd_add(lp, 0.0, shift, shift_lo, &up_lo);
+        double e = sl_exp(up, 0);
+        return ldexp((e + e * up_lo) * diff, -1024); /* e^(up + up_lo) = e^up (1 + up_lo) */
+    }
+    double lo, hi = sl_log_dd(p, &lo);
+    double err, d = sl_two_sum(hi, -x, &err);
+    return p * (d + (err + lo));
 }
 
 SL_INLINE double kl_row(const void *args, int64_t i, int f32)
@@ -62,12 +63,8 @@ SL_INLINE double kl_row(const void *args, int64_t i, int f32)
     double lp = a->log_target ? t : sl_log(t, 0);
     double diff = lp - x;
     double value = p == 0.0 ? 0.0 : p * diff; /* 0 log 0 = 0, also where log q = -inf */
-    if (kl_slow(p, lp, x, diff, (int)a->log_target, f32)) {
-        if (a->log_target)
-            value = kl_tail(lp, diff);
-        else
-            value = p * kl_diff_dd(p, x);
-    }
+    if (kl_slow(p, lp, x, diff, (int)a->log_target, f32))
+        value = kl_slow_value(p, lp, x, diff, (int)a->log_target);
     if (a->loss)
         sl_store(a->loss, i, value, f32);
     if (a->grad)
@@ -81,10 +78,9 @@ SL_INLINE void kl_scalar(const kl_args *a, int f32)
 }
 
 #if SL_X86
-/* The slow lanes of kl_row4 (`mask`), element by element (inlined: see sl_exp_wide_v). */
-SL_AVX2 SL_INLINE __m256d kl_slow_lanes(__m256d p, __m256d lp, __m256d x,
-                                                               __m256d diff, __m256d value, int mask,
-                                                               int log_target)
+/* The lanes in `mask` from the scalar slow path. */
+SL_AVX2 SL_INLINE __m256d kl_slow_lanes(__m256d p, __m256d lp, __m256d x, __m256d diff, __m256d value, int mask,
+                                        int log_target)
 {
     double ps[4], lps[4], xs[4], ds[4], vs[4];
     _mm256_storeu_pd(ps, p);
@@ -94,7 +90,7 @@ SL_AVX2 SL_INLINE __m256d kl_slow_lanes(__m256d p, __m256d lp, __m256d x,
     _mm256_storeu_pd(vs, value);
     for (int l = 0; l < 4; l++)
         if (mask >> l & 1)
-            vs[l] = log_target ? kl_tail(lps[l], ds[l]) : ps[l] * kl_diff_dd(ps[l], xs[l]);
+            vs[l] = kl_slow_value(ps[l], lps[l], xs[l], ds[l], log_target);
     return _mm256_loadu_pd(vs);
 }
 

@@ -29,13 +29,13 @@ SL_INLINE double lse_row(const void *args, int64_t i, int f32, sl_scan_fn scan, 
         return 0.0;
     }
     const void *x = sl_row_in(a->x, i, C, f32);
-    sl_softmax r = scan(x, C, NULL, i + 1 < a->n_rows ? sl_row_in(a->x, i + 1, C, f32) : NULL, NULL, f32);
+    sl_softmax r = scan(x, C, NULL, i + 1 < a->n_rows ? sl_row_in(a->x, i + 1, C, f32) : NULL, NULL, f32, f32);
     double log_s = r.log_s;
     if (a->lse)
         sl_store(a->lse, i, r.a + log_s, f32);
     if (a->log_softmax || a->softmax)
         write(x, C, r.a, log_s, 1.0 + r.s, sl_row_out(a->log_softmax, i, C, f32),
-              sl_row_out(a->softmax, i, C, f32), f32);
+              sl_row_out(a->softmax, i, C, f32), f32, f32);
     return 0.0;
 }
 

@@ -13,7 +13,8 @@
  *   sl_log      f64 grade: 0.55 ulp on (0, DBL_MAX]    f32 grade: rel 1.1e-13
  *   sl_log1p    f64 grade: 0.57 ulp on [0, 1e300]      f32 grade: rel 1.1e-13
  *   (the vector forms: exp 0.51, log 0.54, log1p 0.56 ulp; same f32-grade figures)
- *   sl_log_dd   relative error of hi + lo below 2^-100 on (0, DBL_MAX].
+ *   sl_log_dd   relative error of hi + lo below 2^-104 on (0, DBL_MAX];
+ *   sl_exp_dd   below 2^-100 on [-630, 0] (below, the low part goes subnormal).
  * Compile with -ffp-contract=off: the scalar forms round exactly as written (error-free
  * transformations depend on it); the vector forms ask for FMA explicitly.
  */
@@ -40,10 +41,12 @@
 #define SL_LOG2E 0x1.71547652b82fep+0
 #define SL_LN2_HI 0x1.62e42fefa3800p-1 /* ln 2 to 42 bits: n * SL_LN2_HI is exact for |n| < 2^11 */
 #define SL_LN2_LO 0x1.ef35793c76730p-45 /* ln 2 - SL_LN2_HI; together ln 2 to 2^-102 */
+#define SL_LN2_LO2 0x1.f97b57a079a19p-103 /* ln 2 - SL_LN2_HI - SL_LN2_LO (double-double work) */
 #define SL_ROUND_MAGIC 0x1.8p52          /* (v + magic) - magic = round-to-nearest integer of v */
 #define SL_SQRT_HALF_BITS 0x3fe6a09e667f3bcdULL /* bit pattern of sqrt(1/2) */
 #define SL_SQRT2_M1 0x1.a827999fcef32p-2 /* sqrt(2) - 1 */
-#define SL_HALF_LOG_2PI 0x1.d67f1c864beb5p-1
+#define SL_HALF_LOG_2PI 0x1.d67f1c864beb5p-1     /* log(2 pi)/2 = SL_HALF_LOG_2PI + SL_HALF_LOG_2PI_LO */
+#define SL_HALF_LOG_2PI_LO -0x1.65b5a1b7ff5dfp-55
 
 /* exp(r) = 1 + r + r^2 q(r) on |r| <= ln2/2: q fitted (Chebyshev interpolation, mpmath) to
  * (e^r - 1 - r) / r^2.  Degree 10: |error of exp| <= 1.7e-19; degree 6: <= 3.3e-12. */
@@ -246,7 +249,14 @@ SL_INLINE double sl_two_prod(double a, double b, double *err)
     return p;
 }
 
-/* (a_hi + a_lo) (b_hi + b_lo) and (a_hi + a_lo) / (b_hi + b_lo), relative error ~2^-104. */
+/* (a_hi + a_lo) + (b_hi + b_lo), (a_hi + a_lo) (b_hi + b_lo) and (a_hi + a_lo) / (b_hi + b_lo) as
+ * double-doubles, relative error ~2^-104 (the sum: absolute, of the larger operand). */
+SL_INLINE double sl_dd_add(double a_hi, double a_lo, double b_hi, double b_lo, double *lo)
+{
+    double err, s = sl_two_sum(a_hi, b_hi, &err);
+    return sl_two_sum(s, err + a_lo + b_lo, lo);
+}
+
 SL_INLINE double sl_dd_mul(double a_hi, double a_lo, double b_hi, double b_lo, double *lo)
 {
     double err;
@@ -264,9 +274,18 @@ SL_INLINE double sl_dd_div(double a_hi, double a_lo, double b_hi, double b_lo, d
     return sl_two_sum(q, (r_hi + r_lo) / b_hi, lo);
 }
 
-/* log(p) = hi + *lo for p > 0 finite, relative error ~2^-100: p = 2^k (1 + f) with f exact,
+/* k ln 2 as a double-double (k an integer, |k| < 2^11): SL_LN2_HI k exact, the rest to ~2^-150. */
+SL_INLINE double sl_k_ln2_dd(double k, double *lo)
+{
+    double err, p = sl_two_prod(k, SL_LN2_LO, &err);
+    double s = sl_two_sum(k * SL_LN2_HI, p, lo);
+    *lo += err + k * SL_LN2_LO2;
+    return s;
+}
+
+/* log(p) = hi + *lo for p > 0 finite, relative error ~2^-104: p = 2^k (1 + f) with f exact,
  * log(1 + f) = 2 atanh(v), v = f/(2 + f) in double-double, 2 atanh(v) = 2v sum_j w^j/(2j+1), w = v^2
- * (|v| <= 0.1716, w <= 2^-5.08): the terms j >= 9 (below 2^-45 of the sum) in double, the rest in
+ * (|v| <= 0.1716, w <= 2^-5.08): the terms j >= 11 (below 2^-55 of the sum) in double, the rest in
  * double-double (Horner). */
 SL_INLINE double sl_log_dd(double p, double *lo)
 {
@@ -281,19 +300,41 @@ SL_INLINE double sl_log_dd(double p, double *lo)
     double v_lo, v_hi = sl_dd_div(f, 0.0, den_hi, den_lo, &v_lo);
     double w_lo, w_hi = sl_dd_mul(v_hi, v_lo, v_hi, v_lo, &w_lo);
     double acc_hi = 1.0 / 43.0, acc_lo = 0.0;
-    for (int j = 20; j >= 9; j--)
+    for (int j = 20; j >= 11; j--)
         acc_hi = acc_hi * w_hi + 1.0 / (2 * j + 1);
-    for (int j = 8; j >= 0; j--) {
+    for (int j = 10; j >= 0; j--) {
         double c_lo, c_hi = sl_dd_div(1.0, 0.0, 2.0 * j + 1.0, 0.0, &c_lo);
         double t_lo, t_hi = sl_dd_mul(acc_hi, acc_lo, w_hi, w_lo, &t_lo);
-        double e, s = sl_two_sum(t_hi, c_hi, &e);
-        acc_hi = sl_two_sum(s, e + t_lo + c_lo, &acc_lo);
+        acc_hi = sl_dd_add(t_hi, t_lo, c_hi, c_lo, &acc_lo);
     }
     double l_lo, l_hi = sl_dd_mul(acc_hi, acc_lo, 2.0 * v_hi, 2.0 * v_lo, &l_lo);
-    double kl_err, kl = sl_two_prod(k, SL_LN2_LO, &kl_err); /* k ln 2 = k SL_LN2_HI (exact) + kl + kl_err */
-    double e1, s1 = sl_two_sum(k * SL_LN2_HI, l_hi, &e1);
-    double e2, s2 = sl_two_sum(s1, kl, &e2);
-    return sl_two_sum(s2, ((e1 + e2) + l_lo) + kl_err, lo);
+    double kl_lo, kl_hi = sl_k_ln2_dd(k, &kl_lo);
+    return sl_dd_add(kl_hi, kl_lo, l_hi, l_lo, lo);
+}
+
+/* exp(t) = hi + *lo for t <= 0, relative error ~2^-100 while the result is normal (0 below -746):
+ * t = n ln 2 + r, r in double-double (|r| <= ln2/2), exp(r) = 1 + r(1 + r/2(1 + r/3(...))) with the
+ * steps j > 12 (below 2^-52 of the sum) in double, the rest in double-double, then 2^n. */
+SL_INLINE double sl_exp_dd(double t, double *lo)
+{
+    if (!(t >= -746.0)) {
+        *lo = 0.0;
+        return t < -746.0 ? 0.0 : t; /* NaN */
+    }
+    double n = (t * SL_LOG2E + SL_ROUND_MAGIC) - SL_ROUND_MAGIC;
+    double p_err, p = sl_two_prod(n, SL_LN2_LO, &p_err);
+    double r_lo, r_hi = sl_two_sum(t - n * SL_LN2_HI, -p, &r_lo); /* t - n SL_LN2_HI: exact */
+    r_lo -= p_err + n * SL_LN2_LO2; /* r to ~2^-106 |r|, not of |t| */
+    double acc_hi = 1.0, acc_lo = 0.0;
+    for (int j = 27; j > 12; j--)
+        acc_hi = 1.0 + acc_hi * r_hi / j;
+    for (int j = 12; j >= 1; j--) {
+        double t_lo, t_hi = sl_dd_mul(acc_hi, acc_lo, r_hi, r_lo, &t_lo);
+        t_hi = sl_dd_div(t_hi, t_lo, (double)j, 0.0, &t_lo);
+        acc_hi = sl_dd_add(1.0, 0.0, t_hi, t_lo, &acc_lo);
+    }
+    *lo = sl_scale2(acc_lo, n);
+    return sl_scale2(acc_hi, n);
 }
 
 #if SL_X86

@@ -4,14 +4,17 @@
  * Notation of stableloss.h: a = max_j x_j, first attained at k; z_j = x_j - a; s = sum_{j != k} e_j,
  * e_j = exp(z_j); S = 1 + s.  Leaving the max term (e_k = 1) out of s keeps log-sum-exp = a + log1p(s)
  * and 1 - p_k = s/S at full relative accuracy (Blanchard, Higham & Higham 2021).
- * float64: fl(x_j - a) is off by u|z_j| (30 ulp of e_j at z = -50), so z_j + z_lo_j = x_j - a is
- * kept exactly (TwoSum) and e_j = exp(z_j) (1 + z_lo_j).  float32: x_j - a in double is exact but
- * for a relative 2^-53 |z_j|, invisible after rounding to float, so z_lo_j = 0.
  *
- * Passes: max (+ the first index, a search that stops at k), the exponential sum (+ the weighted sums
- * CE needs; it may store e_j in a row of scratch) and the writing pass (gradient from the stored e_j,
- * measured faster than recomputing them, or softmax / log-softmax recomputing them).  The exponential sum prefetches the next row into L2,
- * so that the max pass of that row does not wait on memory.
+ * Two arguments choose the variant: f32 is the dtype of the row (loads and stores), cheap the
+ * precision grade (sl_math.h).  Full grade: z_j + z_lo_j = x_j - a exactly (TwoSum; fl(x_j - a) is off
+ * by u|z_j|, 30 ulp of e_j at z = -50), e_j = exp(z_j)(1 + z_lo_j), compensated sums, <= 1 ulp exp.
+ * Cheap grade (float32 rows whose outputs do not cancel): z_lo_j = 0, plain double sums, the 3e-12
+ * exp -- all invisible after rounding to float.
+ *
+ * Passes: the range (max, min, NaN; then the first index of the max, a search that stops at k), the
+ * exponential sum (+ the weighted sums CE needs; it may store e_j in a scratch row, and it prefetches
+ * the next row into L2 so that the next range pass does not wait on memory), and the writing pass:
+ * the gradient from the stored e_j (measured faster than recomputing them), or log-softmax / softmax.
  */
 #ifndef SL_SOFTMAX_H
 #define SL_SOFTMAX_H
@@ -26,31 +29,32 @@ typedef struct {
 } sl_coefs;
 
 typedef struct {
-    double a;      /* row max */
-    int64_t k;     /* first index attaining it */
-    double s;      /* sum_{j != k} e_j; NaN when the row has no finite max (all -inf, +inf, NaN) */
-    double log_s;  /* log1p(s) */
-    double c_sum;  /* sum_j c_j                    (with coefficients) */
-    double cz_sum; /* sum_j c_j (-(z_j + z_lo_j))  (with coefficients; >= 0 for c >= 0) */
+    double a;             /* row max */
+    int64_t k;            /* first index attaining it */
+    double s;             /* sum_{j != k} e_j; NaN when the row has no finite max (all -inf, +inf, NaN) */
+    double log_s;         /* log1p(s) */
+    double c_others, c_k; /* sum_{j != k} c_j and c_k            (with coefficients) */
+    double c_sum;         /* sum_j c_j = c_others + c_k          (with coefficients) */
+    double cz_sum;        /* sum_j c_j (-(z_j + z_lo_j)), >= 0 for c >= 0 (with coefficients) */
 } sl_softmax;
 
 /* The max and the sums of row x; e_out != NULL: e_j stored there (e_k = 1); next: the row to prefetch. */
 typedef sl_softmax (*sl_scan_fn)(const void *x, int64_t C, const sl_coefs *cf, const void *next,
-                                 double *e_out, int f32);
+                                 double *e_out, int f32, int cheap);
 /* g_j = K e_j - b_scale c_j, stored rounded (cf NULL: no c term); e_j from e_in (the scan's e_out)
  * or, without it, recomputed from x and a. */
 typedef void (*sl_grad_fn)(const void *x, int64_t C, double a, double K, const sl_coefs *cf,
-                           double b_scale, const double *e_in, void *g, int f32);
+                           double b_scale, const double *e_in, void *g, int f32, int cheap);
 /* log_softmax_j = (z_j - log1p(s)) + z_lo_j and softmax_j = e_j / S, either output optional */
 typedef void (*sl_write_fn)(const void *x, int64_t C, double a, double log_s, double S,
-                            void *log_softmax, void *softmax, int f32);
+                            void *log_softmax, void *softmax, int f32, int cheap);
 
 /* ------------------------------------------------------------------------------------------------
  * Scalar */
 
-SL_INLINE double sl_shift(double x, double a, double *z_lo, int f32)
+SL_INLINE double sl_shift(double x, double a, double *z_lo, int cheap)
 {
-    if (f32) {
+    if (cheap) {
         *z_lo = 0.0;
         return x - a;
     }
@@ -60,10 +64,10 @@ SL_INLINE double sl_shift(double x, double a, double *z_lo, int f32)
 }
 
 /* e^(z + z_lo) = e^z (1 + z_lo) to O(z_lo^2), |z_lo| <= 2^-53 |z| */
-SL_INLINE double sl_shifted_exp(double z, double z_lo, int f32)
+SL_INLINE double sl_shifted_exp(double z, double z_lo, int cheap)
 {
-    double e = sl_exp(z, f32);
-    return f32 ? e : e + e * z_lo;
+    double e = sl_exp(z, cheap);
+    return cheap ? e : e + e * z_lo;
 }
 
 SL_INLINE double sl_coef(const sl_coefs *cf, int64_t j, int f32)
@@ -73,10 +77,10 @@ SL_INLINE double sl_coef(const sl_coefs *cf, int64_t j, int f32)
 }
 
 SL_INLINE sl_softmax sl_softmax_scan(const void *x, int64_t C, const sl_coefs *cf, const void *next,
-                                     double *e_out, int f32)
+                                     double *e_out, int f32, int cheap)
 {
     (void)next;
-    sl_softmax r = {sl_load(x, 0, f32), 0, 0.0, 0.0, 0.0, 0.0};
+    sl_softmax r = {sl_load(x, 0, f32), 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
     for (int64_t j = 1; j < C; j++) {
         double v = sl_load(x, j, f32);
         if (v > r.a) {
@@ -85,60 +89,66 @@ SL_INLINE sl_softmax sl_softmax_scan(const void *x, int64_t C, const sl_coefs *c
         }
     }
     if (!isfinite(r.a)) {
-        r.s = r.log_s = r.c_sum = r.cz_sum = NAN;
+        r.s = r.log_s = r.c_others = r.c_k = r.c_sum = r.cz_sum = NAN;
         return r;
     }
     sl_acc s = {0.0, 0.0}, cs = {0.0, 0.0}, czs = {0.0, 0.0};
     for (int64_t j = 0; j < C; j++) {
-        double z_lo, z = sl_shift(sl_load(x, j, f32), r.a, &z_lo, f32);
-        double e = sl_shifted_exp(z, z_lo, f32);
+        double z_lo, z = sl_shift(sl_load(x, j, f32), r.a, &z_lo, cheap);
+        double e = sl_shifted_exp(z, z_lo, cheap);
         if (e_out)
             e_out[j] = e;
         if (j != r.k)
-            sl_acc_add(&s, e, f32);
+            sl_acc_add(&s, e, cheap);
         if (cf) {
             double c = sl_coef(cf, j, f32);
-            sl_acc_add(&cs, c, f32);
-            sl_acc_add(&czs, -(c * z), f32);
+            if (j != r.k)
+                sl_acc_add(&cs, c, cheap);
+            sl_acc_add(&czs, -(c * z), cheap);
             czs.lo -= c * z_lo;
         }
     }
     r.s = sl_acc_value(&s);
-    r.log_s = sl_log1p(r.s, f32);
-    r.c_sum = sl_acc_value(&cs);
-    r.cz_sum = sl_acc_value(&czs);
+    r.log_s = sl_log1p(r.s, cheap);
+    if (cf) {
+        r.c_others = sl_acc_value(&cs);
+        r.c_k = sl_coef(cf, r.k, f32);
+        sl_acc_add(&cs, r.c_k, cheap);
+        r.c_sum = sl_acc_value(&cs);
+        r.cz_sum = sl_acc_value(&czs);
+    }
     return r;
 }
 
 SL_INLINE void sl_softmax_grad(const void *x, int64_t C, double a, double K, const sl_coefs *cf,
-                               double b_scale, const double *e_in, void *g, int f32)
+                               double b_scale, const double *e_in, void *g, int f32, int cheap)
 {
     for (int64_t j = 0; j < C; j++) {
-        double z_lo, z = e_in ? 0.0 : sl_shift(sl_load(x, j, f32), a, &z_lo, f32);
-        double v = K * (e_in ? e_in[j] : sl_shifted_exp(z, z_lo, f32));
+        double z_lo, z = e_in ? 0.0 : sl_shift(sl_load(x, j, f32), a, &z_lo, cheap);
+        double v = K * (e_in ? e_in[j] : sl_shifted_exp(z, z_lo, cheap));
         sl_store(g, j, cf ? v - b_scale * sl_coef(cf, j, f32) : v, f32);
     }
 }
 
 SL_INLINE void sl_softmax_write(const void *x, int64_t C, double a, double log_s, double S,
-                                void *log_softmax, void *softmax, int f32)
+                                void *log_softmax, void *softmax, int f32, int cheap)
 {
     for (int64_t j = 0; j < C; j++) {
-        double z_lo, z = sl_shift(sl_load(x, j, f32), a, &z_lo, f32);
+        double z_lo, z = sl_shift(sl_load(x, j, f32), a, &z_lo, cheap);
         if (log_softmax) /* z_j <= 0 and -log1p(s) <= 0: same sign, no cancellation */
             sl_store(log_softmax, j, (z - log_s) + z_lo, f32);
         if (softmax)
-            sl_store(softmax, j, sl_shifted_exp(z, z_lo, f32) / S, f32);
+            sl_store(softmax, j, sl_shifted_exp(z, z_lo, cheap) / S, f32);
     }
 }
 
 #if SL_X86
 /* ------------------------------------------------------------------------------------------------
- * AVX2+FMA: the same passes, 4 classes per step (8 floats per step for the max of float32 rows) */
+ * AVX2+FMA: the same passes, 4 classes per step (8 floats per step for the range of float32 rows) */
 
-SL_AVX2 SL_INLINE __m256d sl_shift_v(__m256d x, __m256d a, __m256d *z_lo, int f32)
+SL_AVX2 SL_INLINE __m256d sl_shift_v(__m256d x, __m256d a, __m256d *z_lo, int cheap)
 {
-    if (f32) {
+    if (cheap) {
         *z_lo = _mm256_setzero_pd();
         return _mm256_sub_pd(x, a);
     }
@@ -148,10 +158,10 @@ SL_AVX2 SL_INLINE __m256d sl_shift_v(__m256d x, __m256d a, __m256d *z_lo, int f3
 }
 
 /* normal: z known to lie in [-708, 0] (the row's min is within 708 of its max), no range check. */
-SL_AVX2 SL_INLINE __m256d sl_shifted_exp_v(__m256d z, __m256d z_lo, int normal, int f32)
+SL_AVX2 SL_INLINE __m256d sl_shifted_exp_v(__m256d z, __m256d z_lo, int normal, int cheap)
 {
-    __m256d e = normal ? sl_exp_normal_v(z, f32) : sl_exp_v(z, f32);
-    return f32 ? e : _mm256_fmadd_pd(e, z_lo, e);
+    __m256d e = normal ? sl_exp_normal_v(z, cheap) : sl_exp_v(z, cheap);
+    return cheap ? e : _mm256_fmadd_pd(e, z_lo, e);
 }
 
 /* c_j for the 4 classes at j, 0 outside the tail. */
@@ -222,7 +232,7 @@ SL_AVX2 SL_INLINE sl_range sl_row_range_v(const void *x, int64_t C, int f32)
     return rg;
 }
 
-/* First j with x_j == a, or -1 (a NaN). */
+/* First j with x_j == a (a a finite value of the row). */
 SL_AVX2 SL_INLINE int64_t sl_first_index_v(const void *x, int64_t C, double a, int f32)
 {
     int64_t j = 0;
@@ -237,7 +247,7 @@ SL_AVX2 SL_INLINE int64_t sl_first_index_v(const void *x, int64_t C, double a, i
             hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_maskload_ps(p + j, in), av, _CMP_EQ_OQ)) & ((1 << (C - j)) - 1);
             j += 8;
         }
-        return hit ? j - 8 + __builtin_ctz((unsigned)hit) : -1;
+        return hit ? j - 8 + __builtin_ctz((unsigned)hit) : 0;
     }
     const double *p = (const double *)x;
     __m256d av = SL_V(a);
@@ -248,26 +258,26 @@ SL_AVX2 SL_INLINE int64_t sl_first_index_v(const void *x, int64_t C, double a, i
         hit = _mm256_movemask_pd(_mm256_cmp_pd(sl_load_v(p, j, &tail, 0), av, _CMP_EQ_OQ)) & ((1 << (C - j)) - 1);
         j += 4;
     }
-    return hit ? j - 4 + __builtin_ctz((unsigned)hit) : -1;
+    return hit ? j - 4 + __builtin_ctz((unsigned)hit) : 0;
 }
 
 typedef struct {
     sl_acc_v s, cs, czs;
 } sl_scan_acc_v;
 
-SL_AVX2 SL_INLINE void sl_scan_step_v(const void *x, int64_t j, const sl_tail *tail, __m256d a,
-                                      const sl_coefs *cf, double *e_out, sl_scan_acc_v *acc, int normal, int f32)
+SL_AVX2 SL_INLINE void sl_scan_step_v(const void *x, int64_t j, const sl_tail *tail, __m256d a, const sl_coefs *cf,
+                                      double *e_out, sl_scan_acc_v *acc, int normal, int f32, int cheap)
 {
-    __m256d z_lo, z = sl_shift_v(sl_load_v(x, j, tail, f32), a, &z_lo, f32);
-    __m256d e = sl_keep_v(sl_shifted_exp_v(z, z_lo, normal, f32), tail);
+    __m256d z_lo, z = sl_shift_v(sl_load_v(x, j, tail, f32), a, &z_lo, cheap);
+    __m256d e = sl_keep_v(sl_shifted_exp_v(z, z_lo, normal, cheap), tail);
     if (e_out)
         sl_store_v(e_out, j, e, tail, 0);
-    sl_acc_v_add(&acc->s, e, f32);
+    sl_acc_v_add(&acc->s, e, cheap);
     if (cf) { /* outside the tail c = 0 and z = -a is finite: nothing added */
         __m256d c = sl_coef_v(cf, j, tail, f32);
-        sl_acc_v_add(&acc->cs, c, f32);
-        sl_acc_v_add(&acc->czs, _mm256_mul_pd(c, _mm256_sub_pd(_mm256_setzero_pd(), z)), f32);
-        if (!f32)
+        sl_acc_v_add(&acc->cs, c, cheap);
+        sl_acc_v_add(&acc->czs, _mm256_mul_pd(c, _mm256_sub_pd(_mm256_setzero_pd(), z)), cheap);
+        if (!cheap)
             acc->czs.lo = _mm256_fnmadd_pd(c, z_lo, acc->czs.lo);
     }
 }
@@ -275,77 +285,82 @@ SL_AVX2 SL_INLINE void sl_scan_step_v(const void *x, int64_t j, const sl_tail *t
 /* Classes [lo, hi); the next row's bytes at the same offsets go to L2 meanwhile (rows of a few KB and
  * more; smaller ones are left to the hardware prefetcher).  The sums live in locals (registers). */
 SL_AVX2 SL_INLINE void sl_scan_span_v(const void *x, int64_t lo, int64_t hi, __m256d a, const sl_coefs *cf,
-                                      const void *next, double *e_out, sl_scan_acc_v *acc, int normal, int f32)
+                                      const void *next, double *e_out, sl_scan_acc_v *acc, int normal,
+                                      int f32, int cheap)
 {
     sl_scan_acc_v sums = *acc;
     int64_t j = lo;
     for (; hi - j >= 4; j += 4) {
         if (next && j % 16 == 0)
             _mm_prefetch((const char *)next + j * (f32 ? 4 : 8), _MM_HINT_T1);
-        sl_scan_step_v(x, j, NULL, a, cf, e_out, &sums, normal, f32);
+        sl_scan_step_v(x, j, NULL, a, cf, e_out, &sums, normal, f32, cheap);
     }
     if (j < hi) {
         sl_tail tail = sl_tail_mask(hi - j);
-        sl_scan_step_v(x, j, &tail, a, cf, e_out, &sums, normal, f32);
+        sl_scan_step_v(x, j, &tail, a, cf, e_out, &sums, normal, f32, cheap);
     }
     *acc = sums;
 }
 
 /* Both spans around k. */
 SL_AVX2 SL_INLINE void sl_scan_spans_v(const void *x, int64_t C, int64_t k, __m256d a, const sl_coefs *cf,
-                                       const void *next, double *e_out, sl_scan_acc_v *acc, int normal, int f32)
+                                       const void *next, double *e_out, sl_scan_acc_v *acc, int normal,
+                                       int f32, int cheap)
 {
-    sl_scan_span_v(x, 0, k, a, cf, next, e_out, acc, normal, f32); /* every class but k */
-    sl_scan_span_v(x, k + 1, C, a, cf, next, e_out, acc, normal, f32);
+    sl_scan_span_v(x, 0, k, a, cf, next, e_out, acc, normal, f32, cheap); /* every class but k */
+    sl_scan_span_v(x, k + 1, C, a, cf, next, e_out, acc, normal, f32, cheap);
 }
 
 SL_AVX2 SL_INLINE sl_softmax sl_softmax_scan_v(const void *x, int64_t C, const sl_coefs *cf, const void *next,
-                                         double *e_out, int f32)
+                                               double *e_out, int f32, int cheap)
 {
     sl_range rg = sl_row_range_v(x, C, f32);
-    sl_softmax r = {rg.max, 0, NAN, NAN, NAN, NAN};
+    sl_softmax r = {rg.max, 0, NAN, NAN, NAN, NAN, NAN, NAN};
     if (rg.nan || !isfinite(r.a))
         return r;
     r.k = sl_first_index_v(x, C, r.a, f32);
+    r.c_others = r.c_k = r.c_sum = r.cz_sum = 0.0;
     sl_scan_acc_v acc = {sl_acc_v_zero(), sl_acc_v_zero(), sl_acc_v_zero()};
     __m256d a = SL_V(r.a);
-    r.c_sum = r.cz_sum = 0.0;
     if (C < 1024)
         next = NULL;
     /* specialised loops: with or without coefficients, with or without the range check of exp */
     if (rg.min - r.a >= -708.0) {
         if (cf)
-            sl_scan_spans_v(x, C, r.k, a, cf, next, e_out, &acc, 1, f32);
+            sl_scan_spans_v(x, C, r.k, a, cf, next, e_out, &acc, 1, f32, cheap);
         else
-            sl_scan_spans_v(x, C, r.k, a, NULL, next, e_out, &acc, 1, f32);
+            sl_scan_spans_v(x, C, r.k, a, NULL, next, e_out, &acc, 1, f32, cheap);
     } else {
         if (cf)
-            sl_scan_spans_v(x, C, r.k, a, cf, next, e_out, &acc, 0, f32);
+            sl_scan_spans_v(x, C, r.k, a, cf, next, e_out, &acc, 0, f32, cheap);
         else
-            sl_scan_spans_v(x, C, r.k, a, NULL, next, e_out, &acc, 0, f32);
+            sl_scan_spans_v(x, C, r.k, a, NULL, next, e_out, &acc, 0, f32, cheap);
     }
     if (e_out)
         e_out[r.k] = 1.0;
-    r.s = sl_acc_v_value(&acc.s, f32);
-    r.log_s = _mm256_cvtsd_f64(sl_log1p_v(SL_V(r.s), f32)); /* the vector form: shorter chain */
+    r.s = sl_acc_v_value(&acc.s, cheap);
+    r.log_s = _mm256_cvtsd_f64(sl_log1p_v(SL_V(r.s), cheap)); /* the vector form: shorter chain */
     if (cf) { /* k's coefficient (its z term is 0) */
-        sl_acc cs = {sl_acc_v_value(&acc.cs, f32), 0.0};
-        sl_acc_add(&cs, sl_coef(cf, r.k, f32), f32);
+        r.c_others = sl_acc_v_value(&acc.cs, cheap);
+        r.c_k = sl_coef(cf, r.k, f32);
+        sl_acc cs = {r.c_others, 0.0};
+        sl_acc_add(&cs, r.c_k, cheap);
         r.c_sum = sl_acc_value(&cs);
-        r.cz_sum = sl_acc_v_value(&acc.czs, f32);
+        r.cz_sum = sl_acc_v_value(&acc.czs, cheap);
     }
     return r;
 }
 
 SL_AVX2 SL_INLINE void sl_grad_step_v(const void *x, int64_t j, const sl_tail *tail, __m256d a, __m256d K,
-                                      const sl_coefs *cf, __m256d b_scale, const double *e_in, void *g, int f32)
+                                      const sl_coefs *cf, __m256d b_scale, const double *e_in, void *g,
+                                      int f32, int cheap)
 {
     __m256d e;
     if (e_in) {
         e = sl_load_v(e_in, j, tail, 0);
     } else {
-        __m256d z_lo, z = sl_shift_v(sl_load_v(x, j, tail, f32), a, &z_lo, f32);
-        e = sl_shifted_exp_v(z, z_lo, 0, f32);
+        __m256d z_lo, z = sl_shift_v(sl_load_v(x, j, tail, f32), a, &z_lo, cheap);
+        e = sl_shifted_exp_v(z, z_lo, 0, cheap);
     }
     __m256d v = _mm256_mul_pd(K, e);
     if (cf)
@@ -354,36 +369,36 @@ SL_AVX2 SL_INLINE void sl_grad_step_v(const void *x, int64_t j, const sl_tail *t
 }
 
 SL_AVX2 SL_INLINE void sl_softmax_grad_v(const void *x, int64_t C, double a, double K, const sl_coefs *cf,
-                                         double b_scale, const double *e_in, void *g, int f32)
+                                         double b_scale, const double *e_in, void *g, int f32, int cheap)
 {
     int64_t j = 0;
     for (; C - j >= 4; j += 4)
-        sl_grad_step_v(x, j, NULL, SL_V(a), SL_V(K), cf, SL_V(b_scale), e_in, g, f32);
+        sl_grad_step_v(x, j, NULL, SL_V(a), SL_V(K), cf, SL_V(b_scale), e_in, g, f32, cheap);
     if (j < C) {
         sl_tail tail = sl_tail_mask(C - j);
-        sl_grad_step_v(x, j, &tail, SL_V(a), SL_V(K), cf, SL_V(b_scale), e_in, g, f32);
+        sl_grad_step_v(x, j, &tail, SL_V(a), SL_V(K), cf, SL_V(b_scale), e_in, g, f32, cheap);
     }
 }
 
-SL_AVX2 SL_INLINE void sl_write_step_v(const void *x, int64_t j, const sl_tail *tail, __m256d a,
-                                       __m256d log_s, __m256d S, void *log_softmax, void *softmax, int f32)
+SL_AVX2 SL_INLINE void sl_write_step_v(const void *x, int64_t j, const sl_tail *tail, __m256d a, __m256d log_s,
+                                       __m256d S, void *log_softmax, void *softmax, int f32, int cheap)
 {
-    __m256d z_lo, z = sl_shift_v(sl_load_v(x, j, tail, f32), a, &z_lo, f32);
+    __m256d z_lo, z = sl_shift_v(sl_load_v(x, j, tail, f32), a, &z_lo, cheap);
     if (log_softmax)
         sl_store_v(log_softmax, j, _mm256_add_pd(_mm256_sub_pd(z, log_s), z_lo), tail, f32);
     if (softmax)
-        sl_store_v(softmax, j, _mm256_div_pd(sl_shifted_exp_v(z, z_lo, 0, f32), S), tail, f32);
+        sl_store_v(softmax, j, _mm256_div_pd(sl_shifted_exp_v(z, z_lo, 0, cheap), S), tail, f32);
 }
 
 SL_AVX2 SL_INLINE void sl_softmax_write_v(const void *x, int64_t C, double a, double log_s, double S,
-                                          void *log_softmax, void *softmax, int f32)
+                                          void *log_softmax, void *softmax, int f32, int cheap)
 {
     int64_t j = 0;
     for (; C - j >= 4; j += 4)
-        sl_write_step_v(x, j, NULL, SL_V(a), SL_V(log_s), SL_V(S), log_softmax, softmax, f32);
+        sl_write_step_v(x, j, NULL, SL_V(a), SL_V(log_s), SL_V(S), log_softmax, softmax, f32, cheap);
     if (j < C) {
         sl_tail tail = sl_tail_mask(C - j);
-        sl_write_step_v(x, j, &tail, SL_V(a), SL_V(log_s), SL_V(S), log_softmax, softmax, f32);
+        sl_write_step_v(x, j, &tail, SL_V(a), SL_V(log_s), SL_V(S), log_softmax, softmax, f32, cheap);
     }
 }
 #endif /* SL_X86 */

@@ -507,6 +507,47 @@ def sum_lanes(values, lo, hi, lanes, wide, off_max):
 
 
 # ---------------------------------------------------------------------------------------------------
+# Chunk buffers.  An optional array (a zero-size array when absent) must not appear in a vectorized
+# loop, even behind a flag: LLVM then checks at run time that its address range [data, data + n) does
+# not overlap the loop's other arrays, and the range of a zero-size array can cover the scratch
+# buffers, which sends the whole loop down its scalar path (15x slower).  So optional inputs are
+# copied into chunk buffers first and outputs copied out after, each in a loop of its own.
+
+@inline
+def load_chunk(source, start, count, buf, default):
+    """buf[:count] = source[start:start + count] as float64, or default where source is absent."""
+    if source.size > 0:
+        first = np.uint64(start)
+        for j in urange(0, count):
+            buf[j] = source[first + j]
+    else:
+        for j in urange(0, count):
+            buf[j] = default
+
+
+@inline
+def store_chunk(target, start, count, buf):
+    """target[start:start + count] = buf[:count] (rounded to target's type) where target is present."""
+    if target.size > 0:
+        first = np.uint64(start)
+        for j in urange(0, count):
+            target[first + j] = buf[j]
+
+
+@inline
+def flagged(flags, count, indices):
+    """Gather the j < count with flags[j] into indices; returns how many.  A loop over the flagged terms
+    alone: a loop over all with the slow formula behind the flag would be if-converted by the vectorizer,
+    i.e. run the slow formula on every lane."""
+    m = 0
+    for j in range(count):
+        if flags[j]:
+            indices[m] = j
+            m += 1
+    return m
+
+
+# ---------------------------------------------------------------------------------------------------
 # Block sums (kernels/stableloss.h): block b holds rows [b * rows_per_block, (b + 1) * rows_per_block)
 
 #: Rows per pass of an elementwise kernel: its buffers stay in the L1 cache.

@@ -9,7 +9,8 @@ for x >= 0 and (e, 1) below, never forming 1 - sigma.
 
 import numpy as np
 
-from ._jit import CHUNK, LANES, ONE, add_block_sums, chunk_stop, exp_nonpos, fma, is_wide, jit, log1p, urange
+from ._jit import (CHUNK, LANES, ONE, add_block_sums, chunk_stop, exp_nonpos, fma, is_wide, jit, load_chunk, log1p,
+                   store_chunk, urange)
 
 #: Kinds of the arguments of sl_bce, in order (see the package __init__).
 ARGS = ("in", "in", "in", "in", "int", "float", "int", "out", "out", "sums")
@@ -18,23 +19,24 @@ ARGS = ("in", "in", "in", "in", "int", "float", "int", "out", "out", "sums")
 @jit
 def kernel(x, target, weight, pos_weight, n, grad_scale, rows_per_block, loss, grad, block_sums):
     wide = is_wide(x)
-    has_weight = weight.size > 0
-    has_pos_weight = pos_weight.size > 0
-    want_loss = loss.size > 0
-    want_grad = grad.size > 0
-    want_sums = block_sums.size > 0
+    weights = np.empty(CHUNK)
+    pos_weights = np.empty(CHUNK)
     values = np.empty(CHUNK)
+    grads = np.empty(CHUNK)
     lanes = np.empty((3, LANES))
     running = np.zeros(2)
     start = 0
     while start < n:
         stop = chunk_stop(start, n, CHUNK, rows_per_block)
+        count = stop - start
         first = np.uint64(start)
-        for j in urange(start, stop):
-            v = np.float64(x[j])
-            y = np.float64(target[j])
-            w = np.float64(weight[j]) if has_weight else 1.0
-            pw = np.float64(pos_weight[j]) if has_pos_weight else 1.0
+        load_chunk(weight, start, count, weights, 1.0)
+        load_chunk(pos_weight, start, count, pos_weights, 1.0)
+        for j in urange(0, count):
+            v = np.float64(x[first + j])
+            y = np.float64(target[first + j])
+            w = weights[j]
+            pw = pos_weights[j]
             e = exp_nonpos(-abs(v), 0.0, wide)
             log_term = log1p(e, wide)
             positive = v >= 0.0
@@ -42,14 +44,12 @@ def kernel(x, target, weight, pos_weight, n, grad_scale, rows_per_block, loss, g
             softplus_neg = (0.0 if positive else -v) + log_term  # softplus(-x)
             pos_term = 0.0 if y == 0.0 else (pw * y) * softplus_neg
             neg_term = 0.0 if y == ONE else (ONE - y) * softplus_pos
-            value = w * (pos_term + neg_term)
-            values[j - first] = value
-            if want_loss:
-                loss[j] = value
-            if want_grad:
-                sig_num = ONE if positive else e  # sigma(x) (1 + e)
-                sig_neg_num = e if positive else ONE  # sigma(-x) (1 + e)
-                grad[j] = ((grad_scale * w) * fma(-(pw * y), sig_neg_num, (ONE - y) * sig_num)) / (ONE + e)
-        if want_sums:
-            add_block_sums(block_sums, rows_per_block, n, start, values, stop - start, lanes, wide, running)
+            values[j] = w * (pos_term + neg_term)
+            sig_num = ONE if positive else e  # sigma(x) (1 + e)
+            sig_neg_num = e if positive else ONE  # sigma(-x) (1 + e)
+            grads[j] = ((grad_scale * w) * fma(-(pw * y), sig_neg_num, (ONE - y) * sig_num)) / (ONE + e)
+        store_chunk(loss, start, count, values)
+        store_chunk(grad, start, count, grads)
+        if block_sums.size > 0:
+            add_block_sums(block_sums, rows_per_block, n, start, values, count, lanes, wide, running)
         start = stop

@@ -5,13 +5,13 @@ loss = (log v + d r)/2 (+ log(2 pi)/2), grad_input = r, grad_var = (1/v - r^2)/2
 d r = d^2/v stays finite where d^2 alone would overflow.  float64: d, r, d r and log v are carried as
 double-doubles, so the loss keeps its accuracy where log v and d^2/v nearly cancel (v < 1), and so does
 grad_var where 1/v and r^2 do.  float32: the float64 values are exact enough, except where log v and
-d r cancel to below 2**-12 of log v: those terms are redone with the double-double logarithm.
+d r cancel to below 2**-16 of log v: those terms are redone with the double-double logarithm.
 """
 
 import numpy as np
 
-from ._jit import (CHUNK, HALF, INF, LANES, ONE, add_block_sums, chunk_stop, dd_add, fma, inline, is_wide, jit,
-                   log, log_dd, two_prod, urange)
+from ._jit import (CHUNK, HALF, INF, LANES, ONE, add_block_sums, chunk_stop, dd_add, flagged, fma, inline, is_wide,
+                   jit, log, log_dd, store_chunk, two_prod, urange)
 from .mse import difference
 
 #: Kinds of the arguments of sl_gnll, in order (see the package __init__).
@@ -19,8 +19,9 @@ ARGS = ("in", "in", "in", "int", "float", "int", "float", "int", "out", "out", "
 
 LOG_2PI_HI = np.float64(float.fromhex("0x1.d67f1c864beb5p+0"))  # log(2 pi) = LOG_2PI_HI + LOG_2PI_LO
 LOG_2PI_LO = np.float64(float.fromhex("-0x1.65b5a1b7ff5dfp-54"))
-#: float32 terms where |log v + d r| < CANCELLATION |log v| get the double-double logarithm.
-CANCELLATION = np.float64(2.0**-12)
+#: float32 terms where |log v + d r| < CANCELLATION |log v| get the double-double logarithm (the float64
+#: logarithm of the float32 kernels is good to 1.1e-13: 2**16 times that stays below float32 rounding).
+CANCELLATION = np.float64(2.0**-16)
 
 
 @inline
@@ -66,37 +67,36 @@ def term(x, t, var, eps, constant_hi, constant_lo, precise, wide):
 @jit
 def kernel(x, target, var, n, eps, full, grad_scale, rows_per_block, loss, grad_input, grad_var, block_sums):
     wide = is_wide(x)
-    want_loss = loss.size > 0
-    want_grad_input = grad_input.size > 0
-    want_grad_var = grad_var.size > 0
-    want_sums = block_sums.size > 0
     constant_hi = LOG_2PI_HI if full != 0 else 0.0
     constant_lo = LOG_2PI_LO if full != 0 else 0.0
     values = np.empty(CHUNK)
+    redo_flags = np.empty(CHUNK, np.bool_)
+    redo_indices = np.empty(CHUNK, np.int64)
+    grads_input = np.empty(CHUNK)
+    grads_var = np.empty(CHUNK)
     lanes = np.empty((3, LANES))
     running = np.zeros(2)
     start = 0
     while start < n:
         stop = chunk_stop(start, n, CHUNK, rows_per_block)
+        count = stop - start
         first = np.uint64(start)
         redo_count = 0
-        for j in urange(start, stop):
-            value, g_input, g_var, redo = term(x[j], target[j], var[j], eps, constant_hi, constant_lo, wide, wide)
+        for j in urange(0, count):
+            value, g_input, g_var, redo = term(x[first + j], target[first + j], var[first + j], eps,
+                                               constant_hi, constant_lo, wide, wide)
             redo_count += redo
-            values[j - first] = value
-            if want_loss:
-                loss[j] = value
-            if want_grad_input:
-                grad_input[j] = g_input * grad_scale
-            if want_grad_var:
-                grad_var[j] = g_var * grad_scale
+            redo_flags[j] = redo
+            values[j] = value
+            grads_input[j] = g_input * grad_scale
+            grads_var[j] = g_var * grad_scale
         if redo_count > 0:
-            for j in urange(start, stop):
-                if term(x[j], target[j], var[j], eps, constant_hi, constant_lo, False, wide)[3]:
-                    value = term(x[j], target[j], var[j], eps, constant_hi, constant_lo, True, wide)[0]
-                    values[j - first] = value
-                    if want_loss:
-                        loss[j] = value
-        if want_sums:
-            add_block_sums(block_sums, rows_per_block, n, start, values, stop - start, lanes, wide, running)
+            for j in redo_indices[:flagged(redo_flags, count, redo_indices)]:
+                values[j] = term(x[first + j], target[first + j], var[first + j], eps, constant_hi, constant_lo, True,
+                                 wide)[0]
+        store_chunk(loss, start, count, values)
+        store_chunk(grad_input, start, count, grads_input)
+        store_chunk(grad_var, start, count, grads_var)
+        if block_sums.size > 0:
+            add_block_sums(block_sums, rows_per_block, n, start, values, count, lanes, wide, running)
         start = stop

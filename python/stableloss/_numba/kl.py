@@ -3,20 +3,22 @@
 Target p: loss = p (log p - input), grad = -p; log target lp: loss = e^lp (lp - input), grad = -e^lp.
 Where p == 0 (lp == -inf) both are 0, whatever the input.  log p - input cancels where p is close to q:
 float64 kernels take log p as a double-double (log_dd), float32 ones redo the terms with
-|log p - input| < 2**-10 |input| that way.  Below lp = -700, e^lp loses precision (subnormal) or
+|log p - input| < 2**-16 |input| that way.  Below lp = -700, e^lp loses precision (subnormal) or
 underflows while e^lp (lp - input) need not: those terms are e^(lp + log|lp - input|), the exponent
 in double-double.
 """
 
 import numpy as np
 
-from ._jit import (CHUNK, LANES, add_block_sums, chunk_stop, exp, fma, inline, is_wide, jit, log, log_dd, two_diff,
-                   two_sum, urange)
+from ._jit import (CHUNK, LANES, add_block_sums, chunk_stop, exp, flagged, fma, inline, is_wide, jit, log, log_dd,
+                   store_chunk, two_diff, two_sum, urange)
 
 #: Kinds of the arguments of sl_kl, in order (see the package __init__).
 ARGS = ("in", "in", "int", "int", "float", "int", "out", "out", "sums")
 
-CANCELLATION = np.float64(2.0**-10)
+#: float32 terms with |log p - input| < CANCELLATION |input| get the double-double logarithm (the float64
+#: logarithm of the float32 kernels is good to 1.1e-13: 2**16 times that stays below float32 rounding).
+CANCELLATION = np.float64(2.0**-16)
 TAIL = np.float64(-700.0)
 
 
@@ -54,37 +56,45 @@ def term(input, target, log_target, precise, wide):
     return (0.0 if p == 0.0 else value), (0.0 if p == 0.0 else -p), redo
 
 
+@inline
+def chunk_terms(input, target, first, count, log_target, precise, wide, grad_scale, values, grads, redo_flags):
+    """The terms of input[first:first + count] into the chunk buffers; returns how many need a redo.
+    Called with constant log_target and precise, so that each loop is compiled for one case."""
+    redo_count = 0
+    for j in urange(0, count):
+        value, minus_p, redo = term(input[first + j], target[first + j], log_target, precise, wide)
+        redo_count += redo
+        redo_flags[j] = redo
+        values[j] = value
+        grads[j] = minus_p * grad_scale
+    return redo_count
+
+
 @jit
 def kernel(input, target, n, log_target, grad_scale, rows_per_block, loss, grad, block_sums):
     wide = is_wide(input)
-    logs = log_target != 0
-    want_loss = loss.size > 0
-    want_grad = grad.size > 0
-    want_sums = block_sums.size > 0
-    precise = wide and not logs  # log_dd for every float64 term; the rest only where redo says so
     values = np.empty(CHUNK)
+    grads = np.empty(CHUNK)
+    redo_flags = np.empty(CHUNK, np.bool_)
+    redo_indices = np.empty(CHUNK, np.int64)
     lanes = np.empty((3, LANES))
     running = np.zeros(2)
     start = 0
     while start < n:
         stop = chunk_stop(start, n, CHUNK, rows_per_block)
+        count = stop - start
         first = np.uint64(start)
-        redo_count = 0
-        for j in urange(start, stop):
-            value, minus_p, redo = term(input[j], target[j], logs, precise, wide)
-            redo_count += redo
-            values[j - first] = value
-            if want_loss:
-                loss[j] = value
-            if want_grad:
-                grad[j] = minus_p * grad_scale
+        if log_target != 0:
+            redo_count = chunk_terms(input, target, first, count, True, False, wide, grad_scale, values, grads,
+                                     redo_flags)
+        else:  # log_dd for every float64 term
+            redo_count = chunk_terms(input, target, first, count, False, wide, wide, grad_scale, values, grads,
+                                     redo_flags)
         if redo_count > 0:
-            for j in urange(start, stop):
-                if term(input[j], target[j], logs, precise, wide)[2]:
-                    value = term(input[j], target[j], logs, True, wide)[0]
-                    values[j - first] = value
-                    if want_loss:
-                        loss[j] = value
-        if want_sums:
-            add_block_sums(block_sums, rows_per_block, n, start, values, stop - start, lanes, wide, running)
+            for j in redo_indices[:flagged(redo_flags, count, redo_indices)]:
+                values[j] = term(input[first + j], target[first + j], log_target != 0, True, wide)[0]
+        store_chunk(loss, start, count, values)
+        store_chunk(grad, start, count, grads)
+        if block_sums.size > 0:
+            add_block_sums(block_sums, rows_per_block, n, start, values, count, lanes, wide, running)
         start = stop

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from ._jit import CHUNK, INF, LANES, add_block_sums, chunk_stop, fma, inline, is_wide, jit, two_diff, two_prod, urange
+from ._jit import (CHUNK, INF, LANES, add_block_sums, chunk_stop, fma, inline, is_wide, jit, load_chunk, store_chunk,
+                   two_diff, two_prod, urange)
 
 #: Kinds of the arguments of sl_mse, in order (see the package __init__).
 ARGS = ("in", "in", "in", "int", "float", "int", "out", "out", "sums")
@@ -19,20 +20,20 @@ def difference(x, t, wide):
 @jit
 def kernel(input, target, weight, n, grad_scale, rows_per_block, loss, grad, block_sums):
     wide = is_wide(input)
-    has_weight = weight.size > 0
-    want_loss = loss.size > 0
-    want_grad = grad.size > 0
-    want_sums = block_sums.size > 0
+    weights = np.empty(CHUNK)
     values = np.empty(CHUNK)
+    grads = np.empty(CHUNK)
     lanes = np.empty((3, LANES))
     running = np.zeros(2)
     start = 0
     while start < n:
         stop = chunk_stop(start, n, CHUNK, rows_per_block)
+        count = stop - start
         first = np.uint64(start)
-        for j in urange(start, stop):
-            d, d_lo = difference(input[j], target[j], wide)
-            w = np.float64(weight[j]) if has_weight else 1.0
+        load_chunk(weight, start, count, weights, 1.0)
+        for j in urange(0, count):
+            d, d_lo = difference(input[first + j], target[first + j], wide)
+            w = weights[j]
             if wide:
                 # w (d + d_lo)^2 = (p + p_lo)(d + d_lo), p + p_lo = w (d + d_lo): no intermediate overflows
                 # unless the loss does (w d^2 would at |d| > 1e154 even for w < 1)
@@ -43,12 +44,11 @@ def kernel(input, target, weight, n, grad_scale, rows_per_block, loss, grad, blo
                 value += correction if abs(correction) < INF else 0.0
             else:
                 value = (w * d) * d
-            values[j - first] = value
-            if want_loss:
-                loss[j] = value
-            if want_grad:
-                scaled_w = grad_scale * w
-                grad[j] = 2.0 * fma(scaled_w, d, scaled_w * d_lo)  # 2 gs w (d + d_lo), no early overflow
-        if want_sums:
-            add_block_sums(block_sums, rows_per_block, n, start, values, stop - start, lanes, wide, running)
+            values[j] = value
+            scaled_w = grad_scale * w
+            grads[j] = 2.0 * fma(scaled_w, d, scaled_w * d_lo)  # 2 gs w (d + d_lo), no early overflow
+        store_chunk(loss, start, count, values)
+        store_chunk(grad, start, count, grads)
+        if block_sums.size > 0:
+            add_block_sums(block_sums, rows_per_block, n, start, values, count, lanes, wide, running)
         start = stop

@@ -3,7 +3,8 @@
 This module is the definition the suite tests against.  Each function takes numpy arrays (float32 or
 float64: every such value converts to an mpmath number exactly), works at ``DPS`` decimal digits, and
 returns object arrays of mpmath numbers: the per-element loss (``reduction="none"``) and the gradient
-of the *sum* of the losses.  Reductions are :func:`total` and a division.
+of the *sum* of the losses.  Reductions are :func:`total` and a division.  :func:`exact_outputs` maps
+a family part (the keyword arguments of one public call) to every exact output of that call.
 
 The formulas are the textbook ones, written so that working precision is never the limit:
 
@@ -17,6 +18,7 @@ nonzero result any family produces is far above 2**-266 times the size of its te
 """
 
 import functools
+import numbers
 
 import mpmath
 import numpy as np
@@ -282,3 +284,89 @@ def _mse_element(x, t, w):
 def mse(x, t, weight=None):
     """Squared error: ``(loss, grad)`` with loss = w (x - t)^2, grad = 2 w (x - t)."""
     return _elementwise(_mse_element, 2, x, t, 1.0 if weight is None else weight)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The public calls: every exact output of one family part
+
+def exact_outputs(stem, part):
+    """The exact outputs of the public function of ``stem`` called with the keyword arguments ``part``
+    (a part of a :mod:`families` family), ``reduction="none"`` and ``return_grad=True``: output name ->
+    object array of mpf, of the shape the call returns.
+
+    ce, bce, kl, mse: ``loss``, ``grad``.  gnll: ``loss``, ``grad_input``, ``grad_var`` (var's shape;
+    where var is broadcast, its gradient sums over the elements it is broadcast to).  lse, on a
+    cross-entropy part: ``lse``, ``log_softmax``, ``softmax`` of the input along the class axis (parts
+    with a row that :func:`lse` refuses raise ValueError).
+    """
+    return _OUTPUTS[stem](part)
+
+
+def class_axis(x):
+    """The class axis of cross-entropy logits: 1, or 0 for an unbatched (C,) input."""
+    return 1 if np.ndim(x) >= 2 else 0
+
+
+def aligned_var(part):
+    """A gnll part's var as an array that numpy-broadcasts to the input (DESIGN.md): a Python float,
+    the input's shape, the input's shape without its last dim (one per row), or broadcastable."""
+    x, var = np.asarray(part["input"]), part["var"]
+    if isinstance(var, numbers.Real):
+        return np.asarray(var, dtype=x.dtype)
+    var = np.asarray(var)
+    return var[..., None] if var.shape == x.shape[:-1] and var.shape != x.shape else var
+
+
+def _broadcast(part, name):
+    """``part[name]`` broadcast to the input's shape (None if absent)."""
+    value = part.get(name)
+    return None if value is None else np.broadcast_to(value, np.shape(part["input"]))
+
+
+def _ce_outputs(part):
+    options = {name: part[name] for name in ("weight", "ignore_index", "label_smoothing") if name in part}
+    loss, grad = ce(part["input"], part["target"], **options)
+    return {"loss": loss, "grad": grad}
+
+
+def _bce_outputs(part):
+    loss, grad = bce(part["input"], part["target"], _broadcast(part, "weight"), _broadcast(part, "pos_weight"))
+    return {"loss": loss, "grad": grad}
+
+
+def _gnll_outputs(part):
+    x = np.asarray(part["input"])
+    var = aligned_var(part)
+    loss, grad_input, grad_var = gnll(x, _broadcast(part, "target"), np.broadcast_to(var, x.shape),
+                                      part.get("eps", 1e-6), part.get("full", False))
+    owner = np.broadcast_to(np.arange(var.size).reshape(var.shape), x.shape).reshape(-1)
+    groups = [[] for _ in range(var.size)]
+    for element, value in zip(owner, grad_var.reshape(-1)):
+        groups[element].append(value)
+    summed = _objects([total(group) for group in groups], np.shape(part["var"]))
+    return {"loss": loss, "grad_input": grad_input, "grad_var": summed}
+
+
+def _kl_outputs(part):
+    loss, grad = kl(part["input"], _broadcast(part, "target"), part.get("log_target", False))
+    return {"loss": loss, "grad": grad}
+
+
+def _mse_outputs(part):
+    loss, grad = mse(part["input"], _broadcast(part, "target"), _broadcast(part, "weight"))
+    return {"loss": loss, "grad": grad}
+
+
+def _lse_outputs(part):
+    x = np.asarray(part["input"])
+    moved = np.moveaxis(x, class_axis(x), -1)
+    lses, log_softmaxes, softmaxes = lse(moved.reshape(-1, moved.shape[-1]))
+
+    def restore(values):
+        return np.moveaxis(values.reshape(moved.shape), -1, class_axis(x))
+    return {"lse": lses.reshape(moved.shape[:-1]), "log_softmax": restore(log_softmaxes),
+            "softmax": restore(softmaxes)}
+
+
+_OUTPUTS = {"ce": _ce_outputs, "bce": _bce_outputs, "gnll": _gnll_outputs, "kl": _kl_outputs,
+            "mse": _mse_outputs, "lse": _lse_outputs}

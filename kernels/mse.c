@@ -7,7 +7,8 @@
  * (exact or within 2^-53), rounded once.
  *
  * Special cases.  NaN in: NaN out.  Infinite d: loss +inf, grad +-inf (the correction terms are
- * dropped once they are not finite).  float64 d^2 overflowing while w d^2 does not: (w d) d.
+ * dropped once they are not finite).  float64 d^2 overflowing while w d^2 does not: (w d) d; x - t
+ * overflowing with x, t finite: grad = (x/2 - t/2)(4 w grad_scale).
  *
  * Accuracy: loss and gradient within 1 ulp (one rounding of a value exact to 2^-100, times w).
  */
@@ -36,8 +37,12 @@ SL_INLINE double mse_row(const void *args, int64_t i, int f32)
         value = (w * d) * d;
     if (a->loss)
         sl_store(a->loss, i, value, f32);
-    if (a->grad)
-        sl_store(a->grad, i, (2.0 * w * (d + d_lo)) * a->grad_scale, f32);
+    if (a->grad) {
+        double g = (2.0 * w * (d + d_lo)) * a->grad_scale;
+        if (isinf(d) && isfinite(x) && isfinite(t)) /* x - t overflows: 2 w (x - t) s = (x/2 - t/2)(4 w s) */
+            g = (0.5 * x - 0.5 * t) * ((4.0 * w) * a->grad_scale);
+        sl_store(a->grad, i, g, f32);
+    }
     return value;
 }
 
@@ -70,6 +75,14 @@ SL_AVX2 SL_INLINE __m256d mse_row4(const void *args, int64_t i, const sl_tail *t
     if (a->grad) {
         __m256d g = _mm256_mul_pd(_mm256_mul_pd(_mm256_mul_pd(SL_V(2.0), w), _mm256_add_pd(d, d_lo)),
                                   SL_V(a->grad_scale));
+        if (!f32) { /* x - t overflows with x, t finite: 2 w (x - t) s = (x/2 - t/2)(4 w s) */
+            __m256d huge = _mm256_and_pd(_mm256_cmp_pd(sl_abs_v(d), SL_V(INFINITY), _CMP_EQ_OQ),
+                                         _mm256_and_pd(_mm256_cmp_pd(sl_abs_v(x), SL_V(INFINITY), _CMP_LT_OQ),
+                                                       _mm256_cmp_pd(sl_abs_v(t), SL_V(INFINITY), _CMP_LT_OQ)));
+            __m256d half_d = _mm256_fmsub_pd(SL_V(0.5), x, _mm256_mul_pd(SL_V(0.5), t));
+            __m256d g_huge = _mm256_mul_pd(half_d, _mm256_mul_pd(_mm256_mul_pd(SL_V(4.0), w), SL_V(a->grad_scale)));
+            g = sl_select_v(huge, g_huge, g);
+        }
         sl_store_v(a->grad, i, g, tail, f32);
     }
     return value;

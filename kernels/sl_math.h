@@ -3,18 +3,20 @@
  * forms: scalar (portable C, compiled for the baseline ISA, no FMA needed) and AVX2+FMA vector
  * (__m256d, 4 doubles, `SL_AVX2` functions).  Both forms use the same formulas and constants.
  *
- * Grades.  Every primitive that approximates takes `int f32` (a compile-time constant once inlined):
- *   f32 = 1: the float32 kernels, which compute in double and round once at the store.  Cheaper
- *            polynomials, relative error <= ~4e-12, far below half a float ulp (2^-24).
- *   f32 = 0: the float64 kernels: <= 1 ulp.
- * Measured errors (tests in /tmp, 2^24 random arguments per range plus the range ends and special
- * values, against mpmath at 40 digits; "ulp" = ulp of the exact result, subnormals included):
- *   sl_exp      f64 grade: 0.51 ulp on [-745, 709.7]   f32 grade: rel 3.3e-12
- *   sl_log      f64 grade: 0.55 ulp on (0, DBL_MAX]    f32 grade: rel 1.1e-13
- *   sl_log1p    f64 grade: 0.57 ulp on [0, 1e300]      f32 grade: rel 1.1e-13
- *   (the vector forms: exp 0.51, log 0.54, log1p 0.56 ulp; same f32-grade figures)
- *   sl_log_dd   relative error of hi + lo below 2^-104 on (0, DBL_MAX];
- *   sl_exp_dd   below 2^-100 on [-630, 0] (below, the low part goes subnormal).
+ * Grades.  Every primitive that approximates takes `int cheap` (a compile-time constant once inlined):
+ *   cheap = 1: for float32 outputs computed in double and rounded once: shorter polynomials, relative
+ *              error <= 4e-12, far below half a float ulp (2^-24).
+ *   cheap = 0: <= 1 ulp (float64 outputs, and float32 outputs that may cancel).
+ * Measured errors: 2^22 random arguments per range (uniform, and log-uniform over the whole
+ * exponent range) plus the range ends and special values, against x87 long double expl / logl /
+ * log1pl (whose own error is below 0.001 ulp of double); "ulp" = ulp of the exact result, subnormal
+ * results included.  Scalar and AVX2 forms alike unless two figures are given (scalar / AVX2).
+ *   sl_exp      full: 0.75 / 0.78 ulp on [-745.13, 709.78]    cheap: relative 3.9e-12
+ *   sl_log      full: 0.86 ulp on [2^-1074, DBL_MAX]           cheap: relative 9.8e-14
+ *   sl_log1p    full: 0.87 ulp on [0, 2^1000]                  cheap: relative 9.8e-14
+ * The double-double forms (scalar, for slow paths), against mpmath at 60 digits:
+ *   sl_log_dd   relative error of hi + lo below 2^-104 on [2^-1074, DBL_MAX]
+ *   sl_exp_dd   below 2^-100 on [-630, 0] (below -630 the low part is subnormal: ~2^-53)
  * Compile with -ffp-contract=off: the scalar forms round exactly as written (error-free
  * transformations depend on it); the vector forms ask for FMA explicitly.
  */
@@ -49,21 +51,22 @@
 #define SL_HALF_LOG_2PI_LO -0x1.65b5a1b7ff5dfp-55
 
 /* exp(r) = 1 + r + r^2 q(r) on |r| <= ln2/2: q fitted (Chebyshev interpolation, mpmath) to
- * (e^r - 1 - r) / r^2.  Degree 10: |error of exp| <= 1.7e-19; degree 6: <= 3.3e-12. */
-static const double sl_exp_q64[11] = {
+ * (e^r - 1 - r) / r^2.  Full grade, degree 10: |error of exp| <= 1.7e-19; cheap, degree 6: 3.3e-12. */
+static const double sl_exp_q_full[11] = {
     0x1.0000000000000p-1, 0x1.5555555555557p-3, 0x1.5555555555556p-5, 0x1.111111111009cp-7,
     0x1.6c16c16c162b0p-10, 0x1.a01a01ac0a9eep-13, 0x1.a01a01a6ec522p-16, 0x1.71de01c3fc936p-19,
     0x1.27e4db25ce3adp-22, 0x1.af4ecd2129492p-26, 0x1.1f7385560be05p-29};
-static const double sl_exp_q32[7] = {
+static const double sl_exp_q_cheap[7] = {
     0x1.0000000000000p-1, 0x1.5555556787f3cp-3, 0x1.5555555c9c2f7p-5, 0x1.1110c5a070ca9p-7,
     0x1.6c168516931abp-10, 0x1.a152a983c7079p-13, 0x1.a11412e92d01bp-16};
 
 /* log(1+f) = 2 atanh(s) = 2s + s R(z), s = f/(2+f), z = s^2, |s| <= 0.1716: R(z) = z P(z) with P
- * fitted to (2 atanh(s) - 2s)/s^3.  Degree 6: relative error of log <= 4.6e-18; degree 4: 1.1e-13. */
-static const double sl_log_p64[7] = {
+ * fitted to (2 atanh(s) - 2s)/s^3.  Full, degree 6: relative error of log <= 4.6e-18; cheap, degree
+ * 4: 1.1e-13. */
+static const double sl_log_p_full[7] = {
     0x1.5555555555558p-1, 0x1.9999999995204p-2, 0x1.2492492e09d1ap-2, 0x1.c71c62c63e016p-3,
     0x1.7462bd8e53c17p-3, 0x1.39fd39474ad34p-3, 0x1.2b6686d1072f3p-3};
-static const double sl_log_p32[5] = {
+static const double sl_log_p_cheap[5] = {
     0x1.555555556511fp-1, 0x1.999998c94ca2ep-2, 0x1.2493253c7ee51p-2, 0x1.c67a2fb83241ap-3,
     0x1.8c98fb3524fadp-3};
 
@@ -117,15 +120,15 @@ SL_INLINE double sl_two_sum(double a, double b, double *err)
     return s;
 }
 
-/* A running sum: exact-ish in double (f64 kernels, Neumaier/TwoSum compensation) or plain (f32
- * kernels, whose float results need nothing more than a double accumulator). */
+/* A running sum: compensated (TwoSum; full grade) or plain double (cheap grade: float32 results need
+ * nothing more). */
 typedef struct {
     double hi, lo;
 } sl_acc;
 
-SL_INLINE void sl_acc_add(sl_acc *a, double x, int f32)
+SL_INLINE void sl_acc_add(sl_acc *a, double x, int cheap)
 {
-    if (f32) {
+    if (cheap) {
         a->hi += x;
     } else {
         double err;
@@ -154,13 +157,13 @@ SL_INLINE double sl_scale2(double p, double n)
     return p * s1 * s2;
 }
 
-/* exp(x) = 2^n exp(r), n = round(x / ln2), r = x - n ln2.  f64 grade: Cody-Waite in two pieces
+/* exp(x) = 2^n exp(r), n = round(x / ln2), r = x - n ln2.  Full grade: Cody-Waite in two pieces
  * (n SL_LN2_HI is exact and x - n SL_LN2_HI exact by Sterbenz), r = r_hi + r_lo kept to ~2^-106, and
  * exp(r) = s + (s_lo + r_lo (1 + r) + r^2 q(r)) with s + s_lo = 1 + r_hi exactly (Fast2Sum), so only
- * the last addition rounds at the result's scale.  f32 grade: r = x - n ln2 in one piece (error
+ * the last addition rounds at the result's scale.  cheap grade: r = x - n ln2 in one piece (error
  * <= 1076 |ln2 - fl(ln2)| ~ 3e-14) and a degree-8 Horner polynomial.  Arguments are clamped to
  * [-746, 710], beyond which the result is 0 or inf anyway; NaN passes through. */
-SL_INLINE double sl_exp(double x, int f32)
+SL_INLINE double sl_exp(double x, int cheap)
 {
     if (x < -746.0)
         x = -746.0;
@@ -169,26 +172,26 @@ SL_INLINE double sl_exp(double x, int f32)
     if (x != x)
         return x;
     double n = (x * SL_LOG2E + SL_ROUND_MAGIC) - SL_ROUND_MAGIC;
-    if (f32) {
+    if (cheap) {
         double r = x - n * (SL_LN2_HI + SL_LN2_LO);
-        return sl_scale2(1.0 + r * (1.0 + r * sl_horner(sl_exp_q32, 7, r)), n);
+        return sl_scale2(1.0 + r * (1.0 + r * sl_horner(sl_exp_q_cheap, 7, r)), n);
     }
     double r1 = x - n * SL_LN2_HI;
     double r = r1 - n * SL_LN2_LO;
     double r_lo = (r1 - r) - n * SL_LN2_LO;
     double s = 1.0 + r;
     double s_lo = r - (s - 1.0);
-    double small = (s_lo + r_lo * s) + (r * r) * sl_horner(sl_exp_q64, 11, r);
+    double small = (s_lo + r_lo * s) + (r * r) * sl_horner(sl_exp_q_full, 11, r);
     return sl_scale2(s + small, n);
 }
 
 /* log(2^k (1 + f)) + c for f in [sqrt(1/2) - 1, sqrt(2) - 1), c a small correction:
  * log(1+f) = f - f^2/2 + s (f^2/2 + R(z)) (the 2 atanh(s) series with 2s = f - s f rewritten). */
-SL_INLINE double sl_log_reduced(double f, double k, double c, int f32)
+SL_INLINE double sl_log_reduced(double f, double k, double c, int cheap)
 {
     double s = f / (2.0 + f);
     double z = s * s;
-    double r = z * (f32 ? sl_horner(sl_log_p32, 5, z) : sl_horner(sl_log_p64, 7, z));
+    double r = z * (cheap ? sl_horner(sl_log_p_cheap, 5, z) : sl_horner(sl_log_p_full, 7, z));
     double hfsq = 0.5 * f * f;
     return k * SL_LN2_HI - ((hfsq - (s * (hfsq + r) + (k * SL_LN2_LO + c))) - f);
 }
@@ -201,7 +204,7 @@ SL_INLINE double sl_log_split(double x, double *k)
     return sl_from_bits((u & 0x000fffffffffffffULL) + SL_SQRT_HALF_BITS) - 1.0;
 }
 
-SL_INLINE double sl_log(double x, int f32)
+SL_INLINE double sl_log(double x, int cheap)
 {
     double k, bias = 0.0;
     if (!(x >= 0x1p-1022 && x < INFINITY)) {
@@ -213,35 +216,36 @@ SL_INLINE double sl_log(double x, int f32)
         bias = -54.0;
     }
     double f = sl_log_split(x, &k);
-    return sl_log_reduced(f, k + bias, 0.0, f32);
+    return sl_log_reduced(f, k + bias, 0.0, cheap);
 }
 
 /* log1p(x) for x >= 0 (NaN and +inf pass through).  Below sqrt(2) - 1, f = x directly (no rounding
  * of 1 + x at all); above, u = fl(1 + x) and the rounding error c = (1 + x) - u (TwoSum) enters as
- * log(u + c) = log(u) + c/u; the f32 grade drops c/u, which is below 2^-52 of the result there. */
-SL_INLINE double sl_log1p(double x, int f32)
+ * log(u + c) = log(u) + c/u; the cheap grade drops c/u, which is below 2^-52 of the result there. */
+SL_INLINE double sl_log1p(double x, int cheap)
 {
     if (x < SL_SQRT2_M1)
-        return sl_log_reduced(x, 0.0, 0.0, f32);
+        return sl_log_reduced(x, 0.0, 0.0, cheap);
     if (!(x < INFINITY))
         return x; /* +inf, NaN */
     double err, k;
     double u = sl_two_sum(1.0, x, &err);
     double f = sl_log_split(u, &k);
-    return sl_log_reduced(f, k, f32 ? 0.0 : err / u, f32);
+    return sl_log_reduced(f, k, cheap ? 0.0 : err / u, cheap);
 }
 
 /* log1p(e) with *e = exp(-|x|): softplus(+-x) = max(+-x, 0) + log1p(exp(-|x|)), the log1p argument
  * in [0, 1] so that neither sign cancels or overflows. */
-SL_INLINE double sl_softplus_tail(double x, double *e, int f32)
+SL_INLINE double sl_softplus_tail(double x, double *e, int cheap)
 {
-    *e = sl_exp(-fabs(x), f32);
-    return sl_log1p(*e, f32);
+    *e = sl_exp(-fabs(x), cheap);
+    return sl_log1p(*e, cheap);
 }
 
 /* ------------------------------------------------------------------------------------------------
- * Scalar: double-double logarithm (the KL slow path) */
+ * Scalar: double-double arithmetic, log and exp (the slow paths of KL, GNLL and BCE) */
 
+/* p + *err == a b exactly (fma: a libm call in baseline code, one instruction in AVX2 code). */
 SL_INLINE double sl_two_prod(double a, double b, double *err)
 {
     double p = a * b;
@@ -416,7 +420,7 @@ SL_AVX2 SL_INLINE double sl_hsum_v(__m256d v)
     return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
 }
 
-/* sum_i c[i] x^i, n coefficients.  Horner for the short f32-grade polynomials (fewest registers: with
+/* sum_i c[i] x^i, n coefficients.  Horner for the short cheap-grade polynomials (fewest registers: with
  * 16 ymm registers, holding Estrin's constants made gcc spill the loop accumulators, CE 25 -> 19 ms);
  * Estrin's scheme for the long f64-grade ones (pairs c[i] + c[i+1] x, then pairs of those with x^2,
  * x^4, ...: a shorter dependency chain, float64 CE 29.5 -> 26.8 ms). */
@@ -464,9 +468,9 @@ SL_AVX2 SL_INLINE sl_acc_v sl_acc_v_zero(void)
     return a;
 }
 
-SL_AVX2 SL_INLINE void sl_acc_v_add(sl_acc_v *a, __m256d x, int f32)
+SL_AVX2 SL_INLINE void sl_acc_v_add(sl_acc_v *a, __m256d x, int cheap)
 {
-    if (f32) {
+    if (cheap) {
         a->hi = _mm256_add_pd(a->hi, x);
     } else {
         __m256d err;
@@ -475,10 +479,10 @@ SL_AVX2 SL_INLINE void sl_acc_v_add(sl_acc_v *a, __m256d x, int f32)
     }
 }
 
-/* The lanes' total: compensated over the 4 lanes for the f64 grade, plain for f32. */
-SL_AVX2 SL_INLINE double sl_acc_v_value(const sl_acc_v *a, int f32)
+/* The lanes' total: compensated over the 4 lanes (full grade) or plain (cheap). */
+SL_AVX2 SL_INLINE double sl_acc_v_value(const sl_acc_v *a, int cheap)
 {
-    if (f32)
+    if (cheap)
         return sl_hsum_v(a->hi);
     double hi[4], lo[4];
     _mm256_storeu_pd(hi, a->hi);
@@ -494,20 +498,20 @@ SL_AVX2 SL_INLINE double sl_acc_v_value(const sl_acc_v *a, int f32)
 /* ------------------------------------------------------------------------------------------------
  * AVX2+FMA: exp, log, log1p (formulas and constants of the scalar forms above) */
 
-/* exp(r), r = x - n ln2 the reduced argument, as the scalar form: 1 + r + r^2 q(r) (f32 grade) or
+/* exp(r), r = x - n ln2 the reduced argument, as the scalar form: 1 + r + r^2 q(r) (cheap grade) or
  * s + (s_lo + r_lo (1 + r) + r^2 q(r)) with s + s_lo = 1 + r (f64 grade). */
-SL_AVX2 SL_INLINE __m256d sl_exp_reduced_v(__m256d x, __m256d n, int f32)
+SL_AVX2 SL_INLINE __m256d sl_exp_reduced_v(__m256d x, __m256d n, int cheap)
 {
-    if (f32) {
+    if (cheap) {
         __m256d r = _mm256_fnmadd_pd(n, SL_V(SL_LN2_HI + SL_LN2_LO), x);
-        return _mm256_fmadd_pd(r, _mm256_fmadd_pd(r, sl_horner_v(sl_exp_q32, 7, r), SL_V(1.0)), SL_V(1.0));
+        return _mm256_fmadd_pd(r, _mm256_fmadd_pd(r, sl_horner_v(sl_exp_q_cheap, 7, r), SL_V(1.0)), SL_V(1.0));
     }
     __m256d r1 = _mm256_fnmadd_pd(n, SL_V(SL_LN2_HI), x);
     __m256d r = _mm256_fnmadd_pd(n, SL_V(SL_LN2_LO), r1);
     __m256d r_lo = _mm256_fnmadd_pd(n, SL_V(SL_LN2_LO), _mm256_sub_pd(r1, r));
     __m256d s = _mm256_add_pd(SL_V(1.0), r);
     __m256d s_lo = _mm256_sub_pd(r, _mm256_sub_pd(s, SL_V(1.0)));
-    __m256d small = _mm256_fmadd_pd(_mm256_mul_pd(r, r), sl_estrin_v(sl_exp_q64, 11, r),
+    __m256d small = _mm256_fmadd_pd(_mm256_mul_pd(r, r), sl_estrin_v(sl_exp_q_full, 11, r),
                                     _mm256_fmadd_pd(r_lo, s, s_lo));
     return _mm256_add_pd(s, small);
 }
@@ -523,11 +527,11 @@ SL_AVX2 SL_INLINE __m256d sl_pow2i_v(__m256d n)
  * result is 0 or inf anyway (NaN passes: max/min return their second operand then), and 2^n p as
  * two products, exact then rounded once, so that subnormal results round once.  Rare, but inlined:
  * a call in a loop makes gcc keep the loop's vector values in memory (no callee-saved ymm). */
-SL_AVX2 SL_INLINE __m256d sl_exp_wide_v(__m256d x, int f32)
+SL_AVX2 SL_INLINE __m256d sl_exp_wide_v(__m256d x, int cheap)
 {
     x = _mm256_min_pd(SL_V(710.0), _mm256_max_pd(SL_V(-746.0), x));
     __m256d n = _mm256_round_pd(_mm256_mul_pd(x, SL_V(SL_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256d p = sl_exp_reduced_v(x, n, f32);
+    __m256d p = sl_exp_reduced_v(x, n, cheap);
     __m256d n1 = _mm256_floor_pd(_mm256_mul_pd(n, SL_V(0.5)));
     return _mm256_mul_pd(_mm256_mul_pd(p, sl_pow2i_v(n1)), sl_pow2i_v(_mm256_sub_pd(n, n1)));
 }
@@ -535,31 +539,31 @@ SL_AVX2 SL_INLINE __m256d sl_exp_wide_v(__m256d x, int f32)
 /* exp(x) for x in [-708, 708] (not NaN): n = round(x / ln2) from the low bits of x log2e + 1.5 2^52,
  * p = exp(x - n ln2) and 2^n p by adding n to the exponent field of p (p in [0.7, 1.42]: exact in the
  * normal range).  For callers that know the range (a row's min and max). */
-SL_AVX2 SL_INLINE __m256d sl_exp_normal_v(__m256d x, int f32)
+SL_AVX2 SL_INLINE __m256d sl_exp_normal_v(__m256d x, int cheap)
 {
     __m256d t = _mm256_fmadd_pd(x, SL_V(SL_LOG2E), SL_V(SL_ROUND_MAGIC));
     __m256d n = _mm256_sub_pd(t, SL_V(SL_ROUND_MAGIC));
-    __m256d p = sl_exp_reduced_v(x, n, f32);
+    __m256d p = sl_exp_reduced_v(x, n, cheap);
     __m256i n_exp = _mm256_slli_epi64(_mm256_castpd_si256(t), 52); /* low bits of t hold n: n 2^52 */
     return _mm256_castsi256_pd(_mm256_add_epi64(_mm256_castpd_si256(p), n_exp));
 }
 
 /* exp(x) for any x: lanes outside [-708, 708], NaN included (whose payload bits would otherwise move
  * the exponent field), take sl_exp_wide_v. */
-SL_AVX2 SL_INLINE __m256d sl_exp_v(__m256d x, int f32)
+SL_AVX2 SL_INLINE __m256d sl_exp_v(__m256d x, int cheap)
 {
-    __m256d y = sl_exp_normal_v(x, f32);
+    __m256d y = sl_exp_normal_v(x, cheap);
     __m256d wide = _mm256_cmp_pd(sl_abs_v(x), SL_V(708.0), _CMP_NLE_UQ);
     if (__builtin_expect(_mm256_movemask_pd(wide) != 0, 0))
-        y = sl_select_v(wide, sl_exp_wide_v(x, f32), y);
+        y = sl_select_v(wide, sl_exp_wide_v(x, cheap), y);
     return y;
 }
 
-SL_AVX2 SL_INLINE __m256d sl_log_reduced_v(__m256d f, __m256d k, __m256d c, int f32)
+SL_AVX2 SL_INLINE __m256d sl_log_reduced_v(__m256d f, __m256d k, __m256d c, int cheap)
 {
     __m256d s = _mm256_div_pd(f, _mm256_add_pd(SL_V(2.0), f));
     __m256d z = _mm256_mul_pd(s, s);
-    __m256d r = _mm256_mul_pd(z, f32 ? sl_horner_v(sl_log_p32, 5, z) : sl_estrin_v(sl_log_p64, 7, z));
+    __m256d r = _mm256_mul_pd(z, cheap ? sl_horner_v(sl_log_p_cheap, 5, z) : sl_estrin_v(sl_log_p_full, 7, z));
     __m256d hfsq = _mm256_mul_pd(_mm256_mul_pd(SL_V(0.5), f), f);
     __m256d tail = _mm256_fmadd_pd(s, _mm256_add_pd(hfsq, r), _mm256_fmadd_pd(k, SL_V(SL_LN2_LO), c));
     return _mm256_fmsub_pd(k, SL_V(SL_LN2_HI), _mm256_sub_pd(_mm256_sub_pd(hfsq, tail), f));
@@ -577,33 +581,33 @@ SL_AVX2 SL_INLINE __m256d sl_log_split_v(__m256d x, __m256d *k)
 }
 
 /* Lanes of log(x) outside the positive normal range, from the scalar form.  Rare (inlined, as above). */
-SL_AVX2 SL_INLINE __m256d sl_log_special_v(__m256d x, __m256d y, int mask, int f32)
+SL_AVX2 SL_INLINE __m256d sl_log_special_v(__m256d x, __m256d y, int mask, int cheap)
 {
     double xs[4], ys[4];
     _mm256_storeu_pd(xs, x);
     _mm256_storeu_pd(ys, y);
     for (int l = 0; l < 4; l++)
         if (mask >> l & 1)
-            ys[l] = sl_log(xs[l], f32);
+            ys[l] = sl_log(xs[l], cheap);
     return _mm256_loadu_pd(ys);
 }
 
-SL_AVX2 SL_INLINE __m256d sl_log_v(__m256d x, int f32)
+SL_AVX2 SL_INLINE __m256d sl_log_v(__m256d x, int cheap)
 {
     __m256d k;
     __m256d f = sl_log_split_v(x, &k);
-    __m256d y = sl_log_reduced_v(f, k, _mm256_setzero_pd(), f32);
+    __m256d y = sl_log_reduced_v(f, k, _mm256_setzero_pd(), cheap);
     __m256d normal = _mm256_and_pd(_mm256_cmp_pd(x, SL_V(0x1p-1022), _CMP_GE_OQ),
                                    _mm256_cmp_pd(x, SL_V(INFINITY), _CMP_LT_OQ));
     int special = _mm256_movemask_pd(normal) ^ 15;
     if (__builtin_expect(special != 0, 0))
-        y = sl_log_special_v(x, y, special, f32);
+        y = sl_log_special_v(x, y, special, cheap);
     return y;
 }
 
 /* log1p(x), x >= 0, as the scalar form: f = x below sqrt(2) - 1, else split u = fl(1 + x) with the
  * TwoSum error c added as c/u (f64 grade).  +inf and NaN pass through. */
-SL_AVX2 SL_INLINE __m256d sl_log1p_v(__m256d x, int f32)
+SL_AVX2 SL_INLINE __m256d sl_log1p_v(__m256d x, int cheap)
 {
     __m256d err, k;
     __m256d u = sl_two_sum_v(SL_V(1.0), x, &err);
@@ -611,16 +615,16 @@ SL_AVX2 SL_INLINE __m256d sl_log1p_v(__m256d x, int f32)
     __m256d small = _mm256_cmp_pd(x, SL_V(SL_SQRT2_M1), _CMP_LT_OQ);
     f = sl_select_v(small, x, f);
     k = _mm256_andnot_pd(small, k);
-    __m256d c = f32 ? _mm256_setzero_pd() : _mm256_andnot_pd(small, _mm256_div_pd(err, u));
-    __m256d y = sl_log_reduced_v(f, k, c, f32);
+    __m256d c = cheap ? _mm256_setzero_pd() : _mm256_andnot_pd(small, _mm256_div_pd(err, u));
+    __m256d y = sl_log_reduced_v(f, k, c, cheap);
     __m256d finite = _mm256_cmp_pd(x, SL_V(INFINITY), _CMP_LT_OQ); /* false for +inf and NaN */
     return sl_select_v(finite, y, x);
 }
 
-SL_AVX2 SL_INLINE __m256d sl_softplus_tail_v(__m256d x, __m256d *e, int f32)
+SL_AVX2 SL_INLINE __m256d sl_softplus_tail_v(__m256d x, __m256d *e, int cheap)
 {
-    *e = sl_exp_v(_mm256_or_pd(x, SL_V(-0.0)), f32); /* -|x| */
-    return sl_log1p_v(*e, f32);
+    *e = sl_exp_v(_mm256_or_pd(x, SL_V(-0.0)), cheap); /* -|x| */
+    return sl_log1p_v(*e, cheap);
 }
 
 #endif /* SL_X86 */

@@ -259,11 +259,11 @@ def _bench(args):
 
 
 def _copy_bandwidth(n):
-    """(bytes moved, bytes/s) of np.copyto between two float32 arrays of n elements, best of 5."""
+    """(bytes moved, bytes/s) of np.copyto between two float32 arrays of n elements, best of 10."""
     source = np.ones(n, np.float32)
     target = np.empty_like(source)
     np.copyto(target, source)  # first touch of the pages
-    best = min(_timed(lambda: np.copyto(target, source)) for _ in range(5))
+    best = min(_timed(lambda: np.copyto(target, source)) for _ in range(10))
     return 2 * source.nbytes, 2 * source.nbytes / best
 
 

@@ -1,0 +1,617 @@
+"""The stability report of ``python -m stableloss check``: for each loss and each adversarial family of the
+test suite, the worst error of the loss and of its gradients against the mpmath oracle, in ulps of the
+output dtype, for each stableloss backend and, when installed, the textbook numpy formula, SciPy and
+PyTorch, side by side, so that one sees where each of them breaks.
+
+Each family's oracle values are computed once, in worker processes (mpmath is slow), and every
+implementation is measured against them per element (``reduction="none"``) with :func:`ulp.ulp_error`.
+A NaN or an infinity where the exact value is finite, or the reverse, is counted apart from the finite
+errors.  Peers are measured on the parts of a family whose options they have.  ``plot`` draws the error
+against the input magnitude for two sweeps: BCE in the tails and cross-entropy on confident rows.
+
+Needs the ``test`` extra (mpmath); without it :func:`run_check` only says so.
+"""
+
+import collections
+import concurrent.futures
+import math
+import multiprocessing
+import os
+import shutil
+import sys
+import warnings
+
+import numpy as np
+
+import stableloss
+from .. import _workloads
+from .._dispatch import BACKENDS, BackendUnavailable, resolve
+from . import families
+
+try:  # the test extra
+    from . import oracle, ulp
+except ModuleNotFoundError as exc:
+    if exc.name != "mpmath":
+        raise
+    oracle = ulp = None
+
+MISSING_MPMATH = "python -m stableloss check needs mpmath: pip install 'stableloss[test]'"
+MISSING_MATPLOTLIB = "python -m stableloss check --plot needs matplotlib: pip install 'stableloss[plot]'"
+BUDGET_ULP = 4
+
+#: The outputs of each loss as the report (and the test suite) names them; lse runs on the ce families.
+OUTPUTS = {
+    "ce": ("loss", "grad"),
+    "bce": ("loss", "grad"),
+    "gnll": ("loss", "grad_input", "grad_var"),
+    "kl": ("loss", "grad"),
+    "mse": ("loss", "grad"),
+    "lse": ("lse", "log_softmax", "softmax"),
+}
+STEMS = tuple(OUTPUTS)
+DTYPES = ("float32", "float64")
+#: The public function of each loss (torch.nn.functional has the same names).
+FUNCTIONS = {"ce": "cross_entropy", "bce": "binary_cross_entropy_with_logits", "gnll": "gaussian_nll_loss",
+             "kl": "kl_div", "mse": "mse_loss"}
+#: The functions behind the lse outputs (stableloss, scipy.special and torch have the same names).
+LSE_FUNCTIONS = {"lse": "logsumexp", "log_softmax": "log_softmax", "softmax": "softmax"}
+
+#: The two sweeps of the plot: (stem, family, part index).
+PLOT_SWEEPS = (("bce", "tails", 0), ("ce", "confident_correct", 0))
+#: Ulp errors drawn at most at this height (NaN and inf results sit on it); at least at the floor.
+PLOT_CEILING, PLOT_FLOOR = 1e18, 1e-2
+
+
+def family_stem(stem):
+    """The stem whose families ``stem`` runs on (lse: the cross-entropy rows)."""
+    return "ce" if stem == "lse" else stem
+
+
+# ---------------------------------------------------------------------------------------------------
+# Implementations: each maps (stem, part) to {output: array}, or None where it lacks a part's options.
+
+def _stableloss(backend, stem, part):
+    if stem == "lse":
+        axis = oracle.class_axis(part["input"])
+        return {output: getattr(stableloss, name)(part["input"], axis=axis, backend=backend)
+                for output, name in LSE_FUNCTIONS.items()}
+    loss, grads = getattr(stableloss, FUNCTIONS[stem])(**part, reduction="none", backend=backend, return_grad=True)
+    return dict(zip(OUTPUTS[stem], (loss, *grads) if isinstance(grads, tuple) else (loss, grads)))
+
+
+def _torch(stem, part):
+    """torch.nn.functional with reduction="none"; gradients by autograd of the sum.  Options torch
+    rejects (e.g. var shapes it does not broadcast) leave the part out."""
+    torch = _workloads.optional("torch")
+    if stem == "lse":
+        x = torch.from_numpy(np.array(part["input"]))
+        dim = oracle.class_axis(part["input"])
+        return {output: getattr(torch, name)(x, dim=dim).numpy() for output, name in LSE_FUNCTIONS.items()}
+    args = {name: torch.from_numpy(np.array(value)) if isinstance(value, np.ndarray) else value
+            for name, value in part.items()}
+    leaves = [name for name in ("input", "var") if isinstance(args.get(name), torch.Tensor)]
+    for name in leaves:
+        args[name].requires_grad_()
+    try:
+        loss = getattr(torch.nn.functional, FUNCTIONS[stem])(**args, reduction="none")
+    except (ValueError, RuntimeError, TypeError):
+        return None
+    loss.sum().backward()
+    return dict(zip(OUTPUTS[stem], [loss.detach().numpy()] + [args[name].grad.numpy() for name in leaves]))
+
+
+def _index_rows(part):
+    """(logits with the class axis last, targets with a unit last axis) of a cross-entropy part with plain
+    class indices, none ignored, and no other options; None otherwise."""
+    target = np.asarray(part["target"])
+    if set(part) != {"input", "target"} or target.dtype.kind not in "iu" or np.any(target < 0):
+        return None
+    return np.moveaxis(part["input"], oracle.class_axis(part["input"]), -1), target[..., None]
+
+
+def _minus_one_hot(p, y):
+    """p_j - [j == y] along the last axis."""
+    grad = p.copy()
+    np.put_along_axis(grad, y, np.take_along_axis(p, y, -1) - 1, -1)
+    return grad
+
+
+def _ce_textbook(part):
+    """log(sum(exp(x - max))) + max - x_y; gradient softmax - one_hot."""
+    rows = _index_rows(part)
+    if rows is None:
+        return None
+    x, y = rows
+    top = x.max(axis=-1, keepdims=True)
+    e = np.exp(x - top)
+    total = e.sum(axis=-1, keepdims=True)
+    loss = np.log(total) + top - np.take_along_axis(x, y, -1)
+    axis = oracle.class_axis(part["input"])
+    return {"loss": loss[..., 0], "grad": np.moveaxis(_minus_one_hot(e / total, y), -1, axis)}
+
+
+def _ce_scipy(part):
+    """scipy.special.logsumexp(x) - x_y; gradient scipy.special.softmax - one_hot."""
+    rows = _index_rows(part)
+    if rows is None:
+        return None
+    special = _workloads.optional("scipy.special")
+    x, y = rows
+    loss = special.logsumexp(x, axis=-1) - np.take_along_axis(x, y, -1)[..., 0]
+    grad = _minus_one_hot(special.softmax(x, axis=-1), y)
+    return {"loss": loss, "grad": np.moveaxis(grad, -1, oracle.class_axis(part["input"]))}
+
+
+def _bce_textbook(part):
+    """-(y log(sigmoid(x)) + (1 - y) log(1 - sigmoid(x))); gradient sigmoid(x) - y."""
+    if set(part) != {"input", "target"}:
+        return None
+    x, y = part["input"], part["target"]
+    s = 1 / (1 + np.exp(-x))
+    return {"loss": -(y * np.log(s) + (1 - y) * np.log(1 - s)), "grad": s - y}
+
+
+def _bce_scipy(part):
+    """-(y log_expit(x) + (1 - y) log_expit(-x)); gradient expit(x) - y."""
+    if set(part) != {"input", "target"}:
+        return None
+    special = _workloads.optional("scipy.special")
+    x, y = part["input"], part["target"]
+    return {"loss": -(y * special.log_expit(x) + (1 - y) * special.log_expit(-x)), "grad": special.expit(x) - y}
+
+
+def _gnll_textbook(part):
+    """0.5 (log v + (x - t)^2 / v), v = max(var, eps) (+ 0.5 log(2 pi) if full); gradients (x - t) / v and
+    0.5 (1/v - (x - t)^2 / v^2), the latter summed over the elements var is broadcast to."""
+    x, t, var = part["input"], part["target"], oracle.aligned_var(part)
+    v = np.maximum(var, part.get("eps", 1e-6))
+    d = x - t
+    loss = 0.5 * (np.log(v) + d**2 / v)
+    if part.get("full", False):
+        loss = loss + 0.5 * math.log(2 * math.pi)
+    grad_var = np.broadcast_to(0.5 * (1 / v - d**2 / v**2), x.shape)
+    grad_var = grad_var.sum(axis=tuple(range(x.ndim - var.ndim)))  # leading axes var does not have
+    grad_var = grad_var.sum(axis=tuple(i for i, n in enumerate(var.shape) if n == 1), keepdims=True)
+    return {"loss": loss, "grad_input": np.broadcast_to(d / v, x.shape),
+            "grad_var": grad_var.reshape(np.shape(part["var"]))}
+
+
+def _kl_textbook(part):
+    """p (log p - input), gradient -p; with log_target p = exp(target): p (target - input)."""
+    x, t = part["input"], part["target"]
+    if part.get("log_target", False):
+        p = np.exp(t)
+        return {"loss": p * (t - x), "grad": -p}
+    return {"loss": t * (np.log(t) - x), "grad": -t}
+
+
+def _kl_scipy(part):
+    """scipy.special.rel_entr(p, exp(input)), gradient -p (no log_target)."""
+    if part.get("log_target", False):
+        return None
+    return {"loss": _workloads.optional("scipy.special").rel_entr(part["target"], np.exp(part["input"])),
+            "grad": -part["target"]}
+
+
+def _mse_textbook(part):
+    """(x - t)^2, gradient 2 (x - t)."""
+    if set(part) != {"input", "target"}:
+        return None
+    d = part["input"] - part["target"]
+    return {"loss": d**2, "grad": 2 * d}
+
+
+def _lse_textbook(part):
+    """max + log(sum(exp(x - max))); log_softmax x - that; softmax exp(x - max) / sum."""
+    x = part["input"]
+    axis = oracle.class_axis(x)
+    top = x.max(axis=axis, keepdims=True)
+    e = np.exp(x - top)
+    total = e.sum(axis=axis, keepdims=True)
+    lse = np.log(total) + top
+    return {"lse": np.squeeze(lse, axis), "log_softmax": x - lse, "softmax": e / total}
+
+
+def _lse_scipy(part):
+    special = _workloads.optional("scipy.special")
+    axis = oracle.class_axis(part["input"])
+    return {output: getattr(special, name)(part["input"], axis=axis) for output, name in LSE_FUNCTIONS.items()}
+
+
+PEERS = {
+    "textbook": {"ce": _ce_textbook, "bce": _bce_textbook, "gnll": _gnll_textbook, "kl": _kl_textbook,
+                 "mse": _mse_textbook, "lse": _lse_textbook},
+    "scipy": {"ce": _ce_scipy, "bce": _bce_scipy, "kl": _kl_scipy, "lse": _lse_scipy},
+    "torch": {stem: _torch for stem in STEMS},
+}
+#: The module each peer needs.
+_PEER_MODULES = {"textbook": "numpy", "scipy": "scipy.special", "torch": "torch"}
+
+
+def _evaluate(implementation, stem, part):
+    """``implementation``'s outputs on ``part`` (arrays of the part's dtype), or None if unsupported."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if implementation in BACKENDS:
+            got = _stableloss(implementation, stem, part)
+        else:
+            peer = PEERS[implementation].get(stem)
+            got = peer and (peer(stem, part) if implementation == "torch" else peer(part))
+    dtype = np.asarray(part["input"]).dtype
+    return None if got is None else {output: np.asarray(value).astype(dtype, copy=False)
+                                     for output, value in got.items()}
+
+
+def _implementations(backends, peers):
+    """The implementations to compare, and the error message if a requested one is unknown or missing."""
+    if isinstance(backends, str):
+        backends = [name.strip() for name in backends.split(",") if name.strip()]
+    names = list(backends) if backends else stableloss.available_backends()
+    for name in names:
+        if name in BACKENDS:
+            try:
+                resolve(name)
+            except BackendUnavailable as exc:
+                return None, str(exc)
+        elif name in PEERS:
+            if _workloads.optional(_PEER_MODULES[name]) is None:
+                return None, f"{name} is not installed"
+        else:
+            return None, f"unknown implementation {name!r}; choose from {', '.join(BACKENDS + tuple(PEERS))}"
+    if peers:
+        names += [name for name in PEERS if name not in names and _workloads.optional(_PEER_MODULES[name])]
+    return list(dict.fromkeys(names)), None
+
+
+# ---------------------------------------------------------------------------------------------------
+# The oracle, once per family and dtype
+
+def exact_family(stem, name, dtype):
+    """The rounded exact outputs (output -> :class:`ulp.Exact`) of every part of a family; None for a
+    part the oracle leaves undefined (lse of +inf or all -inf rows)."""
+    result = []
+    for part in families.build(family_stem(stem), name, dtype):
+        try:
+            values = oracle.exact_outputs(stem, part)
+        except ValueError:
+            if stem != "lse":
+                raise
+            result.append(None)
+            continue
+        result.append({output: ulp.exact_values(v, dtype) for output, v in values.items()})
+    return result
+
+
+def _oracle(tasks, progress):
+    """{(stem, family, dtype): exact_family(...)} for ``tasks``, largest first, on every available core."""
+    def size(task):
+        return sum(np.size(part["input"]) for part in families.build(family_stem(task[0]), *task[1:]))
+    tasks = sorted(tasks, key=size, reverse=True)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    results = {}
+    if cores < 2 or len(tasks) < 2:
+        for task in tasks:
+            progress.step("oracle " + "/".join(task))
+            results[task] = exact_family(*task)
+        return results
+    context = multiprocessing.get_context("spawn")  # no fork of a process that holds numba/torch threads
+    with concurrent.futures.ProcessPoolExecutor(min(cores, len(tasks)), mp_context=context) as pool:
+        futures = {pool.submit(exact_family, *task): task for task in tasks}
+        for future in concurrent.futures.as_completed(futures):
+            progress.step("oracle " + "/".join(futures[future]))
+            results[futures[future]] = future.result()
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------
+# Measurement
+
+class Tally:
+    """The worst finite ulp error of one output over some parts, and the counts of special mismatches:
+    ``NaN`` (a NaN where the exact value is not), ``inf`` (an infinity where it is finite, NaN or the
+    other infinity) and ``finite`` (a finite value where it is NaN or infinite)."""
+
+    def __init__(self):
+        self.worst = None
+        self.specials = collections.Counter()
+
+    def add(self, got, exact):
+        got = np.asarray(got, dtype=np.float64)
+        err = ulp.ulp_error(got, exact)
+        special = np.isinf(err) & ~(np.isfinite(got) & np.isfinite(exact.hi))  # else: an error past 1e308
+        self.specials.update({"NaN": int(np.sum(special & np.isnan(got))),
+                              "inf": int(np.sum(special & np.isinf(got))),
+                              "finite": int(np.sum(special & np.isfinite(got)))})
+        if (~special).any():
+            self.worst = max(self.worst or 0.0, float(np.max(err[~special])))
+
+    def merge(self, other):
+        if other.worst is not None:
+            self.worst = max(self.worst or 0.0, other.worst)
+        self.specials.update(other.specials)
+
+    def __str__(self):
+        cells = [] if self.worst is None else [_number(self.worst)]
+        cells += [f"{kind} x{count}" for kind, count in self.specials.items() if count]
+        return ", ".join(cells) or "-"
+
+
+def _number(err):
+    """An ulp error in a few characters: 0, 0.5, 3.2, 17, 4096, 1.7e+07."""
+    if err < 9.95:
+        return f"{err:.2g}"
+    if err < 1e4:
+        return f"{err:.0f}"
+    return f"{err:.1e}" if math.isfinite(err) else ">1e+308"
+
+
+def _measure(stem, name, dtype, exact, implementations, errors):
+    """{(implementation, output): Tally} over the parts of a family; an implementation that raises is
+    filed in ``errors``."""
+    tallies = {}
+    for part, exact_part in zip(families.build(family_stem(stem), name, dtype), exact):
+        if exact_part is None:
+            continue
+        for implementation in implementations:
+            try:
+                got = _evaluate(implementation, stem, part)
+            except Exception as exc:  # a broken implementation is reported, the others still run
+                errors.setdefault((stem, name, dtype, implementation), f"{type(exc).__name__}: {exc}")
+                continue
+            for output, value in (got or {}).items():
+                if np.shape(value) != exact_part[output].shape:
+                    errors.setdefault((stem, name, dtype, implementation),
+                                      f"{output} of shape {np.shape(value)}, expected {exact_part[output].shape}")
+                    continue
+                tallies.setdefault((implementation, output), Tally()).add(value, exact_part[output])
+    return tallies
+
+
+# ---------------------------------------------------------------------------------------------------
+# The report
+
+def run_check(backends=None, peers=True, losses=None, dtypes=DTYPES, plot=None, out=None):
+    """Print the stability report to ``out`` (default stdout) and return the exit status.
+
+    ``backends``: stableloss backends (and peer names) to compare, default every available backend;
+    ``peers``: add the textbook formula, SciPy and PyTorch where installed; ``losses``: stems (ce, bce,
+    gnll, kl, mse, lse), default all; ``dtypes``: float32 and/or float64; ``plot``: a PNG path for the
+    error-against-magnitude figure (needs matplotlib).  Returns 0, or 2 with a message on stderr when
+    mpmath (or matplotlib for ``plot``) is missing or an option is invalid.  The report measures; the
+    test suite is what enforces the budget.
+    """
+    out = sys.stdout if out is None else out
+    if oracle is None:
+        return _fail(MISSING_MPMATH)
+    if plot is not None and _workloads.optional("matplotlib") is None:
+        return _fail(MISSING_MATPLOTLIB)
+    stems = list(dict.fromkeys(losses or STEMS))
+    dtypes = list(dict.fromkeys(_dtype_name(dtype) for dtype in ([dtypes] if isinstance(dtypes, str) else dtypes)))
+    bad = [stem for stem in stems if stem not in STEMS] + [dtype for dtype in dtypes if dtype not in DTYPES]
+    if bad:
+        return _fail(f"python -m stableloss check: unknown loss or dtype {', '.join(map(repr, bad))}; losses: "
+                     f"{', '.join(STEMS)}; dtypes: {', '.join(DTYPES)}")
+    implementations, problem = _implementations(backends, peers)
+    if problem:
+        return _fail(f"python -m stableloss check: {problem}")
+    plot_dtype = "float64" if "float64" in dtypes else dtypes[0]
+    tasks = {(stem, name, dtype) for stem in stems for name in families.FAMILIES[family_stem(stem)]
+             for dtype in dtypes}
+    if plot is not None:
+        tasks |= {(stem, name, plot_dtype) for stem, name, _ in PLOT_SWEEPS}
+    torch = _workloads.optional("torch") if "torch" in implementations else None
+    torch_threads = torch.get_num_threads() if torch else None
+    progress = _Progress(len(tasks) + len(stems) * len(dtypes) + (plot is not None))
+    try:
+        if torch:
+            torch.set_num_threads(1)
+        exact = _oracle(tasks, progress)
+        errors = {}
+        tables = {}
+        for stem in stems:
+            for dtype in dtypes:
+                progress.step(f"measuring {stem} {dtype}")
+                for name in families.FAMILIES[family_stem(stem)]:
+                    tables[stem, name, dtype] = _measure(stem, name, dtype, exact[stem, name, dtype],
+                                                         implementations, errors)
+        if plot is not None:
+            progress.step(f"plot {plot}")
+            _plot(plot, plot_dtype, exact, implementations)
+    finally:
+        progress.close()
+        if torch:
+            torch.set_num_threads(torch_threads)
+    print(_format(stems, dtypes, implementations, tables, errors, plot), file=out)
+    return 0
+
+
+def _dtype_name(dtype):
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        return str(dtype)
+
+
+def _fail(message):
+    print(message, file=sys.stderr)
+    return 2
+
+
+def _header(implementations):
+    def version(name):
+        module = _workloads.optional(name)
+        return f"{name} {module.__version__}" if module is not None else name
+    kinds = [f"{name} (stableloss backend)" if name in BACKENDS else
+             {"textbook": "textbook (the numpy formula)", "scipy": f"scipy ({version('scipy')}, scipy.special)",
+              "torch": f"torch ({version('torch')}, 1 thread, autograd)"}[name] for name in implementations]
+    return [
+        f"stableloss {stableloss.__version__} check: worst error against the mpmath oracle, in ulps of the output "
+        f"dtype, per element",
+        f"(reduction=\"none\", gradients of the sum), over the stability families of the test suite. Budget: "
+        f"{BUDGET_ULP} ulp (notes at the end).",
+        "implementations: " + ", ".join(kinds),
+        "cell: the worst finite error; NaN xN / inf xN / finite xN: N results that are NaN / infinite / finite "
+        "where the exact",
+        "value is not (where an implementation breaks); '-': no part of the family it supports.",
+    ]
+
+
+_TITLES = {"ce": "cross_entropy (grad: w.r.t. the logits)", "bce": "binary_cross_entropy_with_logits",
+           "gnll": "gaussian_nll_loss (grad_var: summed over the elements var is broadcast to)",
+           "kl": "kl_div (input = log q)", "mse": "mse_loss",
+           "lse": "logsumexp, log_softmax, softmax (on the rows of the ce families)"}
+
+
+def _format(stems, dtypes, implementations, tables, errors, plot):
+    lines = _header(implementations)
+    summary = {}
+    for stem in stems:
+        rows = []
+        for name in families.FAMILIES[family_stem(stem)]:
+            for dtype in dtypes:
+                tallies = tables[stem, name, dtype]
+                if not tallies:
+                    continue  # nothing measurable (lse of the rows it leaves undefined)
+                for output in OUTPUTS[stem]:
+                    cells = []
+                    for implementation in implementations:
+                        tally = tallies.get((implementation, output))
+                        summary.setdefault((stem, output, implementation), Tally()).merge(tally or Tally())
+                        cells.append("error" if (stem, name, dtype, implementation) in errors and tally is None
+                                     else str(tally or "-"))
+                    first = not rows or rows[-1][0] != name or rows[-1][1] != dtype
+                    rows.append((name, dtype, output, cells, first))
+        lines += ["", f"{stem}: {_TITLES[stem]}"]
+        lines += _table(["family", "dtype", "output"], implementations,
+                        [([name if first else "", dtype if first else "", output], cells)
+                         for name, dtype, output, cells, first in rows])
+    lines += ["", "worst over all families and dtypes"]
+    lines += _table(["loss", "output"], implementations,
+                    [([stem, output], [str(summary.get((stem, output, implementation), "-"))
+                                       for implementation in implementations])
+                     for stem in stems for output in OUTPUTS[stem]])
+    if errors:
+        lines += ["", "errors (the cells marked 'error'):"]
+        lines += [f"  {stem}/{name} {dtype}, {implementation}: {message}"
+                  for (stem, name, dtype, implementation), message in errors.items()]
+    lines += ["", _NOTES.strip()]
+    if plot is not None:
+        lines.append(f"plot: {plot}")
+    return "\n".join(lines)
+
+
+def _table(labels, implementations, rows):
+    header = labels + list(implementations)
+    body = [label + cells for label, cells in rows]
+    widths = [max(len(row[i]) for row in [header] + body) for i in range(len(header))]
+    n = len(labels)
+
+    def line(row):
+        return "  ".join([cell.ljust(w) for cell, w in zip(row[:n], widths)] +
+                         [cell.rjust(w) for cell, w in zip(row[n:], widths[n:])]).rstrip()
+    return [line(header)] + [line(row) for row in body]
+
+
+_NOTES = f"""
+Notes. stableloss promises <= {BUDGET_ULP} ulp for every element of the loss and each gradient, except:
+- float64 kl_div where log p and the input log q agree in their leading bits (|log p - log q| < |log q| / 2):
+  relative error <= 1e-12 (log p would be needed beyond double precision), so its 'close' family shows more ulps;
+- float64 cross_entropy gradient with label smoothing or probability targets, g_j = A p_j - B_j: 4 ulp of the
+  larger term max(A p_j, B_j) where the two cancel, so those families can show more ulps of g_j itself.
+The test suite enforces these budgets; this report only measures. Peers are measured on the parts of a family
+whose options they have: textbook and scipy without weights, pos_weight, label smoothing, probability or
+ignored targets; scipy has no gaussian_nll_loss or mse_loss, nor kl_div with log_target; torch leaves out the
+var shapes it rejects. Textbook and scipy compute in the input's dtype, as a user's numpy code would.
+"""
+
+
+# ---------------------------------------------------------------------------------------------------
+# The plot
+
+def _sweep(stem, part):
+    """(magnitudes, row selector) of a plot sweep: |logit| for the BCE tails (worst over y = 0, 1 and both
+    signs at each |x|), the target's logit gap for confident cross-entropy rows."""
+    if stem == "bce":
+        x = np.abs(np.asarray(part["input"], np.float64))
+        magnitudes = np.unique(x)
+        return magnitudes, [x == m for m in magnitudes]
+    logits = np.asarray(part["input"], np.float64)
+    rows = np.arange(len(logits))
+    target = logits[rows, part["target"]]
+    others = logits.copy()
+    others[rows, part["target"]] = -np.inf
+    gaps = target - others.max(axis=1)
+    order = np.argsort(gaps)
+    return gaps[order], [rows == i for i in order]
+
+
+def _plot(path, dtype, exact, implementations):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(12, 5))
+    styles = {"c": ("tab:blue", "-", 3.0), "numba": ("tab:cyan", "--", 2.0), "numpy": ("navy", ":", 2.0),
+              "textbook": ("tab:red", "-", 1.5), "scipy": ("tab:green", "-", 1.5), "torch": ("tab:orange", "-", 1.5)}
+    titles = {"bce": "BCE with logits, loss (tails family: worst over y = 0, 1 and x = +-|logit|)",
+              "ce": "cross-entropy, loss (confident_correct family)"}
+    xlabels = {"bce": "|logit|", "ce": "target's logit gap x_y - max_{j != y} x_j"}
+    for panel, (stem, name, index) in zip(axes, PLOT_SWEEPS):
+        part = families.build(stem, name, dtype)[index]
+        want = exact[stem, name, dtype][index]["loss"]
+        magnitudes, selectors = _sweep(stem, part)
+        for implementation in implementations:
+            got = _evaluate(implementation, stem, part)
+            if got is None:
+                continue
+            value = np.asarray(got["loss"], np.float64)
+            err = ulp.ulp_error(value, want)
+            special = np.isinf(err) & ~(np.isfinite(value) & np.isfinite(want.hi))
+            flushed = (value == 0) & (want.hi != 0)
+            worst = np.array([np.max(err[s]) for s in selectors])
+            broken = np.array([special[s].any() for s in selectors])
+            zero = np.array([flushed[s].any() for s in selectors])
+            height = np.clip(np.where(broken, PLOT_CEILING, worst), PLOT_FLOOR, PLOT_CEILING)
+            color, style, width = styles.get(implementation, (None, "-", 1.5))
+            panel.plot(magnitudes, height, style, color=color, linewidth=width, label=implementation)
+            panel.plot(magnitudes[broken], height[broken], "X", color=color, markersize=8)
+            panel.plot(magnitudes[zero & ~broken], height[zero & ~broken], "o", color=color, markersize=6,
+                       markerfacecolor="none")
+        panel.axhline(BUDGET_ULP, color="grey", linestyle="--", linewidth=0.8)
+        panel.text(magnitudes[0], BUDGET_ULP * 1.5, f"budget {BUDGET_ULP} ulp", color="grey", fontsize=8)
+        panel.set_xscale("log")
+        panel.set_yscale("log")
+        panel.set_ylim(PLOT_FLOOR / 2, PLOT_CEILING * 20)
+        panel.set_xlabel(xlabels[stem])
+        panel.set_ylabel(f"ulp error of the loss ({dtype}; clipped to [{PLOT_FLOOR:g}, {PLOT_CEILING:g}])")
+        panel.set_title(titles[stem], fontsize=9)
+    handles, labels = axes[0].get_legend_handles_labels()
+    handles += [plt.Line2D([], [], linestyle="", marker="X", color="black"),
+                plt.Line2D([], [], linestyle="", marker="o", color="black", markerfacecolor="none")]
+    labels += ["NaN or inf result (drawn at the ceiling)", "result 0 where the exact value is not"]
+    axes[1].legend(handles, labels, fontsize=8, loc="upper left")
+    figure.suptitle(f"stableloss {stableloss.__version__}: error against the mpmath oracle by input magnitude")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+class _Progress:
+    """A one-line progress indication on stderr, drawn only when stderr is a terminal."""
+
+    def __init__(self, total, stream=sys.stderr):
+        self.total, self.done, self.stream = total, 0, stream
+        self.active = stream.isatty()
+        self.columns = shutil.get_terminal_size().columns - 1
+
+    def step(self, what):
+        if self.active:
+            line = f"check [{self.done}/{self.total}] {what}"
+            self.stream.write("\r" + line[:self.columns].ljust(self.columns))
+            self.stream.flush()
+        self.done += 1
+
+    def close(self):
+        if self.active:
+            self.stream.write("\r" + " " * self.columns + "\r")
+            self.stream.flush()

@@ -109,9 +109,10 @@ SL_AVX2 SL_INLINE __m256d bce_row4(const void *args, int64_t i, const sl_tail *t
     __m256d sp_neg = _mm256_add_pd(_mm256_max_pd(zero, _mm256_sub_pd(zero, x)), log_term);
     __m256d sp_pos = _mm256_add_pd(_mm256_max_pd(zero, x), log_term);
     __m256d pwy = _mm256_mul_pd(pw, y);
-    __m256d pos_term = _mm256_andnot_pd(_mm256_cmp_pd(y, zero, _CMP_EQ_OQ), _mm256_mul_pd(_mm256_mul_pd(w, pwy), sp_neg));
-    __m256d neg_term = _mm256_andnot_pd(_mm256_cmp_pd(y, one, _CMP_EQ_OQ),
-                                        _mm256_mul_pd(_mm256_mul_pd(w, _mm256_sub_pd(one, y)), sp_pos));
+    __m256d pos_term = _mm256_mul_pd(_mm256_mul_pd(w, pwy), sp_neg);
+    __m256d neg_term = _mm256_mul_pd(_mm256_mul_pd(w, _mm256_sub_pd(one, y)), sp_pos);
+    pos_term = _mm256_andnot_pd(_mm256_cmp_pd(y, zero, _CMP_EQ_OQ), pos_term); /* label factor 0: term 0 */
+    neg_term = _mm256_andnot_pd(_mm256_cmp_pd(y, one, _CMP_EQ_OQ), neg_term);
     __m256d value = _mm256_add_pd(pos_term, neg_term);
     if (a->loss)
         sl_store_v(a->loss, i, value, tail, f32);
@@ -123,12 +124,13 @@ SL_AVX2 SL_INLINE __m256d bce_row4(const void *args, int64_t i, const sl_tail *t
         __m256d sig_neg = _mm256_mul_pd(pwy, sl_select_v(x_nonneg, e_inv, inv));
         __m256d diff = _mm256_sub_pd(sig_pos, sig_neg);
         __m256d g = _mm256_mul_pd(w, diff);
-        __m256d soft = _mm256_and_pd(_mm256_and_pd(_mm256_cmp_pd(y, zero, _CMP_GT_OQ), _mm256_cmp_pd(y, one, _CMP_LT_OQ)),
-                                     _mm256_cmp_pd(sl_abs_v(x), SL_V(INFINITY), _CMP_LT_OQ));
-        if (f32)
-            soft = _mm256_and_pd(soft, _mm256_cmp_pd(sl_abs_v(diff), _mm256_mul_pd(SL_V(BCE_CANCEL),
-                                                     _mm256_max_pd(sig_pos, sig_neg)), _CMP_LT_OQ));
-        int mask = _mm256_movemask_pd(soft) & (tail ? _mm256_movemask_pd(_mm256_castsi256_pd(tail->m64)) : 15);
+        __m256d soft = _mm256_and_pd(_mm256_cmp_pd(y, zero, _CMP_GT_OQ), _mm256_cmp_pd(y, one, _CMP_LT_OQ));
+        soft = _mm256_and_pd(soft, sl_isfinite_v(x));
+        if (f32) {
+            __m256d cut = _mm256_mul_pd(SL_V(BCE_CANCEL), _mm256_max_pd(sig_pos, sig_neg));
+            soft = _mm256_and_pd(soft, _mm256_cmp_pd(sl_abs_v(diff), cut, _CMP_LT_OQ));
+        }
+        int mask = _mm256_movemask_pd(soft) & sl_tail_bits(tail);
         if (__builtin_expect(mask != 0, 0))
             g = bce_slow_lanes(x, y, w, pw, g, mask);
         sl_store_v(a->grad, i, _mm256_mul_pd(g, SL_V(a->grad_scale)), tail, f32);

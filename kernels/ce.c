@@ -116,7 +116,8 @@ SL_KERNEL(ce, ce_args)
  * gradient pass recomputes e_j instead. */
 static void ce_call(ce_args *a, int f32)
 {
-    a->exps = a->grad && a->n_classes > 0 && a->n_rows > 0 ? malloc((size_t)a->n_classes * sizeof(double)) : NULL;
+    int wanted = a->grad && a->n_classes > 0 && a->n_rows > 0;
+    a->exps = wanted ? malloc((size_t)a->n_classes * sizeof(double)) : NULL;
     ce_run(a, f32);
     free(a->exps);
 }

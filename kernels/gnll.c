@@ -10,8 +10,8 @@
  * division residual is exact with FMA) and h r + q_lo; float32 computes in double, rounded once.
  * Where log(v)/2 (< 0 for v < 1), c and h r cancel (the loss below 1/2 of the largest of |log(v)/2|
  * and c + h r for float64, below 2^-12 of it for float32, whose 1e-13 log grade leaves 2^-30 there)
- * the loss is redone in double-double on a scalar path (sl_log_dd, c to 2^-107).  Where x - t overflows with x, t finite (float64) the
- * same formulas run on h = x/2 - t/2 (d = 2h).
+ * the loss is redone in double-double on a scalar path (sl_log_dd, c to 2^-107).  Where x - t
+ * overflows with x, t finite (float64) the same formulas run on h = x/2 - t/2 (d = 2h), also there.
  *
  * Special cases.  NaN in: NaN out (the clamp keeps a NaN variance).  var = eps = 0: log 0 = -inf and
  * d/0, as the formulas give.  Correction terms are dropped once they are not finite.
@@ -122,7 +122,7 @@ SL_AVX2 SL_INLINE __m256d gnll_row4(const void *args, int64_t i, const sl_tail *
     __m256d d = _mm256_sub_pd(x, t), d_lo = zero;
     if (!f32) {
         sl_two_sum_v(x, _mm256_sub_pd(zero, t), &d_lo);
-        d_lo = _mm256_and_pd(d_lo, _mm256_cmp_pd(sl_abs_v(d), SL_V(INFINITY), _CMP_LT_OQ));
+        d_lo = _mm256_and_pd(d_lo, sl_isfinite_v(d));
     }
     __m256d r = _mm256_div_pd(d, v);
     __m256d half_d = _mm256_mul_pd(SL_V(0.5), d);
@@ -143,15 +143,15 @@ SL_AVX2 SL_INLINE __m256d gnll_row4(const void *args, int64_t i, const sl_tail *
                                    _mm256_mul_pd(_mm256_add_pd(d, d), d_lo));
     __m256d g_var = _mm256_mul_pd(SL_V(0.5), _mm256_div_pd(_mm256_div_pd(excess, v), v));
     __m256d sq_inf = _mm256_cmp_pd(sq, SL_V(INFINITY), _CMP_EQ_OQ);
-    g_var = sl_select_v(sq_inf, _mm256_mul_pd(SL_V(0.5), _mm256_fnmadd_pd(r, r, _mm256_div_pd(SL_V(1.0), v))), g_var);
+    __m256d g_var_plain = _mm256_mul_pd(SL_V(0.5), _mm256_fnmadd_pd(r, r, _mm256_div_pd(SL_V(1.0), v)));
+    g_var = sl_select_v(sq_inf, g_var_plain, g_var);
     /* rare lanes: cancelling loss; x - t overflowing with x, t finite (float64) */
     __m256d largest = _mm256_max_pd(sl_abs_v(log_half), _mm256_add_pd(c, q));
     __m256d slow = _mm256_cmp_pd(sl_abs_v(value), _mm256_mul_pd(SL_V(GNLL_CANCEL(f32)), largest), _CMP_LT_OQ);
     if (!f32)
-        slow = _mm256_or_pd(slow, _mm256_and_pd(_mm256_cmp_pd(sl_abs_v(d), SL_V(INFINITY), _CMP_EQ_OQ),
-                                                _mm256_and_pd(_mm256_cmp_pd(sl_abs_v(x), SL_V(INFINITY), _CMP_LT_OQ),
-                                                              _mm256_cmp_pd(sl_abs_v(t), SL_V(INFINITY), _CMP_LT_OQ))));
-    int mask = _mm256_movemask_pd(slow) & (tail ? _mm256_movemask_pd(_mm256_castsi256_pd(tail->m64)) : 15);
+        slow = _mm256_or_pd(slow, _mm256_andnot_pd(sl_isfinite_v(d),
+                                                   _mm256_and_pd(sl_isfinite_v(x), sl_isfinite_v(t))));
+    int mask = _mm256_movemask_pd(slow) & sl_tail_bits(tail);
     if (__builtin_expect(mask != 0, 0))
         gnll_slow_lanes(x, t, v, (int)a->full, mask, &value, &g_in, &g_var, f32);
     if (a->loss)

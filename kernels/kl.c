@@ -109,10 +109,10 @@ SL_AVX2 SL_INLINE __m256d kl_row4(const void *args, int64_t i, const sl_tail *ta
         slow = _mm256_and_pd(_mm256_cmp_pd(lp, SL_V(-700.0), _CMP_LT_OQ),
                              _mm256_cmp_pd(lp, SL_V(-INFINITY), _CMP_GT_OQ));
     else
-        slow = _mm256_and_pd(_mm256_and_pd(_mm256_cmp_pd(sl_abs_v(diff), _mm256_mul_pd(SL_V(KL_CANCEL(f32)), sl_abs_v(x)), _CMP_LT_OQ),
-                                           _mm256_cmp_pd(sl_abs_v(x), SL_V(INFINITY), _CMP_LT_OQ)),
-                             _mm256_cmp_pd(p, zero, _CMP_GT_OQ));
-    int mask = _mm256_movemask_pd(slow) & (tail ? _mm256_movemask_pd(_mm256_castsi256_pd(tail->m64)) : 15);
+        slow = _mm256_and_pd(_mm256_cmp_pd(sl_abs_v(diff), _mm256_mul_pd(SL_V(KL_CANCEL(f32)), sl_abs_v(x)),
+                                           _CMP_LT_OQ),
+                             _mm256_and_pd(sl_isfinite_v(x), _mm256_cmp_pd(p, zero, _CMP_GT_OQ)));
+    int mask = _mm256_movemask_pd(slow) & sl_tail_bits(tail);
     if (__builtin_expect(mask != 0, 0))
         value = kl_slow_lanes(p, lp, x, diff, value, mask, (int)a->log_target);
     if (a->loss)

@@ -63,7 +63,7 @@ SL_AVX2 SL_INLINE __m256d mse_row4(const void *args, int64_t i, const sl_tail *t
     __m256d value = _mm256_mul_pd(w, sq);
     if (!f32) {
         sl_two_sum_v(x, _mm256_sub_pd(_mm256_setzero_pd(), t), &d_lo);
-        d_lo = _mm256_and_pd(d_lo, _mm256_cmp_pd(sl_abs_v(d), SL_V(INFINITY), _CMP_LT_OQ));
+        d_lo = _mm256_and_pd(d_lo, sl_isfinite_v(d));
         /* (d + d_lo)^2 = sq + sq_lo + 2 d d_lo + O(d_lo^2), sq_lo = d^2 - sq exact by FMA */
         __m256d corr = _mm256_fmadd_pd(_mm256_add_pd(d, d), d_lo, _mm256_fmsub_pd(d, d, sq));
         value = _mm256_mul_pd(w, _mm256_add_pd(sq, sl_finite_or_zero_v(corr)));
@@ -76,12 +76,11 @@ SL_AVX2 SL_INLINE __m256d mse_row4(const void *args, int64_t i, const sl_tail *t
         __m256d g = _mm256_mul_pd(_mm256_mul_pd(_mm256_mul_pd(SL_V(2.0), w), _mm256_add_pd(d, d_lo)),
                                   SL_V(a->grad_scale));
         if (!f32) { /* x - t overflows with x, t finite: 2 w (x - t) s = (x/2 - t/2)(4 w s) */
-            __m256d huge = _mm256_and_pd(_mm256_cmp_pd(sl_abs_v(d), SL_V(INFINITY), _CMP_EQ_OQ),
-                                         _mm256_and_pd(_mm256_cmp_pd(sl_abs_v(x), SL_V(INFINITY), _CMP_LT_OQ),
-                                                       _mm256_cmp_pd(sl_abs_v(t), SL_V(INFINITY), _CMP_LT_OQ)));
+            __m256d huge = _mm256_andnot_pd(sl_isfinite_v(d),
+                                            _mm256_and_pd(sl_isfinite_v(x), sl_isfinite_v(t)));
             __m256d half_d = _mm256_fmsub_pd(SL_V(0.5), x, _mm256_mul_pd(SL_V(0.5), t));
-            __m256d g_huge = _mm256_mul_pd(half_d, _mm256_mul_pd(_mm256_mul_pd(SL_V(4.0), w), SL_V(a->grad_scale)));
-            g = sl_select_v(huge, g_huge, g);
+            __m256d factor = _mm256_mul_pd(_mm256_mul_pd(SL_V(4.0), w), SL_V(a->grad_scale));
+            g = sl_select_v(huge, _mm256_mul_pd(half_d, factor), g);
         }
         sl_store_v(a->grad, i, g, tail, f32);
     }

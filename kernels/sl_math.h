@@ -316,9 +316,9 @@ SL_INLINE double sl_log_dd(double p, double *lo)
     return sl_dd_add(kl_hi, kl_lo, l_hi, l_lo, lo);
 }
 
-/* exp(t) = hi + *lo for t <= 0, relative error ~2^-100 while the result is normal (0 below -746):
- * t = n ln 2 + r, r in double-double (|r| <= ln2/2), exp(r) = 1 + r(1 + r/2(1 + r/3(...))) with the
- * steps j > 12 (below 2^-52 of the sum) in double, the rest in double-double, then 2^n. */
+/* exp(t) = hi + *lo for t <= 0, relative error ~2^-100 down to t = -630 (below, lo is subnormal; 0
+ * below -746): t = n ln 2 + r, r in double-double (|r| <= ln2/2), exp(r) = 1 + r(1 + r/2(1 + ...))
+ * with the steps j > 12 (below 2^-52 of the sum) in double, the rest in double-double, then 2^n. */
 SL_INLINE double sl_exp_dd(double t, double *lo)
 {
     if (!(t >= -746.0)) {
@@ -391,6 +391,18 @@ SL_AVX2 SL_INLINE void sl_store_v(void *p, int64_t i, __m256d v, const sl_tail *
     }
 }
 
+/* The lanes of a tail as a movemask (all four without a tail). */
+SL_AVX2 SL_INLINE int sl_tail_bits(const sl_tail *tail)
+{
+    return tail ? _mm256_movemask_pd(_mm256_castsi256_pd(tail->m64)) : 15;
+}
+
+/* The first `count` (1..7) lanes of an 8-float vector. */
+SL_AVX2 SL_INLINE __m256i sl_tail8_mask(int64_t count)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
 /* v in the tail's lanes, 0 elsewhere. */
 SL_AVX2 SL_INLINE __m256d sl_keep_v(__m256d v, const sl_tail *tail)
 {
@@ -408,10 +420,16 @@ SL_AVX2 SL_INLINE __m256d sl_select_v(__m256d cond, __m256d a, __m256d b)
     return _mm256_blendv_pd(b, a, cond);
 }
 
+/* All-ones lanes where x is finite (not +-inf, not NaN). */
+SL_AVX2 SL_INLINE __m256d sl_isfinite_v(__m256d x)
+{
+    return _mm256_cmp_pd(sl_abs_v(x), SL_V(INFINITY), _CMP_LT_OQ);
+}
+
 /* x where finite, 0 where +-inf or NaN (corrections dropped once their main term overflowed). */
 SL_AVX2 SL_INLINE __m256d sl_finite_or_zero_v(__m256d x)
 {
-    return _mm256_and_pd(x, _mm256_cmp_pd(sl_abs_v(x), SL_V(INFINITY), _CMP_LT_OQ));
+    return _mm256_and_pd(x, sl_isfinite_v(x));
 }
 
 SL_AVX2 SL_INLINE double sl_hsum_v(__m256d v)
@@ -422,7 +440,7 @@ SL_AVX2 SL_INLINE double sl_hsum_v(__m256d v)
 
 /* sum_i c[i] x^i, n coefficients.  Horner for the short cheap-grade polynomials (fewest registers: with
  * 16 ymm registers, holding Estrin's constants made gcc spill the loop accumulators, CE 25 -> 19 ms);
- * Estrin's scheme for the long f64-grade ones (pairs c[i] + c[i+1] x, then pairs of those with x^2,
+ * Estrin's scheme for the long full-grade ones (pairs c[i] + c[i+1] x, then pairs of those with x^2,
  * x^4, ...: a shorter dependency chain, float64 CE 29.5 -> 26.8 ms). */
 SL_AVX2 SL_INLINE __m256d sl_horner_v(const double *c, int n, __m256d x)
 {
@@ -530,7 +548,7 @@ SL_AVX2 SL_INLINE __m256d sl_pow2i_v(__m256d n)
 SL_AVX2 SL_INLINE __m256d sl_exp_wide_v(__m256d x, int cheap)
 {
     x = _mm256_min_pd(SL_V(710.0), _mm256_max_pd(SL_V(-746.0), x));
-    __m256d n = _mm256_round_pd(_mm256_mul_pd(x, SL_V(SL_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256d n = _mm256_round_pd(_mm256_mul_pd(x, SL_V(SL_LOG2E)), _MM_FROUND_TO_NEAREST_INT);
     __m256d p = sl_exp_reduced_v(x, n, cheap);
     __m256d n1 = _mm256_floor_pd(_mm256_mul_pd(n, SL_V(0.5)));
     return _mm256_mul_pd(_mm256_mul_pd(p, sl_pow2i_v(n1)), sl_pow2i_v(_mm256_sub_pd(n, n1)));

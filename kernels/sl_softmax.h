@@ -194,7 +194,7 @@ SL_AVX2 SL_INLINE sl_range sl_row_range_v(const void *x, int64_t C, int f32)
             nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
         }
         if (j < C) {
-            __m256i in = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(C - j)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            __m256i in = sl_tail8_mask(C - j);
             __m256 v = _mm256_maskload_ps(p + j, in);
             hi = _mm256_max_ps(hi, _mm256_blendv_ps(hi, v, _mm256_castsi256_ps(in)));
             lo = _mm256_min_ps(lo, _mm256_blendv_ps(lo, v, _mm256_castsi256_ps(in)));
@@ -243,8 +243,8 @@ SL_AVX2 SL_INLINE int64_t sl_first_index_v(const void *x, int64_t C, double a, i
         for (; C - j >= 8 && !hit; j += 8)
             hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(p + j), av, _CMP_EQ_OQ));
         if (!hit && j < C) {
-            __m256i in = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(C - j)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-            hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_maskload_ps(p + j, in), av, _CMP_EQ_OQ)) & ((1 << (C - j)) - 1);
+            __m256 v = _mm256_maskload_ps(p + j, sl_tail8_mask(C - j));
+            hit = _mm256_movemask_ps(_mm256_cmp_ps(v, av, _CMP_EQ_OQ)) & ((1 << (C - j)) - 1);
             j += 8;
         }
         return hit ? j - 8 + __builtin_ctz((unsigned)hit) : 0;
@@ -255,7 +255,8 @@ SL_AVX2 SL_INLINE int64_t sl_first_index_v(const void *x, int64_t C, double a, i
         hit = _mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(p + j), av, _CMP_EQ_OQ));
     if (!hit && j < C) {
         sl_tail tail = sl_tail_mask(C - j);
-        hit = _mm256_movemask_pd(_mm256_cmp_pd(sl_load_v(p, j, &tail, 0), av, _CMP_EQ_OQ)) & ((1 << (C - j)) - 1);
+        __m256d v = sl_load_v(p, j, &tail, 0);
+        hit = _mm256_movemask_pd(_mm256_cmp_pd(v, av, _CMP_EQ_OQ)) & ((1 << (C - j)) - 1);
         j += 4;
     }
     return hit ? j - 4 + __builtin_ctz((unsigned)hit) : 0;
@@ -265,8 +266,9 @@ typedef struct {
     sl_acc_v s, cs, czs;
 } sl_scan_acc_v;
 
-SL_AVX2 SL_INLINE void sl_scan_step_v(const void *x, int64_t j, const sl_tail *tail, __m256d a, const sl_coefs *cf,
-                                      double *e_out, sl_scan_acc_v *acc, int normal, int f32, int cheap)
+SL_AVX2 SL_INLINE void sl_scan_step_v(const void *x, int64_t j, const sl_tail *tail, __m256d a,
+                                      const sl_coefs *cf, double *e_out, sl_scan_acc_v *acc, int normal,
+                                      int f32, int cheap)
 {
     __m256d z_lo, z = sl_shift_v(sl_load_v(x, j, tail, f32), a, &z_lo, cheap);
     __m256d e = sl_keep_v(sl_shifted_exp_v(z, z_lo, normal, cheap), tail);

@@ -1,10 +1,12 @@
-"""The command line: ``python -m stableloss {demo,bench}``.
+"""The command line: ``python -m stableloss {demo,bench,check}``.
 
 ``demo`` is the short tour a newcomer runs first: every loss as a negative log-likelihood, with numbers
 computed by the library, and the inputs where exactness matters.  ``bench`` times the performance
 workloads of DESIGN.md on every backend next to PyTorch, after checking each answer against the numpy
 reference.  The workloads and the implementations they are compared with live in ``_workloads.py``,
-shared with the pytest-benchmark suite in ``bench/``.
+shared with the pytest-benchmark suite in ``bench/``.  ``check`` is the stability report: the worst
+error of every backend and peer against the mpmath oracle on the adversarial families of the test
+suite (``_stability/``).
 """
 
 import argparse
@@ -69,7 +71,30 @@ def _parser():
                        help="also draw the speed-ups per workload and backend (needs matplotlib: "
                             "pip install 'stableloss[plot]')")
     bench.set_defaults(run=_bench, parser=bench)
+
+    check = commands.add_parser(
+        "check", help="the stability report: worst ulp error per loss, family and implementation",
+        description="For each loss and each adversarial family of the test suite, the worst error (in ulp "
+                    "of the output dtype) of the loss and its gradient against the mpmath oracle, for each "
+                    "backend and, when installed, PyTorch, SciPy and the textbook numpy formula, side by "
+                    "side. Needs the test extra (mpmath): pip install 'stableloss[test]'.")
+    check.add_argument("--backends", metavar="LIST",
+                       help="comma-separated backends and peers to compare (default: every available backend)")
+    check.add_argument("--no-peers", action="store_true", help="leave out the textbook formula, SciPy and PyTorch")
+    check.add_argument("--loss", action="append", metavar="STEM",
+                       help="ce, bce, gnll, kl, mse or lse; repeat for several (default: all)")
+    check.add_argument("--dtype", action="append", choices=["float32", "float64"],
+                       help="repeat for both (default: both)")
+    check.add_argument("--plot", metavar="FILE.png",
+                       help="also draw the error against input magnitude (needs matplotlib)")
+    check.set_defaults(run=_check)
     return parser
+
+
+def _check(args):
+    from ._stability.report import run_check
+    return run_check(backends=args.backends, peers=not args.no_peers, losses=args.loss,
+                     dtypes=args.dtype or ("float32", "float64"), plot=args.plot)
 
 
 def _positive_int(text):

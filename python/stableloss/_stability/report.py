@@ -14,11 +14,13 @@ Needs the ``test`` extra (mpmath); without it :func:`run_check` only says so.
 
 import collections
 import concurrent.futures
+import functools
 import math
 import multiprocessing
 import os
 import shutil
 import sys
+import textwrap
 import warnings
 
 import numpy as np
@@ -58,8 +60,8 @@ LSE_FUNCTIONS = {"lse": "logsumexp", "log_softmax": "log_softmax", "softmax": "s
 
 #: The two sweeps of the plot: (stem, family, part index).
 PLOT_SWEEPS = (("bce", "tails", 0), ("ce", "confident_correct", 0))
-#: Ulp errors drawn at most at this height (NaN and inf results sit on it); at least at the floor.
-PLOT_CEILING, PLOT_FLOOR = 1e18, 1e-2
+#: Ulp errors are drawn at least at this height (exact results sit on it).
+PLOT_FLOOR = 1e-2
 
 
 def family_stem(stem):
@@ -68,7 +70,7 @@ def family_stem(stem):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Implementations: each maps (stem, part) to {output: array}, or None where it lacks a part's options.
+# Implementations: each maps a part to {output: array}, or None where it lacks the part's options.
 
 def _stableloss(backend, stem, part):
     if stem == "lse":
@@ -222,7 +224,7 @@ PEERS = {
     "textbook": {"ce": _ce_textbook, "bce": _bce_textbook, "gnll": _gnll_textbook, "kl": _kl_textbook,
                  "mse": _mse_textbook, "lse": _lse_textbook},
     "scipy": {"ce": _ce_scipy, "bce": _bce_scipy, "kl": _kl_scipy, "lse": _lse_scipy},
-    "torch": {stem: _torch for stem in STEMS},
+    "torch": {stem: functools.partial(_torch, stem) for stem in STEMS},
 }
 #: The module each peer needs.
 _PEER_MODULES = {"textbook": "numpy", "scipy": "scipy.special", "torch": "torch"}
@@ -236,7 +238,7 @@ def _evaluate(implementation, stem, part):
             got = _stableloss(implementation, stem, part)
         else:
             peer = PEERS[implementation].get(stem)
-            got = peer and (peer(stem, part) if implementation == "torch" else peer(part))
+            got = None if peer is None else peer(part)
     dtype = np.asarray(part["input"]).dtype
     return None if got is None else {output: np.asarray(value).astype(dtype, copy=False)
                                      for output, value in got.items()}
@@ -445,14 +447,13 @@ def _header(implementations):
              {"textbook": "textbook (the numpy formula)", "scipy": f"scipy ({version('scipy')}, scipy.special)",
               "torch": f"torch ({version('torch')}, 1 thread, autograd)"}[name] for name in implementations]
     return [
-        f"stableloss {stableloss.__version__} check: worst error against the mpmath oracle, in ulps of the output "
-        f"dtype, per element",
-        f"(reduction=\"none\", gradients of the sum), over the stability families of the test suite. Budget: "
-        f"{BUDGET_ULP} ulp (notes at the end).",
-        "implementations: " + ", ".join(kinds),
-        "cell: the worst finite error; NaN xN / inf xN / finite xN: N results that are NaN / infinite / finite "
-        "where the exact",
-        "value is not (where an implementation breaks); '-': no part of the family it supports.",
+        f"stableloss {stableloss.__version__} check: the worst error against the mpmath oracle, in ulps of the "
+        f"output dtype,",
+        f"per element (reduction=\"none\", gradients of the sum), over the stability families of the test suite.",
+        f"Budget of stableloss: {BUDGET_ULP} ulp (exceptions in the notes at the end).",
+        *textwrap.wrap("Implementations: " + ", ".join(kinds) + ".", 108),
+        "A cell is the worst finite error; NaN xN / inf xN / finite xN count the results that are NaN / infinite /",
+        "finite where the exact value is not: where an implementation breaks. '-': no part it supports.",
     ]
 
 
@@ -476,15 +477,18 @@ def _format(stems, dtypes, implementations, tables, errors, plot):
                     cells = []
                     for implementation in implementations:
                         tally = tallies.get((implementation, output))
-                        summary.setdefault((stem, output, implementation), Tally()).merge(tally or Tally())
+                        if tally is not None:
+                            summary.setdefault((stem, output, implementation), Tally()).merge(tally)
                         cells.append("error" if (stem, name, dtype, implementation) in errors and tally is None
                                      else str(tally or "-"))
-                    first = not rows or rows[-1][0] != name or rows[-1][1] != dtype
-                    rows.append((name, dtype, output, cells, first))
+                    rows.append(([name, dtype, output], cells))
+        previous = (None, None)
+        for labels, _ in rows:  # the family and dtype once per group of rows
+            name, dtype = labels[:2]
+            labels[:2] = ["" if name == previous[0] else name, "" if (name, dtype) == previous else dtype]
+            previous = (name, dtype)
         lines += ["", f"{stem}: {_TITLES[stem]}"]
-        lines += _table(["family", "dtype", "output"], implementations,
-                        [([name if first else "", dtype if first else "", output], cells)
-                         for name, dtype, output, cells, first in rows])
+        lines += _table(["family", "dtype", "output"], implementations, rows)
     lines += ["", "worst over all families and dtypes"]
     lines += _table(["loss", "output"], implementations,
                     [([stem, output], [str(summary.get((stem, output, implementation), "-"))
@@ -515,7 +519,7 @@ def _table(labels, implementations, rows):
 _NOTES = f"""
 Notes. stableloss promises <= {BUDGET_ULP} ulp for every element of the loss and each gradient, except:
 - float64 kl_div where log p and the input log q agree in their leading bits (|log p - log q| < |log q| / 2):
-  relative error <= 1e-12 (log p would be needed beyond double precision), so its 'close' family shows more ulps;
+  relative error <= 1e-12 (log p would be needed beyond double precision), so kl float64 shows more ulps;
 - float64 cross_entropy gradient with label smoothing or probability targets, g_j = A p_j - B_j: 4 ulp of the
   larger term max(A p_j, B_j) where the two cancel, so those families can show more ulps of g_j itself.
 The test suite enforces these budgets; this report only measures. Peers are measured on the parts of a family
@@ -551,11 +555,14 @@ def _plot(path, dtype, exact, implementations):
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 2, figsize=(12, 5))
-    styles = {"c": ("tab:blue", "-", 3.0), "numba": ("tab:cyan", "--", 2.0), "numpy": ("navy", ":", 2.0),
-              "textbook": ("tab:red", "-", 1.5), "scipy": ("tab:green", "-", 1.5), "torch": ("tab:orange", "-", 1.5)}
+    # (colour, line style, width): identical curves (e.g. textbook and scipy where both round to 0) stay
+    # visible as a wide line under a narrower, dashed one
+    styles = {"c": ("tab:blue", "-", 3.5), "numba": ("tab:cyan", "--", 2.0), "numpy": ("navy", ":", 2.0),
+              "textbook": ("tab:red", "-", 4.0), "scipy": ("tab:green", "--", 2.0), "torch": ("tab:orange", "-", 1.2)}
     titles = {"bce": "BCE with logits, loss (tails family: worst over y = 0, 1 and x = +-|logit|)",
               "ce": "cross-entropy, loss (confident_correct family)"}
     xlabels = {"bce": "|logit|", "ce": "target's logit gap x_y - max_{j != y} x_j"}
+    ceiling = 2.0 ** (np.finfo(dtype).nmant + 10)  # a result 0 for a normal exact value: <= 2**nmant ulp
     for panel, (stem, name, index) in zip(axes, PLOT_SWEEPS):
         part = families.build(stem, name, dtype)[index]
         want = exact[stem, name, dtype][index]["loss"]
@@ -571,27 +578,28 @@ def _plot(path, dtype, exact, implementations):
             worst = np.array([np.max(err[s]) for s in selectors])
             broken = np.array([special[s].any() for s in selectors])
             zero = np.array([flushed[s].any() for s in selectors])
-            height = np.clip(np.where(broken, PLOT_CEILING, worst), PLOT_FLOOR, PLOT_CEILING)
+            height = np.clip(np.where(broken, ceiling, worst), PLOT_FLOOR, ceiling)
             color, style, width = styles.get(implementation, (None, "-", 1.5))
             panel.plot(magnitudes, height, style, color=color, linewidth=width, label=implementation)
             panel.plot(magnitudes[broken], height[broken], "X", color=color, markersize=8)
             panel.plot(magnitudes[zero & ~broken], height[zero & ~broken], "o", color=color, markersize=6,
                        markerfacecolor="none")
         panel.axhline(BUDGET_ULP, color="grey", linestyle="--", linewidth=0.8)
-        panel.text(magnitudes[0], BUDGET_ULP * 1.5, f"budget {BUDGET_ULP} ulp", color="grey", fontsize=8)
+        panel.text(magnitudes[-1], BUDGET_ULP * 1.5, f"budget {BUDGET_ULP} ulp", color="grey", fontsize=8,
+                   ha="right")
         panel.set_xscale("log")
         panel.set_yscale("log")
-        panel.set_ylim(PLOT_FLOOR / 2, PLOT_CEILING * 20)
+        panel.set_ylim(PLOT_FLOOR / 2, ceiling * 20)
         panel.set_xlabel(xlabels[stem])
-        panel.set_ylabel(f"ulp error of the loss ({dtype}; clipped to [{PLOT_FLOOR:g}, {PLOT_CEILING:g}])")
+        panel.set_ylabel(f"ulp error of the loss ({dtype}; clipped to [{PLOT_FLOOR:g}, {ceiling:.1e}])")
         panel.set_title(titles[stem], fontsize=9)
     handles, labels = axes[0].get_legend_handles_labels()
     handles += [plt.Line2D([], [], linestyle="", marker="X", color="black"),
                 plt.Line2D([], [], linestyle="", marker="o", color="black", markerfacecolor="none")]
-    labels += ["NaN or inf result (drawn at the ceiling)", "result 0 where the exact value is not"]
-    axes[1].legend(handles, labels, fontsize=8, loc="upper left")
+    labels += ["NaN or inf (at the ceiling)", "0 where the exact value is not"]
+    figure.legend(handles, labels, fontsize=8, loc="lower center", ncol=len(labels))
     figure.suptitle(f"stableloss {stableloss.__version__}: error against the mpmath oracle by input magnitude")
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
 

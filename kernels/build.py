@@ -40,6 +40,7 @@ ffibuilder.set_source(
     "stableloss._kernels",
     '#include "stableloss.h"',
     sources=[_relative(p) for p in sorted(glob.glob(os.path.join(_HERE, "*.c")))],
+    depends=[_relative(p) for p in sorted(glob.glob(os.path.join(_HERE, "*.h")))],  # rebuilds, sdists
     include_dirs=[_relative(_HERE)],
     libraries=["m"],
     extra_compile_args=_COMPILE_ARGS,

@@ -2,14 +2,18 @@
  * ce.c -- cross-entropy of logit rows with class-index or class-probability targets, loss and
  * gradient from one call (sl_ce_f32, sl_ce_f64; contract in stableloss.h).
  *
- * Method.  Per row, three reads of the logits and one write of the gradient (sl_softmax.h): the max
- * a (first index k), then s = sum_{j != k} e^{z_j} with z_j = x_j - a (plus, with label smoothing or
- * probability targets, the sums of c_j and c_j (-z_j) for the per-class coefficients c_j), then the
- * gradient pass, which recomputes e^{z_j}.  With L_j = -log p_j = log1p(s) - z_j:
+ * Method.  Per row (sl_softmax.h): a range pass (max a, min, NaN; the row was prefetched into L2 during
+ * the previous row), a search for the first index k of the max, the exponential pass s =
+ * sum_{j != k} e^{z_j}, z_j = x_j - a (plus, with label smoothing or probability targets, the sums of
+ * the per-class coefficients c_j and of c_j (-z_j)), which stores e^{z_j} in a scratch row when a
+ * gradient is wanted, and the gradient written once from those: two full reads of the logits and one
+ * write of the gradient per row.  Float32 rows with coefficients use the full precision grade: their
+ * gradient terms can cancel.  With L_j = -log p_j = log1p(s) - z_j:
  *   index target y:   loss = (1 - eps) w_y L_y + (eps/C) (W log1p(s) + sum_j w_j (-z_j))
  *   probabilities t:  loss = (sum_j c_j) log1p(s) + sum_j c_j (-z_j),  c_j = w_j ((1 - eps) t_j + eps/C)
  * every term >= 0 (for non-negative weights and targets): no cancellation however small the loss.
- *   gradient: g_j = K e^{z_j} - b_j with K = grad_scale (coefficient sum)/S; at the target the
+ *   gradient: g_j = (K e^{z_j} - b_j) grad_scale with K = (coefficient sum)/S, the difference rounded
+ *   once (FMA) before the scaling (without coefficients: grad_scale K e^{z_j}); at the target the
  *   (1 - eps) w_y (p_y - 1) term is written as -s/S when y holds the max, never as p_y - 1, and with
  *   probability targets the argmax gets (sum_{j != k} c_j - c_k s)/S, never (sum_j c_j) p_k - c_k.
  *
@@ -65,8 +69,8 @@ SL_INLINE double ce_row(const void *args, int64_t i, int f32, sl_scan_fn scan, s
             loss += smooth * (r.c_sum * r.log_s + r.cz_sum);
         if (g) {
             double S = 1.0 + r.s;
-            grad(x, C, r.a, a->grad_scale * (coef + smooth * r.c_sum) / S, cf, a->grad_scale * smooth,
-                 a->exps, g, f32, cheap);
+            double K = (coef + smooth * r.c_sum) / S; /* cf: g_j = (K e_j - smooth w_j) grad_scale */
+            grad(x, C, r.a, cf ? K : a->grad_scale * K, cf, smooth, a->grad_scale, a->exps, g, f32, cheap);
             double p_y = (a->exps ? a->exps[y] : sl_shifted_exp(z, z_lo, cheap)) / S;
             /* p_y - 1 = -s/S where y holds the max (no cancellation); elsewhere p_y <= 1/2 */
             double p_y_m1 = z == 0.0 ? -r.s / S : p_y - 1.0;
@@ -78,7 +82,7 @@ SL_INLINE double ce_row(const void *args, int64_t i, int f32, sl_scan_fn scan, s
         sl_softmax r = scan(x, C, &probs, next, a->exps, f32, 0);
         loss = r.c_sum * r.log_s + r.cz_sum; /* sum_j c_j (log1p(s) - z_j) */
         if (g) {
-            grad(x, C, r.a, a->grad_scale * r.c_sum / (1.0 + r.s), &probs, a->grad_scale, a->exps, g, f32, 0);
+            grad(x, C, r.a, r.c_sum / (1.0 + r.s), &probs, 1.0, a->grad_scale, a->exps, g, f32, 0);
             /* at the argmax T p_k - c_k = (sum_{j != k} c_j - c_k s) / S: no 1 - p_k */
             sl_store(g, r.k, a->grad_scale * ((r.c_others - r.c_k * r.s) / (1.0 + r.s)), f32);
         }

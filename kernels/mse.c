@@ -30,6 +30,8 @@ SL_INLINE double mse_row(const void *args, int64_t i, int f32)
     double w = a->w ? sl_load(a->w, i, f32) : 1.0;
     double d_lo = 0.0, sq_lo = 0.0;
     double d = f32 ? x - t : sl_two_sum(x, -t, &d_lo);
+    if (!isfinite(d))
+        d_lo = 0.0; /* no error term once d overflowed */
     double sq = f32 ? d * d : sl_two_prod(d, d, &sq_lo);
     double corr = sq_lo + 2.0 * d * d_lo; /* (d + d_lo)^2 = sq + sq_lo + 2 d d_lo + O(d_lo^2) */
     double value = w * (sq + (isfinite(corr) ? corr : 0.0));

@@ -41,10 +41,10 @@ typedef struct {
 /* The max and the sums of row x; e_out != NULL: e_j stored there (e_k = 1); next: the row to prefetch. */
 typedef sl_softmax (*sl_scan_fn)(const void *x, int64_t C, const sl_coefs *cf, const void *next,
                                  double *e_out, int f32, int cheap);
-/* g_j = K e_j - b_scale c_j, stored rounded (cf NULL: no c term); e_j from e_in (the scan's e_out)
- * or, without it, recomputed from x and a. */
-typedef void (*sl_grad_fn)(const void *x, int64_t C, double a, double K, const sl_coefs *cf,
-                           double b_scale, const double *e_in, void *g, int f32, int cheap);
+/* g_j = K e_j (cf NULL) or (K e_j - b c_j) scale, the difference rounded once (FMA) before the
+ * scaling, stored rounded; e_j from e_in (the scan's e_out) or, without it, recomputed from x and a. */
+typedef void (*sl_grad_fn)(const void *x, int64_t C, double a, double K, const sl_coefs *cf, double b,
+                           double scale, const double *e_in, void *g, int f32, int cheap);
 /* log_softmax_j = (z_j - log1p(s)) + z_lo_j and softmax_j = e_j / S, either output optional */
 typedef void (*sl_write_fn)(const void *x, int64_t C, double a, double log_s, double S,
                             void *log_softmax, void *softmax, int f32, int cheap);
@@ -120,13 +120,13 @@ SL_INLINE sl_softmax sl_softmax_scan(const void *x, int64_t C, const sl_coefs *c
     return r;
 }
 
-SL_INLINE void sl_softmax_grad(const void *x, int64_t C, double a, double K, const sl_coefs *cf,
-                               double b_scale, const double *e_in, void *g, int f32, int cheap)
+SL_INLINE void sl_softmax_grad(const void *x, int64_t C, double a, double K, const sl_coefs *cf, double b,
+                               double scale, const double *e_in, void *g, int f32, int cheap)
 {
     for (int64_t j = 0; j < C; j++) {
         double z_lo, z = e_in ? 0.0 : sl_shift(sl_load(x, j, f32), a, &z_lo, cheap);
-        double v = K * (e_in ? e_in[j] : sl_shifted_exp(z, z_lo, cheap));
-        sl_store(g, j, cf ? v - b_scale * sl_coef(cf, j, f32) : v, f32);
+        double e = e_in ? e_in[j] : sl_shifted_exp(z, z_lo, cheap);
+        sl_store(g, j, cf ? fma(K, e, -(b * sl_coef(cf, j, f32))) * scale : K * e, f32);
     }
 }
 
@@ -354,8 +354,8 @@ SL_AVX2 SL_INLINE sl_softmax sl_softmax_scan_v(const void *x, int64_t C, const s
 }
 
 SL_AVX2 SL_INLINE void sl_grad_step_v(const void *x, int64_t j, const sl_tail *tail, __m256d a, __m256d K,
-                                      const sl_coefs *cf, __m256d b_scale, const double *e_in, void *g,
-                                      int f32, int cheap)
+                                      const sl_coefs *cf, __m256d b, __m256d scale, const double *e_in,
+                                      void *g, int f32, int cheap)
 {
     __m256d e;
     if (e_in) {
@@ -364,21 +364,21 @@ SL_AVX2 SL_INLINE void sl_grad_step_v(const void *x, int64_t j, const sl_tail *t
         __m256d z_lo, z = sl_shift_v(sl_load_v(x, j, tail, f32), a, &z_lo, cheap);
         e = sl_shifted_exp_v(z, z_lo, 0, cheap);
     }
-    __m256d v = _mm256_mul_pd(K, e);
-    if (cf)
-        v = _mm256_fnmadd_pd(b_scale, sl_coef_v(cf, j, tail, f32), v);
+    __m256d v = cf ? _mm256_mul_pd(_mm256_fmsub_pd(K, e, _mm256_mul_pd(b, sl_coef_v(cf, j, tail, f32))), scale)
+                   : _mm256_mul_pd(K, e);
     sl_store_v(g, j, v, tail, f32);
 }
 
 SL_AVX2 SL_INLINE void sl_softmax_grad_v(const void *x, int64_t C, double a, double K, const sl_coefs *cf,
-                                         double b_scale, const double *e_in, void *g, int f32, int cheap)
+                                         double b, double scale, const double *e_in, void *g, int f32,
+                                         int cheap)
 {
     int64_t j = 0;
     for (; C - j >= 4; j += 4)
-        sl_grad_step_v(x, j, NULL, SL_V(a), SL_V(K), cf, SL_V(b_scale), e_in, g, f32, cheap);
+        sl_grad_step_v(x, j, NULL, SL_V(a), SL_V(K), cf, SL_V(b), SL_V(scale), e_in, g, f32, cheap);
     if (j < C) {
         sl_tail tail = sl_tail_mask(C - j);
-        sl_grad_step_v(x, j, &tail, SL_V(a), SL_V(K), cf, SL_V(b_scale), e_in, g, f32, cheap);
+        sl_grad_step_v(x, j, &tail, SL_V(a), SL_V(K), cf, SL_V(b), SL_V(scale), e_in, g, f32, cheap);
     }
 }
 

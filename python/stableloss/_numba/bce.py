@@ -9,8 +9,8 @@ for x >= 0 and (e, 1) below, never forming 1 - sigma.
 
 import numpy as np
 
-from ._jit import (CHUNK, LANES, ONE, add_block_sums, chunk_stop, exp_nonpos, fma, is_wide, jit, load_chunk, log1p,
-                   store_chunk, urange)
+from ._jit import (CHUNK, HALF, LANES, ONE, add_block_sums, chunk_stop, exp_nonpos, fma, is_wide, jit, load_chunk,
+                   log1p, one_minus_exp, store_chunk, urange)
 
 #: Kinds of the arguments of sl_bce, in order (see the package __init__).
 ARGS = ("in", "in", "in", "in", "int", "float", "int", "out", "out", "sums")
@@ -45,9 +45,15 @@ def kernel(x, target, weight, pos_weight, n, grad_scale, rows_per_block, loss, g
             pos_term = 0.0 if y == 0.0 else (pw * y) * softplus_neg
             neg_term = 0.0 if y == ONE else (ONE - y) * softplus_pos
             values[j] = w * (pos_term + neg_term)
-            sig_num = ONE if positive else e  # sigma(x) (1 + e)
-            sig_neg_num = e if positive else ONE  # sigma(-x) (1 + e)
-            grads[j] = ((grad_scale * w) * fma(-(pw * y), sig_neg_num, (ONE - y) * sig_num)) / (ONE + e)
+            # (1 + e) ((1 - y) sigma(x) - pw y sigma(-x)) = (1 - y) A - pw y B, (A, B) = (1, e) for x >= 0, (e, 1)
+            # below; near x = 0 (e > 1/2) it is written with 1 - e = -expm1(-|x|), whose relative accuracy
+            # the difference needs there (e.g. sigma(x) - 1/2 = x/4 + ...), and 1 - (1 - e) is exact
+            if abs(v) < HALF:
+                one_minus_e = one_minus_exp(-abs(v), wide)
+                numerator = fma(pw * y if positive else y - ONE, one_minus_e, fma(-pw, y, ONE - y))
+            else:
+                numerator = fma(-(pw * y), e if positive else ONE, (ONE - y) * (ONE if positive else e))
+            grads[j] = ((grad_scale * w) * numerator) / (ONE + e)
         store_chunk(loss, start, count, values)
         store_chunk(grad, start, count, grads)
         if block_sums.size > 0:

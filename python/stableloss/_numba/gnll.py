@@ -43,8 +43,8 @@ def term(x, t, var, eps, constant_hi, constant_lo, precise, wide):
         inv = ONE / v
         inv_lo = fma(-inv, v, ONE) / v
         rr, rr_lo = two_prod(r, r)
-        rr_lo += 2.0 * r * r_lo
-        grad_var = HALF * ((inv - rr) + (inv_lo - rr_lo))
+        low = inv_lo - (rr_lo + 2.0 * r * r_lo)
+        grad_var = HALF * ((inv - rr) + (low if abs(low) < INF else 0.0))
     else:
         r_lo = 0.0
         q = d * r

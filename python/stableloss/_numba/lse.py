@@ -9,7 +9,7 @@ way).
 
 import numpy as np
 
-from ._jit import (INF, LANES, NAN, ONE, exp_nonpos, inline, is_wide, jit, lanes_add, lanes_clear, lanes_total, log1p,
+from ._jit import (INF, LANES, ONE, exp_nonpos, inline, is_wide, jit, lanes_add, lanes_clear, lanes_total, log1p,
                    max_of, sum_lanes, two_diff, urange)
 
 #: Elements per group of short rows: the exp buffer of a group stays in the L1 cache.
@@ -98,13 +98,6 @@ def kernel(x, n_rows, n_cols, lse, log_softmax, softmax):
         for i in range(count):
             a = amax[i]
             base = np.uint64((first + i) * n_cols)
-            if a == INF:  # the +inf terms: e^{x_k - a} = 1 for the first, any other makes s = inf - inf
-                infinities = 0
-                for j in urange(0, n_cols):
-                    infinities += x[base + j] == INF
-                s_hi[i] = 0.0 if infinities == 1 else NAN
-                s_lo[i] = 0.0
-                log_s[i] = s_hi[i]
             if want_lse:
                 lse[first + i] = a + log_s[i]
             if want_log_softmax:

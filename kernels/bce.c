@@ -18,7 +18,9 @@
  * gives the limit (0 for the matching label, +inf otherwise) instead of PyTorch's NaN.  NaN in x, y,
  * w or pw: NaN out.
  *
- * Accuracy (against mpmath): see the report in the project log; budget 4 ulp per element.
+ * Accuracy (against mpmath: random, soft and hard labels, |x| up to 1e30 and the dtype max, +-inf,
+ * weights and pos_weight up to 1000; scalar and AVX2 alike): float32 0.5 ulp; float64 loss 2.4 ulp,
+ * gradient 2.0 ulp.  Budget: 4 ulp.
  */
 #include "sl_kernel.h"
 

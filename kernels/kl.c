@@ -15,8 +15,10 @@
  * Special cases.  p == 0 (lp == -inf): loss 0 and grad 0 whatever the input, also input = -inf
  * (PyTorch: NaN).  p < 0: NaN loss.  NaN in: NaN out.
  *
- * Accuracy (against mpmath): see the report in the project log; budget 4 ulp per element, relative
- * 1e-12 for float64 where p and q agree in their leading bits.
+ * Accuracy (against mpmath: random distributions, p close to q down to input = log p rounded, zeros,
+ * subnormal targets, log targets below -700; scalar and AVX2 alike): float32 0.5 ulp; float64 loss
+ * 1.6 ulp where |log p - log q| >= |log q|/2 and relative 3e-14 (budget 1e-12) where they agree in
+ * their leading bits, gradient 0.7 ulp.
  */
 #include "sl_kernel.h"
 

@@ -10,7 +10,8 @@
  * dropped once they are not finite).  float64 d^2 overflowing while w d^2 does not: (w d) d; x - t
  * overflowing with x, t finite: grad = (x/2 - t/2)(4 w grad_scale).
  *
- * Accuracy: loss and gradient within 1 ulp (one rounding of a value exact to 2^-100, times w).
+ * Accuracy (against mpmath, scalar and AVX2 alike): float32 0.5 ulp; float64 1.4 ulp (loss, with a
+ * weight: the product w d^2 rounds twice) and 1.1 ulp (gradient).  Budget: 4 ulp.
  */
 #include "sl_kernel.h"
 

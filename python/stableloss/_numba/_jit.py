@@ -30,6 +30,7 @@ constants.  Polynomials: minimax fits on the reduced range (weighted least squar
 nodes, checked against mpmath); the error figures quoted are relative, of the primitive's result.
 """
 
+import hashlib
 import os
 from fractions import Fraction
 
@@ -38,23 +39,31 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-_OPTIONS = {"cache": True, "error_model": "numpy", "nogil": True}
+_OPTIONS = {"error_model": "numpy", "nogil": True}
 
 
 def _sources_stamp():
-    """(name, mtime, size) of every module of this package."""
+    """A hash of every module of this package."""
     folder = os.path.dirname(os.path.abspath(__file__))
-    names = sorted(name for name in os.listdir(folder) if name.endswith(".py"))
-    return tuple((name, os.stat(os.path.join(folder, name)).st_mtime_ns, os.path.getsize(os.path.join(folder, name)))
-                 for name in names)
+    digest = hashlib.sha256()
+    for name in sorted(name for name in os.listdir(folder) if name.endswith(".py")):
+        with open(os.path.join(folder, name), "rb") as source:
+            digest.update(name.encode() + b"\0" + source.read())
+    return digest.hexdigest()
 
 
 _SOURCES_STAMP = _sources_stamp()
 
 
-def _cached(dispatcher):
-    """Numba keys a cached function on its own source file only, so an edit of a primitive here would
-    leave every family's cached kernel stale.  The package's stamp is added to each function's."""
+def _compile(func, options):
+    """njit with cache=True; Numba keys a cached function on its own source file only, so an edit of a
+    primitive here would leave every family's cached kernel stale: the package's stamp is added to
+    each function's.  Where no cache location is writable (Numba raises when it makes the dispatcher),
+    the function is compiled in every process instead."""
+    try:
+        dispatcher = njit(cache=True, **options, **_OPTIONS)(func)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return njit(**options, **_OPTIONS)(func)
     cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
     if cache_file is not None and hasattr(cache_file, "_source_stamp"):
         cache_file._source_stamp = (cache_file._source_stamp, _SOURCES_STAMP)
@@ -63,13 +72,13 @@ def _cached(dispatcher):
 
 def jit(func):
     """A kernel or strict helper: IEEE arithmetic throughout (no fast-math flag)."""
-    return _cached(njit(**_OPTIONS)(func))
+    return _compile(func, {})
 
 
 def lane_jit(func):
     """A reduction loop that only combines values associatively (``reassoc`` lets LLVM keep one partial
     result per vector lane)."""
-    return _cached(njit(fastmath={"reassoc"}, **_OPTIONS)(func))
+    return _compile(func, {"fastmath": {"reassoc"}})
 
 
 def inline(func):

@@ -250,8 +250,7 @@ def pow2(n):
 
 @inline
 def _exp_reduced(x, x_lo, wide):
-    """(m, m - 1, n) with e^(x + x_lo) = m 2**n, n = rint(x / ln 2) (|x_lo| <= ulp(x), m in [0.7, 1.42]);
-    m - 1 is formed before the 1 is added, so it keeps its relative accuracy near x = 0."""
+    """(m, n) with e^(x + x_lo) = m 2**n, n = rint(x / ln 2) (|x_lo| <= ulp(x), m in [0.7, 1.42])."""
     n = np.rint(x * LOG2E)  # rint, not a magic-number add and subtract, which reassoc would fold
     if wide:
         r_hi = x - n * LN2_HI  # exact: n * LN2_HI has <= 43 bits and x - n * LN2_HI fits in 53
@@ -263,15 +262,12 @@ def _exp_reduced(x, x_lo, wide):
         one_r = ONE + r
         one_r_lo = (ONE - one_r) + r  # 1 + r = one_r + one_r_lo exactly (Fast2Sum, |r| < 1)
         # e^(r + c) = e^r (1 + c) + O(c^2) = 1 + r + t + c (1 + r + t): only the small terms are rounded
-        small = t + fma(c, r + t, c)
-        m = one_r + (one_r_lo + small)
-        m_minus_1 = r + small
+        m = one_r + (one_r_lo + (t + fma(c, r + t, c)))
     else:
         r = fma(-n, LN2, x)
         q = fma(fma(fma(fma(fma(fma(EN6, r, EN5), r, EN4), r, EN3), r, EN2), r, EN1), r, EN0)
-        m_minus_1 = fma(r * r, q, r)  # e^r = 1 + r + r^2 q(r)
-        m = ONE + m_minus_1
-    return m, m_minus_1, n
+        m = ONE + fma(r * r, q, r)  # e^r = 1 + r + r^2 q(r)
+    return m, n
 
 
 @inline
@@ -280,7 +276,7 @@ def exp_nonpos(x, x_lo, wide):
 
     Wide: <= 1 ulp, subnormal results rounded once.  Narrow: results below 2**-1021 are 0.
     """
-    m, _, n = _exp_reduced(x, x_lo, wide)
+    m, n = _exp_reduced(x, x_lo, wide)
     if wide:
         value = (m * pow2(n + 64.0)) * TWO_M64  # 2**(n + 64) stays normal; one rounding into subnormals
         return 0.0 if x < EXP_UNDERFLOW else value  # "x < cut ? 0 : e" keeps NaN, maps -inf to 0
@@ -292,19 +288,11 @@ def exp_nonpos(x, x_lo, wide):
 def exp(x, x_lo, wide):
     """e^(x + x_lo) for any float64 x (<= 1 ulp wide), 0 below -746, inf above log(DBL_MAX), NaN stays
     NaN; x_lo = 0 for a plain argument."""
-    m, _, n = _exp_reduced(x, x_lo, wide)
+    m, n = _exp_reduced(x, x_lo, wide)
     half = np.floor(n * HALF)
     value = (m * pow2(half)) * pow2(n - half)  # two factors: 2**n alone would leave the exponent range
     value = INF if x > EXP_OVERFLOW else value
     return 0.0 if x < EXP_UNDERFLOW else value
-
-
-@inline
-def one_minus_exp(x, wide):
-    """1 - e^x = -expm1(x) for x <= 0, keeping its relative accuracy near 0 (<= 1 ulp + 1 ulp of e^x
-    wide); NaN stays NaN."""
-    m, m_minus_1, n = _exp_reduced(x, 0.0, wide)
-    return -m_minus_1 if n == 0.0 else ONE - exp_nonpos(x, 0.0, wide)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -425,6 +413,22 @@ def log_dd(x):
     k_lo, k_lo_err = two_prod(k, LN2_LO)
     k_hi, k_err = fast_two_sum(k * LN2_HI, k_lo)  # k * LN2_HI is exact
     return dd_add(k_hi, k_err + (k_lo_err + k * LN2_LO2), log_hi, log_lo)
+
+
+@inline
+def exp_dd(x):
+    """e^x as a double-double (hi, lo), relative error ~2**-93 for -708 < x < 709: y = e^x in double,
+    then e^x = y e^(x - log y) = y (1 + d), d = x - log y from the double-double log (x - hi is exact)."""
+    y = exp(x, 0.0, True)
+    log_hi, log_lo = log_dd(y)
+    return fast_two_sum(y, y * ((x - log_hi) - log_lo))
+
+
+@inline
+def dd_div(a_hi, a_lo, b_hi, b_lo):
+    """(a_hi + a_lo)/(b_hi + b_lo) to ~2**-104: one Newton correction of the double quotient."""
+    q = a_hi / b_hi
+    return fast_two_sum(q, ((fma(-q, b_hi, a_hi) + a_lo) - q * b_lo) / b_hi)
 
 
 # ---------------------------------------------------------------------------------------------------

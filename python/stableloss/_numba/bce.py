@@ -1,19 +1,48 @@
 """Binary cross-entropy with logits, elementwise (``sl_bce``).
 
 With e = e^{-|x|}: softplus(+-x) = max(+-x, 0) + log1p(e), and the loss
-w (pw y softplus(-x) + (1 - y) softplus(x)) is a sum of two terms >= 0 (a term whose label factor is 0
-counts as 0, so x = +-inf gives the limit).  sigma(x) = 1/(1 + e) for x >= 0 and e/(1 + e) below; the
-gradient w ((1 - y) sigma(x) - pw y sigma(-x)) = w ((1 - y) A - pw y B)/(1 + e) with (A, B) = (1, e)
-for x >= 0 and (e, 1) below, never forming 1 - sigma.
+(w pw y) softplus(-x) + (w (1 - y)) softplus(x) is a sum of two terms >= 0 (the weights applied
+first, so that no term overflows before w scales it; a term whose label factor is 0 counts as 0, so
+x = +-inf gives the limit).  The gradient w ((1 - y) sigma(x) - pw y sigma(-x)) is
+w ((1 - y) A - pw y B)/(1 + e) with (A, B) = (1, e) for x >= 0 and (e, 1) below, never forming
+1 - sigma.  With a soft label (0 < y < 1) the two terms can cancel (sigma(x) - 1/2 = x/4 near 0, or
+wherever y is close to sigma(x)); there the gradient is redone in double-double (e from exp_dd, 1 - y
+and pw y exact): for every soft label in float64, and in float32 where the float64 difference lost more
+than 12 bits.
 """
 
 import numpy as np
 
-from ._jit import (CHUNK, HALF, LANES, ONE, add_block_sums, chunk_stop, exp_nonpos, fma, is_wide, jit, load_chunk,
-                   log1p, one_minus_exp, store_chunk, urange)
+from ._jit import (CHUNK, LANES, ONE, add_block_sums, chunk_stop, dd_add, dd_div, dd_mul, exp_dd, exp_nonpos, fma,
+                   flagged, inline, is_wide, jit, load_chunk, log1p, store_chunk, two_prod, two_sum, urange)
 
 #: Kinds of the arguments of sl_bce, in order (see the package __init__).
 ARGS = ("in", "in", "in", "in", "int", "float", "int", "out", "out", "sums")
+
+#: float32 soft-label gradients whose float64 difference is below CANCELLATION times its terms are
+#: redone (the float64 exp of the float32 kernels is good to 4.4e-12).
+CANCELLATION = np.float64(2.0**-12)
+#: Beyond this |x| float64's e is subnormal: no double-double redo (the terms cannot cancel there).
+NO_REDO = np.float64(700.0)
+
+
+@inline
+def grad_dd(v, y, w, pw, grad_scale):
+    """grad_scale w ((1 - y) A - pw y B)/(1 + e) in double-double, rounded once at the end."""
+    e_hi, e_lo = exp_dd(-abs(v))
+    one_y_hi, one_y_lo = two_sum(ONE, -y)
+    pw_y_hi, pw_y_lo = two_prod(pw, y)
+    if v >= 0.0:
+        a_hi, a_lo = one_y_hi, one_y_lo
+        b_hi, b_lo = dd_mul(pw_y_hi, pw_y_lo, e_hi, e_lo)
+    else:
+        a_hi, a_lo = dd_mul(one_y_hi, one_y_lo, e_hi, e_lo)
+        b_hi, b_lo = pw_y_hi, pw_y_lo
+    num_hi, num_lo = dd_add(a_hi, a_lo, -b_hi, -b_lo)
+    den_hi, den_lo = dd_add(ONE, 0.0, e_hi, e_lo)
+    q_hi, q_lo = dd_div(num_hi, num_lo, den_hi, den_lo)
+    g_hi, g_lo = dd_mul(q_hi, q_lo, grad_scale * w, 0.0)
+    return g_hi + g_lo
 
 
 @jit
@@ -23,6 +52,8 @@ def kernel(x, target, weight, pos_weight, n, grad_scale, rows_per_block, loss, g
     pos_weights = np.empty(CHUNK)
     values = np.empty(CHUNK)
     grads = np.empty(CHUNK)
+    redo_flags = np.empty(CHUNK, np.bool_)
+    redo_indices = np.empty(CHUNK, np.int64)
     lanes = np.empty((3, LANES))
     running = np.zeros(2)
     start = 0
@@ -32,6 +63,7 @@ def kernel(x, target, weight, pos_weight, n, grad_scale, rows_per_block, loss, g
         first = np.uint64(start)
         load_chunk(weight, start, count, weights, 1.0)
         load_chunk(pos_weight, start, count, pos_weights, 1.0)
+        redo_count = 0
         for j in urange(0, count):
             v = np.float64(x[first + j])
             y = np.float64(target[first + j])
@@ -42,18 +74,21 @@ def kernel(x, target, weight, pos_weight, n, grad_scale, rows_per_block, loss, g
             positive = v >= 0.0
             softplus_pos = (v if positive else 0.0) + log_term  # softplus(x) = max(x, 0) + log1p(e^-|x|)
             softplus_neg = (0.0 if positive else -v) + log_term  # softplus(-x)
-            pos_term = 0.0 if y == 0.0 else (pw * y) * softplus_neg
-            neg_term = 0.0 if y == ONE else (ONE - y) * softplus_pos
-            values[j] = w * (pos_term + neg_term)
-            # (1 + e) ((1 - y) sigma(x) - pw y sigma(-x)) = (1 - y) A - pw y B, (A, B) = (1, e) for x >= 0, (e, 1)
-            # below; near x = 0 (e > 1/2) it is written with 1 - e = -expm1(-|x|), whose relative accuracy
-            # the difference needs there (e.g. sigma(x) - 1/2 = x/4 + ...), and 1 - (1 - e) is exact
-            if abs(v) < HALF:
-                one_minus_e = one_minus_exp(-abs(v), wide)
-                numerator = fma(pw * y if positive else y - ONE, one_minus_e, fma(-pw, y, ONE - y))
-            else:
-                numerator = fma(-(pw * y), e if positive else ONE, (ONE - y) * (ONE if positive else e))
-            grads[j] = ((grad_scale * w) * numerator) / (ONE + e)
+            pos_term = 0.0 if y == 0.0 else (w * (pw * y)) * softplus_neg
+            neg_term = 0.0 if y == ONE else (w * (ONE - y)) * softplus_pos
+            values[j] = pos_term + neg_term
+            a_term = (ONE - y) * (ONE if positive else e)  # (1 - y) sigma(x) (1 + e)
+            b_term = (pw * y) * (e if positive else ONE)  # pw y sigma(-x) (1 + e)
+            difference = a_term - b_term
+            grads[j] = ((grad_scale * w) * difference) / (ONE + e)
+            soft = (y > 0.0) & (y < ONE) & (abs(v) < NO_REDO)
+            redo = soft & (wide | (abs(difference) < CANCELLATION * max(a_term, b_term)))
+            redo_count += redo
+            redo_flags[j] = redo
+        if redo_count > 0:
+            for j in redo_indices[:flagged(redo_flags, count, redo_indices)]:
+                grads[j] = grad_dd(np.float64(x[first + j]), np.float64(target[first + j]), weights[j],
+                                   pos_weights[j], grad_scale)
         store_chunk(loss, start, count, values)
         store_chunk(grad, start, count, grads)
         if block_sums.size > 0:

@@ -31,6 +31,11 @@ def term(x, t, var, eps, constant_hi, constant_lo, precise, wide):
     v = np.float64(var)
     v = eps if v < eps else v  # NaN is not < eps: it stays NaN
     d, d_lo = difference(x, t, wide)
+    scale = ONE
+    if wide and abs(d) == INF and abs(np.float64(x)) < INF and abs(np.float64(t)) < INF:
+        # x - t overflows while (x - t)/v need not: work with (x - t)/2 (halving such x and t is exact)
+        d, d_lo = difference(np.float64(x) * HALF, np.float64(t) * HALF, wide)
+        scale = 2.0
     r = d / v
     if wide:
         rv, rv_lo = two_prod(r, v)
@@ -43,25 +48,29 @@ def term(x, t, var, eps, constant_hi, constant_lo, precise, wide):
         inv = ONE / v
         inv_lo = fma(-inv, v, ONE) / v
         rr, rr_lo = two_prod(r, r)
-        low = inv_lo - (rr_lo + 2.0 * r * r_lo)
+        square = scale * scale  # the (scaled) r^2 and d r below carry scale^2, r carries scale
+        rr *= square
+        low = inv_lo - square * (rr_lo + 2.0 * r * r_lo)
         grad_var = HALF * ((inv - rr) + (low if abs(low) < INF else 0.0))
+        q *= HALF * square  # q + q_lo = d^2/(2v): halved before it can overflow
+        q_lo *= HALF * square
     else:
         r_lo = 0.0
-        q = d * r
+        q = HALF * (d * r)
         q_lo = 0.0
         grad_var = HALF * (ONE / v - r * r)
     if precise:
         # log v + d^2/v + constant in double-double: log v < 0 can cancel the two terms >= 0
         log_hi, log_lo = log_dd(v)
-        sum_hi, sum_lo = dd_add(log_hi, log_lo, q, q_lo)
-        sum_hi, sum_lo = dd_add(sum_hi, sum_lo, constant_hi, constant_lo)
-        value = HALF * (sum_hi + sum_lo)
+        sum_hi, sum_lo = dd_add(HALF * log_hi, HALF * log_lo, q, q_lo)
+        sum_hi, sum_lo = dd_add(sum_hi, sum_lo, HALF * constant_hi, HALF * constant_lo)
+        value = sum_hi + sum_lo
         redo = False
     else:
         log_v = log(v, wide)
-        value = HALF * ((log_v + q) + constant_hi)
-        redo = abs(value) < CANCELLATION * abs(log_v)
-    return value, r + r_lo, grad_var, redo
+        value = (HALF * log_v + q) + HALF * constant_hi
+        redo = abs(value) < CANCELLATION * abs(HALF * log_v)
+    return value, scale * (r + r_lo), grad_var, redo
 
 
 @jit

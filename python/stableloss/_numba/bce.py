@@ -14,7 +14,7 @@ than 12 bits.
 import numpy as np
 
 from ._jit import (CHUNK, LANES, ONE, add_block_sums, chunk_stop, dd_add, dd_div, dd_mul, exp_dd, exp_nonpos, fma,
-                   flagged, inline, is_wide, jit, load_chunk, log1p, store_chunk, two_prod, two_sum, urange)
+                   flagged, helper, is_wide, jit, load_chunk, log1p, store_chunk, two_prod, two_sum, urange)
 
 #: Kinds of the arguments of sl_bce, in order (see the package __init__).
 ARGS = ("in", "in", "in", "in", "int", "float", "int", "out", "out", "sums")
@@ -26,7 +26,7 @@ CANCELLATION = np.float64(2.0**-12)
 NO_REDO = np.float64(700.0)
 
 
-@inline
+@helper
 def grad_dd(v, y, w, pw, grad_scale):
     """grad_scale w ((1 - y) A - pw y B)/(1 + e) in double-double, rounded once at the end."""
     e_hi, e_lo = exp_dd(-abs(v))

@@ -8,14 +8,14 @@ A = sum_j b_j the gradient is grad_scale (A p_j - b_j).
 
 import numpy as np
 
-from ._jit import ONE, fma, inline, is_wide, jit, neumaier_add, sum_lanes, two_sum, urange
+from ._jit import ONE, fma, helper, is_wide, jit, neumaier_add, sum_lanes, two_sum, urange
 from .lse import group_rows, shift, softmax_buffers, softmax_rows
 
 #: Kinds of the arguments of sl_ce, in order (see the package __init__).
 ARGS = ("in", "index", "in", "in", "int", "int", "int", "float", "float", "int", "out", "out", "sums")
 
 
-@inline
+@helper
 def shifted_dot(x, base, n_cols, a, coef, buf, lanes, wide):
     """sum_j coef[j] (x[base + j] - a) <= 0: terms of one sign (coef >= 0, x <= a), in lane sums."""
     total = 0.0
@@ -28,7 +28,7 @@ def shifted_dot(x, base, n_cols, a, coef, buf, lanes, wide):
     return total
 
 
-@inline
+@helper
 def grad_at_max(a_hi, a_lo, b, s, scale):
     """scale (A p_j - b) where e_j = 1 (p_j = 1/S): ((A - b) - b s)/S, since A/S - b = (A - b(1 + s))/S.
 

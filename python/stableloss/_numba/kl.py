@@ -10,7 +10,7 @@ in double-double.
 
 import numpy as np
 
-from ._jit import (CHUNK, LANES, add_block_sums, chunk_stop, exp, flagged, fma, inline, is_wide, jit, log, log_dd,
+from ._jit import (CHUNK, LANES, add_block_sums, chunk_stop, exp, flagged, fma, helper, is_wide, jit, log, log_dd,
                    store_chunk, two_diff, two_sum, urange)
 
 #: Kinds of the arguments of sl_kl, in order (see the package __init__).
@@ -22,7 +22,7 @@ CANCELLATION = np.float64(2.0**-16)
 TAIL = np.float64(-700.0)
 
 
-@inline
+@helper
 def term(input, target, log_target, precise, wide):
     """(loss, -p, redo): redo is set where not precise and the term needs the slow formula."""
     x = np.float64(input)
@@ -56,7 +56,7 @@ def term(input, target, log_target, precise, wide):
     return (0.0 if p == 0.0 else value), (0.0 if p == 0.0 else -p), redo
 
 
-@inline
+@helper
 def chunk_terms(input, target, first, count, log_target, precise, wide, grad_scale, values, grads, redo_flags):
     """The terms of input[first:first + count] into the chunk buffers; returns how many need a redo.
     Called with constant log_target and precise, so that each loop is compiled for one case."""

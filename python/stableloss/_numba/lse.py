@@ -9,8 +9,8 @@ way).
 
 import numpy as np
 
-from ._jit import (INF, LANES, ONE, exp_nonpos, inline, is_wide, jit, lanes_add, lanes_clear, lanes_total, log1p,
-                   max_of, sum_lanes, two_diff, urange)
+from ._jit import (INF, LANES, ONE, exp_nonpos, helper, is_wide, jit, lanes_add, lanes_clear, lanes_total, log1p,
+                   max_of, sum_in_order, two_diff, urange)
 
 #: Elements per group of short rows: the exp buffer of a group stays in the L1 cache.
 GROUP = 2048
@@ -18,7 +18,7 @@ GROUP = 2048
 LONG_ROW = 4 * LANES
 
 
-@inline
+@helper
 def shift(v, a, wide):
     """(z, z_lo): z + z_lo = v - a (exact in float64 kernels; float32 inputs: the float64 difference,
     whose relative error 2**-53 |z| is invisible after rounding to float32)."""
@@ -27,13 +27,13 @@ def shift(v, a, wide):
     return np.float64(v) - a, 0.0
 
 
-@inline
+@helper
 def group_rows(n_cols):
     """Rows per group: rows of at least LONG_ROW elements go one at a time."""
     return 1 if n_cols >= LONG_ROW else GROUP // n_cols
 
 
-@inline
+@helper
 def softmax_buffers(n_cols):
     """Scratch for :func:`softmax_rows`: (amax, e, s_hi, s_lo, log_s, lanes)."""
     rows = group_rows(n_cols)
@@ -41,7 +41,7 @@ def softmax_buffers(n_cols):
             np.empty((3, LANES)))
 
 
-@inline
+@helper
 def softmax_rows(x, first, count, n_cols, wide, amax, e, s_hi, s_lo, log_s, lanes):
     """The softmax pieces of rows first .. first + count - 1 of x (n_cols > 0 columns), i counted from
     first: amax[i] = a, e[i * n_cols + j] = e^{z_j} (exactly 1 at every maximum), s = s_hi[i] + s_lo[i],
@@ -71,7 +71,7 @@ def softmax_rows(x, first, count, n_cols, wide, amax, e, s_hi, s_lo, log_s, lane
             z, z_lo = shift(x[offset + j], e[j], wide)
             e[j] = exp_nonpos(z, z_lo, wide)
         for i in range(count):
-            s_hi[i], s_lo[i] = sum_lanes(e, i * n_cols, (i + 1) * n_cols, lanes, wide, True)
+            s_hi[i], s_lo[i] = sum_in_order(e, i * n_cols, (i + 1) * n_cols, wide, True)  # < 4 LANES terms
     for i in range(count):
         log_s[i] = log1p(s_hi[i], wide) + s_lo[i] / (ONE + s_hi[i])  # log1p(s + ds) = log1p(s) + ds/(1+s)
 

@@ -1,33 +1,35 @@
-"""The one place that owns the Numba options, and the scalar numeric primitives of the kernels.
+"""The one place that owns the Numba options, and the numeric primitives of the kernels.
 
-Decorators
-----------
-:func:`jit` compiles a kernel or a strict helper: ``cache=True`` (machine code kept next to the
-sources, see the package docstring for read-only installs), ``error_model="numpy"`` (no
-ZeroDivisionError checks: x/0 is inf or NaN as in IEEE arithmetic), ``nogil=True`` (the dispatcher
-runs kernels on several threads) and no fast-math flag at all, so NaN and +-inf keep their meaning
-and the error-free transformations below are evaluated exactly as written.
-:func:`lane_jit` adds the single flag ``reassoc``, for loops that only add up a buffer: without it
-LLVM must add in source order, one element after the other; with it the loop is split into vector
-lanes.  Those loops hold nothing but the additions (and, in :func:`sum_off_max`, exact compares), so
-``reassoc`` cannot fold a rounding-error term or a magic-number rounding (numerics.md 4.1) anywhere.
-Such a helper is compiled as a function of its own, and LLVM inlines it into the strict caller
-keeping the flag on its own instructions only; ``inline="always"`` would paste it into the caller's
-Numba IR and give it the caller's (strict) flags.  ``contract`` is never used: every fused
-multiply-add is an explicit :func:`fma`, so results do not depend on the compiler's choices.
-:func:`inline` compiles a primitive that is pasted into its callers.
+Decorators (every one: ``error_model="numpy"``, no ZeroDivisionError checks, x/0 is inf or NaN as in
+IEEE arithmetic; ``nogil=True``, the dispatcher runs kernels on several threads)
+- :func:`jit`: a kernel, ``cache=True``, no fast-math flag at all, so NaN and +-inf keep their meaning
+  and the error-free transformations below are evaluated exactly as written.  ``contract`` is never
+  used: every fused multiply-add is an explicit :func:`fma`, so results do not depend on the
+  compiler's fusion choices.
+- :func:`lane_jit`: adds the single flag ``reassoc``, on the maximum reductions only (:func:`max_of`):
+  without it LLVM must combine the elements in source order, with it it keeps one running maximum per
+  vector lane.  The loop holds nothing but llvm.maximum, which is exactly associative, so the flag
+  changes nothing but the speed.  Sums never need it: they run in explicit lanes (:func:`lanes_add`),
+  a plain map that LLVM vectorizes under strict rules, so no rounding-error term can be folded away
+  and no magic-number rounding broken (numerics.md 4.1; exp rounds with ``np.rint``).
+- :func:`helper` / :func:`pasted`: the primitives and pieces of kernels, strict like :func:`jit`,
+  compiled as functions of their own and inlined by LLVM (:func:`pasted`: by Numba, for the few that
+  LLVM would leave as calls in a vectorized loop).
 
-Precision tiers
----------------
-Every kernel computes in float64.  The primitives take ``wide``: True in float64 kernels (<= 1 ulp of
-float64: two-constant Cody-Waite reductions, longer polynomials, the rounding error of the argument
-carried along), False in float32 kernels (relative error ~1e-11, far below the float32 rounding at
-the store).  ``wide`` comes from :func:`is_wide`, a compile-time constant for the input dtype, so
-LLVM drops the branch not taken before it vectorizes.
+Precision tiers.  Every kernel computes in float64 and rounds once at the store.  The primitives take
+``wide``: True in float64 kernels (<= 1 ulp of float64: two-constant Cody-Waite reduction, longer
+polynomials, the rounding error of the argument carried along; measured against mpmath: exp 0.71 ulp,
+log 0.77 ulp, log1p 0.80 ulp), False in float32 kernels (relative error <= 4.4e-12, far below the
+float32 rounding).  ``wide`` comes from :func:`is_wide`, a constant for the input dtype, so LLVM drops
+the branch not taken before it vectorizes.  Polynomials: minimax fits on the reduced range (weighted
+least squares on Chebyshev nodes, checked against mpmath); constants are module-level
+``np.float64``/``np.int64`` globals, which Numba freezes as typed constants.
 
-Constants are module-level ``np.float64`` / ``np.int64`` globals: Numba freezes them as typed
-constants.  Polynomials: minimax fits on the reduced range (weighted least squares on Chebyshev
-nodes, checked against mpmath); the error figures quoted are relative, of the primitive's result.
+Numba pitfalls met here (besides numerics.md 4.2): a loop index that LLVM cannot prove non-negative
+makes Numba wrap negative indices element by element, which turns vector loads into gathers (see
+:func:`urange`); slices cost atomic reference counts per row; an optional array in a vectorized loop
+costs the whole loop its vector path (see :func:`load_chunk`); a slow formula behind a flag inside a
+vectorized loop runs on every lane (see :func:`flagged`).
 """
 
 import hashlib
@@ -88,6 +90,12 @@ def helper(func):
     in, so a branch on them costs nothing.  Numba's own ``inline="always"`` pastes the callee's IR at
     each call site instead: the cross-entropy kernel then took 25 s to compile, against 6 s."""
     return njit(**_OPTIONS)(func)
+
+
+def pasted(func):
+    """A helper too large for LLVM's inliner that a vectorized loop calls: pasted into the caller's
+    Numba IR (``inline="always"``), so the loop has no call left and still vectorizes."""
+    return njit(inline="always", **_OPTIONS)(func)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -175,9 +183,7 @@ _LN2_DIGITS = 693147180559945309417232121458176568075500134360255254120680  # ln
 ROUND_MAGIC = np.float64(6755399441055744.0)  # 1.5 * 2**52: bits(n + ROUND_MAGIC) end in the integer n
 ROUND_MAGIC_BITS = np.int64(0x4338000000000000)
 EXP_BIAS = np.int64(1023)
-MANTISSA_MASK = np.int64(0x000FFFFFFFFFFFFF)
 SQRT_HALF_BITS = np.int64(0x3FE6A09E667F3BCD)
-TWO_P64 = np.float64(2.0**64)
 TWO_M64 = np.float64(2.0**-64)
 TWO_P54 = np.float64(2.0**54)
 SMALLEST_NORMAL = np.float64(2.0**-1022)
@@ -211,7 +217,7 @@ LN0, LN1, LN2C, LN3, LN4 = _coeffs(
 # ---------------------------------------------------------------------------------------------------
 # Error-free transformations and compensated sums
 
-@helper
+@pasted
 def two_sum(a, b):
     """(s, err) with s = fl(a + b) and s + err == a + b exactly (Knuth); err = 0 where s is not finite."""
     s = a + b
@@ -220,13 +226,13 @@ def two_sum(a, b):
     return s, (err if abs(s) < INF else 0.0)
 
 
-@helper
+@pasted
 def two_diff(a, b):
     """(d, err) with d = fl(a - b) and d + err == a - b exactly; err = 0 where d is not finite."""
     return two_sum(a, -b)
 
 
-@helper
+@pasted
 def two_prod(a, b):
     """(p, err) with p = fl(a * b) and p + err == a * b exactly (an fma recovers the rounding error);
     err = 0 where p is not finite."""
@@ -235,7 +241,7 @@ def two_prod(a, b):
     return p, (err if abs(p) < INF else 0.0)
 
 
-@helper
+@pasted
 def neumaier_add(total, compensation, value):
     """Add value to the compensated sum total + compensation (Neumaier: the rounding error of each
     addition is kept in compensation and added back at the end)."""
@@ -246,13 +252,13 @@ def neumaier_add(total, compensation, value):
 # ---------------------------------------------------------------------------------------------------
 # exp
 
-@helper
+@pasted
 def pow2(n):
     """2**n for an integral float64 n in [-1022, 1023], built in the exponent field."""
     return as_float((as_int(n + ROUND_MAGIC) - ROUND_MAGIC_BITS + EXP_BIAS) << 52)
 
 
-@helper
+@pasted
 def _exp_reduced(x, x_lo, wide):
     """(m, n) with e^(x + x_lo) = m 2**n, n = rint(x / ln 2) (|x_lo| <= ulp(x), m in [0.7, 1.42])."""
     n = np.rint(x * LOG2E)  # rint, not a magic-number add and subtract, which reassoc would fold
@@ -274,7 +280,7 @@ def _exp_reduced(x, x_lo, wide):
     return m, n
 
 
-@helper
+@pasted
 def exp_nonpos(x, x_lo, wide):
     """e^(x + x_lo) for x <= 0 (also -inf -> 0, NaN -> NaN); x_lo = 0 for a plain argument.
 
@@ -288,7 +294,7 @@ def exp_nonpos(x, x_lo, wide):
     return 0.0 if x < EXP_UNDERFLOW_NARROW else value
 
 
-@helper
+@pasted
 def exp(x, x_lo, wide):
     """e^(x + x_lo) for any float64 x (<= 1 ulp wide), 0 below -746, inf above log(DBL_MAX), NaN stays
     NaN; x_lo = 0 for a plain argument."""
@@ -302,7 +308,7 @@ def exp(x, x_lo, wide):
 # ---------------------------------------------------------------------------------------------------
 # log, log1p
 
-@helper
+@pasted
 def _log_split(x):
     """(f, k) with x = 2**k (1 + f), 1 + f in [sqrt(1/2), sqrt(2)), f exact, for positive finite x."""
     tiny = x < SMALLEST_NORMAL
@@ -314,7 +320,7 @@ def _log_split(x):
     return m - ONE, (k - 54.0 if tiny else k)  # m - 1 is exact (Sterbenz)
 
 
-@helper
+@pasted
 def _log1p_reduced(f, k, c, wide):
     """k ln 2 + log1p(f) + c for f in [sqrt(1/2) - 1, sqrt(2) - 1) and a small correction c.
 
@@ -331,7 +337,7 @@ def _log1p_reduced(f, k, c, wide):
     return fma(k, LN2, (f - hfsq) + fma(s, hfsq + z * p, c))
 
 
-@helper
+@pasted
 def log(x, wide):
     """Natural log; 0 -> -inf, inf -> inf, x < 0 or NaN -> NaN.  Wide: <= 1 ulp."""
     f, k = _log_split(x)
@@ -341,7 +347,7 @@ def log(x, wide):
     return value if x >= 0.0 else NAN
 
 
-@helper
+@pasted
 def log1p(x, wide):
     """log(1 + x); -1 -> -inf, inf -> inf, x < -1 or NaN -> NaN.  Wide: <= 1 ulp."""
     u = ONE + x
@@ -357,7 +363,7 @@ def log1p(x, wide):
 # ---------------------------------------------------------------------------------------------------
 # Double-double arithmetic (value = hi + lo, |lo| <= ulp(hi)/2) and a logarithm to ~2**-100
 
-@helper
+@pasted
 def fast_two_sum(a, b):
     """(s, err) with s + err == a + b exactly, for |a| >= |b| (Dekker); err = 0 where s is not finite."""
     s = a + b
@@ -365,13 +371,13 @@ def fast_two_sum(a, b):
     return s, (err if abs(s) < INF else 0.0)
 
 
-@helper
+@pasted
 def dd_add(a_hi, a_lo, b_hi, b_lo):
     s, err = two_sum(a_hi, b_hi)
     return fast_two_sum(s, err + (a_lo + b_lo))
 
 
-@helper
+@pasted
 def dd_mul(a_hi, a_lo, b_hi, b_lo):
     p, err = two_prod(a_hi, b_hi)
     return fast_two_sum(p, err + (a_hi * b_lo + a_lo * b_hi))
@@ -391,7 +397,7 @@ LN2_LO2 = np.float64(float(Fraction(_LN2_DIGITS) / 10**60 - Fraction(float(LN2_H
  ATANH_T19, ATANH_T20) = (np.float64(1.0 / (2 * j + 1)) for j in range(9, 21))
 
 
-@helper
+@pasted
 def log_dd(x):
     """log(x) as a double-double (hi, lo), relative error ~2**-100, for positive finite x.
 
@@ -441,7 +447,7 @@ def dd_div(a_hi, a_lo, b_hi, b_lo):
 # turns the vector loads into gathers (5x slower).  Slices (x[lo:hi]) avoid that too, but each one
 # costs an atomic reference-count increment and decrement: ~100 cycles per row in short rows.
 
-@helper
+@pasted
 def urange(lo, hi):
     """range(lo, hi) with uint64 indices (lo <= hi, both >= 0)."""
     return range(np.uint64(lo), np.uint64(hi))

@@ -13,7 +13,7 @@ than 12 bits.
 
 import numpy as np
 
-from ._jit import (CHUNK, LANES, ONE, add_block_sums, chunk_stop, dd_add, dd_div, dd_mul, exp_dd, exp_nonpos, fma,
+from ._jit import (CHUNK, LANES, ONE, add_block_sums, chunk_stop, dd_add, dd_div, dd_mul, exp_dd, exp_nonpos,
                    flagged, helper, is_wide, jit, load_chunk, log1p, store_chunk, two_prod, two_sum, urange)
 
 #: Kinds of the arguments of sl_bce, in order (see the package __init__).

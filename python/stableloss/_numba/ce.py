@@ -8,7 +8,7 @@ A = sum_j b_j the gradient is grad_scale (A p_j - b_j).
 
 import numpy as np
 
-from ._jit import ONE, fma, helper, is_wide, jit, neumaier_add, sum_lanes, two_sum, urange
+from ._jit import CHUNK, ONE, fma, helper, is_wide, jit, neumaier_add, sum_lanes, two_sum, urange
 from .lse import group_rows, shift, softmax_buffers, softmax_rows
 
 #: Kinds of the arguments of sl_ce, in order (see the package __init__).
@@ -48,7 +48,7 @@ def kernel(x, target, target_prob, weight, n_rows, n_classes, ignore_index, labe
     keep = ONE - label_smoothing
     eps_c = label_smoothing / n_classes
     amax, e, s_hi, s_lo, log_s, lanes = softmax_buffers(n_classes)
-    buf = np.empty(1024)
+    buf = np.empty(CHUNK)
     w = np.ones(n_classes)
     for j in urange(0, weight.size):
         w[j] = weight[j]

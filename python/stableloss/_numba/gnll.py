@@ -10,8 +10,8 @@ d r cancel to below 2**-16 of log v: those terms are redone with the double-doub
 
 import numpy as np
 
-from ._jit import (CHUNK, HALF, INF, LANES, ONE, add_block_sums, chunk_stop, dd_add, flagged, fma, helper, is_wide,
-                   jit, log, log_dd, store_chunk, two_prod, urange)
+from ._jit import (CHUNK, HALF, INF, LANES, ONE, add_block_sums, chunk_stop, dd_add, flagged, fma, is_wide,
+                   jit, log, log_dd, pasted, store_chunk, two_prod, urange)
 from .mse import difference
 
 #: Kinds of the arguments of sl_gnll, in order (see the package __init__).
@@ -24,7 +24,7 @@ LOG_2PI_LO = np.float64(float.fromhex("-0x1.65b5a1b7ff5dfp-54"))
 CANCELLATION = np.float64(2.0**-16)
 
 
-@helper
+@pasted
 def term(x, t, var, eps, constant_hi, constant_lo, precise, wide):
     """(loss, grad_input, grad_var, redo); the loss is (log v + d^2/v + constant)/2 and redo is set if
     not precise and the terms cancel."""

@@ -11,7 +11,7 @@ in double-double.
 import numpy as np
 
 from ._jit import (CHUNK, LANES, add_block_sums, chunk_stop, exp, flagged, fma, helper, is_wide, jit, log, log_dd,
-                   store_chunk, two_diff, two_sum, urange)
+                   pasted, store_chunk, two_diff, two_sum, urange)
 
 #: Kinds of the arguments of sl_kl, in order (see the package __init__).
 ARGS = ("in", "in", "int", "int", "float", "int", "out", "out", "sums")
@@ -22,7 +22,7 @@ CANCELLATION = np.float64(2.0**-16)
 TAIL = np.float64(-700.0)
 
 
-@helper
+@pasted
 def term(input, target, log_target, precise, wide):
     """(loss, -p, redo): redo is set where not precise and the term needs the slow formula."""
     x = np.float64(input)

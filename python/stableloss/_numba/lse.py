@@ -2,7 +2,8 @@
 
 Blanchard, Higham & Higham (2021): with a = max_j x_j attained first at k, z_j = x_j - a and
 s = sum_{j != k} e^{z_j}, log-sum-exp = a + log1p(s) keeps full relative accuracy and
-softmax_j = e^{z_j} / (1 + s).  Rows are handled in groups of about :data:`GROUP` elements so that
+softmax_j = e^{z_j} / (1 + s).  A NaN or a +inf in a row makes all its outputs NaN (inf - inf), as
+in the reference.  Rows are handled in groups of about :data:`GROUP` elements so that
 the exp loop runs over whole groups of short rows as well as over one long row (vector lanes either
 way).
 """
@@ -10,7 +11,7 @@ way).
 import numpy as np
 
 from ._jit import (INF, LANES, ONE, exp_nonpos, helper, is_wide, jit, lanes_add, lanes_clear, lanes_total, log1p,
-                   max_of, sum_in_order, two_diff, urange)
+                   max_of, pasted, sum_in_order, two_diff, urange)
 
 #: Elements per group of short rows: the exp buffer of a group stays in the L1 cache.
 GROUP = 2048
@@ -18,7 +19,7 @@ GROUP = 2048
 LONG_ROW = 4 * LANES
 
 
-@helper
+@pasted
 def shift(v, a, wide):
     """(z, z_lo): z + z_lo = v - a (exact in float64 kernels; float32 inputs: the float64 difference,
     whose relative error 2**-53 |z| is invisible after rounding to float32)."""

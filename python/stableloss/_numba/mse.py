@@ -2,14 +2,14 @@
 
 import numpy as np
 
-from ._jit import (CHUNK, INF, LANES, add_block_sums, chunk_stop, fma, helper, is_wide, jit, load_chunk, store_chunk,
+from ._jit import (CHUNK, INF, LANES, add_block_sums, chunk_stop, fma, is_wide, jit, load_chunk, pasted, store_chunk,
                    two_diff, two_prod, urange)
 
 #: Kinds of the arguments of sl_mse, in order (see the package __init__).
 ARGS = ("in", "in", "in", "int", "float", "int", "out", "out", "sums")
 
 
-@helper
+@pasted
 def difference(x, t, wide):
     """(d, d_lo): d + d_lo = x - t, exactly when wide (float32 inputs: the float64 difference)."""
     if wide:

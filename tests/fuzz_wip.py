@@ -1,4 +1,8 @@
-"""Property-based fuzzing of every public function on every backend.
+"""Property-based fuzzing of every public function on every backend (work in progress, issue 6).
+
+Not collected yet (the file name keeps it out of the default run): its first runs found cross-backend
+differences still to be fixed (bce on c, gnll/kl/mse on numba, mse on c via an fsum overflow, and
+overflow warnings in log_softmax); run it with ``python -m pytest tests/fuzz_wip.py``.
 
 Each generated call either raises one of the documented exception types or returns what the numpy
 reference returns, within the accuracy budget (two results each within 4 ulp of the exact value differ

@@ -13,7 +13,6 @@ import argparse
 import gc
 import json
 import math
-import shutil
 import statistics
 import sys
 import time
@@ -259,7 +258,7 @@ def _bench(args):
         args.parser.error("--plot draws speed-ups over torch (or numpy): include one of them in --backends")
     wl.set_threads(args.threads)
     environment = wl.environment()  # before the run: its load average is other processes'
-    progress = _Progress(1 + len(wl.WORKLOADS) * (1 + len(implementations)))
+    progress = wl.Progress(1 + len(wl.WORKLOADS) * (1 + len(implementations)))
     progress.step("copy bandwidth")
     copy_bytes, bandwidth = _copy_bandwidth(2**24 if args.quick else 2**26)
     rows = [_run_workload(workload, implementations, args, progress) for workload in wl.WORKLOADS]
@@ -419,27 +418,6 @@ def _plot(report, path):
     figure.savefig(path, dpi=120)
     plt.close(figure)
 
-
-class _Progress:
-    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
-
-    def __init__(self, total, stream=sys.stderr):
-        self.total, self.done, self.stream = total, 0, stream
-        self.active = stream.isatty()
-        self.columns = shutil.get_terminal_size().columns - 1
-
-    def step(self, what):
-        if self.active:
-            filled = 30 * self.done // self.total
-            line = f"[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} {what}"
-            self.stream.write("\r" + line[:self.columns].ljust(self.columns))
-            self.stream.flush()
-        self.done += 1
-
-    def close(self):
-        if self.active:
-            self.stream.write("\r" + " " * self.columns + "\r")
-            self.stream.flush()
 
 
 if __name__ == "__main__":

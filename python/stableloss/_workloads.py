@@ -12,6 +12,7 @@ import functools
 import importlib
 import os
 import platform
+import shutil
 import sys
 
 import numpy as np
@@ -336,3 +337,25 @@ def environment():
         "platform": platform.platform(),
         "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
+
+
+class Progress:
+    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
+
+    def __init__(self, total, stream=sys.stderr):
+        self.total, self.done, self.stream = total, 0, stream
+        self.active = stream.isatty()
+        self.columns = shutil.get_terminal_size().columns - 1
+
+    def step(self, what):
+        if self.active:
+            filled = 30 * self.done // self.total
+            line = f"[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} {what}"
+            self.stream.write("\r" + line[:self.columns].ljust(self.columns))
+            self.stream.flush()
+        self.done += 1
+
+    def close(self):
+        if self.active:
+            self.stream.write("\r" + " " * self.columns + "\r")
+            self.stream.flush()

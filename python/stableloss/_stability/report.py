@@ -18,7 +18,6 @@ import functools
 import math
 import multiprocessing
 import os
-import shutil
 import sys
 import textwrap
 import warnings
@@ -403,7 +402,7 @@ def run_check(backends=None, peers=True, losses=None, dtypes=DTYPES, plot=None, 
         tasks |= {(stem, name, plot_dtype) for stem, name, _ in PLOT_SWEEPS}
     torch = _workloads.optional("torch") if "torch" in implementations else None
     torch_threads = torch.get_num_threads() if torch else None
-    progress = _Progress(len(tasks) + len(stems) * len(dtypes) + (plot is not None))
+    progress = _workloads.Progress(len(tasks) + len(stems) * len(dtypes) + (plot is not None))
     try:
         if torch:
             torch.set_num_threads(1)
@@ -602,24 +601,3 @@ def _plot(path, dtype, exact, implementations):
     figure.tight_layout(rect=(0, 0.06, 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
-
-
-class _Progress:
-    """A one-line progress indication on stderr, drawn only when stderr is a terminal."""
-
-    def __init__(self, total, stream=sys.stderr):
-        self.total, self.done, self.stream = total, 0, stream
-        self.active = stream.isatty()
-        self.columns = shutil.get_terminal_size().columns - 1
-
-    def step(self, what):
-        if self.active:
-            line = f"check [{self.done}/{self.total}] {what}"
-            self.stream.write("\r" + line[:self.columns].ljust(self.columns))
-            self.stream.flush()
-        self.done += 1
-
-    def close(self):
-        if self.active:
-            self.stream.write("\r" + " " * self.columns + "\r")
-            self.stream.flush()

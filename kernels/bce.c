@@ -18,9 +18,16 @@
  * gives the limit (0 for the matching label, +inf otherwise) instead of PyTorch's NaN.  NaN in x, y,
  * w or pw: NaN out.
  *
+ * float32 AVX2: runs of 8 elements with hard labels, |x| <= 86 and finite weights (the common case
+ * in training) take float lanes instead, 8 per step (bce_row8_f32): e and log1p(e) in float32 (<= 1
+ * ulp each, sl_math.h), the rest in double.  It costs accuracy within the budget (0.5 -> 1.8 ulp of
+ * loss, 2.2 of gradient, measured) for half the time (10^7 elements fwd+grad, one thread: 79 -> 39 ms
+ * on the development machine, the same run).
+ *
  * Accuracy (against mpmath: random, soft and hard labels, |x| up to 1e30 and the dtype max, +-inf,
- * weights and pos_weight up to 1000; scalar and AVX2 alike): float32 0.5 ulp; float64 loss 2.4 ulp,
- * gradient 2.0 ulp.  Budget: 4 ulp.
+ * weights and pos_weight up to 1000): float32 0.5 ulp (scalar; AVX2 outside the float lanes), the
+ * float lanes loss 1.8 ulp and gradient 2.2 ulp; float64 loss 2.4 ulp, gradient 2.3 ulp.  Budget:
+ * 4 ulp.
  */
 #include "sl_kernel.h"
 
@@ -171,9 +178,65 @@ SL_AVX2 SL_INLINE __m256d bce_row4(const void *args, int64_t i, const sl_tail *t
     return value;
 }
 
+/* float32, eight elements whose labels are all 0 or 1, |x| <= 86 and weights finite (else the two
+ * halves go through bce_row4).  With flip = x for y = 0 and -x for y = 1, the one term left is
+ * c softplus(flip), c = w (y = 0) or w pw (y = 1): softplus(flip) = max(flip, 0) + log1p(e) from
+ * sl_expf_neg_v and sl_log1pf_unit_v (float lanes), added and scaled in double and rounded once; the
+ * gradient c (+-sigma(flip)) with sigma(flip) = (flip >= 0 ? 1 : e)/(1 + e), one float division. */
+SL_AVX2 SL_INLINE __m256d bce_row8_f32(const void *args, int64_t i)
+{
+    const bce_args *a = (const bce_args *)args;
+    const __m256 one = SL_VF(1.0f), zero = _mm256_setzero_ps(), sign = SL_VF(-0.0f);
+    __m256 x = _mm256_loadu_ps((const float *)a->x + i), y = _mm256_loadu_ps((const float *)a->y + i);
+    __m256 w = a->w ? _mm256_loadu_ps((const float *)a->w + i) : one;
+    __m256 pw = a->pw ? _mm256_loadu_ps((const float *)a->pw + i) : one;
+    __m256 label1 = _mm256_cmp_ps(y, one, _CMP_EQ_OQ);
+    __m256 fast = _mm256_and_ps(_mm256_or_ps(label1, _mm256_cmp_ps(y, zero, _CMP_EQ_OQ)),
+                                _mm256_cmp_ps(_mm256_andnot_ps(sign, x), SL_VF(86.0f), _CMP_LE_OQ));
+    if (a->w || a->pw) { /* |w|, |pw| < inf: false for NaN */
+        __m256 finite = _mm256_and_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, w), SL_VF(INFINITY), _CMP_LT_OQ),
+                                      _mm256_cmp_ps(_mm256_andnot_ps(sign, pw), SL_VF(INFINITY), _CMP_LT_OQ));
+        fast = _mm256_and_ps(fast, finite);
+    }
+    if (__builtin_expect(_mm256_movemask_ps(fast) != 0xff, 0))
+        return _mm256_add_pd(bce_row4(args, i, NULL, 1), bce_row4(args, i + 4, NULL, 1));
+    __m256 label_sign = _mm256_and_ps(label1, sign);
+    __m256 flip = _mm256_xor_ps(x, label_sign);
+    __m256 e = sl_expf_neg_v(_mm256_or_ps(x, sign), zero); /* e^-|x|, normal for |x| <= 86 */
+    __m256d sp_lo, sp_hi, l_lo, l_hi;
+    sl_widen_v(_mm256_max_ps(flip, zero), &sp_lo, &sp_hi);
+    sl_widen_v(sl_log1pf_unit_v(e), &l_lo, &l_hi);
+    sp_lo = _mm256_add_pd(sp_lo, l_lo); /* two terms >= 0 */
+    sp_hi = _mm256_add_pd(sp_hi, l_hi);
+    __m256d c_lo = SL_V(1.0), c_hi = c_lo;
+    if (a->w || a->pw) {
+        __m256d w_lo, w_hi, pw_lo, pw_hi;
+        sl_widen_v(w, &w_lo, &w_hi);
+        sl_widen_v(_mm256_blendv_ps(one, pw, label1), &pw_lo, &pw_hi); /* pw for y = 1, 1 for y = 0 */
+        c_lo = _mm256_mul_pd(w_lo, pw_lo);
+        c_hi = _mm256_mul_pd(w_hi, pw_hi);
+        sp_lo = _mm256_mul_pd(c_lo, sp_lo);
+        sp_hi = _mm256_mul_pd(c_hi, sp_hi);
+    }
+    if (a->loss)
+        _mm256_storeu_ps((float *)a->loss + i, sl_narrow_v(sp_lo, sp_hi));
+    if (a->grad) {
+        __m256 numer = _mm256_blendv_ps(e, one, _mm256_cmp_ps(flip, zero, _CMP_GE_OQ));
+        __m256 sigma = _mm256_xor_ps(_mm256_div_ps(numer, _mm256_add_ps(one, e)), label_sign);
+        __m256d g_lo, g_hi, scale = SL_V(a->grad_scale);
+        sl_widen_v(sigma, &g_lo, &g_hi);
+        _mm256_storeu_ps((float *)a->grad + i, sl_narrow_v(_mm256_mul_pd(_mm256_mul_pd(c_lo, scale), g_lo),
+                                                           _mm256_mul_pd(_mm256_mul_pd(c_hi, scale), g_hi)));
+    }
+    return _mm256_add_pd(sp_lo, sp_hi);
+}
+
 SL_AVX2 SL_INLINE void bce_avx2(const bce_args *a, int f32)
 {
-    sl_rows_v(a, a->n, a->rows_per_block, a->block_sums, bce_row4, f32);
+    if (f32)
+        sl_rows_v8(a, a->n, a->rows_per_block, a->block_sums, bce_row8_f32, bce_row4);
+    else
+        sl_rows_v(a, a->n, a->rows_per_block, a->block_sums, bce_row4, f32);
 }
 #endif
 

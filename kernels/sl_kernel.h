@@ -70,6 +70,33 @@ SL_AVX2 SL_INLINE void sl_rows_v(const void *args, int64_t n, int64_t rows_per_b
             block_sums[b] = sl_acc_v_value(&acc, f32);
     }
 }
+
+/* The float32 form with 8 elements per step: row8(args, i) handles rows i..i+7 and returns their
+ * losses as two 4-lane halves added (the block's order is fixed: bitwise the same for any split);
+ * the last n % 8 rows go through row4. */
+
+typedef __m256d (*sl_row8_fn)(const void *args, int64_t i);
+
+SL_AVX2 SL_INLINE void sl_rows_v8(const void *args, int64_t n, int64_t rows_per_block, double *block_sums,
+                                  sl_row8_fn row8, sl_row4_fn row4)
+{
+    int64_t block = block_sums && rows_per_block > 0 ? rows_per_block : n;
+    for (int64_t start = 0, b = 0; start < n; start += block, b++) {
+        int64_t end = n - start > block ? start + block : n;
+        sl_acc_v acc = sl_acc_v_zero();
+        int64_t i = start;
+        for (; end - i >= 8; i += 8)
+            sl_acc_v_add(&acc, row8(args, i), 1);
+        for (; end - i >= 4; i += 4)
+            sl_acc_v_add(&acc, row4(args, i, NULL, 1), 1);
+        if (i < end) {
+            sl_tail tail = sl_tail_mask(end - i);
+            sl_acc_v_add(&acc, sl_keep_v(row4(args, i, &tail, 1), &tail), 1);
+        }
+        if (block_sums)
+            block_sums[b] = sl_acc_v_value(&acc, 1);
+    }
+}
 #endif
 
 /* ------------------------------------------------------------------------------------------------

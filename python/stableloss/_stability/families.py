@@ -346,6 +346,20 @@ def tails(dtype, rng):
 
 
 @family("bce")
+def hard_labels(dtype, rng):
+    """Hard labels 0 and 1 against logits dense over [-90, 90] (long runs within |x| <= 86, the
+    float32 lane path of the C kernels, and its edge), unweighted and with weights and pos_weight."""
+    n = 4000
+    x = np.concatenate([rng.uniform(-90.0, 90.0, n // 2),
+                        rng.choice([-1.0, 1.0], n // 2) * np.geomspace(1e-6, 86.0, n // 2)])
+    y = rng.integers(0, 2, n).astype(np.float64)
+    w = np.exp(rng.standard_normal(n))
+    pw = np.exp(rng.standard_normal(n) * 2)
+    return [_bce(x.astype(dtype), y.astype(dtype)),
+            _bce(x.astype(dtype), y.astype(dtype), weight=w.astype(dtype), pos_weight=pw.astype(dtype))]
+
+
+@family("bce")
 def random_soft(dtype, rng):
     """Random logits over many scales, soft labels, weights and pos_weight."""
     n = 1500

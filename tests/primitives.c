@@ -1,0 +1,70 @@
+/*
+ * primitives.c -- the ulp error of the float32 lane primitives of kernels/sl_math.h, over every
+ * float32 argument of their ranges (every `stride`-th bit pattern), against glibc's double exp and
+ * log1p, whose own error is far below a float ulp.  Prints "<name> <worst ulp> <argument>" lines.
+ * Usage: primitives [stride]   (built and run by tests/test_primitives.py)
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "sl_math.h"
+
+/* |got - exact| in ulps of the exact value's float32 binade (subnormal spacing below 2^-126). */
+static double ulp_error(float got, double exact)
+{
+    int e;
+    frexp(exact, &e);
+    double ulp = ldexp(1.0, e - 24 < -149 ? -149 : e - 24);
+    return fabs((double)got - exact) / ulp;
+}
+
+typedef __m256 (*unary_v)(__m256);
+
+SL_AVX2 static __m256 exp_neg(__m256 z) { return sl_expf_neg_v(z, _mm256_setzero_ps()); }
+SL_AVX2 static __m256 log1p_unit(__m256 e) { return sl_log1pf_unit_v(e); }
+
+/* Arguments sign * (bit patterns first, first + stride, ... up to |x| <= limit). */
+SL_AVX2 static void measure(const char *name, unary_v f, double (*exact)(double), float sign, float limit,
+                            uint32_t stride)
+{
+    double worst = 0.0;
+    float worst_at = 0.0f;
+    float args[8], out[8];
+    int count = 0;
+    for (uint64_t bits = 0;; bits += stride) {
+        float v;
+        uint32_t b = (uint32_t)bits;
+        memcpy(&v, &b, sizeof v);
+        int last = !(v <= limit) || bits > 0x7f800000u;
+        if (!last)
+            args[count++] = sign * v;
+        if (count == 8 || (last && count)) {
+            for (int l = count; l < 8; l++)
+                args[l] = args[0];
+            _mm256_storeu_ps(out, f(_mm256_loadu_ps(args)));
+            for (int l = 0; l < count; l++) {
+                double err = ulp_error(out[l], exact((double)args[l]));
+                if (err > worst) {
+                    worst = err;
+                    worst_at = args[l];
+                }
+            }
+            count = 0;
+        }
+        if (last)
+            break;
+    }
+    printf("%s %.4f %a\n", name, worst, worst_at);
+}
+
+int main(int argc, char **argv)
+{
+    uint32_t stride = argc > 1 ? (uint32_t)strtoul(argv[1], NULL, 10) : 1;
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+        printf("no-avx2\n");
+        return 0;
+    }
+    measure("sl_expf_neg_v", exp_neg, exp, -1.0f, 86.0f, stride);
+    measure("sl_log1pf_unit_v", log1p_unit, log1p, 1.0f, 1.0f, stride);
+    return 0;
+}

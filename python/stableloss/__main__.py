@@ -306,33 +306,48 @@ def _run_workload(workload, implementations, args, progress):
     row = {"workload": label, "stem": workload.stem, "mode": workload.mode, "dtype": workload.dtype,
            "shape": list(shape), "min_bytes": wl.min_bytes(workload.stem, inputs, workload.grad),
            "results": {}}
+    calls = {}
     for name in implementations:
         progress.step(f"{label}: {name}")
-        row["results"][name] = _measure(workload, name, inputs, reference, args.repeat)
+        calls[name], row["results"][name] = _warm_up(workload, name, inputs, reference)
+    _time_rounds(calls, row["results"], args.repeat)
     return row
 
 
-def _measure(workload, name, inputs, reference, repeat):
-    """Warm up and check one implementation against the reference, then time it."""
+def _warm_up(workload, name, inputs, reference):
+    """The call of one implementation and its first result: a warm-up (JIT compilation, first touch of
+    memory) checked against the reference.  A failing implementation gets no call."""
     call = wl.prepare(workload.stem, name, inputs, workload.grad)
     try:
-        got = reference if name == "numpy" else call()  # the warm-up: JIT compilation, first touch of memory
+        got = reference if name == "numpy" else call()
     except Exception as exc:  # a broken backend is reported, the others still run
-        return {"status": "error", "detail": f"{type(exc).__name__}: {exc}"}
+        return None, {"status": "error", "detail": f"{type(exc).__name__}: {exc}"}
     problem = wl.disagreement(got, reference, name)
     if problem:
-        return {"status": "wrong", "detail": problem}
-    del got
-    times = []
+        return None, {"status": "wrong", "detail": problem}
+    return call, {"status": "ok", "times_ms": []}
+
+
+def _time_rounds(calls, results, repeat):
+    """Time the implementations in interleaved rounds, one call of each per round, so that a slow spell
+    of a shared machine falls on all of them alike; an implementation stops once it has spent
+    _TIME_BUDGET seconds (the numpy reference)."""
+    spent = dict.fromkeys(calls, 0.0)
     gc.collect()
     gc.disable()
     try:
-        while len(times) < repeat and sum(times) < _TIME_BUDGET:
-            times.append(_timed(call))
+        for _ in range(repeat):
+            for name, call in calls.items():
+                if call is not None and spent[name] < _TIME_BUDGET:
+                    elapsed = _timed(call)
+                    spent[name] += elapsed
+                    results[name]["times_ms"].append(1e3 * elapsed)
     finally:
         gc.enable()
-    return {"status": "ok", "best_ms": 1e3 * min(times), "median_ms": 1e3 * statistics.median(times),
-            "times_ms": [1e3 * t for t in times]}
+    for name, call in calls.items():
+        if call is not None:
+            times = results[name]["times_ms"]
+            results[name].update(best_ms=min(times), median_ms=statistics.median(times))
 
 
 def _derive(row, baseline, bandwidth):

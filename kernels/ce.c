@@ -9,9 +9,10 @@
  * gradient is wanted, and the gradient written once from those: two full reads of the logits and one
  * write of the gradient per row.  Float32 rows with coefficients use the full precision grade: their
  * gradient terms can cancel.  With L_j = -log p_j = log1p(s) - z_j:
- *   index target y:   loss = (1 - eps) w_y L_y + (eps/C) (W log1p(s) + sum_j w_j (-z_j))
+ *   index target y:   loss = (1 - eps) w_y L_y + (sum_j c_j) log1p(s) + sum_j c_j (-z_j),  c_j = (eps/C) w_j
  *   probabilities t:  loss = (sum_j c_j) log1p(s) + sum_j c_j (-z_j),  c_j = w_j ((1 - eps) t_j + eps/C)
- * every term >= 0 (for non-negative weights and targets): no cancellation however small the loss.
+ * every term >= 0 (for non-negative weights and targets): no cancellation however small the loss; the
+ * coefficients are scaled before they are summed, so no sum overflows that the loss does not.
  *   gradient: g_j = (K e^{z_j} - b_j) grad_scale with K = (coefficient sum)/S, the difference rounded
  *   once (FMA) before the scaling (without coefficients: grad_scale K e^{z_j}); at the target the
  *   (1 - eps) w_y (p_y - 1) term is written as -s/S when y holds the max, never as p_y - 1, and with
@@ -45,6 +46,19 @@ typedef struct {
     double *exps; /* scratch row of e_j for the gradient pass (grad != NULL) */
 } ce_args;
 
+/* sum_j c_j (log1p(s) - z_j) term by term, for rows whose sums are not finite: there the split into
+ * (sum_j c_j) log1p(s) + sum_j c_j (-z_j) can turn an infinite coefficient times log1p(s) = 0 into
+ * NaN, or two infinite sums into inf - inf, where the terms give exactly their inf or NaN. */
+SL_INLINE double ce_loss_terms(const void *x, int64_t C, const sl_softmax *r, const sl_coefs *cf, int f32)
+{
+    double total = 0.0;
+    for (int64_t j = 0; j < C; j++) {
+        double z_lo, z = sl_shift(sl_load(x, j, f32), r->a, &z_lo, 0);
+        total += sl_coef(cf, j, f32) * ((r->log_s - z) - z_lo);
+    }
+    return total;
+}
+
 /* One row: its outputs stored, its loss returned.  The passes come in as arguments (scalar or AVX2). */
 SL_INLINE double ce_row(const void *args, int64_t i, int f32, sl_scan_fn scan, sl_grad_fn grad)
 {
@@ -61,28 +75,32 @@ SL_INLINE double ce_row(const void *args, int64_t i, int f32, sl_scan_fn scan, s
         int64_t y = a->target[i];
         double w_y = a->weight ? sl_load(a->weight, y, f32) : 1.0;
         double coef = (1.0 - eps) * w_y;
-        sl_coefs weights = {a->weight, NULL, 0.0, 0.0};
+        sl_coefs weights = {a->weight, NULL, smooth, 0.0}; /* c_j = (eps/C) w_j: scaled before summed */
         const sl_coefs *cf = eps > 0.0 ? &weights : NULL;
         int cheap = f32 && !cf; /* with smoothing, K e_j - b_j can cancel: full grade */
         sl_softmax r = scan(x, C, cf, next, a->exps, f32, cheap);
         double z_lo, z = sl_shift(sl_load(x, y, f32), r.a, &z_lo, cheap);
         loss = coef * ((r.log_s - z) - z_lo); /* -log p_y = log1p(s) - z_y: both terms >= 0 */
-        if (cf) /* sum_j w_j (-log p_j) = W log1p(s) + sum_j w_j (-z_j) */
-            loss += smooth * (r.c_sum * r.log_s + r.cz_sum);
+        if (cf) { /* sum_j c_j (-log p_j) = (sum_j c_j) log1p(s) + sum_j c_j (-z_j) */
+            double smoothed = r.c_sum * r.log_s + r.cz_sum;
+            loss += isfinite(smoothed) ? smoothed : ce_loss_terms(x, C, &r, cf, f32);
+        }
         if (g) {
             double S = 1.0 + r.s;
-            double K = (coef + smooth * r.c_sum) / S; /* cf: g_j = (K e_j - smooth w_j) grad_scale */
-            grad(x, C, r.a, cf ? K : a->grad_scale * K, cf, smooth, a->grad_scale, a->exps, g, f32, cheap);
+            double K = (coef + r.c_sum) / S; /* cf: g_j = (K e_j - c_j) grad_scale */
+            grad(x, C, r.a, cf ? K : a->grad_scale * K, cf, 1.0, a->grad_scale, a->exps, g, f32, cheap);
             double p_y = (a->exps ? a->exps[y] : sl_shifted_exp(z, z_lo, cheap)) / S;
             /* p_y - 1 = -s/S where y holds the max (no cancellation); elsewhere p_y <= 1/2 */
             double p_y_m1 = z == 0.0 ? -r.s / S : p_y - 1.0;
-            double g_y = coef * p_y_m1 + (cf ? smooth * (r.c_sum * p_y - w_y) : 0.0);
+            double g_y = coef * p_y_m1 + (cf ? r.c_sum * p_y - smooth * w_y : 0.0);
             sl_store(g, y, a->grad_scale * g_y, f32);
         }
     } else { /* probability targets: T p_j - c_j can cancel, full grade */
         sl_coefs probs = {a->weight, sl_row_in(a->target_prob, i, C, f32), 1.0 - eps, smooth};
         sl_softmax r = scan(x, C, &probs, next, a->exps, f32, 0);
         loss = r.c_sum * r.log_s + r.cz_sum; /* sum_j c_j (log1p(s) - z_j) */
+        if (!isfinite(loss))
+            loss = ce_loss_terms(x, C, &r, &probs, f32);
         if (g) {
             grad(x, C, r.a, r.c_sum / (1.0 + r.s), &probs, 1.0, a->grad_scale, a->exps, g, f32, 0);
             /* at the argmax T p_k - c_k = (sum_{j != k} c_j - c_k s) / S: no 1 - p_k */

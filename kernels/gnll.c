@@ -69,7 +69,8 @@ SL_INLINE double gnll_eval(double x, double t, double v, int full, double *g_in,
     *g_in = r + r_lo;
     double sq_lo, sq = sl_two_prod(d, d, &sq_lo);
     double excess = ((v - sq) - sq_lo) - 2.0 * d * d_lo; /* v - (d + d_lo)^2 */
-    *g_var = isfinite(sq) ? 0.5 * ((excess / v) / v) : 0.5 * (1.0 / v - r * r);
+    /* v = inf: the plain form gives the limit 0 */
+    *g_var = isfinite(sq) && isfinite(v) ? 0.5 * ((excess / v) / v) : 0.5 * (1.0 / v - r * r);
     return value;
 }
 
@@ -144,7 +145,9 @@ SL_AVX2 SL_INLINE __m256d gnll_row4(const void *args, int64_t i, const sl_tail *
     __m256d excess = _mm256_sub_pd(_mm256_sub_pd(_mm256_sub_pd(v, sq), _mm256_fmsub_pd(d, d, sq)),
                                    _mm256_mul_pd(_mm256_add_pd(d, d), d_lo));
     __m256d g_var = _mm256_mul_pd(SL_V(0.5), _mm256_div_pd(_mm256_div_pd(excess, v), v));
-    __m256d sq_inf = _mm256_cmp_pd(sq, SL_V(INFINITY), _CMP_EQ_OQ);
+    /* d^2 or v infinite: the plain form (for v = inf its limit 0) */
+    __m256d sq_inf = _mm256_or_pd(_mm256_cmp_pd(sq, SL_V(INFINITY), _CMP_EQ_OQ),
+                                  _mm256_cmp_pd(v, SL_V(INFINITY), _CMP_EQ_OQ));
     __m256d g_var_plain = _mm256_mul_pd(SL_V(0.5), _mm256_fnmadd_pd(r, r, _mm256_div_pd(SL_V(1.0), v)));
     g_var = sl_select_v(sq_inf, g_var_plain, g_var);
     /* rare lanes: cancelling loss; x - t overflowing with x, t finite (float64) */

@@ -22,7 +22,7 @@
 #include "sl_math.h"
 
 /* Optional per-class coefficients c_j = w_j (t_scale t_j + t_shift) summed alongside s: weights
- * w (NULL = 1) and this row's target probabilities t (NULL = 1). */
+ * w (NULL = 1) and this row's target probabilities t; without t, c_j = w_j t_scale. */
 typedef struct {
     const void *w, *t;
     double t_scale, t_shift;
@@ -73,7 +73,7 @@ SL_INLINE double sl_shifted_exp(double z, double z_lo, int cheap)
 SL_INLINE double sl_coef(const sl_coefs *cf, int64_t j, int f32)
 {
     double c = cf->w ? sl_load(cf->w, j, f32) : 1.0;
-    return cf->t ? c * (cf->t_scale * sl_load(cf->t, j, f32) + cf->t_shift) : c;
+    return c * (cf->t ? cf->t_scale * sl_load(cf->t, j, f32) + cf->t_shift : cf->t_scale);
 }
 
 SL_INLINE sl_softmax sl_softmax_scan(const void *x, int64_t C, const sl_coefs *cf, const void *next,
@@ -104,8 +104,10 @@ SL_INLINE sl_softmax sl_softmax_scan(const void *x, int64_t C, const sl_coefs *c
             double c = sl_coef(cf, j, f32);
             if (j != r.k)
                 sl_acc_add(&cs, c, cheap);
-            sl_acc_add(&czs, -(c * z), cheap);
-            czs.lo -= c * z_lo;
+            if (z != 0.0) { /* c (-z) = 0 there, also for c = inf (whose term c log1p(s) is in W) */
+                sl_acc_add(&czs, -(c * z), cheap);
+                czs.lo -= c * z_lo;
+            }
         }
     }
     r.s = sl_acc_value(&s);
@@ -168,9 +170,9 @@ SL_AVX2 SL_INLINE __m256d sl_shifted_exp_v(__m256d z, __m256d z_lo, int normal, 
 SL_AVX2 SL_INLINE __m256d sl_coef_v(const sl_coefs *cf, int64_t j, const sl_tail *tail, int f32)
 {
     __m256d c = cf->w ? sl_load_v(cf->w, j, tail, f32) : sl_keep_v(SL_V(1.0), tail);
-    if (cf->t)
-        c = _mm256_mul_pd(c, _mm256_fmadd_pd(SL_V(cf->t_scale), sl_load_v(cf->t, j, tail, f32),
-                                             SL_V(cf->t_shift)));
+    c = _mm256_mul_pd(c, cf->t ? _mm256_fmadd_pd(SL_V(cf->t_scale), sl_load_v(cf->t, j, tail, f32),
+                                                 SL_V(cf->t_shift))
+                               : SL_V(cf->t_scale));
     return c;
 }
 
@@ -278,9 +280,12 @@ SL_AVX2 SL_INLINE void sl_scan_step_v(const void *x, int64_t j, const sl_tail *t
     if (cf) { /* outside the tail c = 0 and z = -a is finite: nothing added */
         __m256d c = sl_coef_v(cf, j, tail, f32);
         sl_acc_v_add(&acc->cs, c, cheap);
-        sl_acc_v_add(&acc->czs, _mm256_mul_pd(c, _mm256_sub_pd(_mm256_setzero_pd(), z)), cheap);
+        /* c (-z) is 0 where z = 0, also for c = inf (its term c log1p(s) is in the coefficient sum) */
+        __m256d nonzero = _mm256_cmp_pd(z, _mm256_setzero_pd(), _CMP_NEQ_UQ);
+        sl_acc_v_add(&acc->czs, _mm256_and_pd(nonzero, _mm256_mul_pd(c, _mm256_sub_pd(_mm256_setzero_pd(), z))),
+                     cheap);
         if (!cheap)
-            acc->czs.lo = _mm256_fnmadd_pd(c, z_lo, acc->czs.lo);
+            acc->czs.lo = _mm256_sub_pd(acc->czs.lo, _mm256_and_pd(nonzero, _mm256_mul_pd(c, z_lo)));
     }
 }
 

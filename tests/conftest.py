@@ -1,7 +1,8 @@
 """Shared fixtures: the backend and dtype parametrisation, hypothesis settings, and the ulp summary.
 
 - ``backend``: every name of :func:`stableloss.available_backends` (or the comma-separated list in the
-  environment variable ``STABLELOSS_TEST_BACKENDS``, to test one backend at a time).
+  environment variable ``STABLELOSS_TEST_BACKENDS``, to test one backend at a time);
+  ``native_backend``: the same without the numpy reference.
 - ``dtype``: float32 and float64.
 - Hypothesis runs ``STABLELOSS_HYPOTHESIS_EXAMPLES`` examples per property (default 50), without a
   deadline and without an example database (nothing is written to the working tree).
@@ -59,6 +60,12 @@ settings.load_profile("stableloss")
 @pytest.fixture(scope="session", params=BACKENDS)
 def backend(request):
     """Every loadable backend."""
+    return request.param
+
+
+@pytest.fixture(scope="session", params=[name for name in BACKENDS if name != "numpy"])
+def native_backend(request):
+    """Every loadable backend but the numpy reference (for tests that compare against it)."""
     return request.param
 
 

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from . import _validate as check
-from ._dispatch import KERNEL_ARGS, resolve, run
+from ._dispatch import KERNEL_ARGS, exact_sum, resolve, run
 
 
 def _reduce(total, denominator, reduction, loss, dtype):
@@ -140,7 +140,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     if indices is not None:
         counted = indices[indices != ignore_index]
         n_counted = len(counted)
-        denominator = n_counted if weight is None else math.fsum(weight[counted].astype(np.float64))
+        denominator = n_counted if weight is None else exact_sum(weight[counted].astype(np.float64))
         probability_rows = None
     else:
         denominator = n_counted = n_rows
@@ -379,7 +379,7 @@ def mse_loss(input, target, reduction="mean", weight=None, *, backend=None, retu
     if weight is not None:
         weight = check.float_like(func, "weight", weight, x.dtype, x.shape).reshape(-1)
     backend = resolve(backend)
-    denominator = x.size if weight is None else math.fsum(weight.astype(np.float64))
+    denominator = x.size if weight is None else exact_sum(weight.astype(np.float64))
     return _elementwise(backend, "mse", x, reduction, denominator, return_grad,
                         input=np.ascontiguousarray(x).reshape(-1), target=target, weight=weight)
 
@@ -415,7 +415,7 @@ def _run_loss(backend, stem, dtype, n_rows, row_width, reduction, denominator, c
     if reduction == "mean" and math.isinf(total) and denominator:
         losses = np.empty(n_rows, dtype)
         call(losses, False)
-        scaled = math.fsum(losses.astype(np.float64) * 2.0**-64) / denominator
+        scaled = exact_sum(losses.astype(np.float64) * 2.0**-64) / denominator
         return dtype.type(scaled * 2.0**64), grads
     return _reduce(total, denominator, reduction, loss, dtype), grads
 

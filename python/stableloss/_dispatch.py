@@ -205,12 +205,15 @@ def run(backend, stem, dtype, n_rows, row_width, **args):
         bounds = [min(n_rows, (units * i // n_threads) * unit) for i in range(n_threads + 1)]
         chunks = [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
         list(_pool(n_threads).map(lambda ab: call(*ab), chunks))
-    return _total(block_sums) if blocked else None
+    return exact_sum(block_sums) if blocked else None
 
 
-def _total(block_sums):
-    """The correctly rounded sum of the block sums (+-inf where it exceeds the float range)."""
+def exact_sum(values):
+    """The correctly rounded sum of a float64 array (+-inf where it exceeds the float range, NaN for
+    inf - inf), whatever the order of the values."""
     try:
-        return math.fsum(block_sums)
-    except OverflowError:  # finite block sums whose sum overflows
-        return math.fsum(block_sums * 2.0**-64) * 2.0**64
+        return math.fsum(values)
+    except OverflowError:  # finite values whose sum overflows
+        return math.fsum(values * 2.0**-64) * 2.0**64
+    except ValueError:  # +inf and -inf among the values
+        return math.nan

@@ -202,7 +202,7 @@ def ce(x, target, target_prob, weight, n_rows, n_classes, ignore_index, label_sm
             g[rows, y] = coef * p_y_minus_1
             if eps > 0:
                 smooth = np.where(valid, eps / n_classes, 0.0)
-                row_loss = row_loss + smooth * np.sum(w * nll, axis=1)
+                row_loss = row_loss + np.sum((smooth[:, None] * w) * nll, axis=1)  # scaled first: no overflow
                 g += smooth[:, None] * (w.sum() * p - w)
             row_loss = np.where(valid, row_loss, 0.0)
             g[~valid] = 0.0
@@ -212,7 +212,7 @@ def ce(x, target, target_prob, weight, n_rows, n_classes, ignore_index, label_sm
             row_loss = np.sum(wt * nll, axis=1)
             g = np.sum(wt, axis=1, keepdims=True) * p - wt
             # at the argmax, T p_k - w_k t_k = (sum_{c != k} w_c t_c - w_k t_k s) / S: no 1 - p_k
-            others = np.sum(wt, axis=1) - wt[rows, k]
+            others = np.sum(np.where(np.arange(n_classes) == k[:, None], 0.0, wt), axis=1)  # not A - w_k t_k
             g[rows, k] = (others - wt[rows, k] * s) / (1.0 + s)
         if grad is not None:
             _store(grad, g * grad_scale)
@@ -271,7 +271,8 @@ def _refine_bce_grad(g, x, y, w, pw):
     y = 1/2 the gradient is 2.5e-31 while each term is 1/2), so they are formed to about 2**-100.
     """
     w, pw = np.broadcast_to(w, x.shape), np.broadcast_to(pw, x.shape)
-    idx = np.nonzero(np.isfinite(x) & (y > 0) & (y < 1))
+    with np.errstate(invalid="ignore", over="ignore"):
+        idx = np.nonzero(np.isfinite(x) & (y > 0) & (y < 1) & np.isfinite(w) & np.isfinite(pw * y))
     if not len(idx[0]):
         return g
     xs, ys, ws, pws = x[idx], y[idx], w[idx], pw[idx]
@@ -327,7 +328,8 @@ def gnll(x, target, var, n, eps, full, grad_scale, rows_per_block, loss, grad_in
             # (1/v - d^2/v^2)/2 = ((v - d^2)/v)/v/2 with v - d^2 exact where it cancels (Sterbenz)
             sq_hi, sq_lo = _two_prod(d, d)
             excess = ((v - sq_hi) - sq_lo) - 2.0 * d * d_lo
-            g_var = np.where(np.isfinite(sq_hi), 0.5 * ((excess / v) / v), 0.5 * (1.0 / v - r * r))
+            exact_form = np.isfinite(sq_hi) & np.isfinite(v)  # v = inf: the plain form's limit 0
+            g_var = np.where(exact_form, 0.5 * ((excess / v) / v), 0.5 * (1.0 / v - r * r))
             g_var = np.where(huge, 0.5 / v - 2.0 * r_half * r_half, g_var)
             _store(grad_var, g_var * grad_scale)
     _store(loss, value)
@@ -381,6 +383,7 @@ def mse(input, target, weight, n, grad_scale, rows_per_block, loss, grad, block_
         d, d_lo = _two_diff(input.astype(np.float64), target.astype(np.float64))
         sq_hi, sq_lo = _two_prod(d, d)
         value = w * (sq_hi + _finite_or_zero(sq_lo + 2.0 * d * d_lo))  # (d + d_lo)^2 to ~2**-104
+        value = np.where(np.isinf(sq_hi), (w * d) * d, value)  # d^2 overflows, w d^2 may not
         if grad is not None:
             _store(grad, (2.0 * w * (d + d_lo)) * grad_scale)
     _store(loss, value)

@@ -188,7 +188,6 @@ TWO_M64 = np.float64(2.0**-64)
 TWO_P54 = np.float64(2.0**54)
 SMALLEST_NORMAL = np.float64(2.0**-1022)
 EXP_UNDERFLOW = np.float64(-746.0)  # e^x < 2**-1075 below: rounds to 0 (and 2**(n + 64) stays normal)
-EXP_UNDERFLOW_NARROW = np.float64(-708.0)  # float32 kernels: e^x < 2**-1021, far below float32
 EXP_OVERFLOW = np.float64(709.79)  # just above log(DBL_MAX) = 709.7827
 
 
@@ -284,14 +283,12 @@ def _exp_reduced(x, x_lo, wide):
 def exp_nonpos(x, x_lo, wide):
     """e^(x + x_lo) for x <= 0 (also -inf -> 0, NaN -> NaN); x_lo = 0 for a plain argument.
 
-    Wide: <= 1 ulp, subnormal results rounded once.  Narrow: results below 2**-1021 are 0.
+    Wide: <= 1 ulp; both: subnormal results rounded once (far below float32, they still count where a
+    huge coefficient multiplies them).
     """
     m, n = _exp_reduced(x, x_lo, wide)
-    if wide:
-        value = (m * pow2(n + 64.0)) * TWO_M64  # 2**(n + 64) stays normal; one rounding into subnormals
-        return 0.0 if x < EXP_UNDERFLOW else value  # "x < cut ? 0 : e" keeps NaN, maps -inf to 0
-    value = m * pow2(n)
-    return 0.0 if x < EXP_UNDERFLOW_NARROW else value
+    value = (m * pow2(n + 64.0)) * TWO_M64  # 2**(n + 64) stays normal; one rounding into subnormals
+    return 0.0 if x < EXP_UNDERFLOW else value  # "x < cut ? 0 : e" keeps NaN, maps -inf to 0
 
 
 @pasted

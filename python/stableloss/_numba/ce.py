@@ -17,14 +17,30 @@ ARGS = ("in", "index", "in", "in", "int", "int", "int", "float", "float", "int",
 
 @helper
 def shifted_dot(x, base, n_cols, a, coef, buf, lanes, wide):
-    """sum_j coef[j] (x[base + j] - a) <= 0: terms of one sign (coef >= 0, x <= a), in lane sums."""
+    """sum_j coef[j] (x[base + j] - a) <= 0: terms of one sign (coef >= 0, x <= a), in lane sums.
+
+    A term with x = a is 0, also for coef = inf (that coefficient's coef log1p(s) is in its sum A).
+    """
     total = 0.0
     for start in range(0, n_cols, buf.size):
         stop = min(start + buf.size, n_cols)
         for j in urange(start, stop):
-            buf[j - np.uint64(start)] = coef[j] * (np.float64(x[base + j]) - a)
+            z = np.float64(x[base + j]) - a
+            buf[j - np.uint64(start)] = 0.0 if z == 0.0 else coef[j] * z
         hi, lo = sum_lanes(buf, 0, stop - start, lanes, wide, False)
         total += hi + lo
+    return total
+
+
+@helper
+def loss_terms(x, base, n_cols, a, log1p_s, coef):
+    """sum_j coef[j] (log1p(s) - z_j) term by term, for rows whose split sums are not finite: the split
+    A log1p(s) - sum_j coef[j] z_j turns an infinite coefficient times log1p(s) = 0 into NaN, or two
+    infinite sums into inf - inf, where the terms give exactly their inf or NaN."""
+    total = 0.0
+    for j in range(n_cols):
+        z, z_lo = shift(x[base + np.uint64(j)], a, True)
+        total += coef[j] * ((log1p_s - z) - z_lo)
     return total
 
 
@@ -52,7 +68,8 @@ def kernel(x, target, target_prob, weight, n_rows, n_classes, ignore_index, labe
     w = np.ones(n_classes)
     for j in urange(0, weight.size):
         w[j] = weight[j]
-    w_sum_hi, w_sum_lo = sum_lanes(w, 0, n_classes, lanes, wide, False)
+    # coefficient sums compensated for both dtypes: A - b_y at the max cancels when b_y dominates A
+    w_sum_hi, w_sum_lo = sum_lanes(w, 0, n_classes, lanes, True, False)
     coef = eps_c * w  # b_j, less the target's (1 - eps) w_y
     block = 0
     block_left = rows_per_block
@@ -74,9 +91,11 @@ def kernel(x, target, target_prob, weight, n_rows, n_classes, ignore_index, labe
             if has_prob:
                 for j in urange(0, n_classes):
                     coef[j] = w[j] * fma(keep, np.float64(target_prob[base + j]), eps_c)  # t' = (1-eps) t + eps/C
-                a_hi, a_lo = sum_lanes(coef, 0, n_classes, lanes, wide, False)
+                a_hi, a_lo = sum_lanes(coef, 0, n_classes, lanes, True, False)
                 # sum_j b_j (log1p(s) - z_j) = A log1p(s) - sum_j b_j z_j: two terms >= 0
                 value = a_hi * log1p_s - shifted_dot(x, base, n_classes, a, coef, buf, lanes, wide)
+                if not abs(value) < np.inf:
+                    value = loss_terms(x, base, n_classes, a, log1p_s, coef)
                 for j in range(n_classes):
                     if e[e_row + np.uint64(j)] == ONE:
                         y = j
@@ -96,7 +115,11 @@ def kernel(x, target, target_prob, weight, n_rows, n_classes, ignore_index, labe
                     value = w_y * ((log1p_s - z_lo) - z)  # -log p_y = log1p(s) - z_y: both terms >= 0
                     if label_smoothing > 0.0:
                         # (eps/C) sum_j w_j L_j = (eps/C) W log1p(s) - sum_j b_j z_j: two terms >= 0
-                        value += eps_c * w_sum_hi * log1p_s - shifted_dot(x, base, n_classes, a, coef, buf, lanes, wide)
+                        smoothed = eps_c * w_sum_hi * log1p_s - shifted_dot(x, base, n_classes, a, coef, buf, lanes,
+                                                                            wide)
+                        if not abs(smoothed) < np.inf:
+                            smoothed = loss_terms(x, base, n_classes, a, log1p_s, coef)
+                        value += smoothed
                     a_hi, a_lo = two_sum(w_y, eps_c * w_sum_hi)
                     a_lo += eps_c * w_sum_lo
                     b_y = coef[y] + w_y

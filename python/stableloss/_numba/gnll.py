@@ -64,7 +64,7 @@ def term(x, t, var, eps, constant_hi, constant_lo, precise, wide):
         log_hi, log_lo = log_dd(v)
         sum_hi, sum_lo = dd_add(HALF * log_hi, HALF * log_lo, q, q_lo)
         sum_hi, sum_lo = dd_add(sum_hi, sum_lo, HALF * constant_hi, HALF * constant_lo)
-        value = sum_hi + sum_lo
+        value = (INF + q) if v == INF else sum_hi + sum_lo  # log_dd takes finite v; log inf = inf
         redo = False
     else:
         log_v = log(v, wide)

@@ -38,11 +38,12 @@ def term(input, target, log_target, precise, wide):
             value = exp(arg_hi, arg_lo + log_lo, wide)
             value = -value if diff < 0.0 else value
         else:
-            value = fma(p, diff, p * diff_lo)
+            correction = p * diff_lo  # inf * 0 where e^lp overflows: dropped, as any correction of an inf
+            value = fma(p, diff, correction if abs(correction) < np.inf else 0.0)
         redo = tail and not precise
     else:
         p = t
-        if precise:
+        if precise and p < np.inf:  # log_dd takes finite p; p = inf, NaN: the plain form below
             log_hi, log_lo = log_dd(p)
             diff, diff_lo = two_sum(log_hi, -x)
             diff += diff_lo + log_lo  # log p - x from the double-double log p: exact but for the rounding

@@ -46,7 +46,8 @@ def kernel(input, target, weight, n, grad_scale, rows_per_block, loss, grad, blo
                 value = (w * d) * d
             values[j] = value
             scaled_w = grad_scale * w
-            grads[j] = 2.0 * fma(scaled_w, d, scaled_w * d_lo)  # 2 gs w (d + d_lo), no early overflow
+            correction = scaled_w * d_lo  # inf * 0 for w = inf: dropped, as any correction of an inf
+            grads[j] = 2.0 * fma(scaled_w, d, correction if abs(correction) < INF else 0.0)  # 2 gs w (d + d_lo)
         store_chunk(loss, start, count, values)
         store_chunk(grad, start, count, grads)
         if block_sums.size > 0:

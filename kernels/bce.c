@@ -89,7 +89,7 @@ SL_INLINE double bce_eval(double x, double y, double w, double pw, double *grad,
     double sig_pos = (1.0 - y) * (x >= 0.0 ? inv : e * inv); /* (1 - y) sigma(x) */
     double sig_neg = pw * y * (x >= 0.0 ? e * inv : inv);   /* pw y sigma(-x), never 1 - sigma(x) */
     *grad = w * (sig_pos - sig_neg);
-    if (y > 0.0 && y < 1.0 && isfinite(x) &&
+    if (y > 0.0 && y < 1.0 && isfinite(x) && isfinite(w) && isfinite(pw * y) && /* finite terms only */
         (!f32 || fabs(sig_pos - sig_neg) < BCE_CANCEL * fmax(sig_pos, sig_neg)))
         *grad = bce_grad_dd(x, y, w, pw);
     return pos_term + neg_term;
@@ -159,7 +159,8 @@ SL_AVX2 SL_INLINE __m256d bce_row4(const void *args, int64_t i, const sl_tail *t
         g = _mm256_mul_pd(w, diff);
         /* soft labels whose gradient terms cancel (see above) */
         slow = _mm256_and_pd(_mm256_cmp_pd(y, zero, _CMP_GT_OQ), _mm256_cmp_pd(y, one, _CMP_LT_OQ));
-        slow = _mm256_and_pd(slow, sl_isfinite_v(x));
+        slow = _mm256_and_pd(slow, _mm256_and_pd(sl_isfinite_v(x), /* finite terms only */
+                                                 _mm256_and_pd(sl_isfinite_v(w), sl_isfinite_v(pwy))));
         if (f32) {
             __m256d cut = _mm256_mul_pd(SL_V(BCE_CANCEL), _mm256_max_pd(sig_pos, sig_neg));
             slow = _mm256_and_pd(slow, _mm256_cmp_pd(sl_abs_v(diff), cut, _CMP_LT_OQ));

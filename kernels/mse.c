@@ -1,14 +1,15 @@
 /*
  * mse.c -- squared error, elementwise, with its gradient (sl_mse_f32, sl_mse_f64; stableloss.h).
  *
- * Method.  d = x - t, loss = w d^2, grad = 2 w d grad_scale.  float64: d + d_lo = x - t exactly
+ * Method.  d = x - t, loss = w d^2, grad = 2 ((grad_scale w) d) (2 w alone can overflow).  float64:
+ * d + d_lo = x - t exactly
  * (TwoSum) and d^2 = sq + sq_lo exactly (FMA), loss = w (sq + (sq_lo + 2 d d_lo)): the square of the
  * exact difference to ~2^-104, then one rounding; grad from d + d_lo.  float32: d and d^2 in double
  * (exact or within 2^-53), rounded once.
  *
  * Special cases.  NaN in: NaN out.  Infinite d: loss +inf, grad +-inf (the correction terms are
- * dropped once they are not finite).  float64 d^2 overflowing while w d^2 does not: (w d) d; x - t
- * overflowing with x, t finite: grad = (x/2 - t/2)(4 w grad_scale).
+ * dropped once they are not finite).  float64 d^2 out of the normal range while w d^2 is not: (w d) d; x - t
+ * overflowing with x, t finite: grad = 4 ((grad_scale w)(x/2 - t/2)).
  *
  * Accuracy (against mpmath, scalar and AVX2 alike): float32 0.5 ulp; float64 1.4 ulp (loss, with a
  * weight: the product w d^2 rounds twice) and 1.1 ulp (gradient).  Budget: 4 ulp.
@@ -36,14 +37,15 @@ SL_INLINE double mse_row(const void *args, int64_t i, int f32)
     double sq = f32 ? d * d : sl_two_prod(d, d, &sq_lo);
     double corr = sq_lo + 2.0 * d * d_lo; /* (d + d_lo)^2 = sq + sq_lo + 2 d d_lo + O(d_lo^2) */
     double value = w * (sq + (isfinite(corr) ? corr : 0.0));
-    if (!f32 && sq == INFINITY) /* d^2 overflows, w d^2 may not */
+    if (!f32 && (sq == INFINITY || sq < 0x1p-1022)) /* d^2 overflows or underflows, w d^2 may not */
         value = (w * d) * d;
     if (a->loss)
         sl_store(a->loss, i, value, f32);
     if (a->grad) {
-        double g = (2.0 * w * (d + d_lo)) * a->grad_scale;
-        if (isinf(d) && isfinite(x) && isfinite(t)) /* x - t overflows: 2 w (x - t) s = (x/2 - t/2)(4 w s) */
-            g = (0.5 * x - 0.5 * t) * ((4.0 * w) * a->grad_scale);
+        double sw = a->grad_scale * w; /* s w first: 2 w alone can overflow */
+        double g = 2.0 * (sw * (d + d_lo));
+        if (isinf(d) && isfinite(x) && isfinite(t)) /* x - t overflows: 2 s w (x - t) = 4 (s w (x/2 - t/2)) */
+            g = 4.0 * (sw * (0.5 * x - 0.5 * t));
         sl_store(a->grad, i, g, f32);
     }
     return value;
@@ -70,20 +72,21 @@ SL_AVX2 SL_INLINE __m256d mse_row4(const void *args, int64_t i, const sl_tail *t
         /* (d + d_lo)^2 = sq + sq_lo + 2 d d_lo + O(d_lo^2), sq_lo = d^2 - sq exact by FMA */
         __m256d corr = _mm256_fmadd_pd(_mm256_add_pd(d, d), d_lo, _mm256_fmsub_pd(d, d, sq));
         value = _mm256_mul_pd(w, _mm256_add_pd(sq, sl_finite_or_zero_v(corr)));
-        __m256d sq_inf = _mm256_cmp_pd(sq, SL_V(INFINITY), _CMP_EQ_OQ); /* d^2 overflows, w d^2 may not */
-        value = sl_select_v(sq_inf, _mm256_mul_pd(_mm256_mul_pd(w, d), d), value);
+        /* d^2 overflows or underflows, w d^2 may not */
+        __m256d sq_out = _mm256_or_pd(_mm256_cmp_pd(sq, SL_V(INFINITY), _CMP_EQ_OQ),
+                                      _mm256_cmp_pd(sq, SL_V(0x1p-1022), _CMP_LT_OQ));
+        value = sl_select_v(sq_out, _mm256_mul_pd(_mm256_mul_pd(w, d), d), value);
     }
     if (a->loss)
         sl_store_v(a->loss, i, value, tail, f32);
     if (a->grad) {
-        __m256d g = _mm256_mul_pd(_mm256_mul_pd(_mm256_mul_pd(SL_V(2.0), w), _mm256_add_pd(d, d_lo)),
-                                  SL_V(a->grad_scale));
-        if (!f32) { /* x - t overflows with x, t finite: 2 w (x - t) s = (x/2 - t/2)(4 w s) */
+        __m256d sw = _mm256_mul_pd(SL_V(a->grad_scale), w); /* s w first: 2 w alone can overflow */
+        __m256d g = _mm256_mul_pd(SL_V(2.0), _mm256_mul_pd(sw, _mm256_add_pd(d, d_lo)));
+        if (!f32) { /* x - t overflows with x, t finite: 2 s w (x - t) = 4 (s w (x/2 - t/2)) */
             __m256d huge = _mm256_andnot_pd(sl_isfinite_v(d),
                                             _mm256_and_pd(sl_isfinite_v(x), sl_isfinite_v(t)));
             __m256d half_d = _mm256_fmsub_pd(SL_V(0.5), x, _mm256_mul_pd(SL_V(0.5), t));
-            __m256d factor = _mm256_mul_pd(_mm256_mul_pd(SL_V(4.0), w), SL_V(a->grad_scale));
-            g = sl_select_v(huge, _mm256_mul_pd(half_d, factor), g);
+            g = sl_select_v(huge, _mm256_mul_pd(SL_V(4.0), _mm256_mul_pd(sw, half_d)), g);
         }
         sl_store_v(a->grad, i, g, tail, f32);
     }

@@ -253,7 +253,7 @@ def bce(x, target, weight, pos_weight, n, grad_scale, rows_per_block, loss, grad
         sp_pos, sp_neg, sig_pos, sig_neg = _softplus_parts(x)
         # loss = pw y softplus(-x) + (1 - y) softplus(x): two non-negative terms; a term whose label
         # factor is 0 is 0 even where its softplus is +inf (the x = +-inf limit)
-        pos_term = np.where(y == 0.0, 0.0, (w * pw * y) * sp_neg)  # weights first: no overflow of
+        pos_term = np.where(y == 0.0, 0.0, (w * (pw * y)) * sp_neg)  # weights first: no overflow of
         neg_term = np.where(y == 1.0, 0.0, (w * (1.0 - y)) * sp_pos)  # pw y sp(-x) before w scales it
         value = pos_term + neg_term
         if grad is not None:
@@ -383,9 +383,15 @@ def mse(input, target, weight, n, grad_scale, rows_per_block, loss, grad, block_
         d, d_lo = _two_diff(input.astype(np.float64), target.astype(np.float64))
         sq_hi, sq_lo = _two_prod(d, d)
         value = w * (sq_hi + _finite_or_zero(sq_lo + 2.0 * d * d_lo))  # (d + d_lo)^2 to ~2**-104
-        value = np.where(np.isinf(sq_hi), (w * d) * d, value)  # d^2 overflows, w d^2 may not
+        # d^2 overflows or underflows, w d^2 may not
+        value = np.where(np.isinf(sq_hi) | (sq_hi < 2.0**-1022), (w * d) * d, value)
         if grad is not None:
-            _store(grad, (2.0 * w * (d + d_lo)) * grad_scale)
+            sw = grad_scale * w  # s w first: 2 w alone can overflow
+            g = 2.0 * (sw * (d + d_lo))
+            # x - t overflows with x, t finite: 2 s w (x - t) = 4 (s w (x/2 - t/2))
+            x64, t64 = input.astype(np.float64), target.astype(np.float64)
+            huge = np.isinf(d) & np.isfinite(x64) & np.isfinite(t64)
+            _store(grad, np.where(huge, 4.0 * (sw * (0.5 * x64 - 0.5 * t64)), g))
     _store(loss, value)
     _block_sums(value, rows_per_block, block_sums)
 

@@ -29,7 +29,7 @@ def term(input, target, log_target, precise, wide):
     t = np.float64(target)
     if log_target:
         diff, diff_lo = two_diff(t, x)
-        tail = TAIL > t > -np.inf
+        tail = TAIL > t > -np.inf and abs(diff) < np.inf  # NaN or infinite differences: the plain form
         p = exp(t, 0.0, wide)
         if precise and tail:
             # e^lp (lp - x) = sign e^(lp + log|lp - x|), the exponent as a double-double

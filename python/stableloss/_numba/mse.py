@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ._jit import (CHUNK, INF, LANES, add_block_sums, chunk_stop, fma, is_wide, jit, load_chunk, pasted, store_chunk,
+from ._jit import (CHUNK, HALF, INF, LANES, add_block_sums, chunk_stop, fma, is_wide, jit, load_chunk, pasted, store_chunk,
                    two_diff, two_prod, urange)
 
 #: Kinds of the arguments of sl_mse, in order (see the package __init__).
@@ -45,9 +45,14 @@ def kernel(input, target, weight, n, grad_scale, rows_per_block, loss, grad, blo
             else:
                 value = (w * d) * d
             values[j] = value
-            scaled_w = grad_scale * w
+            scaled_w = grad_scale * w  # s w first: 2 w alone can overflow
             correction = scaled_w * d_lo  # inf * 0 for w = inf: dropped, as any correction of an inf
-            grads[j] = 2.0 * fma(scaled_w, d, correction if abs(correction) < INF else 0.0)  # 2 gs w (d + d_lo)
+            g = 2.0 * fma(scaled_w, d, correction if abs(correction) < INF else 0.0)  # 2 s w (d + d_lo)
+            if wide and abs(d) == INF and abs(np.float64(input[first + j])) < INF and \
+                    abs(np.float64(target[first + j])) < INF:
+                # x - t overflows: 2 s w (x - t) = 4 (s w (x/2 - t/2)), halving exact for such x and t
+                g = 4.0 * (scaled_w * (HALF * np.float64(input[first + j]) - HALF * np.float64(target[first + j])))
+            grads[j] = g
         store_chunk(loss, start, count, values)
         store_chunk(grad, start, count, grads)
         if block_sums.size > 0:

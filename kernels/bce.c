@@ -6,7 +6,8 @@
  * loss = (w pw y) softplus(-x) + (w (1 - y)) softplus(x), a sum of non-negative terms for labels in
  * [0, 1], the weights applied first so that pw y softplus(-x) cannot overflow before w scales it.
  * sigma(x) = 1/(1+e) for x >= 0 and e/(1+e) below, sigma(-x) the other one, never 1 - sigma;
- * grad = w ((1 - y) sigma(x) - pw y sigma(-x)) grad_scale.
+ * grad = w ((1 - y) sigma(x) - pw y sigma(-x)) grad_scale, formed as w ((1 - y) A - pw y B)/(1 + e)
+ * with the numerators A, B in {1, e}: one division, last.
  *   With soft labels (0 < y < 1) the two gradient terms cancel near the root (x = 1e-30, y = 1/2:
  *   2.5e-31 from two terms of 1/2), so there the terms are formed in double-double (e from
  *   sl_exp_dd, 1 - y and pw y exact) on a scalar path: every soft label for float64, and for float32
@@ -85,11 +86,12 @@ SL_INLINE double bce_eval(double x, double y, double w, double pw, double *grad,
     double e, log_term = sl_softplus_tail(x, &e, f32);
     double pos_term = y == 0.0 ? 0.0 : (w * (pw * y)) * ((x < 0.0 ? -x : 0.0) + log_term);
     double neg_term = y == 1.0 ? 0.0 : (w * (1.0 - y)) * ((x > 0.0 ? x : 0.0) + log_term);
-    double inv = 1.0 / (1.0 + e);
-    double sig_pos = (1.0 - y) * (x >= 0.0 ? inv : e * inv); /* (1 - y) sigma(x) */
-    double sig_neg = pw * y * (x >= 0.0 ? e * inv : inv);   /* pw y sigma(-x), never 1 - sigma(x) */
-    *grad = w * (sig_pos - sig_neg);
-    if (y > 0.0 && y < 1.0 && isfinite(x) && isfinite(w) && isfinite(pw * y) && /* finite terms only */
+    /* sigma(x) = A/(1+e), sigma(-x) = B/(1+e), (A, B) = (1, e) for x >= 0, else (e, 1): never 1 - sigma;
+     * the division last, so that a tiny pw y B does not underflow before w scales it */
+    double sig_pos = (1.0 - y) * (x >= 0.0 ? 1.0 : e); /* (1 - y) sigma(x) (1 + e) */
+    double sig_neg = pw * y * (x >= 0.0 ? e : 1.0);   /* pw y sigma(-x) (1 + e) */
+    *grad = (w * (sig_pos - sig_neg)) / (1.0 + e);
+    if (y > 0.0 && y < 1.0 && isfinite(x) && isfinite(w) && isfinite(w * (pw * y)) && /* finite terms */
         (!f32 || fabs(sig_pos - sig_neg) < BCE_CANCEL * fmax(sig_pos, sig_neg)))
         *grad = bce_grad_dd(x, y, w, pw);
     return pos_term + neg_term;
@@ -150,17 +152,17 @@ SL_AVX2 SL_INLINE __m256d bce_row4(const void *args, int64_t i, const sl_tail *t
     __m256d value = _mm256_add_pd(pos_term, neg_term);
     __m256d g = zero, slow = zero;
     if (a->grad) {
-        __m256d inv = _mm256_div_pd(one, _mm256_add_pd(one, e));
-        __m256d e_inv = _mm256_mul_pd(e, inv);
+        /* as bce_eval: ((1 - y) A - pw y B) w / (1 + e) */
         __m256d x_nonneg = _mm256_cmp_pd(x, zero, _CMP_GE_OQ);
-        __m256d sig_pos = _mm256_mul_pd(_mm256_sub_pd(one, y), sl_select_v(x_nonneg, inv, e_inv));
-        __m256d sig_neg = _mm256_mul_pd(pwy, sl_select_v(x_nonneg, e_inv, inv));
+        __m256d sig_pos = _mm256_mul_pd(_mm256_sub_pd(one, y), sl_select_v(x_nonneg, one, e));
+        __m256d sig_neg = _mm256_mul_pd(pwy, sl_select_v(x_nonneg, e, one));
         __m256d diff = _mm256_sub_pd(sig_pos, sig_neg);
-        g = _mm256_mul_pd(w, diff);
+        g = _mm256_div_pd(_mm256_mul_pd(w, diff), _mm256_add_pd(one, e));
         /* soft labels whose gradient terms cancel (see above) */
         slow = _mm256_and_pd(_mm256_cmp_pd(y, zero, _CMP_GT_OQ), _mm256_cmp_pd(y, one, _CMP_LT_OQ));
         slow = _mm256_and_pd(slow, _mm256_and_pd(sl_isfinite_v(x), /* finite terms only */
-                                                 _mm256_and_pd(sl_isfinite_v(w), sl_isfinite_v(pwy))));
+                                                 _mm256_and_pd(sl_isfinite_v(w),
+                                                               sl_isfinite_v(_mm256_mul_pd(w, pwy)))));
         if (f32) {
             __m256d cut = _mm256_mul_pd(SL_V(BCE_CANCEL), _mm256_max_pd(sig_pos, sig_neg));
             slow = _mm256_and_pd(slow, _mm256_cmp_pd(sl_abs_v(diff), cut, _CMP_LT_OQ));

@@ -193,7 +193,7 @@ def test_kl(native_backend, data, dtype, shape, log_target, reduction, return_gr
             return None
         with np.errstate(all="ignore"):
             terms = np.abs(np.where(target > 0, target * (np.log(target) - x.astype(np.float64)), 0.0))
-        scale = terms if reduction == "none" else np.nansum(terms) / (x.shape[0] if reduction == "batchmean" else 1)
+            scale = terms if reduction == "none" else np.nansum(terms) / (x.shape[0] if reduction == "batchmean" else 1)
         return scale, budgets.KL_CLOSE_RELATIVE
 
     compare(lambda b: sl.kl_div(x, target, reduction=reduction, log_target=log_target, backend=b,

@@ -55,7 +55,7 @@ def mem_available():
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "numpy"])
 def test_cross_entropy_past_2_31_elements(backend):
     n_rows, n_classes = 2**16 + 1, 2**15  # 2**31 + 2**15 float32 logits (8 GiB)
-    if mem_available() < 3 * n_rows * n_classes * 4:
+    if mem_available() < 1.25 * n_rows * n_classes * 4:  # the logits, and no copy of them
         pytest.skip("not enough memory")
     x = np.zeros((n_rows, n_classes), np.float32)
     x[-1, 5] = 10.0  # only the last row, past element 2**31, differs

@@ -232,15 +232,15 @@ def lse(x, n_rows, n_cols, lse, log_softmax, softmax):
 
 
 def _softplus_parts(x):
-    """e = exp(-|x|), softplus(x), softplus(-x), sigma(x), sigma(-x) without cancellation."""
+    """e = exp(-|x|), softplus(x), softplus(-x), and (A, B) with sigma(x) = A/(1+e), sigma(-x) = B/(1+e),
+    without cancellation."""
     e = np.exp(-np.abs(x))
     log_term = np.log1p(e)
     sp_pos = np.maximum(x, 0.0) + log_term  # softplus(x) = max(x, 0) + log1p(exp(-|x|))
     sp_neg = np.maximum(-x, 0.0) + log_term
-    inv = 1.0 / (1.0 + e)
-    sig_pos = np.where(x >= 0, inv, e * inv)  # sigma(x) = 1/(1+e) for x >= 0, e/(1+e) below
-    sig_neg = np.where(x >= 0, e * inv, inv)  # sigma(-x), never formed as 1 - sigma(x)
-    return sp_pos, sp_neg, sig_pos, sig_neg
+    a = np.where(x >= 0, 1.0, e)  # sigma(x) = 1/(1+e) for x >= 0, e/(1+e) below
+    b = np.where(x >= 0, e, 1.0)  # sigma(-x), never formed as 1 - sigma(x)
+    return e, sp_pos, sp_neg, a, b
 
 
 def bce(x, target, weight, pos_weight, n, grad_scale, rows_per_block, loss, grad, block_sums):
@@ -250,14 +250,15 @@ def bce(x, target, weight, pos_weight, n, grad_scale, rows_per_block, loss, grad
     w = 1.0 if weight is None else weight.astype(np.float64)
     pw = 1.0 if pos_weight is None else pos_weight.astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
-        sp_pos, sp_neg, sig_pos, sig_neg = _softplus_parts(x)
+        e, sp_pos, sp_neg, a, b = _softplus_parts(x)
         # loss = pw y softplus(-x) + (1 - y) softplus(x): two non-negative terms; a term whose label
         # factor is 0 is 0 even where its softplus is +inf (the x = +-inf limit)
         pos_term = np.where(y == 0.0, 0.0, (w * (pw * y)) * sp_neg)  # weights first: no overflow of
         neg_term = np.where(y == 1.0, 0.0, (w * (1.0 - y)) * sp_pos)  # pw y sp(-x) before w scales it
         value = pos_term + neg_term
         if grad is not None:
-            g = w * ((1.0 - y) * sig_pos - pw * y * sig_neg)
+            # w ((1 - y) sigma(x) - pw y sigma(-x)) with one division last (no early underflow)
+            g = (w * ((1.0 - y) * a - (pw * y) * b)) / (1.0 + e)
             g = _refine_bce_grad(g, x, y, w, pw)
             _store(grad, g * grad_scale)
     _store(loss, value)
@@ -272,7 +273,7 @@ def _refine_bce_grad(g, x, y, w, pw):
     """
     w, pw = np.broadcast_to(w, x.shape), np.broadcast_to(pw, x.shape)
     with np.errstate(invalid="ignore", over="ignore"):
-        idx = np.nonzero(np.isfinite(x) & (y > 0) & (y < 1) & np.isfinite(w) & np.isfinite(pw * y))
+        idx = np.nonzero(np.isfinite(x) & (y > 0) & (y < 1) & np.isfinite(w * (pw * y)) & np.isfinite(w))
     if not len(idx[0]):
         return g
     xs, ys, ws, pws = x[idx], y[idx], w[idx], pw[idx]

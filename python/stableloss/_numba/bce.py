@@ -82,7 +82,7 @@ def kernel(x, target, weight, pos_weight, n, grad_scale, rows_per_block, loss, g
             difference = a_term - b_term
             grads[j] = ((grad_scale * w) * difference) / (ONE + e)
             # soft labels with finite terms (an infinite weight leaves nothing to cancel)
-            soft = (y > 0.0) & (y < ONE) & (abs(v) < NO_REDO) & (abs(w) < np.inf) & (abs(pw * y) < np.inf)
+            soft = (y > 0.0) & (y < ONE) & (abs(v) < NO_REDO) & (abs(w) < np.inf) & (abs(w * (pw * y)) < np.inf)
             redo = soft & (wide | (abs(difference) < CANCELLATION * max(a_term, b_term)))
             redo_count += redo
             redo_flags[j] = redo

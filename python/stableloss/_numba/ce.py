@@ -70,7 +70,9 @@ def kernel(x, target, target_prob, weight, n_rows, n_classes, ignore_index, labe
         w[j] = weight[j]
     # coefficient sums compensated for both dtypes: A - b_y at the max cancels when b_y dominates A
     w_sum_hi, w_sum_lo = sum_lanes(w, 0, n_classes, lanes, True, False)
-    coef = eps_c * w  # b_j, less the target's (1 - eps) w_y
+    if label_smoothing == 0.0 and not has_prob:  # no smoothing terms at all: a NaN or inf weight of
+        w_sum_hi = w_sum_lo = 0.0  # another class must not reach this row through 0 * W
+    coef = eps_c * w if label_smoothing > 0.0 else np.zeros(n_classes)  # b_j, less the target's (1 - eps) w_y
     block = 0
     block_left = rows_per_block
     block_total = 0.0

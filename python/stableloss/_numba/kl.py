@@ -54,7 +54,10 @@ def term(input, target, log_target, precise, wide):
             diff = log(p, wide) - x
             value = p * diff
             redo = abs(diff) < CANCELLATION * abs(x) and p > 0.0
-    return (0.0 if p == 0.0 else value), (0.0 if p == 0.0 else -p), redo
+    # p = 0: the term and its gradient are 0 (0 log 0); with a log target only at lp = -inf, since an
+    # e^lp that underflows is not 0 and its term still carries NaN inputs
+    zero = t == -np.inf if log_target else p == 0.0
+    return (0.0 if zero else value), (0.0 if p == 0.0 else -p), redo
 
 
 @helper

@@ -81,7 +81,7 @@ SL_INLINE double bce_eval_tiny_e(double x, double y, double w, double pw, double
 /* Loss and unscaled gradient of one element. */
 SL_INLINE double bce_eval(double x, double y, double w, double pw, double *grad, int f32)
 {
-    if (!f32 && fabs(x) > 700.0 && isfinite(x))
+    if (!f32 && fabs(x) > 700.0 && isfinite(x) && isfinite(w) && isfinite(pw)) /* infinite weights: below */
         return bce_eval_tiny_e(x, y, w, pw, grad);
     double e, log_term = sl_softplus_tail(x, &e, f32);
     double pos_term = y == 0.0 ? 0.0 : (w * (pw * y)) * ((x < 0.0 ? -x : 0.0) + log_term);

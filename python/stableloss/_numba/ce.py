@@ -45,12 +45,18 @@ def loss_terms(x, base, n_cols, a, log1p_s, coef):
 
 
 @helper
-def grad_at_max(a_hi, a_lo, b, s, scale):
-    """scale (A p_j - b) where e_j = 1 (p_j = 1/S): ((A - b) - b s)/S, since A/S - b = (A - b(1 + s))/S.
+def grad_at_max(coef, n_cols, y, b, s, scale):
+    """scale (A p_y - b) where e_y = 1 (p_y = 1/S): (sum_{j != y} coef[j] - b s)/S, since
+    A/S - b = (A - b(1 + s))/S and A - b = sum_{j != y} coef[j] (b = coef[y] plus the target's share).
 
-    Near p_j = 1 the plain form loses everything to cancellation (p_y - 1 = -s/S in the simplest case).
+    Near p_y = 1 the plain form loses everything to cancellation (p_y - 1 = -s/S in the simplest case);
+    the other coefficients are summed directly, since A - b would cancel where b dominates A.
     """
-    return (((a_hi - b) + a_lo) - b * s) * scale
+    others, others_lo = 0.0, 0.0
+    for j in range(n_cols):
+        if j != y:
+            others, others_lo = neumaier_add(others, others_lo, coef[j])
+    return ((others + others_lo) - b * s) * scale
 
 
 @jit
@@ -94,6 +100,7 @@ def kernel(x, target, target_prob, weight, n_rows, n_classes, ignore_index, labe
                 for j in urange(0, n_classes):
                     coef[j] = w[j] * fma(keep, np.float64(target_prob[base + j]), eps_c)  # t' = (1-eps) t + eps/C
                 a_hi, a_lo = sum_lanes(coef, 0, n_classes, lanes, True, False)
+                a_hi += a_lo  # A
                 # sum_j b_j (log1p(s) - z_j) = A log1p(s) - sum_j b_j z_j: two terms >= 0
                 value = a_hi * log1p_s - shifted_dot(x, base, n_classes, a, coef, buf, lanes, wide)
                 if not abs(value) < np.inf:
@@ -122,8 +129,7 @@ def kernel(x, target, target_prob, weight, n_rows, n_classes, ignore_index, labe
                         if not abs(smoothed) < np.inf:
                             smoothed = loss_terms(x, base, n_classes, a, log1p_s, coef)
                         value += smoothed
-                    a_hi, a_lo = two_sum(w_y, eps_c * w_sum_hi)
-                    a_lo += eps_c * w_sum_lo
+                    a_hi = w_y + eps_c * (w_sum_hi + w_sum_lo)  # A
                     b_y = coef[y] + w_y
             if want_grad and not ignored:
                 big_s, big_s_lo = two_sum(ONE, s)
@@ -136,7 +142,7 @@ def kernel(x, target, target_prob, weight, n_rows, n_classes, ignore_index, labe
                 if y >= 0:
                     e_y = e[e_row + np.uint64(y)]
                     if e_y == ONE:
-                        grad[base + np.uint64(y)] = grad_at_max(a_hi, a_lo, b_y, s, scale)
+                        grad[base + np.uint64(y)] = grad_at_max(coef, n_classes, y, b_y, s, scale)
                     else:
                         grad[base + np.uint64(y)] = fma(factor, e_y, -grad_scale * b_y)
             if want_loss:

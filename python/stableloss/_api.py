@@ -20,12 +20,17 @@ def _reduce(total, denominator, reduction, loss, dtype):
     """
     if reduction == "none":
         return loss
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if reduction == "mean":
-            value = np.float64(total) / np.float64(denominator) if denominator else np.float64(np.nan)
-        else:
-            value = np.float64(total)
+    value = total
+    if reduction == "mean":  # Python floats: an overflowing quotient is inf, without a warning
+        value = float(total) / float(denominator) if denominator else math.nan
+    if abs(value) <= _LARGEST[dtype]:
         return dtype.type(value)
+    with np.errstate(over="ignore"):  # rounds to +-inf (or stays NaN)
+        return dtype.type(value)
+
+
+#: The largest finite value of each dtype.
+_LARGEST = {np.dtype(t): float(np.finfo(t).max) for t in (np.float32, np.float64)}
 
 
 def _grad_scale(reduction, denominator, counted=None):
@@ -50,6 +55,9 @@ def _sum_to_shape(grad, shape):
 
 def _class_rows(x, axis):
     """``x`` as contiguous rows along ``axis``, and the function mapping row-shaped results back."""
+    if axis == x.ndim - 1:  # (C,) or (N, C): the rows as they are
+        rows = np.ascontiguousarray(x).reshape(math.prod(x.shape[:-1]), x.shape[-1])
+        return rows, lambda values: values.reshape(x.shape)
     moved = np.moveaxis(x, axis, -1)
     rows = np.ascontiguousarray(moved).reshape(math.prod(moved.shape[:-1]), x.shape[axis])
 

@@ -17,7 +17,8 @@ except ImportError as exc:  # not built, or built for another Python/platform
         "from the source tree (needs a C compiler and cffi)"
     ) from exc
 
-_CTYPES = {np.dtype(np.float32): "float[]", np.dtype(np.float64): "double[]", np.dtype(np.int64): "int64_t[]"}
+#: The C array type of each numpy dtype the kernels take, by type character (a cheap lookup).
+_CTYPES = {np.dtype(t).char: c for t, c in ((np.float32, "float[]"), (np.float64, "double[]"), (np.int64, "int64_t[]"))}
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 _KERNELS = {}
 
@@ -28,14 +29,13 @@ def _caller(name):
     params = ffi.typeof(function).args
     last_scalar = max((i for i, p in enumerate(params) if p.kind != "pointer"), default=-1)
     writable = tuple(p.kind == "pointer" and i > last_scalar for i, p in enumerate(params))
-    from_buffer, null, ctypes = ffi.from_buffer, ffi.NULL, _CTYPES
+    from_buffer, null, ctypes, ndarray = ffi.from_buffer, ffi.NULL, _CTYPES, np.ndarray
 
     def call(*args):
-        return function(*[
-            from_buffer(ctypes[a.dtype], a, require_writable=w) if isinstance(a, np.ndarray)
-            else null if a is None else a
-            for a, w in zip(args, writable, strict=True)
-        ])
+        if len(args) != len(writable):
+            raise TypeError(f"{name} takes {len(writable)} arguments, got {len(args)}")
+        return function(*[null if a is None else from_buffer(ctypes[a.dtype.char], a, w) if type(a) is ndarray else a
+                          for a, w in zip(args, writable)])
 
     call.__name__ = call.__qualname__ = name
     return call

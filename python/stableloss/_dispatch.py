@@ -197,8 +197,9 @@ def run(backend, stem, dtype, n_rows, row_width, **args):
 
     n_threads = _num_threads if backend != "numpy" else 1
     if n_threads == 1 or n_rows * row_width < _MIN_PARALLEL_ELEMENTS or n_rows < 2:
-        if n_rows:
-            call(0, n_rows)
+        if n_rows:  # one call over all rows: the arguments as they are (the small calls' fast path)
+            sizes = {"rows_per_block": rows_per_block, "block_sums": block_sums, "n_rows": n_rows, "n": n_rows}
+            kernel(*[sizes[name] if name in sizes else args[name] for name in names])
     else:
         unit = rows_per_block if blocked else 1
         units = -(-n_rows // unit)

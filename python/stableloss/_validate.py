@@ -93,8 +93,9 @@ def ce_target(func, target, input, ignore_index):
             raise ValueError(f"{func}: class-index target must have shape {index_shape} for input of "
                              f"shape {input.shape}, got {target.shape}")
         indices = np.ascontiguousarray(target, dtype=np.int64).reshape(-1)
-        bad = (indices != ignore_index) & ((indices < 0) | (indices >= n_classes))
-        if bad.any():
+        in_range = not indices.size or (indices.min() >= 0 and indices.max() < n_classes)  # the common case
+        bad = None if in_range else (indices != ignore_index) & ((indices < 0) | (indices >= n_classes))
+        if bad is not None and bad.any():
             first = indices[np.argmax(bad)]
             raise IndexError(f"Target {first} is out of bounds. ({func}: class indices must lie in "
                              f"[0, {n_classes}) or equal ignore_index={ignore_index})")

@@ -70,10 +70,10 @@ SL_INLINE double bce_eval_tiny_e(double x, double y, double w, double pw, double
     double es = sl_exp(up, 0);
     es += es * up_lo; /* e^(up + up_lo) = e^up (1 + up_lo) */
     int pos = x > 0.0;
-    double e_factor = pos ? w * (pw * y) : w * (1.0 - y);   /* the term with e */
+    double e_label = pos ? pw * y : 1.0 - y;                 /* the term with e */
     double x_factor = pos ? w * (1.0 - y) : w * (pw * y);   /* the term with |x| */
     int e_on = pos ? y != 0.0 : y != 1.0, x_on = pos ? y != 1.0 : y != 0.0;
-    double e_term = ldexp(e_factor * es, -512);
+    double e_term = ldexp(w * (e_label * es), -512); /* label first: w pw y alone may overflow */
     *grad = pos ? x_factor - e_term : e_term - x_factor;
     return (x_on ? x_factor * fabs(x) : 0.0) + (e_on ? e_term : 0.0);
 }
@@ -84,7 +84,9 @@ SL_INLINE double bce_eval(double x, double y, double w, double pw, double *grad,
     if (!f32 && fabs(x) > 700.0 && isfinite(x) && isfinite(w) && isfinite(pw)) /* infinite weights: below */
         return bce_eval_tiny_e(x, y, w, pw, grad);
     double e, log_term = sl_softplus_tail(x, &e, f32);
-    double pos_term = y == 0.0 ? 0.0 : (w * (pw * y)) * ((x < 0.0 ? -x : 0.0) + log_term);
+    double sp_neg = (x < 0.0 ? -x : 0.0) + log_term, wpy = w * (pw * y);
+    /* the weights first, unless their product overflows: then the label factor and softplus first */
+    double pos_term = y == 0.0 ? 0.0 : isfinite(wpy) ? wpy * sp_neg : w * ((pw * y) * sp_neg);
     double neg_term = y == 1.0 ? 0.0 : (w * (1.0 - y)) * ((x > 0.0 ? x : 0.0) + log_term);
     /* sigma(x) = A/(1+e), sigma(-x) = B/(1+e), (A, B) = (1, e) for x >= 0, else (e, 1): never 1 - sigma;
      * the division last, so that a tiny pw y B does not underflow before w scales it */
@@ -145,7 +147,9 @@ SL_AVX2 SL_INLINE __m256d bce_row4(const void *args, int64_t i, const sl_tail *t
     __m256d sp_neg = _mm256_add_pd(_mm256_max_pd(zero, _mm256_sub_pd(zero, x)), log_term);
     __m256d sp_pos = _mm256_add_pd(_mm256_max_pd(zero, x), log_term);
     __m256d pwy = _mm256_mul_pd(pw, y);
-    __m256d pos_term = _mm256_mul_pd(_mm256_mul_pd(w, pwy), sp_neg);
+    __m256d wpy = _mm256_mul_pd(w, pwy); /* as bce_eval: the weights first unless their product overflows */
+    __m256d pos_term = sl_select_v(sl_isfinite_v(wpy), _mm256_mul_pd(wpy, sp_neg),
+                                   _mm256_mul_pd(w, _mm256_mul_pd(pwy, sp_neg)));
     __m256d neg_term = _mm256_mul_pd(_mm256_mul_pd(w, _mm256_sub_pd(one, y)), sp_pos);
     pos_term = _mm256_andnot_pd(_mm256_cmp_pd(y, zero, _CMP_EQ_OQ), pos_term); /* label factor 0: term 0 */
     neg_term = _mm256_andnot_pd(_mm256_cmp_pd(y, one, _CMP_EQ_OQ), neg_term);

@@ -253,8 +253,11 @@ def bce(x, target, weight, pos_weight, n, grad_scale, rows_per_block, loss, grad
         e, sp_pos, sp_neg, a, b = _softplus_parts(x)
         # loss = pw y softplus(-x) + (1 - y) softplus(x): two non-negative terms; a term whose label
         # factor is 0 is 0 even where its softplus is +inf (the x = +-inf limit)
-        pos_term = np.where(y == 0.0, 0.0, (w * (pw * y)) * sp_neg)  # weights first: no overflow of
-        neg_term = np.where(y == 1.0, 0.0, (w * (1.0 - y)) * sp_pos)  # pw y sp(-x) before w scales it
+        # the weights first (no overflow of pw y sp(-x) before w scales it), unless w pw y itself
+        # overflows: then the label factor and the softplus first
+        wpy = w * (pw * y)
+        pos_term = np.where(y == 0.0, 0.0, np.where(np.isfinite(wpy), wpy * sp_neg, w * ((pw * y) * sp_neg)))
+        neg_term = np.where(y == 1.0, 0.0, (w * (1.0 - y)) * sp_pos)
         value = pos_term + neg_term
         if grad is not None:
             # w ((1 - y) sigma(x) - pw y sigma(-x)) with one division last (no early underflow)

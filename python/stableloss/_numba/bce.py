@@ -74,7 +74,8 @@ def kernel(x, target, weight, pos_weight, n, grad_scale, rows_per_block, loss, g
             positive = v >= 0.0
             softplus_pos = (v if positive else 0.0) + log_term  # softplus(x) = max(x, 0) + log1p(e^-|x|)
             softplus_neg = (0.0 if positive else -v) + log_term  # softplus(-x)
-            pos_term = 0.0 if y == 0.0 else (w * (pw * y)) * softplus_neg
+            wpy = w * (pw * y)  # the weights first, unless their product overflows
+            pos_term = 0.0 if y == 0.0 else (wpy * softplus_neg if abs(wpy) < np.inf else w * ((pw * y) * softplus_neg))
             neg_term = 0.0 if y == ONE else (w * (ONE - y)) * softplus_pos
             values[j] = pos_term + neg_term
             a_term = (ONE - y) * (ONE if positive else e)  # (1 - y) sigma(x) (1 + e)

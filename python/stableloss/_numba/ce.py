@@ -95,6 +95,7 @@ def kernel(x, target, target_prob, weight, n_rows, n_classes, ignore_index, labe
             s = s_hi[i]
             log1p_s = log_s[i]
             y = -1  # where the gradient needs grad_at_max: the index target, or the first maximum
+            w_y = 0.0  # the index target's (1 - eps) w_y
             ignored = False
             if has_prob:
                 for j in urange(0, n_classes):
@@ -143,8 +144,11 @@ def kernel(x, target, target_prob, weight, n_rows, n_classes, ignore_index, labe
                     e_y = e[e_row + np.uint64(y)]
                     if e_y == ONE:
                         grad[base + np.uint64(y)] = grad_at_max(coef, n_classes, y, b_y, s, scale)
-                    else:
-                        grad[base + np.uint64(y)] = fma(factor, e_y, -grad_scale * b_y)
+                    else:  # p_y <= 1/2: w_y (p_y - 1) directly (A p_y - b_y: inf - inf for an infinite w_y)
+                        g_y = w_y * fma(e_y, scale, -grad_scale)
+                        if label_smoothing > 0.0:
+                            g_y += fma(eps_c * (w_sum_hi + w_sum_lo) * scale, e_y, -grad_scale * coef[y])
+                        grad[base + np.uint64(y)] = g_y
             if want_loss:
                 loss[row] = value
             if want_sums:

@@ -20,8 +20,13 @@ def pytest_addoption(parser):
                          "(default 0.2)")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-benchmark reads its options
 def pytest_configure(config):
     wl.set_threads(config.getoption("bench_threads"))
+    # every run is saved, as .benchmarks/<machine>/NNNN_run.json unless --benchmark-save names it
+    if hasattr(config.option, "benchmark_save") and not (config.option.benchmark_save or
+                                                          config.option.benchmark_autosave):
+        config.option.benchmark_save = "run"
 
 
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-benchmark: without it, the suite is skipped

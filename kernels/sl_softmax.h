@@ -298,8 +298,9 @@ SL_AVX2 SL_INLINE void sl_scan_span_v(const void *x, int64_t lo, int64_t hi, __m
     sl_scan_acc_v sums = *acc;
     int64_t j = lo;
     for (; hi - j >= 4; j += 4) {
-        if (next && j % 16 == 0)
-            _mm_prefetch((const char *)next + j * (f32 ? 4 : 8), _MM_HINT_T1);
+        size_t offset = (size_t)j * (f32 ? 4 : 8);
+        if (next && offset % 64 < (f32 ? 16 : 32)) /* once per cache line, wherever the span starts */
+            _mm_prefetch((const char *)next + offset, _MM_HINT_T1);
         sl_scan_step_v(x, j, NULL, a, cf, e_out, &sums, normal, f32, cheap);
     }
     if (j < hi) {

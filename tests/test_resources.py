@@ -69,3 +69,58 @@ def test_cross_entropy_past_2_31_elements(backend):
     assert abs(float(loss) - expected) <= 4 * np.spacing(np.float32(expected))
     lse = sl.logsumexp(x, backend=backend)
     assert lse[0] == np.float32(log_c) and abs(lse[-1] - np.logaddexp(10.0, np.log(n_classes - 1.0))) < 1e-5
+
+
+def large_gradient_call(x, y):
+    """A call whose gradient is large enough to come from the reused buffers of stableloss._outputs."""
+    return sl.mse_loss(x, y, return_grad=True)[1]
+
+
+def test_a_large_output_buffer_is_reused_only_once_nothing_refers_to_it():
+    from stableloss import _outputs
+
+    n = _outputs.MIN_BYTES // 4
+    x = np.linspace(-1.0, 1.0, n, dtype=np.float32)
+    y = np.zeros(n, np.float32)
+    expected = 2.0 * x.astype(np.float64) / n  # d/dx mean((x - 0)^2), exact up to the final rounding
+    first = large_gradient_call(x, y)
+    first_buffer = first.base
+    view = first[10:20]  # a view keeps the buffer in use
+    del first
+    second = large_gradient_call(x, y)
+    assert second.base is not first_buffer and not np.shares_memory(second, view)
+    np.testing.assert_allclose(view, expected[10:20], rtol=1e-6)  # the view was not overwritten
+    del view, second  # now nothing refers to either buffer: the next call reuses one of them
+    third = large_gradient_call(x, y)
+    assert any(third.base is kept for kept in _outputs._kept)
+    np.testing.assert_allclose(third, expected, rtol=1e-6)
+    assert len(_outputs._kept) <= _outputs.KEPT
+
+
+def test_small_outputs_are_fresh_arrays():
+    from stableloss import _outputs
+
+    a = sl.mse_loss(np.ones(16), np.zeros(16), return_grad=True)[1]
+    b = sl.mse_loss(np.ones(16), np.zeros(16), return_grad=True)[1]
+    assert not np.shares_memory(a, b)
+    assert not any(np.shares_memory(a, kept) or np.shares_memory(b, kept) for kept in _outputs._kept)
+
+
+def test_threads_never_share_a_reused_output_buffer():
+    import concurrent.futures
+
+    from stableloss import _outputs
+
+    n = _outputs.MIN_BYTES // 4
+    inputs = [np.full(n, float(i + 1), np.float32) for i in range(4)]
+    target = np.zeros(n, np.float32)
+
+    def gradients(x):  # each thread keeps its gradients while it makes more
+        return [large_gradient_call(x, target) for _ in range(3)]
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(gradients, inputs))
+    for x, grads in zip(inputs, results):
+        expected = large_gradient_call(x, target).copy()
+        for grad in grads:
+            np.testing.assert_array_equal(grad, expected)  # no other call wrote into this one's buffer

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from . import _validate as check
+from . import _outputs, _validate as check
 from ._dispatch import KERNEL_ARGS, exact_sum, resolve, run
 
 
@@ -412,7 +412,7 @@ def _run_loss(backend, stem, dtype, n_rows, row_width, reduction, denominator, c
     """
     def call(loss, want_grads):
         shape = (n_rows, row_width) if "n_classes" in args else (n_rows,)  # rows of classes, or elements
-        grads = {name: np.empty(shape, dtype) if want_grads else None
+        grads = {name: _outputs.empty(shape, dtype) if want_grads else None
                  for name in KERNEL_ARGS[stem] if name in ("grad", "grad_input", "grad_var")}
         total = run(backend, stem, dtype, n_rows, row_width, loss=loss,
                     grad_scale=_grad_scale(reduction, denominator, counted), **grads, **args)
@@ -439,7 +439,7 @@ def _lse_call(func, x, axis, backend, want):
     rows, restore = _class_rows(x, axis)
     n_rows, n_cols = rows.shape
     outputs = {"lse": None, "log_softmax": None, "softmax": None}
-    outputs[want] = np.empty(n_rows if want == "lse" else rows.shape, x.dtype)
+    outputs[want] = _outputs.empty((n_rows,) if want == "lse" else rows.shape, x.dtype)
     if n_cols == 0:
         outputs[want].fill(-np.inf)  # an empty sum: log 0
     else:

@@ -9,6 +9,10 @@ from ._jit import (CHUNK, HALF, INF, LANES, add_block_sums, chunk_stop, fma, is_
 ARGS = ("in", "in", "in", "int", "float", "int", "out", "out", "sums")
 
 
+#: The smallest normal float64: below it d^2 has lost relative precision.
+TINY = np.float64(2.0**-1022)
+
+
 @pasted
 def difference(x, t, wide):
     """(d, d_lo): d + d_lo = x - t, exactly when wide (float32 inputs: the float64 difference)."""
@@ -35,13 +39,12 @@ def kernel(input, target, weight, n, grad_scale, rows_per_block, loss, grad, blo
             d, d_lo = difference(input[first + j], target[first + j], wide)
             w = weights[j]
             if wide:
-                # w (d + d_lo)^2 = (p + p_lo)(d + d_lo), p + p_lo = w (d + d_lo): no intermediate overflows
-                # unless the loss does (w d^2 would at |d| > 1e154 even for w < 1)
-                p, p_lo = two_prod(w, d)
-                p_lo += w * d_lo
-                value, value_lo = two_prod(p, d)
-                correction = value_lo + (p_lo * d + p * d_lo)
-                value += correction if abs(correction) < INF else 0.0
+                # w (d + d_lo)^2 = w (sq + (sq_lo + 2 d d_lo)) with sq + sq_lo = d^2 exactly: one rounding
+                sq, sq_lo = two_prod(d, d)
+                correction = sq_lo + 2.0 * d * d_lo
+                value = w * (sq + (correction if abs(correction) < INF else 0.0))
+                if sq == INF or sq < TINY:  # d^2 overflows or underflows while w d^2 may not
+                    value = (w * d) * d
             else:
                 value = (w * d) * d
             values[j] = value

@@ -137,7 +137,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     reduction = check.reduction(func, reduction)
     ignore_index = check.integer(func, "ignore_index", ignore_index)
     smoothing = check.real(func, "label_smoothing", label_smoothing, 0.0, 1.0)
-    indices, probabilities = check.ce_target(func, target, x, ignore_index)
+    indices, probabilities, counted = check.ce_target(func, target, x, ignore_index)
     axis = 1 if x.ndim >= 2 else 0
     n_classes = x.shape[axis]
     weight = check.class_weight(func, weight, n_classes, x.dtype)
@@ -146,7 +146,6 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     rows, restore = _class_rows(x, axis)
     n_rows = rows.shape[0]
     if indices is not None:
-        counted = indices[indices != ignore_index]
         n_counted = len(counted)
         denominator = n_counted if weight is None else exact_sum(weight[counted].astype(np.float64))
         probability_rows = None
@@ -404,6 +403,11 @@ def _elementwise(backend, stem, like, reduction, denominator, return_grad, **arg
     return result, shaped[0] if len(shaped) == 1 else shaped
 
 
+#: The gradient outputs of each kernel, in argument order.
+_GRADS = {stem: tuple(name for name in names if name in ("grad", "grad_input", "grad_var"))
+          for stem, names in KERNEL_ARGS.items()}
+
+
 def _run_loss(backend, stem, dtype, n_rows, row_width, reduction, denominator, counted, return_grad, **args):
     """One fused kernel call: the reduced loss (or the per-row losses) and the list of gradients.
 
@@ -412,8 +416,7 @@ def _run_loss(backend, stem, dtype, n_rows, row_width, reduction, denominator, c
     """
     def call(loss, want_grads):
         shape = (n_rows, row_width) if "n_classes" in args else (n_rows,)  # rows of classes, or elements
-        grads = {name: _outputs.empty(shape, dtype) if want_grads else None
-                 for name in KERNEL_ARGS[stem] if name in ("grad", "grad_input", "grad_var")}
+        grads = {name: _outputs.empty(shape, dtype) if want_grads else None for name in _GRADS[stem]}
         total = run(backend, stem, dtype, n_rows, row_width, loss=loss,
                     grad_scale=_grad_scale(reduction, denominator, counted), **grads, **args)
         return total, list(grads.values())

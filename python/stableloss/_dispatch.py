@@ -198,15 +198,17 @@ def run(backend, stem, dtype, n_rows, row_width, **args):
     n_threads = _num_threads if backend != "numpy" else 1
     if n_threads == 1 or n_rows * row_width < _MIN_PARALLEL_ELEMENTS or n_rows < 2:
         if n_rows:  # one call over all rows: the arguments as they are (the small calls' fast path)
-            sizes = {"rows_per_block": rows_per_block, "block_sums": block_sums, "n_rows": n_rows, "n": n_rows}
-            kernel(*[sizes[name] if name in sizes else args[name] for name in names])
+            args.update(rows_per_block=rows_per_block, block_sums=block_sums, n_rows=n_rows, n=n_rows)
+            kernel(*[args[name] for name in names])
     else:
         unit = rows_per_block if blocked else 1
         units = -(-n_rows // unit)
         bounds = [min(n_rows, (units * i // n_threads) * unit) for i in range(n_threads + 1)]
         chunks = [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
         list(_pool(n_threads).map(lambda ab: call(*ab), chunks))
-    return exact_sum(block_sums) if blocked else None
+    if not blocked:
+        return None
+    return float(block_sums[0]) if n_blocks == 1 else exact_sum(block_sums)
 
 
 def exact_sum(values):

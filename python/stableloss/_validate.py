@@ -83,7 +83,8 @@ def class_axis_input(func, value):
 def ce_target(func, target, input, ignore_index):
     """Class indices (any integer dtype, returned as int64) or class probabilities (input's shape).
 
-    Returns ``(indices, probabilities)``, exactly one of them not None.
+    Returns ``(indices, probabilities, counted)``: exactly one of the first two is not None, and
+    ``counted`` holds the index targets that are not ``ignore_index`` (None with probabilities).
     """
     target = np.asarray(target)
     index_shape = input.shape[:1] + input.shape[2:] if input.ndim >= 2 else ()
@@ -93,13 +94,17 @@ def ce_target(func, target, input, ignore_index):
             raise ValueError(f"{func}: class-index target must have shape {index_shape} for input of "
                              f"shape {input.shape}, got {target.shape}")
         indices = np.ascontiguousarray(target, dtype=np.int64).reshape(-1)
-        in_range = not indices.size or (indices.min() >= 0 and indices.max() < n_classes)  # the common case
-        bad = None if in_range else (indices != ignore_index) & ((indices < 0) | (indices >= n_classes))
-        if bad is not None and bad.any():
+        # one reduction for both bounds: as unsigned integers, negative indices are the largest
+        in_range = not indices.size or indices.view(np.uint64).max() < n_classes
+        if in_range and not 0 <= ignore_index < n_classes:  # the common case: nothing ignored
+            return indices, None, indices
+        counted = indices != ignore_index
+        bad = counted & ((indices < 0) | (indices >= n_classes))
+        if bad.any():
             first = indices[np.argmax(bad)]
             raise IndexError(f"Target {first} is out of bounds. ({func}: class indices must lie in "
                              f"[0, {n_classes}) or equal ignore_index={ignore_index})")
-        return indices, None
+        return indices, None, indices[counted]
     if target.dtype.kind != "f":
         raise TypeError(f"{func}: target must hold class indices (integer dtype) or class probabilities "
                         f"(float dtype), got dtype {target.dtype}")
@@ -111,7 +116,7 @@ def ce_target(func, target, input, ignore_index):
     if ignore_index >= 0:
         raise ValueError(f"{func}: ignore_index={ignore_index} is not supported with probability "
                          f"targets (use a negative ignore_index)")
-    return None, target.astype(input.dtype, copy=False)
+    return None, target.astype(input.dtype, copy=False), None
 
 
 def class_weight(func, weight, n_classes, dtype):

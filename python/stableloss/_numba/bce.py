@@ -81,7 +81,7 @@ def kernel(x, target, weight, pos_weight, n, grad_scale, rows_per_block, loss, g
             a_term = (ONE - y) * (ONE if positive else e)  # (1 - y) sigma(x) (1 + e)
             b_term = (pw * y) * (e if positive else ONE)  # pw y sigma(-x) (1 + e)
             difference = a_term - b_term
-            grads[j] = ((grad_scale * w) * difference) / (ONE + e)
+            grads[j] = ((w * difference) / (ONE + e)) * grad_scale  # as the reference: no early underflow
             # soft labels with finite terms (an infinite weight leaves nothing to cancel)
             soft = (y > 0.0) & (y < ONE) & (abs(v) < NO_REDO) & (abs(w) < np.inf) & (abs(w * (pw * y)) < np.inf)
             redo = soft & (wide | (abs(difference) < CANCELLATION * max(a_term, b_term)))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import stableloss as sl
+from stableloss import _outputs
 
 BACKENDS = sl.available_backends()
 SMALL_CALLS = int(os.environ.get("STABLELOSS_LEAK_CALLS", "100000"))
@@ -77,8 +78,6 @@ def large_gradient_call(x, y):
 
 
 def test_a_large_output_buffer_is_reused_only_once_nothing_refers_to_it():
-    from stableloss import _outputs
-
     n = _outputs.MIN_BYTES // 4
     x = np.linspace(-1.0, 1.0, n, dtype=np.float32)
     y = np.zeros(n, np.float32)
@@ -98,8 +97,6 @@ def test_a_large_output_buffer_is_reused_only_once_nothing_refers_to_it():
 
 
 def test_small_outputs_are_fresh_arrays():
-    from stableloss import _outputs
-
     a = sl.mse_loss(np.ones(16), np.zeros(16), return_grad=True)[1]
     b = sl.mse_loss(np.ones(16), np.zeros(16), return_grad=True)[1]
     assert not np.shares_memory(a, b)
@@ -108,8 +105,6 @@ def test_small_outputs_are_fresh_arrays():
 
 def test_threads_never_share_a_reused_output_buffer():
     import concurrent.futures
-
-    from stableloss import _outputs
 
     n = _outputs.MIN_BYTES // 4
     inputs = [np.full(n, float(i + 1), np.float32) for i in range(4)]

@@ -206,14 +206,14 @@ def run(backend, stem, dtype, n_rows, row_width, **args):
         bounds = [min(n_rows, (units * i // n_threads) * unit) for i in range(n_threads + 1)]
         chunks = [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
         list(_pool(n_threads).map(lambda ab: call(*ab), chunks))
-    if not blocked:
-        return None
-    return float(block_sums[0]) if n_blocks == 1 else exact_sum(block_sums)
+    return exact_sum(block_sums) if blocked else None
 
 
 def exact_sum(values):
     """The correctly rounded sum of a float64 array (+-inf where it exceeds the float range, NaN for
     inf - inf), whatever the order of the values."""
+    if len(values) == 1:  # its own sum: the common one-block call, without fsum's cost
+        return float(values[0])
     try:
         return math.fsum(values)
     except OverflowError:  # finite values whose sum overflows

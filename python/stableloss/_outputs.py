@@ -11,6 +11,7 @@ reused; the ones kept are at most :data:`KEPT` arrays, dropped oldest first.
 ``STABLELOSS_REUSE_OUTPUTS=0`` turns the reuse off (every output freshly allocated).
 """
 
+import math
 import os
 import sys
 import threading
@@ -30,9 +31,7 @@ _lock = threading.Lock()
 def empty(shape, dtype):
     """An uninitialised C-contiguous array of ``shape`` and ``dtype``, reusing a kept buffer if free."""
     dtype = np.dtype(dtype)
-    count = 1
-    for n in shape:
-        count *= n
+    count = math.prod(shape)
     if not _REUSE or count * dtype.itemsize < MIN_BYTES:
         return np.empty(shape, dtype)
     with _lock:  # the check and the hand-out together: two threads never get the same buffer

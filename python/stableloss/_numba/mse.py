@@ -2,15 +2,11 @@
 
 import numpy as np
 
-from ._jit import (CHUNK, HALF, INF, LANES, add_block_sums, chunk_stop, fma, is_wide, jit, load_chunk, pasted, store_chunk,
-                   two_diff, two_prod, urange)
+from ._jit import (CHUNK, HALF, INF, LANES, SMALLEST_NORMAL, add_block_sums, chunk_stop, fma, is_wide, jit,
+                   load_chunk, pasted, store_chunk, two_diff, two_prod, urange)
 
 #: Kinds of the arguments of sl_mse, in order (see the package __init__).
 ARGS = ("in", "in", "in", "int", "float", "int", "out", "out", "sums")
-
-
-#: The smallest normal float64: below it d^2 has lost relative precision.
-TINY = np.float64(2.0**-1022)
 
 
 @pasted
@@ -43,7 +39,7 @@ def kernel(input, target, weight, n, grad_scale, rows_per_block, loss, grad, blo
                 sq, sq_lo = two_prod(d, d)
                 correction = sq_lo + 2.0 * d * d_lo
                 value = w * (sq + (correction if abs(correction) < INF else 0.0))
-                if sq == INF or sq < TINY:  # d^2 overflows or underflows while w d^2 may not
+                if sq == INF or sq < SMALLEST_NORMAL:  # d^2 overflows or underflows while w d^2 may not
                     value = (w * d) * d
             else:
                 value = (w * d) * d

@@ -7,11 +7,16 @@
  *   cheap = 1: for float32 outputs computed in double and rounded once: shorter polynomials, relative
  *              error <= 4e-12, far below half a float ulp (2^-24).
  *   cheap = 0: <= 1 ulp (float64 outputs, and float32 outputs that may cancel).
+ *   cheap = SL_CHEAP_SUM (2): as cheap = 1 but a shorter exp polynomial, relative error 3.1e-9 (0.05
+ *              of a float ulp), for float32 outputs that are sums, products and quotients of
+ *              exponentials and other non-negative terms, never differences, so that the error reaches
+ *              the output unamplified (cross-entropy without coefficients: 22% less time).
  * Measured errors: 2^22 random arguments per range (uniform, and log-uniform over the whole
  * exponent range) plus the range ends and special values, against x87 long double expl / logl /
  * log1pl (whose own error is below 0.001 ulp of double); "ulp" = ulp of the exact result, subnormal
  * results included.  Scalar and AVX2 forms alike unless two figures are given (scalar / AVX2).
  *   sl_exp      full: 0.75 / 0.78 ulp on [-745.13, 709.78]    cheap: relative 3.9e-12
+ *                                                              SL_CHEAP_SUM: relative 3.1e-9
  *   sl_log      full: 0.86 ulp on [2^-1074, DBL_MAX]           cheap: relative 9.8e-14
  *   sl_log1p    full: 0.87 ulp on [0, 2^1000]                  cheap: relative 9.8e-14
  * The double-double forms (scalar, for slow paths), against mpmath at 60 digits:
@@ -37,6 +42,9 @@
 
 #define SL_INLINE static inline __attribute__((always_inline))
 
+/* The third grade of `cheap` (above). */
+#define SL_CHEAP_SUM 2
+
 /* ------------------------------------------------------------------------------------------------
  * Constants */
 
@@ -59,6 +67,11 @@ static const double sl_exp_q_full[11] = {
 static const double sl_exp_q_cheap[7] = {
     0x1.0000000000000p-1, 0x1.5555556787f3cp-3, 0x1.5555555c9c2f7p-5, 0x1.1110c5a070ca9p-7,
     0x1.6c168516931abp-10, 0x1.a152a983c7079p-13, 0x1.a11412e92d01bp-16};
+/* The same q for SL_CHEAP_SUM, degree 4: a weighted minimax fit (Lawson's iteration on the relative
+ * error of exp over 4001 points), checked in mpmath at 3001 points: |error of exp| <= 3.06e-9. */
+static const double sl_exp_q_sum[5] = {
+    0x1.fffffb9ad4525p-2, 0x1.555491606f0a7p-3, 0x1.5558f12c703cap-5, 0x1.1239d957bbaffp-7,
+    0x1.6a245a33abc40p-10};
 
 /* log(1+f) = 2 atanh(s) = 2s + s R(z), s = f/(2+f), z = s^2, |s| <= 0.1716: R(z) = z P(z) with P
  * fitted to (2 atanh(s) - 2s)/s^3.  Full, degree 6: relative error of log <= 4.6e-18; cheap, degree
@@ -161,8 +174,8 @@ SL_INLINE double sl_scale2(double p, double n)
  * (n SL_LN2_HI is exact and x - n SL_LN2_HI exact by Sterbenz), r = r_hi + r_lo kept to ~2^-106, and
  * exp(r) = s + (s_lo + r_lo (1 + r) + r^2 q(r)) with s + s_lo = 1 + r_hi exactly (Fast2Sum), so only
  * the last addition rounds at the result's scale.  cheap grade: r = x - n ln2 in one piece (error
- * <= 1076 |ln2 - fl(ln2)| ~ 3e-14) and a degree-8 Horner polynomial.  Arguments are clamped to
- * [-746, 710], beyond which the result is 0 or inf anyway; NaN passes through. */
+ * <= 1076 |ln2 - fl(ln2)| ~ 3e-14) and a degree-8 Horner polynomial (SL_CHEAP_SUM: degree 6).
+ * Arguments are clamped to [-746, 710], beyond which the result is 0 or inf anyway; NaN passes through. */
 SL_INLINE double sl_exp(double x, int cheap)
 {
     if (x < -746.0)
@@ -174,7 +187,8 @@ SL_INLINE double sl_exp(double x, int cheap)
     double n = (x * SL_LOG2E + SL_ROUND_MAGIC) - SL_ROUND_MAGIC;
     if (cheap) {
         double r = x - n * (SL_LN2_HI + SL_LN2_LO);
-        return sl_scale2(1.0 + r * (1.0 + r * sl_horner(sl_exp_q_cheap, 7, r)), n);
+        double q = cheap == SL_CHEAP_SUM ? sl_horner(sl_exp_q_sum, 5, r) : sl_horner(sl_exp_q_cheap, 7, r);
+        return sl_scale2(1.0 + r * (1.0 + r * q), n);
     }
     double r1 = x - n * SL_LN2_HI;
     double r = r1 - n * SL_LN2_LO;
@@ -522,7 +536,8 @@ SL_AVX2 SL_INLINE __m256d sl_exp_reduced_v(__m256d x, __m256d n, int cheap)
 {
     if (cheap) {
         __m256d r = _mm256_fnmadd_pd(n, SL_V(SL_LN2_HI + SL_LN2_LO), x);
-        return _mm256_fmadd_pd(r, _mm256_fmadd_pd(r, sl_horner_v(sl_exp_q_cheap, 7, r), SL_V(1.0)), SL_V(1.0));
+        __m256d q = cheap == SL_CHEAP_SUM ? sl_horner_v(sl_exp_q_sum, 5, r) : sl_horner_v(sl_exp_q_cheap, 7, r);
+        return _mm256_fmadd_pd(r, _mm256_fmadd_pd(r, q, SL_V(1.0)), SL_V(1.0));
     }
     __m256d r1 = _mm256_fnmadd_pd(n, SL_V(SL_LN2_HI), x);
     __m256d r = _mm256_fnmadd_pd(n, SL_V(SL_LN2_LO), r1);

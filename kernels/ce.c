@@ -60,6 +60,35 @@ SL_INLINE double ce_loss_terms(const void *x, int64_t C, const sl_softmax *r, co
     return total;
 }
 
+/* The loss of a row with index target y (outputs stored).  cf: the smoothing coefficients or NULL;
+ * with cheap, both compile-time constants at each call, so the passes' loops carry no branch on them. */
+SL_INLINE double ce_index_row(const ce_args *a, const void *x, const void *next, void *g, int64_t y,
+                              const sl_coefs *cf, int f32, int cheap, sl_scan_fn scan, sl_grad_fn grad)
+{
+    int64_t C = a->n_classes;
+    double eps = a->label_smoothing, smooth = eps / (double)C;
+    double w_y = a->weight ? sl_load(a->weight, y, f32) : 1.0;
+    double coef = (1.0 - eps) * w_y;
+    sl_softmax r = scan(x, C, cf, next, a->exps, f32, cheap);
+    double z_lo, z = sl_shift(sl_load(x, y, f32), r.a, &z_lo, cheap);
+    double loss = coef * ((r.log_s - z) - z_lo); /* -log p_y = log1p(s) - z_y: both terms >= 0 */
+    if (cf) { /* sum_j c_j (-log p_j) = (sum_j c_j) log1p(s) + sum_j c_j (-z_j) */
+        double smoothed = r.c_sum * r.log_s + r.cz_sum;
+        loss += isfinite(smoothed) ? smoothed : ce_loss_terms(x, C, &r, cf, f32);
+    }
+    if (g) {
+        double S = 1.0 + r.s;
+        double K = (coef + r.c_sum) / S; /* cf: g_j = (K e_j - c_j) grad_scale */
+        grad(x, C, r.a, cf ? K : a->grad_scale * K, cf, 1.0, a->grad_scale, a->exps, g, f32, cheap);
+        double p_y = (a->exps ? a->exps[y] : sl_shifted_exp(z, z_lo, cheap)) / S;
+        /* p_y - 1 = -s/S where y holds the max (no cancellation); elsewhere p_y <= 1/2 */
+        double p_y_m1 = z == 0.0 ? -r.s / S : p_y - 1.0;
+        double g_y = coef * p_y_m1 + (cf ? r.c_sum * p_y - smooth * w_y : 0.0);
+        sl_store(g, y, a->grad_scale * g_y, f32);
+    }
+    return loss;
+}
+
 /* One row: its outputs stored, its loss returned.  The passes come in as arguments (scalar or AVX2). */
 SL_INLINE double ce_row(const void *args, int64_t i, int f32, sl_scan_fn scan, sl_grad_fn grad)
 {
@@ -72,32 +101,12 @@ SL_INLINE double ce_row(const void *args, int64_t i, int f32, sl_scan_fn scan, s
     if (C == 0 || (a->target && a->target[i] == a->ignore_index)) {
         if (g)
             memset(g, 0, (size_t)C * (f32 ? sizeof(float) : sizeof(double)));
-    } else if (a->target) {
-        int64_t y = a->target[i];
-        double w_y = a->weight ? sl_load(a->weight, y, f32) : 1.0;
-        double coef = (1.0 - eps) * w_y;
-        sl_coefs weights = {a->weight, NULL, smooth, 0.0}; /* c_j = (eps/C) w_j: scaled before summed */
-        const sl_coefs *cf = eps > 0.0 ? &weights : NULL;
-        /* without smoothing every output is a sum or quotient of non-negative terms: the short exp
-         * (SL_CHEAP_SUM); with it, K e_j - b_j can cancel: full grade */
-        int cheap = f32 && !cf ? SL_CHEAP_SUM : 0;
-        sl_softmax r = scan(x, C, cf, next, a->exps, f32, cheap);
-        double z_lo, z = sl_shift(sl_load(x, y, f32), r.a, &z_lo, cheap);
-        loss = coef * ((r.log_s - z) - z_lo); /* -log p_y = log1p(s) - z_y: both terms >= 0 */
-        if (cf) { /* sum_j c_j (-log p_j) = (sum_j c_j) log1p(s) + sum_j c_j (-z_j) */
-            double smoothed = r.c_sum * r.log_s + r.cz_sum;
-            loss += isfinite(smoothed) ? smoothed : ce_loss_terms(x, C, &r, cf, f32);
-        }
-        if (g) {
-            double S = 1.0 + r.s;
-            double K = (coef + r.c_sum) / S; /* cf: g_j = (K e_j - c_j) grad_scale */
-            grad(x, C, r.a, cf ? K : a->grad_scale * K, cf, 1.0, a->grad_scale, a->exps, g, f32, cheap);
-            double p_y = (a->exps ? a->exps[y] : sl_shifted_exp(z, z_lo, cheap)) / S;
-            /* p_y - 1 = -s/S where y holds the max (no cancellation); elsewhere p_y <= 1/2 */
-            double p_y_m1 = z == 0.0 ? -r.s / S : p_y - 1.0;
-            double g_y = coef * p_y_m1 + (cf ? r.c_sum * p_y - smooth * w_y : 0.0);
-            sl_store(g, y, a->grad_scale * g_y, f32);
-        }
+    } else if (a->target && eps > 0.0) { /* c_j = (eps/C) w_j, scaled before summed; K e_j - c_j can
+                                            cancel: full grade */
+        sl_coefs weights = {a->weight, NULL, smooth, 0.0};
+        loss = ce_index_row(a, x, next, g, a->target[i], &weights, f32, 0, scan, grad);
+    } else if (a->target) { /* every output a sum or quotient of non-negative terms: the short exp */
+        loss = ce_index_row(a, x, next, g, a->target[i], NULL, f32, f32 ? SL_CHEAP_SUM : 0, scan, grad);
     } else { /* probability targets: T p_j - c_j can cancel, full grade */
         sl_coefs probs = {a->weight, sl_row_in(a->target_prob, i, C, f32), 1.0 - eps, smooth};
         sl_softmax r = scan(x, C, &probs, next, a->exps, f32, 0);

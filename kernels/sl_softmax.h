@@ -319,6 +319,17 @@ SL_AVX2 SL_INLINE void sl_scan_spans_v(const void *x, int64_t C, int64_t k, __m2
     sl_scan_span_v(x, k + 1, C, a, cf, next, e_out, acc, normal, f32, cheap);
 }
 
+/* sl_scan_spans_v with `normal` a compile-time constant in each loop. */
+SL_AVX2 SL_INLINE void sl_scan_normal_or_not_v(const void *x, int64_t C, int64_t k, __m256d a,
+                                               const sl_coefs *cf, const void *next, double *e_out,
+                                               sl_scan_acc_v *acc, int normal, int f32, int cheap)
+{
+    if (normal)
+        sl_scan_spans_v(x, C, k, a, cf, next, e_out, acc, 1, f32, cheap);
+    else
+        sl_scan_spans_v(x, C, k, a, cf, next, e_out, acc, 0, f32, cheap);
+}
+
 SL_AVX2 SL_INLINE sl_softmax sl_softmax_scan_v(const void *x, int64_t C, const sl_coefs *cf, const void *next,
                                                double *e_out, int f32, int cheap)
 {
@@ -332,18 +343,17 @@ SL_AVX2 SL_INLINE sl_softmax sl_softmax_scan_v(const void *x, int64_t C, const s
     __m256d a = SL_V(r.a);
     if (C < 1024)
         next = NULL;
-    /* specialised loops: with or without coefficients, with or without the range check of exp */
-    if (rg.min - r.a >= -708.0) {
-        if (cf)
-            sl_scan_spans_v(x, C, r.k, a, cf, next, e_out, &acc, 1, f32, cheap);
-        else
-            sl_scan_spans_v(x, C, r.k, a, NULL, next, e_out, &acc, 1, f32, cheap);
-    } else {
-        if (cf)
-            sl_scan_spans_v(x, C, r.k, a, cf, next, e_out, &acc, 0, f32, cheap);
-        else
-            sl_scan_spans_v(x, C, r.k, a, NULL, next, e_out, &acc, 0, f32, cheap);
-    }
+    /* specialised loops: with or without coefficients, storing e_j or not, with or without the range
+     * check of exp */
+    int normal = rg.min - r.a >= -708.0;
+    if (cf && e_out)
+        sl_scan_normal_or_not_v(x, C, r.k, a, cf, next, e_out, &acc, normal, f32, cheap);
+    else if (cf)
+        sl_scan_normal_or_not_v(x, C, r.k, a, cf, next, NULL, &acc, normal, f32, cheap);
+    else if (e_out)
+        sl_scan_normal_or_not_v(x, C, r.k, a, NULL, next, e_out, &acc, normal, f32, cheap);
+    else
+        sl_scan_normal_or_not_v(x, C, r.k, a, NULL, next, NULL, &acc, normal, f32, cheap);
     if (e_out)
         e_out[r.k] = 1.0;
     r.s = sl_acc_v_value(&acc.s, cheap);

@@ -484,7 +484,8 @@ def lanes_add(lanes, lane, v, wide, off_max):
         lanes[1, lane] += err
     else:
         lanes[0, lane] += v
-    lanes[2, lane] += 1.0 if is_one else 0.0
+    if off_max:  # without it, the + 0.0 would still be a load, an addition and a store per term
+        lanes[2, lane] += 1.0 if is_one else 0.0
 
 
 @helper

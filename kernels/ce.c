@@ -9,7 +9,8 @@
  * gradient is wanted, and the gradient written once from those: two full reads of the logits and one
  * write of the gradient per row.  Float32 rows with coefficients use the full precision grade: their
  * gradient terms can cancel; without, every output is a sum or quotient of non-negative terms, so
- * the short exp of SL_CHEAP_SUM (sl_math.h, relative 3.1e-9) reaches it unamplified.  With L_j = -log p_j = log1p(s) - z_j:
+ * the short exp of SL_CHEAP_SUM (sl_math.h, relative 3.1e-9) reaches it unamplified.  With
+ * L_j = -log p_j = log1p(s) - z_j:
  *   index target y:   loss = (1 - eps) w_y L_y + (sum_j c_j) log1p(s) + sum_j c_j (-z_j),  c_j = (eps/C) w_j
  *   probabilities t:  loss = (sum_j c_j) log1p(s) + sum_j c_j (-z_j),  c_j = w_j ((1 - eps) t_j + eps/C)
  * every term >= 0 (for non-negative weights and targets): no cancellation however small the loss; the
@@ -25,9 +26,10 @@
  *
  * Accuracy, worst measured against mpmath (the test families and our own adversarial rows: confident
  * rows with losses down to 1e-300, C = 8192 with one peak in a flat row, logits near the dtype max,
- * +-inf and NaN, C = 1..17 around the lanes), scalar and AVX2 alike: float32 loss 0.51 ulp and gradient
- * 0.56 ulp (0.5 and 0.5 with smoothing or probability targets); float64 loss 1.7 ulp, gradient 1.9 ulp, and 3.6 ulp of the larger term where the gradient is a
- * difference of two (label smoothing, probability targets).  Budget: 4 ulp.
+ * +-inf and NaN, C = 1..17 around the lanes), scalar and AVX2 alike: float32 loss 0.51 ulp, gradient
+ * 0.56 ulp (0.5 for both with smoothing or probability targets); float64 loss 1.7 ulp, gradient 1.9
+ * ulp, and 3.6 ulp of the larger term where the gradient is a difference of two (label smoothing,
+ * probability targets).  Budget: 4 ulp.
  */
 #include <stdlib.h>
 #include <string.h>

@@ -185,8 +185,7 @@ SL_AVX2 SL_INLINE __m256d ce_narrow_sums_v(const double *t, int64_t C, __m256d m
                 e_out[l * C + j] = lanes[l];
         }
     }
-    /* each lane's compensated sum hi + lo (hi alone once it is not finite) */
-    return cheap ? acc.hi : sl_select_v(sl_isfinite_v(acc.hi), _mm256_add_pd(acc.hi, acc.lo), acc.hi);
+    return sl_acc_v_lanes(&acc, cheap);
 }
 
 /* Rows i .. i + 3 of at most CE_NARROW classes (index targets, no smoothing), one row per lane: the
@@ -213,7 +212,7 @@ SL_AVX2 SL_INLINE __m256d ce_rows4_avx2(const void *args, int64_t i, const sl_ta
         low = _mm256_min_pd(low, v);
         nan = _mm256_or_pd(nan, _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
     }
-    int special = _mm256_movemask_pd(_mm256_or_pd(nan, _mm256_cmp_pd(sl_abs_v(m), SL_V(INFINITY), _CMP_NLT_UQ)));
+    int special = (_mm256_movemask_pd(nan) | ~_mm256_movemask_pd(sl_isfinite_v(m))) & 15;
     /* every lane's min within 708 of its max: exp without the range check */
     int normal = _mm256_movemask_pd(_mm256_cmp_pd(_mm256_sub_pd(low, m), SL_V(-708.0), _CMP_GE_OQ)) == 15;
     __m256d s = normal ? ce_narrow_sums_v(t, C, m, k, a->exps, count, 1, cheap)

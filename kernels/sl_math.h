@@ -511,6 +511,12 @@ SL_AVX2 SL_INLINE void sl_acc_v_add(sl_acc_v *a, __m256d x, int cheap)
     }
 }
 
+/* Each lane's own sum: hi + lo (full grade; hi alone once it is not finite, as sl_acc_value) or hi. */
+SL_AVX2 SL_INLINE __m256d sl_acc_v_lanes(const sl_acc_v *a, int cheap)
+{
+    return cheap ? a->hi : sl_select_v(sl_isfinite_v(a->hi), _mm256_add_pd(a->hi, a->lo), a->hi);
+}
+
 /* The lanes' total: compensated over the 4 lanes (full grade) or plain (cheap). */
 SL_AVX2 SL_INLINE double sl_acc_v_value(const sl_acc_v *a, int cheap)
 {

@@ -153,9 +153,9 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         denominator = n_counted = n_rows
         probability_rows = _class_rows(probabilities, axis)[0]
     result, grads = _run_loss(backend, "ce", x.dtype, n_rows, n_classes, reduction, denominator, n_counted,
-                              return_grad, x=rows, target=indices, target_prob=probability_rows,
-                              weight=weight, n_classes=n_classes, ignore_index=ignore_index,
-                              label_smoothing=smoothing)
+                              return_grad, dict(x=rows, target=indices, target_prob=probability_rows,
+                                                weight=weight, n_classes=n_classes, ignore_index=ignore_index,
+                                                label_smoothing=smoothing))
     if reduction == "none":
         result = result.reshape(x.shape[:1] + x.shape[2:] if x.ndim >= 2 else ())
     return (result, restore(grads[0])) if return_grad else result
@@ -394,7 +394,7 @@ def mse_loss(input, target, reduction="mean", weight=None, *, backend=None, retu
 def _elementwise(backend, stem, like, reduction, denominator, return_grad, **args):
     """Run an elementwise loss kernel on arrays shaped ``like``; gradients come back in that shape."""
     result, grads = _run_loss(backend, stem, like.dtype, like.size, 1, reduction, denominator, None,
-                              return_grad, **args)
+                              return_grad, args)
     if reduction == "none":
         result = result.reshape(like.shape)
     if not return_grad:
@@ -408,25 +408,25 @@ _GRADS = {stem: tuple(name for name in names if name in ("grad", "grad_input", "
           for stem, names in KERNEL_ARGS.items()}
 
 
-def _run_loss(backend, stem, dtype, n_rows, row_width, reduction, denominator, counted, return_grad, **args):
+def _run_loss(backend, stem, dtype, n_rows, row_width, reduction, denominator, counted, return_grad, args):
     """One fused kernel call: the reduced loss (or the per-row losses) and the list of gradients.
 
+    ``args`` holds the kernel's inputs by name; the outputs and ``grad_scale`` are added to it here.
     A ``mean`` whose sum overflows although the mean does not (float64 terms near the top of the range)
     is recomputed from the per-row losses, scaled by a power of two.
     """
-    def call(loss, want_grads):
-        shape = (n_rows, row_width) if "n_classes" in args else (n_rows,)  # rows of classes, or elements
-        grads = {name: _outputs.empty(shape, dtype) if want_grads else None for name in _GRADS[stem]}
-        total = run(backend, stem, dtype, n_rows, row_width, loss=loss,
-                    grad_scale=_grad_scale(reduction, denominator, counted), **grads, **args)
-        return total, list(grads.values())
-
-    loss = np.empty(n_rows, dtype) if reduction == "none" else None
-    total, grads = call(loss, return_grad)
+    grad_names = _GRADS[stem]
+    grad_shape = (n_rows, row_width) if stem == "ce" else (n_rows,)  # rows of classes, or elements
+    for name in grad_names:
+        args[name] = _outputs.empty(grad_shape, dtype) if return_grad else None
+    args["grad_scale"] = _grad_scale(reduction, denominator, counted)
+    args["loss"] = loss = np.empty(n_rows, dtype) if reduction == "none" else None
+    total = run(backend, stem, dtype, n_rows, row_width, args)
+    grads = [args[name] for name in grad_names]
     if reduction == "mean" and math.isinf(total) and denominator:
-        losses = np.empty(n_rows, dtype)
-        call(losses, False)
-        scaled = exact_sum(losses.astype(np.float64) * 2.0**-64) / denominator
+        args.update(dict.fromkeys(grad_names), loss=np.empty(n_rows, dtype))
+        run(backend, stem, dtype, n_rows, row_width, args)
+        scaled = exact_sum(args["loss"].astype(np.float64) * 2.0**-64) / denominator
         return dtype.type(scaled * 2.0**64), grads
     return _reduce(total, denominator, reduction, loss, dtype), grads
 
@@ -446,7 +446,7 @@ def _lse_call(func, x, axis, backend, want):
     if n_cols == 0:
         outputs[want].fill(-np.inf)  # an empty sum: log 0
     else:
-        run(backend, "lse", x.dtype, n_rows, n_cols, x=rows, n_cols=n_cols, **outputs)
+        run(backend, "lse", x.dtype, n_rows, n_cols, dict(outputs, x=rows, n_cols=n_cols))
     return outputs[want], restore, axis
 
 

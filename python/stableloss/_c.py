@@ -20,7 +20,6 @@ except ImportError as exc:  # not built, or built for another Python/platform
 #: The C array type of each numpy dtype the kernels take, by type character (a cheap lookup).
 _CTYPES = {np.dtype(t).char: c for t, c in ((np.float32, "float[]"), (np.float64, "double[]"), (np.int64, "int64_t[]"))}
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
-_KERNELS = {}
 
 
 def _caller(name):
@@ -28,14 +27,18 @@ def _caller(name):
     function = getattr(lib, name)
     params = ffi.typeof(function).args
     last_scalar = max((i for i, p in enumerate(params) if p.kind != "pointer"), default=-1)
-    writable = tuple(p.kind == "pointer" and i > last_scalar for i, p in enumerate(params))
-    from_buffer, null, ctypes, ndarray = ffi.from_buffer, ffi.NULL, _CTYPES, np.ndarray
+    # (position, writable) of each pointer parameter; the scalars go to cffi as they are
+    pointers = tuple((i, i > last_scalar) for i, p in enumerate(params) if p.kind == "pointer")
+    n_params, from_buffer, null, ctypes = len(params), ffi.from_buffer, ffi.NULL, _CTYPES
 
     def call(*args):
-        if len(args) != len(writable):
-            raise TypeError(f"{name} takes {len(writable)} arguments, got {len(args)}")
-        return function(*[null if a is None else from_buffer(ctypes[a.dtype.char], a, w) if type(a) is ndarray else a
-                          for a, w in zip(args, writable)])
+        if len(args) != n_params:
+            raise TypeError(f"{name} takes {n_params} arguments, got {len(args)}")
+        args = list(args)
+        for i, writable in pointers:
+            array = args[i]
+            args[i] = null if array is None else from_buffer(ctypes[array.dtype.char], array, writable)
+        return function(*args)
 
     call.__name__ = call.__qualname__ = name
     return call
@@ -52,11 +55,7 @@ def kernel(stem, dtype):
     >>> loss
     array([ 1.,  4., 16.])
     """
-    key = (stem, np.dtype(dtype))
-    call = _KERNELS.get(key)
-    if call is None:
-        call = _KERNELS[key] = _caller(f"sl_{stem}_{_SUFFIX[key[1]]}")
-    return call
+    return _caller(f"sl_{stem}_{_SUFFIX[np.dtype(dtype)]}")
 
 
 def simd_level():

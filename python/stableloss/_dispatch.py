@@ -80,10 +80,20 @@ def available_backends():
     return [name for name in BACKENDS if not isinstance(_load(name), Exception)]
 
 
+#: The environment's choice for ``backend=None``, read once at import (a lookup costs about 1 us).
+_ENV_BACKEND = os.environ.get("STABLELOSS_BACKEND") or None
+
+
+@functools.cache
+def _preferred():
+    return available_backends()[0]
+
+
 def resolve(backend):
-    """The backend name to use for ``backend=`` (None: env ``STABLELOSS_BACKEND`` or the preferred one)."""
+    """The backend name to use for ``backend=`` (None: env ``STABLELOSS_BACKEND`` at import, else the
+    preferred available one)."""
     if backend is None:
-        backend = os.environ.get("STABLELOSS_BACKEND") or available_backends()[0]
+        backend = _ENV_BACKEND or _preferred()
     if backend not in _MODULES:
         raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))} or None, got {backend!r}")
     module = _load(backend)
@@ -166,27 +176,46 @@ def _pool(n_threads):
 # ---------------------------------------------------------------------------------------------------
 # Calls
 
-def run(backend, stem, dtype, n_rows, row_width, **args):
+def run(backend, stem, dtype, n_rows, row_width, args):
     """Run the ``stem`` kernel of ``backend`` over ``n_rows`` rows of ``row_width`` elements.
 
-    ``args`` holds the kernel's array and scalar arguments by name (sizes, ``rows_per_block`` and
-    ``block_sums`` are filled in here).  Returns the sum of the per-row losses (a Python float) for the
-    loss kernels, None for ``lse``.
+    ``args`` is a dict of the kernel's array and scalar arguments by name; the sizes, ``rows_per_block``
+    and ``block_sums`` are added to it here.  Returns the sum of the per-row losses (a Python float)
+    for the loss kernels, None for ``lse``.
     """
-    kernel = _load(backend).kernel(stem, np.dtype(dtype))
+    key = (backend, stem, dtype)
+    kernel = _kernels.get(key)
+    if kernel is None:
+        kernel = _kernels[key] = _load(backend).kernel(stem, np.dtype(dtype))
     names = KERNEL_ARGS[stem]
-    blocked = "block_sums" in names
     rows_per_block = max(1, BLOCK_ELEMENTS // max(row_width, 1))
-    n_blocks = -(-n_rows // rows_per_block)
-    block_sums = np.zeros(n_blocks, np.float64)
+    block_sums = np.zeros(-(-n_rows // rows_per_block)) if stem in _BLOCKED else None
+    args.update(rows_per_block=rows_per_block, block_sums=block_sums, n_rows=n_rows, n=n_rows)
+    n_threads = _num_threads if backend != "numpy" else 1
+    if n_threads == 1 or n_rows < 2 or n_rows * row_width < _MIN_PARALLEL_ELEMENTS:
+        if n_rows:  # one call over all rows, the arguments as they are
+            kernel(*[args[name] for name in names])
+    else:
+        _run_threads(kernel, stem, args, n_rows, rows_per_block, n_threads)
+    return None if block_sums is None else exact_sum(block_sums)
+
+
+#: The kernel of each (backend, stem, dtype), looked up once (the backends build them on request).
+_kernels = {}
+#: Stems whose kernels add their losses into block sums (all but ``lse``).
+_BLOCKED = frozenset(stem for stem, names in KERNEL_ARGS.items() if "block_sums" in names)
+
+
+def _run_threads(kernel, stem, args, n_rows, rows_per_block, n_threads):
+    """The kernel over contiguous runs of whole blocks (of rows for ``lse``), one run per thread."""
+    names = KERNEL_ARGS[stem]
+    block_sums = args["block_sums"]
 
     def call(first_row, stop_row):
         values = []
         for name in names:
             if name in _ROW_COUNT:
                 values.append(stop_row - first_row)
-            elif name == "rows_per_block":
-                values.append(rows_per_block)
             elif name == "block_sums":
                 values.append(block_sums[first_row // rows_per_block:-(-stop_row // rows_per_block)])
             else:
@@ -195,18 +224,11 @@ def run(backend, stem, dtype, n_rows, row_width, **args):
                 values.append(value[first_row:stop_row] if sliced else value)
         kernel(*values)
 
-    n_threads = _num_threads if backend != "numpy" else 1
-    if n_threads == 1 or n_rows * row_width < _MIN_PARALLEL_ELEMENTS or n_rows < 2:
-        if n_rows:  # one call over all rows: the arguments as they are (the small calls' fast path)
-            args.update(rows_per_block=rows_per_block, block_sums=block_sums, n_rows=n_rows, n=n_rows)
-            kernel(*[args[name] for name in names])
-    else:
-        unit = rows_per_block if blocked else 1
-        units = -(-n_rows // unit)
-        bounds = [min(n_rows, (units * i // n_threads) * unit) for i in range(n_threads + 1)]
-        chunks = [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
-        list(_pool(n_threads).map(lambda ab: call(*ab), chunks))
-    return exact_sum(block_sums) if blocked else None
+    unit = rows_per_block if block_sums is not None else 1
+    units = -(-n_rows // unit)
+    bounds = [min(n_rows, (units * i // n_threads) * unit) for i in range(n_threads + 1)]
+    chunks = [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+    list(_pool(n_threads).map(lambda ab: call(*ab), chunks))
 
 
 def exact_sum(values):

@@ -34,6 +34,8 @@ def float_like(func, name, value, dtype, shape):
 
 def broadcast(func, name, array, shape):
     """``array`` broadcast to ``shape`` (numpy rules) without changing ``shape``."""
+    if array.shape == shape:  # np.broadcast_to would cost 2 us to return the same
+        return array
     try:
         return np.broadcast_to(array, shape)
     except ValueError:
@@ -61,9 +63,10 @@ def integer(func, name, value):
 
 
 def real(func, name, value, low=-np.inf, high=np.inf):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{func}: {name} must be a real number, got {value!r}")
-    value = float(value)
+    if type(value) is not float:  # a Python float needs no conversion (and skips the slower ABC check)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{func}: {name} must be a real number, got {value!r}")
+        value = float(value)
     if not low <= value <= high:
         raise ValueError(f"{func}: {name} must be between {low} and {high}, got {value}")
     return value
@@ -80,6 +83,10 @@ def class_axis_input(func, value):
     return array
 
 
+#: Up to this many class indices are range-checked as a Python list (measured break-even: about 32).
+_FEW_INDICES = 16
+
+
 def ce_target(func, target, input, ignore_index):
     """Class indices (any integer dtype, returned as int64) or class probabilities (input's shape).
 
@@ -94,8 +101,11 @@ def ce_target(func, target, input, ignore_index):
             raise ValueError(f"{func}: class-index target must have shape {index_shape} for input of "
                              f"shape {input.shape}, got {target.shape}")
         indices = np.ascontiguousarray(target, dtype=np.int64).reshape(-1)
-        # one reduction for both bounds: as unsigned integers, negative indices are the largest
-        in_range = not indices.size or indices.view(np.uint64).max() < n_classes
+        if indices.size <= _FEW_INDICES:  # a numpy reduction costs 1.3 us of call overhead; a short list less
+            values = indices.tolist()
+            in_range = not values or (min(values) >= 0 and max(values) < n_classes)
+        else:  # one reduction for both bounds: as unsigned integers, negative indices are the largest
+            in_range = np.maximum.reduce(indices.view(np.uint64)) < n_classes
         if in_range and not 0 <= ignore_index < n_classes:  # the common case: nothing ignored
             return indices, None, indices
         counted = indices != ignore_index
@@ -140,7 +150,8 @@ def gnll_var(func, var, input):
     the shape it was broadcast from, and the shape its gradient takes (None for a Python number).
     """
     if isinstance(var, numbers.Real) and not isinstance(var, bool):
-        array, grad_shape = np.asarray(float(var)), None
+        value = float(var)
+        array, grad_shape, negative = np.asarray(value), None, value < 0
     else:
         array = np.asarray(var)
         if array.dtype.kind != "f":
@@ -149,6 +160,7 @@ def gnll_var(func, var, input):
         grad_shape = array.shape
         if input.ndim >= 1 and array.shape == input.shape[:-1] and array.shape != input.shape:
             array = array[..., None]  # one variance per row
-    if np.any(array < 0):
+        negative = np.any(array < 0)
+    if negative:
         raise ValueError(f"{func}: var has negative entries; variances must be >= 0")
     return float_like(func, "var", array, input.dtype, input.shape), array.shape, grad_shape

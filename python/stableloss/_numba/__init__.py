@@ -59,19 +59,18 @@ def kernel(stem, dtype):
     jitted.disable_compile(False)
     jitted.compile(signature)
     jitted.disable_compile(True)  # calls convert to this signature instead of compiling their own
-    convert = tuple(_CONVERT[kind] for kind in module.ARGS)
-    absent = tuple(np.empty(0, np.dtype(str(t.dtype))) if isinstance(t, types.Array) else None for t in signature)
+    # (position, zero-size stand-in for None) of each array parameter; Numba converts the scalars
+    arrays = tuple((i, np.empty(0, np.dtype(str(t.dtype)))) for i, t in enumerate(signature)
+                   if isinstance(t, types.Array))
 
     def call(*args):
-        jitted(*[absent[i] if value is None else convert[i](value) for i, value in enumerate(args)])
+        args = list(args)
+        for i, absent in arrays:
+            array = args[i]
+            args[i] = absent if array is None else array if array.ndim == 1 else array.reshape(-1)
+        jitted(*args)
 
     call.__name__ = call.__qualname__ = f"sl_{stem}_{'f32' if dtype == np.float32 else 'f64'}"
     call.__doc__ = f"The Numba ``{call.__name__}`` (see kernels/stableloss.h)."
     return call
 
-
-def _flat(array):
-    return array.reshape(-1)  # a view: the arrays are C-contiguous
-
-
-_CONVERT = {"in": _flat, "index": _flat, "out": _flat, "sums": _flat, "int": int, "float": float}

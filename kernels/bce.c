@@ -209,7 +209,7 @@ SL_AVX2 SL_INLINE __m256d bce_row8_f32(const void *args, int64_t i)
         return _mm256_add_pd(bce_row4(args, i, NULL, 1), bce_row4(args, i + 4, NULL, 1));
     __m256 label_sign = _mm256_and_ps(label1, sign);
     __m256 flip = _mm256_xor_ps(x, label_sign);
-    __m256 e = sl_expf_neg_v(_mm256_or_ps(x, sign), zero); /* e^-|x|, normal for |x| <= 86 */
+    __m256 e = sl_expf_neg_v(_mm256_or_ps(x, sign)); /* e^-|x|, normal for |x| <= 86 */
     __m256d sp_lo, sp_hi, l_lo, l_hi;
     sl_widen_v(_mm256_max_ps(flip, zero), &sp_lo, &sp_hi);
     sl_widen_v(sl_log1pf_unit_v(e), &l_lo, &l_hi);

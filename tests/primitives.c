@@ -22,7 +22,7 @@ static double ulp_error(float got, double exact)
 
 typedef __m256 (*unary_v)(__m256);
 
-SL_AVX2 static __m256 exp_neg(__m256 z) { return sl_expf_neg_v(z, _mm256_setzero_ps()); }
+SL_AVX2 static __m256 exp_neg(__m256 z) { return sl_expf_neg_v(z); }
 SL_AVX2 static __m256 log1p_unit(__m256 e) { return sl_log1pf_unit_v(e); }
 
 /* Arguments sign * (bit patterns first, first + stride, ... up to |x| <= limit). */

@@ -176,7 +176,8 @@ SL_AVX2 SL_INLINE __m256d sl_coef_v(const sl_coefs *cf, int64_t j, const sl_tail
     return c;
 }
 
-/* Max and min of a row, and whether it holds a NaN (max/min drop NaNs depending on operand order). */
+/* Max and min of a row, and whether it holds a NaN (max/min drop NaNs depending on operand order).  A NaN
+ * that a max or min kept is harmless: such a row is flagged and its max is not used. */
 typedef struct {
     double max, min;
     int nan;
@@ -189,6 +190,19 @@ SL_AVX2 SL_INLINE sl_range sl_row_range_v(const void *x, int64_t C, int f32)
     if (f32) {
         const float *p = (const float *)x;
         __m256 hi = _mm256_set1_ps(-INFINITY), lo = _mm256_set1_ps(INFINITY), nan = _mm256_setzero_ps();
+        __m256 hi2 = hi, lo2 = lo, nan2 = nan; /* two sets of chains: one set left this loop at half speed */
+        for (; C - j >= 16; j += 16) {
+            __m256 v = _mm256_loadu_ps(p + j), w = _mm256_loadu_ps(p + j + 8);
+            hi = _mm256_max_ps(hi, v);
+            hi2 = _mm256_max_ps(hi2, w);
+            lo = _mm256_min_ps(lo, v);
+            lo2 = _mm256_min_ps(lo2, w);
+            nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+            nan2 = _mm256_or_ps(nan2, _mm256_cmp_ps(w, w, _CMP_UNORD_Q));
+        }
+        hi = _mm256_max_ps(hi, hi2);
+        lo = _mm256_min_ps(lo, lo2);
+        nan = _mm256_or_ps(nan, nan2);
         for (; C - j >= 8; j += 8) {
             __m256 v = _mm256_loadu_ps(p + j);
             hi = _mm256_max_ps(hi, v);
@@ -213,6 +227,19 @@ SL_AVX2 SL_INLINE sl_range sl_row_range_v(const void *x, int64_t C, int f32)
     }
     const double *p = (const double *)x;
     __m256d hi = SL_V(-INFINITY), lo = SL_V(INFINITY), nan = _mm256_setzero_pd();
+    __m256d hi2 = hi, lo2 = lo, nan2 = nan;
+    for (; C - j >= 8; j += 8) {
+        __m256d v = _mm256_loadu_pd(p + j), w = _mm256_loadu_pd(p + j + 4);
+        hi = _mm256_max_pd(hi, v);
+        hi2 = _mm256_max_pd(hi2, w);
+        lo = _mm256_min_pd(lo, v);
+        lo2 = _mm256_min_pd(lo2, w);
+        nan = _mm256_or_pd(nan, _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
+        nan2 = _mm256_or_pd(nan2, _mm256_cmp_pd(w, w, _CMP_UNORD_Q));
+    }
+    hi = _mm256_max_pd(hi, hi2);
+    lo = _mm256_min_pd(lo, lo2);
+    nan = _mm256_or_pd(nan, nan2);
     for (; C - j >= 4; j += 4) {
         __m256d v = _mm256_loadu_pd(p + j);
         hi = _mm256_max_pd(hi, v);

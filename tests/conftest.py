@@ -1,7 +1,8 @@
 """Shared fixtures: the backend and dtype parametrisation, hypothesis settings, and the ulp summary.
 
 - ``backend``: every name of :func:`stableloss.available_backends` (or the comma-separated list in the
-  environment variable ``STABLELOSS_TEST_BACKENDS``, to test one backend at a time);
+  environment variable ``STABLELOSS_TEST_BACKENDS``, to test one backend at a time), plus
+  ``c-scalar``, the C kernels' portable scalar path, where the CPU has AVX2+FMA;
   ``native_backend``: the same without the numpy reference.
 - ``dtype``: float32 and float64.
 - Hypothesis runs ``STABLELOSS_HYPOTHESIS_EXAMPLES`` examples per property (default 50), without a
@@ -10,6 +11,7 @@
   (see :mod:`ulp`); it is the accuracy report of the suite, pass or fail.
 """
 
+import contextlib
 import os
 import sys
 import warnings
@@ -39,7 +41,23 @@ def _backends():
     return names
 
 
-BACKENDS = _backends()
+#: The C kernels' portable scalar path as a parametrisation of its own: backend "c" with the SIMD
+#: level forced to 0 (kernels/simd.c) for the tests of that parameter, where the CPU would otherwise
+#: run the AVX2+FMA kernels.  The same families and budgets hold for both paths.
+SCALAR_C = "c-scalar"
+
+
+def _with_scalar_c(names):
+    if "c" not in names:
+        return names
+    from stableloss import _c
+    if _c.simd_level() == 0:  # the scalar path is what "c" runs already
+        return names
+    at = names.index("c") + 1
+    return names[:at] + [SCALAR_C] + names[at:]
+
+
+BACKENDS = _with_scalar_c(_backends())
 DTYPES = (np.float32, np.float64)
 
 # Hypothesis imports its patch writer (and through it libcst) while reporting a failing example, inside
@@ -57,16 +75,32 @@ settings.register_profile("stableloss", max_examples=int(os.environ.get("STABLEL
 settings.load_profile("stableloss")
 
 
+@contextlib.contextmanager
+def _selected(param):
+    """The backend name a parameter stands for, with the C SIMD level it needs while in use."""
+    if param != SCALAR_C:
+        yield param
+        return
+    from stableloss import _c
+    _c.set_simd_level(0)
+    try:
+        yield "c"
+    finally:
+        _c.set_simd_level(None)
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def backend(request):
-    """Every loadable backend."""
-    return request.param
+    """Every loadable backend (and the C scalar path)."""
+    with _selected(request.param) as name:
+        yield name
 
 
 @pytest.fixture(scope="session", params=[name for name in BACKENDS if name != "numpy"])
 def native_backend(request):
     """Every loadable backend but the numpy reference (for tests that compare against it)."""
-    return request.param
+    with _selected(request.param) as name:
+        yield name
 
 
 @pytest.fixture(scope="session", params=DTYPES, ids=lambda dtype: np.dtype(dtype).name)

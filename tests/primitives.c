@@ -12,7 +12,7 @@
 #include "sl_math.h"
 
 /* |got - exact| in ulps of the exact value's float32 binade (subnormal spacing below 2^-126). */
-static double ulp_error(float got, double exact)
+static double ulp_error(double got, double exact)
 {
     int e;
     frexp(exact, &e);
@@ -20,10 +20,25 @@ static double ulp_error(float got, double exact)
     return fabs((double)got - exact) / ulp;
 }
 
-typedef __m256 (*unary_v)(__m256);
+/* A primitive on 8 float lanes, its results as 8 doubles (the float results widened, exactly, where
+ * the primitive returns floats). */
+typedef void (*unary_v)(__m256, double *);
 
-SL_AVX2 static __m256 exp_neg(__m256 z) { return sl_expf_neg_v(z); }
-SL_AVX2 static __m256 log1p_unit(__m256 e) { return sl_log1pf_unit_v(e); }
+SL_AVX2 static void exp_neg(__m256 z, double *out)
+{
+    __m256d lo, hi;
+    sl_widen_v(sl_expf_neg_v(z), &lo, &hi);
+    _mm256_storeu_pd(out, lo);
+    _mm256_storeu_pd(out + 4, hi);
+}
+
+SL_AVX2 static void log1p_unit(__m256 e, double *out)
+{
+    __m256d lo, hi;
+    sl_log1pf_unit_v(e, &lo, &hi);
+    _mm256_storeu_pd(out, lo);
+    _mm256_storeu_pd(out + 4, hi);
+}
 
 /* Arguments sign * (bit patterns first, first + stride, ... up to |x| <= limit). */
 SL_AVX2 static void measure(const char *name, unary_v f, double (*exact)(double), float sign, float limit,
@@ -31,7 +46,8 @@ SL_AVX2 static void measure(const char *name, unary_v f, double (*exact)(double)
 {
     double worst = 0.0;
     float worst_at = 0.0f;
-    float args[8], out[8];
+    float args[8];
+    double out[8];
     int count = 0;
     for (uint64_t bits = 0;; bits += stride) {
         float v;
@@ -43,7 +59,7 @@ SL_AVX2 static void measure(const char *name, unary_v f, double (*exact)(double)
         if (count == 8 || (last && count)) {
             for (int l = count; l < 8; l++)
                 args[l] = args[0];
-            _mm256_storeu_ps(out, f(_mm256_loadu_ps(args)));
+            f(_mm256_loadu_ps(args), out);
             for (int l = 0; l < count; l++) {
                 double err = ulp_error(out[l], exact((double)args[l]));
                 if (err > worst) {

@@ -12,9 +12,9 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KERNELS = os.path.join(HERE, os.pardir, "kernels")
-#: The bounds sl_math.h states: ulp for the float32 lanes (exhaustive measurements: 0.98 and 0.87 ulp),
+#: The bounds sl_math.h states: ulp for the float32 lanes (exhaustive measurements: 0.98 and 0.71 ulp),
 #: relative error for the SL_CHEAP_SUM exp (2^26 arguments: 3.06e-9, as its fit).
-BOUNDS = {"sl_expf_neg_v": 1.0, "sl_log1pf_unit_v": 1.0, "sl_exp_sum": 3.1e-9, "sl_exp_sum_v": 3.1e-9}
+BOUNDS = {"sl_expf_neg_v": 1.0, "sl_log1pf_unit_v": 0.75, "sl_exp_sum": 3.1e-9, "sl_exp_sum_v": 3.1e-9}
 
 pytestmark = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or shutil.which("gcc") is None,
                                 reason="the float32 lane primitives are x86-64 AVX2 code, built with gcc")

@@ -107,7 +107,8 @@ _CALL_MSE = textwrap.dedent(r"""
     from stableloss import _numba
     x = np.linspace(-3.0, 3.0, 1000)
     loss = np.empty_like(x)
-    _numba.kernel("mse", np.float64)(x, np.zeros_like(x), None, x.size, 1.0, 2**16, loss, None, None)
+    _numba.kernel("mse", np.float64)(dict(input=x, target=np.zeros_like(x), weight=None, n=x.size, grad_scale=1.0,
+                                          rows_per_block=2**16, loss=loss, grad=None, block_sums=None))
     assert np.array_equal(loss, x * x)
     print("ok")
 """)

@@ -48,6 +48,8 @@ def _grad_scale(reduction, denominator, counted=None):
 
 def _sum_to_shape(grad, shape):
     """Sum a full-shape gradient over the axes along which an argument of ``shape`` was broadcast."""
+    if grad.shape == shape:  # not broadcast: nothing to sum (np.sum over no axes would still copy)
+        return grad
     lead = grad.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1)
     return np.sum(grad, axis=axes, dtype=np.float64).reshape(shape).astype(grad.dtype)

@@ -1,13 +1,17 @@
 """The C backend: one generic caller of the cffi extension ``stableloss._kernels`` (kernels/).
 
 :func:`kernel` returns ``sl_<stem>_<f32|f64>`` wrapped so that it takes the arguments of
-kernels/stableloss.h in order, as numpy arrays (C-contiguous, of the parameter's type), ``None`` for
-NULL, Python ints and floats.  Arrays are passed without a copy (``ffi.from_buffer``); the header's
-calling convention puts the outputs after the last scalar argument, so exactly those must be
-writable.  cffi releases the GIL during the call.
+kernels/stableloss.h as one dict by name: numpy arrays (C-contiguous, of the parameter's type),
+``None`` for NULL, Python ints and floats.  Arrays are passed without a copy (``ffi.from_buffer``);
+the header's calling convention puts the outputs after the last scalar argument, so exactly those
+must be writable.  cffi releases the GIL during the call.
 """
 
+import operator
+
 import numpy as np
+
+from ._dispatch import KERNEL_ARGS
 
 try:
     from ._kernels import ffi, lib
@@ -22,40 +26,43 @@ _CTYPES = {np.dtype(t).char: c for t, c in ((np.float32, "float[]"), (np.float64
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
 
-def _caller(name):
-    """The C function ``name`` taking numpy arrays / None in its pointer positions."""
+def _caller(name, arg_names):
+    """The C function ``name`` called with a dict of its arguments by name (``arg_names``, in the
+    header's order): numpy arrays or None in the pointer positions, Python ints and floats in the others."""
     function = getattr(lib, name)
     params = ffi.typeof(function).args
+    if len(params) != len(arg_names):
+        raise TypeError(f"{name} takes {len(params)} arguments, {len(arg_names)} names given")
     last_scalar = max((i for i, p in enumerate(params) if p.kind != "pointer"), default=-1)
     # (position, writable) of each pointer parameter; the scalars go to cffi as they are
     pointers = tuple((i, i > last_scalar) for i, p in enumerate(params) if p.kind == "pointer")
-    n_params, from_buffer, null, ctypes = len(params), ffi.from_buffer, ffi.NULL, _CTYPES
+    in_order, from_buffer, null, ctypes = operator.itemgetter(*arg_names), ffi.from_buffer, ffi.NULL, _CTYPES
 
-    def call(*args):
-        if len(args) != n_params:
-            raise TypeError(f"{name} takes {n_params} arguments, got {len(args)}")
-        args = list(args)
-        for i, writable in pointers:
-            array = args[i]
-            args[i] = null if array is None else from_buffer(ctypes[array.dtype.char], array, writable)
-        return function(*args)
+    def call(args):
+        values = list(in_order(args))
+        for i, writable in pointers:  # the array's own C type: cffi rejects a wrong dtype, never reinterprets
+            array = values[i]
+            values[i] = null if array is None else from_buffer(ctypes[array.dtype.char], array, writable)
+        return function(*values)
 
     call.__name__ = call.__qualname__ = name
     return call
 
 
 def kernel(stem, dtype):
-    """The C kernel ``sl_<stem>_f32`` or ``sl_<stem>_f64`` for ``dtype``, as a Python callable.
+    """The C kernel ``sl_<stem>_f32`` or ``sl_<stem>_f64`` for ``dtype``, as a Python callable taking
+    a dict of the arguments of kernels/stableloss.h by name (:data:`stableloss._dispatch.KERNEL_ARGS`).
 
     Examples
     --------
     >>> import numpy as np
-    >>> x = np.array([1.0, 2.0, 4.0]); t = np.zeros(3); loss = np.empty(3)
-    >>> kernel("mse", x.dtype)(x, t, None, 3, 1.0, 3, loss, None, None)
+    >>> x = np.array([1.0, 2.0, 4.0]); loss = np.empty(3)
+    >>> kernel("mse", x.dtype)(dict(input=x, target=np.zeros(3), weight=None, n=3, grad_scale=1.0,
+    ...                             rows_per_block=3, loss=loss, grad=None, block_sums=None))
     >>> loss
     array([ 1.,  4., 16.])
     """
-    return _caller(f"sl_{stem}_{_SUFFIX[np.dtype(dtype)]}")
+    return _caller(f"sl_{stem}_{_SUFFIX[np.dtype(dtype)]}", KERNEL_ARGS[stem])
 
 
 def simd_level():

@@ -1,9 +1,10 @@
 """Backend registry, backend selection and threading over row blocks.
 
-Every backend module exposes ``kernel(stem, dtype)``, returning a callable with the argument list of
-``sl_<stem>_f32/_f64`` in ``kernels/stableloss.h``.  :data:`KERNEL_ARGS` is that list for each stem;
-it is all the dispatcher needs to know about a loss: which arguments are per-row arrays (sliced for
-each thread), which are sizes, and where the block sums go.  Adding a loss adds one entry here.
+Every backend module exposes ``kernel(stem, dtype)``, returning a callable that takes the arguments of
+``sl_<stem>_f32/_f64`` in ``kernels/stableloss.h`` as one dict by name.  :data:`KERNEL_ARGS` is that
+argument list for each stem; it is all the dispatcher needs to know about a loss: which arguments are
+per-row arrays (sliced for each thread), which are sizes, and where the block sums go.  Adding a loss
+adds one entry here.
 
 Rows are grouped in blocks of about :data:`BLOCK_ELEMENTS` elements; a kernel adds each block's losses
 into ``block_sums[b]`` and the blocks are added in a fixed order with :func:`math.fsum`.  Threads take
@@ -36,7 +37,6 @@ KERNEL_ARGS = {
 }
 #: Arrays shared by all rows rather than sliced per row.
 _SHARED = {("ce", "weight")}
-_ROW_COUNT = ("n_rows", "n")
 
 #: Elements per block of the fixed summation order; large enough that per-call overhead is noise.
 BLOCK_ELEMENTS = 2**16
@@ -187,14 +187,15 @@ def run(backend, stem, dtype, n_rows, row_width, args):
     kernel = _kernels.get(key)
     if kernel is None:
         kernel = _kernels[key] = _load(backend).kernel(stem, np.dtype(dtype))
-    names = KERNEL_ARGS[stem]
     rows_per_block = max(1, BLOCK_ELEMENTS // max(row_width, 1))
     block_sums = np.zeros(-(-n_rows // rows_per_block)) if stem in _BLOCKED else None
-    args.update(rows_per_block=rows_per_block, block_sums=block_sums, n_rows=n_rows, n=n_rows)
+    args["rows_per_block"] = rows_per_block
+    args["block_sums"] = block_sums
+    args["n_rows"] = args["n"] = n_rows
     n_threads = _num_threads if backend != "numpy" else 1
     if n_threads == 1 or n_rows < 2 or n_rows * row_width < _MIN_PARALLEL_ELEMENTS:
         if n_rows:  # one call over all rows, the arguments as they are
-            kernel(*[args[name] for name in names])
+            kernel(args)
     else:
         _run_threads(kernel, stem, args, n_rows, rows_per_block, n_threads)
     return None if block_sums is None else exact_sum(block_sums)
@@ -208,21 +209,17 @@ _BLOCKED = frozenset(stem for stem, names in KERNEL_ARGS.items() if "block_sums"
 
 def _run_threads(kernel, stem, args, n_rows, rows_per_block, n_threads):
     """The kernel over contiguous runs of whole blocks (of rows for ``lse``), one run per thread."""
-    names = KERNEL_ARGS[stem]
     block_sums = args["block_sums"]
+    sliced = [name for name, value in args.items()
+              if isinstance(value, np.ndarray) and name != "block_sums" and (stem, name) not in _SHARED]
 
     def call(first_row, stop_row):
-        values = []
-        for name in names:
-            if name in _ROW_COUNT:
-                values.append(stop_row - first_row)
-            elif name == "block_sums":
-                values.append(block_sums[first_row // rows_per_block:-(-stop_row // rows_per_block)])
-            else:
-                value = args[name]
-                sliced = isinstance(value, np.ndarray) and (stem, name) not in _SHARED
-                values.append(value[first_row:stop_row] if sliced else value)
-        kernel(*values)
+        part = dict(args, n_rows=stop_row - first_row, n=stop_row - first_row)
+        for name in sliced:
+            part[name] = args[name][first_row:stop_row]
+        if block_sums is not None:
+            part["block_sums"] = block_sums[first_row // rows_per_block:-(-stop_row // rows_per_block)]
+        kernel(part)
 
     unit = rows_per_block if block_sums is not None else 1
     units = -(-n_rows // unit)

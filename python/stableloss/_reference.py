@@ -8,7 +8,11 @@ the few extra bits they need from error-free transformations (:func:`_two_diff`)
 that cancel, from a double-double logarithm (:func:`_log_dd`).
 """
 
+import operator
+
 import numpy as np
+
+from ._dispatch import KERNEL_ARGS
 
 _LOG_2PI_HALF, _LOG_2PI_HALF_LO = 0.9189385332046728, -3.8782941580672414e-17  # log(2 pi)/2 = hi + lo
 
@@ -401,5 +405,7 @@ def mse(input, target, weight, n, grad_scale, rows_per_block, loss, grad, block_
 
 
 def kernel(stem, dtype):
-    """The reference kernel for ``stem``; the same function serves float32 and float64."""
-    return globals()[stem]
+    """The reference kernel for ``stem`` (the same function serves float32 and float64), taking a dict
+    of its arguments by name like the other backends' kernels."""
+    function, in_order = globals()[stem], operator.itemgetter(*KERNEL_ARGS[stem])
+    return lambda args: function(*in_order(args))

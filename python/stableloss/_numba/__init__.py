@@ -1,8 +1,8 @@
 """The Numba backend: one module per loss family (ce, bce, gnll, kl, mse, lse), options and numeric
 primitives in :mod:`._jit`.
 
-:func:`kernel` returns a callable with the argument list of ``sl_<stem>_f32/_f64`` in
-kernels/stableloss.h.  Importing this package compiles nothing (it does not even import Numba): the
+:func:`kernel` returns a callable taking the arguments of ``sl_<stem>_f32/_f64`` in
+kernels/stableloss.h as one dict by name.  Importing this package compiles nothing (it does not even import Numba): the
 family module is imported on the first ``kernel(stem, ...)`` call, and each family is compiled for one
 dtype on the first request for that dtype, with one fixed signature (1-d C-contiguous arrays,
 read-only inputs, which writable arrays also match); further compilation is then disabled, so no
@@ -27,8 +27,11 @@ portable across x86-64 CPUs.
 
 import functools
 import importlib
+import operator
 
 import numpy as np
+
+from .._dispatch import KERNEL_ARGS
 
 STEMS = ("ce", "bce", "gnll", "kl", "mse", "lse")
 
@@ -36,7 +39,8 @@ STEMS = ("ce", "bce", "gnll", "kl", "mse", "lse")
 @functools.cache
 def kernel(stem, dtype):
     """The Numba kernel of ``stem`` for float32 or float64 inputs, compiled (or loaded from the cache)
-    now; its arguments are those of ``sl_<stem>_f32/_f64``, arrays of any shape but C-contiguous."""
+    now; it takes a dict of the arguments of ``sl_<stem>_f32/_f64`` by name, arrays of any shape but
+    C-contiguous."""
     if stem not in STEMS:
         raise ValueError(f"stem must be one of {', '.join(STEMS)}, got {stem!r}")
     dtype = np.dtype(dtype)
@@ -62,13 +66,17 @@ def kernel(stem, dtype):
     # (position, zero-size stand-in for None) of each array parameter; Numba converts the scalars
     arrays = tuple((i, np.empty(0, np.dtype(str(t.dtype)))) for i, t in enumerate(signature)
                    if isinstance(t, types.Array))
+    names = KERNEL_ARGS[stem]
+    if len(names) != len(signature):
+        raise TypeError(f"{stem}: {len(signature)} kernel arguments, {len(names)} names in KERNEL_ARGS")
+    in_order = operator.itemgetter(*names)
 
-    def call(*args):
-        args = list(args)
+    def call(args):
+        values = list(in_order(args))
         for i, absent in arrays:
-            array = args[i]
-            args[i] = absent if array is None else array if array.ndim == 1 else array.reshape(-1)
-        jitted(*args)
+            array = values[i]
+            values[i] = absent if array is None else array if array.ndim == 1 else array.reshape(-1)
+        jitted(*values)
 
     call.__name__ = call.__qualname__ = f"sl_{stem}_{'f32' if dtype == np.float32 else 'f64'}"
     call.__doc__ = f"The Numba ``{call.__name__}`` (see kernels/stableloss.h)."

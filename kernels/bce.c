@@ -119,7 +119,7 @@ SL_INLINE void bce_scalar(const bce_args *a, int f32)
 
 #if SL_X86
 /* The lanes in `mask` (cancelling soft-label gradients, float64 |x| > 700) from the scalar path. */
-SL_AVX2 SL_INLINE void bce_slow_lanes(__m256d x, __m256d y, __m256d w, __m256d pw, int mask, __m256d *value,
+SL_AVX2 SL_COLD void bce_slow_lanes(__m256d x, __m256d y, __m256d w, __m256d pw, int mask, __m256d *value,
                                       __m256d *g, int f32)
 {
     double xs[4], ys[4], ws[4], pws[4], vs[4], gs[4];

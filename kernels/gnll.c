@@ -97,7 +97,7 @@ SL_INLINE void gnll_scalar(const gnll_args *a, int f32)
 
 #if SL_X86
 /* The lanes in `mask` (cancelling losses, overflowing differences) from the scalar path. */
-SL_AVX2 SL_COLD void gnll_slow_lanes(__m256d x, __m256d t, __m256d v, int full, int mask, __m256d *value,
+SL_AVX2 SL_OUTLINE void gnll_slow_lanes(__m256d x, __m256d t, __m256d v, int full, int mask, __m256d *value,
                                        __m256d *g_in, __m256d *g_var, int f32)
 {
     double xs[4], ts[4], vs[4], ls[4], gis[4], gvs[4];

@@ -81,7 +81,7 @@ SL_INLINE void kl_scalar(const kl_args *a, int f32)
 
 #if SL_X86
 /* The lanes in `mask` from the scalar slow path. */
-SL_AVX2 SL_COLD __m256d kl_slow_lanes(__m256d p, __m256d lp, __m256d x, __m256d diff, __m256d value, int mask,
+SL_AVX2 SL_OUTLINE __m256d kl_slow_lanes(__m256d p, __m256d lp, __m256d x, __m256d diff, __m256d value, int mask,
                                         int log_target)
 {
     double ps[4], lps[4], xs[4], ds[4], vs[4];

@@ -71,30 +71,31 @@ SL_AVX2 SL_INLINE void sl_rows_v(const void *args, int64_t n, int64_t rows_per_b
     }
 }
 
-/* The float32 form with 8 elements per step: row8(args, i) handles rows i..i+7 and returns their
- * losses as two 4-lane halves added (the block's order is fixed: bitwise the same for any split);
- * the last n % 8 rows go through row4. */
+/* The same with a span function: span(args, i) handles rows i .. i + span_rows - 1 (several vectors at
+ * once, see bce_span_f32) and returns their losses in 4 lanes; the last rows of a block go through
+ * row4.  The block's
+ * order is fixed, so the sums are bitwise the same for any split. */
 
-typedef __m256d (*sl_row8_fn)(const void *args, int64_t i);
+typedef __m256d (*sl_span_fn)(const void *args, int64_t i);
 
-SL_AVX2 SL_INLINE void sl_rows_v8(const void *args, int64_t n, int64_t rows_per_block, double *block_sums,
-                                  sl_row8_fn row8, sl_row4_fn row4)
+SL_AVX2 SL_INLINE void sl_rows_span(const void *args, int64_t n, int64_t rows_per_block, double *block_sums,
+                                    sl_span_fn span, int64_t span_rows, sl_row4_fn row4, int f32)
 {
     int64_t block = block_sums && rows_per_block > 0 ? rows_per_block : n;
     for (int64_t start = 0, b = 0; start < n; start += block, b++) {
         int64_t end = n - start > block ? start + block : n;
         sl_acc_v acc = sl_acc_v_zero();
         int64_t i = start;
-        for (; end - i >= 8; i += 8)
-            sl_acc_v_add(&acc, row8(args, i), 1);
+        for (; end - i >= span_rows; i += span_rows)
+            sl_acc_v_add(&acc, span(args, i), f32);
         for (; end - i >= 4; i += 4)
-            sl_acc_v_add(&acc, row4(args, i, NULL, 1), 1);
+            sl_acc_v_add(&acc, row4(args, i, NULL, f32), f32);
         if (i < end) {
             sl_tail tail = sl_tail_mask(end - i);
-            sl_acc_v_add(&acc, sl_keep_v(row4(args, i, &tail, 1), &tail), 1);
+            sl_acc_v_add(&acc, sl_keep_v(row4(args, i, &tail, f32), &tail), f32);
         }
         if (block_sums)
-            block_sums[b] = sl_acc_v_value(&acc, 1);
+            block_sums[b] = sl_acc_v_value(&acc, f32);
     }
 }
 #endif

@@ -41,10 +41,12 @@
 #endif
 
 #define SL_INLINE static inline __attribute__((always_inline))
-/* A kernel's rare slow path, kept out of line so that it does not shape the hot loop's code and
- * register allocation (KL float32 fwd+grad 1024x32768: 3.05 -> 2.69 ns/elem as a standalone program,
- * 94.2 -> 92.8 ms in the extension, where gcc laid the loop out better to begin with). */
-#define SL_COLD static __attribute__((noinline, cold))
+/* A kernel's slow path (rare for typical inputs, though some take it throughout, e.g. soft labels),
+ * kept out of line so that it does not shape the hot loop's code and register allocation (KL float32
+ * fwd+grad 1024x32768: 3.05 -> 2.69 ns/elem as a standalone program, 94.2 -> 92.8 ms in the
+ * extension, where gcc laid the loop out better to begin with).  Not `cold`: that would optimise it
+ * for size. */
+#define SL_OUTLINE static __attribute__((noinline))
 
 /* The third grade of `cheap` (above). */
 #define SL_CHEAP_SUM 2

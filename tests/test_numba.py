@@ -1,6 +1,7 @@
-"""Checks of the Numba backend itself: its hot loops are vectorized, no fast-math flag beyond
-``reassoc`` reaches the machine code, importing the package costs no Numba, and the compiled-code cache
-falls back cleanly where the package directory is not writable.
+"""Checks of the Numba backend itself: its hot loops are vectorized (the float-lane paths of the
+float32 kernels on 8 floats), no fast-math flag beyond ``reassoc`` reaches the machine code, importing
+the package costs no Numba, and the compiled-code cache falls back cleanly where the package directory
+is not writable.
 
 Each check runs in a fresh interpreter: the LLVM IR is only available for code compiled in the
 process (not for code loaded from the cache), so those processes point ``NUMBA_CACHE_DIR`` at an
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 import stableloss
@@ -38,12 +40,19 @@ HOT_LOOP_MARKERS = {
     "mse": r"@llvm\.fma\.v(\d+)f64",
 }
 
+#: The float32 kernels with a float-lane fast path (8 floats per vector): a fused multiply-add on a float
+#: vector, which only the float32 primitives of that path (expf_neg, log1pf_unit) emit.
+FLOAT32_LANE_MARKERS = {
+    "bce": r"@llvm\.fma\.v(\d+)f32",
+}
+
 _INSPECT = textwrap.dedent(r"""
     import importlib, json, re, sys
     import numpy as np
     from stableloss import _numba
 
-    markers, stems = json.loads(sys.argv[1]), sys.argv[2:]
+    markers, lane_markers = json.loads(sys.argv[1])
+    stems = sys.argv[2:]
     flag_words = r"(?:fast|nnan|ninf|nsz|arcp|contract|afn|reassoc)"
     flagged = re.compile(r"= (?:fadd|fsub|fmul|fdiv|frem|fneg|fcmp|call|select|phi)((?: " + flag_words + r")+) ")
     report = {}
@@ -54,8 +63,9 @@ _INSPECT = textwrap.dedent(r"""
             signature = next(s for s in module.kernel.signatures if str(s[0].dtype) == dtype)
             llvm = module.kernel.inspect_llvm(signature)
             widths = [int(w) for w in re.findall(markers[stem], llvm)]
+            lane_widths = [int(w) for w in re.findall(lane_markers.get(stem, "(?!)"), llvm)]
             flags = sorted({word for match in flagged.findall(llvm) for word in match.split()})
-            report[stem + " " + dtype] = {"widths": widths, "flags": flags}
+            report[stem + " " + dtype] = {"widths": widths, "lane_widths": lane_widths, "flags": flags}
     print(json.dumps(report))
 """)
 
@@ -75,7 +85,8 @@ def _run(code, *args, env=None, cwd=None):
 def compiled(tmp_path_factory):
     """LLVM IR facts of every kernel, both dtypes, compiled afresh in one subprocess."""
     cache = tmp_path_factory.mktemp("numba_cache")
-    out = _run(_INSPECT, json.dumps(HOT_LOOP_MARKERS), *STEMS, env={"NUMBA_CACHE_DIR": str(cache)})
+    out = _run(_INSPECT, json.dumps([HOT_LOOP_MARKERS, FLOAT32_LANE_MARKERS]), *STEMS,
+               env={"NUMBA_CACHE_DIR": str(cache)})
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -86,6 +97,20 @@ def test_hot_loop_is_vectorized(compiled, stem, dtype):
     assert widths and max(widths) >= 4, (
         f"the {stem} {dtype} kernel's hot loop is not vectorized: no {HOT_LOOP_MARKERS[stem]!r} on a "
         f"vector of >= 4 doubles in its LLVM IR (found widths {widths})")
+
+
+@pytest.mark.parametrize("stem", sorted(FLOAT32_LANE_MARKERS))
+def test_float32_lanes_are_vectorized(compiled, stem):
+    widths = compiled[f"{stem} float32"]["lane_widths"]
+    assert widths and max(widths) >= 8, (
+        f"the {stem} float32 kernel's float-lane loop is not vectorized: no {FLOAT32_LANE_MARKERS[stem]!r} on a "
+        f"vector of >= 8 floats in its LLVM IR (found widths {widths})")
+
+
+@pytest.mark.parametrize("stem", sorted(FLOAT32_LANE_MARKERS))
+def test_float32_lanes_stay_out_of_float64_kernels(compiled, stem):
+    """The float64 kernel compiles the float-lane branch out (it is behind the dtype constant)."""
+    assert compiled[f"{stem} float64"]["lane_widths"] == []
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -142,3 +167,57 @@ def test_no_writable_cache_location_still_works(tmp_path):
     blocked = tmp_path / "blocked"
     blocked.write_text("a file, so no cache directory can be made below it")
     assert _run(_CALL_MSE, env=_cache_env(tmp_path, blocked / "cache"), cwd=tmp_path).strip() == "ok"
+
+
+def _float32_range(lo, hi, stride):
+    """Every stride-th float32 of [lo, hi] (lo, hi of one sign) by bit pattern, with both ends."""
+    bits = np.sort(np.array([lo, hi], np.float32).view(np.int32))
+    values = np.arange(bits[0], bits[1] + 1, stride, dtype=np.int64).astype(np.int32).view(np.float32)
+    return np.concatenate([values, np.array([lo, hi], np.float32)])
+
+
+def _ulp32(reference):
+    """One float32 ulp at each float64 reference value (normal range)."""
+    return np.ldexp(1.0, np.frexp(reference)[1] - 24)
+
+
+#: The bounds kernels/sl_math.h states for its float32 lanes (tests/test_primitives.py), which the Numba
+#: mirrors in _jit.py must keep: expf_neg in float32 ulp of its result, log1pf_unit (a float64) in float32
+#: ulp before the caller rounds.
+FLOAT32_LANE_BOUNDS = {"expf_neg": 1.0, "log1pf_unit": 0.75}
+
+
+@pytest.mark.parametrize("name", sorted(FLOAT32_LANE_BOUNDS))
+def test_float32_lane_primitive_within_bound(name):
+    """Every 7th float32 of the primitive's range (1.6e8 for expf_neg, 1.5e8 for log1pf_unit), against
+    numpy's float64 exp and log1p (their error, below 1e-15 relative, is 1e-8 of a float32 ulp)."""
+    from numba import njit
+
+    from stableloss._numba import _jit
+
+    if name == "expf_neg":
+        arguments = _float32_range(np.float32(-0.0), -_jit.EXPF_NEG_RANGE, 7)
+        primitive, reference = _jit.expf_neg, np.exp
+
+        @njit
+        def evaluate(z, out):
+            for i in range(z.size):
+                out[i] = primitive(z[i])
+    else:
+        arguments = _float32_range(np.float32(2.0**-126), np.float32(1.0), 7)
+        primitive, reference = _jit.log1pf_unit, np.log1p
+
+        @njit
+        def evaluate(e, out):
+            for i in range(e.size):
+                out[i] = primitive(e[i], _jit.log1pf_q(e[i]))
+
+    worst, at = 0.0, None
+    for chunk in np.array_split(arguments, 16):
+        out = np.empty(chunk.size)
+        evaluate(chunk, out)
+        exact = reference(chunk.astype(np.float64))
+        errors = np.abs(out - exact) / _ulp32(exact)
+        if errors.max() > worst:
+            worst, at = errors.max(), chunk[errors.argmax()]
+    assert worst <= FLOAT32_LANE_BOUNDS[name], f"{name}: error {worst} ulp at {at!r}"

@@ -107,16 +107,17 @@ def _float_type(numba_type):
 
 @intrinsic
 def fma(typingctx, a, b, c):
-    """a * b + c with one rounding (llvm.fma: vfmadd on FMA hardware, libm fma elsewhere)."""
-    if not a == b == c == types.float64:
+    """a * b + c with one rounding (llvm.fma: vfmadd on FMA hardware, libm fma elsewhere), all three
+    float64 or all three float32."""
+    if not a == b == c or _float_type(a) is None:
         return None
 
     def codegen(context, builder, signature, args):
-        double = ir.DoubleType()
-        fn = builder.module.declare_intrinsic("llvm.fma", [double], ir.FunctionType(double, [double] * 3))
+        t = _float_type(signature.args[0])
+        fn = builder.module.declare_intrinsic("llvm.fma", [t], ir.FunctionType(t, [t] * 3))
         return builder.call(fn, args)
 
-    return types.float64(a, b, c), codegen
+    return a(a, b, c), codegen
 
 
 @intrinsic
@@ -134,28 +135,33 @@ def maximum(typingctx, a, b):
     return a(a, b), codegen
 
 
+#: The integer type of each float type's bits, and back.
+_BITS_TYPE = {types.float32: types.int32, types.float64: types.int64}
+_FLOAT_OF_BITS = {bits: float_type for float_type, bits in _BITS_TYPE.items()}
+
+
 @intrinsic
 def as_int(typingctx, x):
-    """The bits of a float64 as an int64."""
-    if x != types.float64:
+    """The bits of a float64 as an int64, of a float32 as an int32."""
+    if x not in _BITS_TYPE:
         return None
 
     def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
+        return builder.bitcast(args[0], ir.IntType(signature.return_type.bitwidth))
 
-    return types.int64(x), codegen
+    return _BITS_TYPE[x](x), codegen
 
 
 @intrinsic
 def as_float(typingctx, i):
-    """The float64 with the bits of an int64."""
-    if i != types.int64:
+    """The float64 with the bits of an int64, the float32 with those of an int32."""
+    if i not in _FLOAT_OF_BITS:
         return None
 
     def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
+        return builder.bitcast(args[0], _float_type(signature.return_type))
 
-    return types.float64(i), codegen
+    return _FLOAT_OF_BITS[i](i), codegen
 
 
 def is_wide(x):
@@ -191,8 +197,8 @@ EXP_UNDERFLOW = np.float64(-746.0)  # e^x < 2**-1075 below: rounds to 0 (and 2**
 EXP_OVERFLOW = np.float64(709.79)  # just above log(DBL_MAX) = 709.7827
 
 
-def _coeffs(*hex_values):
-    return tuple(np.float64(float.fromhex(h)) for h in hex_values)
+def _coeffs(*hex_values, dtype=np.float64):
+    return tuple(dtype(float.fromhex(h)) for h in hex_values)
 
 
 # (e^r - 1 - r) / r^2 on |r| <= ln(2)/2.  Wide: degree 9, exp error 1.7e-17; narrow: degree 6, 4.4e-12.
@@ -616,3 +622,70 @@ def add_block_sums(block_sums, rows_per_block, n, start, values, count, lanes, w
         block_sums[start // rows_per_block] = running[0] + running[1]
         running[0] = 0.0
         running[1] = 0.0
+
+
+# ---------------------------------------------------------------------------------------------------
+# float32 lanes (kernels/sl_math.h, sl_expf_neg_v and sl_log1pf_unit_v): for float32 kernels whose
+# outputs do not cancel, 8 float lanes instead of 4 double ones.  Same coefficients and order of
+# operations as the C functions, so their exhaustive error figures hold: expf_neg <= 0.98 ulp on
+# [-86, 0], log1pf_unit <= 0.71 ulp (of float32) on [0, 1] before the caller rounds (tests/test_numba.py
+# measures the Numba ones: 0.9785 and 0.6503 ulp on every 7th float32).  No special
+# values: callers send only arguments in these ranges.  The constants are np.float32 globals and every
+# operation takes float32 operands, so nothing is widened to float64 unless the code says so.
+
+ZERO_F = np.float32(0.0)
+ONE_F = np.float32(1.0)
+LOG2E_F = np.float32(float.fromhex("0x1.715476p+0"))
+LN2_HI_F = np.float32(float.fromhex("0x1.62e400p-1"))  # 16 significant bits: n * LN2_HI_F is exact, |n| <= 2**8
+LN2_LO_F = np.float32(float.fromhex("0x1.7f7d1cp-20"))
+ROUND_MAGIC_F = np.float32(12582912.0)  # 1.5 * 2**23: bits(t) - ROUND_MAGIC_F_BITS = n for t = n + ROUND_MAGIC_F
+ROUND_MAGIC_F_BITS = np.int32(0x4B400000)
+#: expf_neg(z) takes -EXPF_NEG_RANGE <= z <= 0 (its result is normal there).
+EXPF_NEG_RANGE = np.float32(86.0)
+
+# (e^r - 1 - r) / r^2 on |r| <= ln(2)/2, degree 5 (least squares on Chebyshev nodes; <= 0.012 ulp).
+EF0, EF1, EF2, EF3, EF4, EF5 = _coeffs(
+    "0x1.000000p-1", "0x1.555556p-3", "0x1.5554eap-5", "0x1.1110c6p-7", "0x1.6d431ap-10", "0x1.a1516ep-13",
+    dtype=np.float32)
+# (log1p(e) - e) / e^2 on [0, 1], degree 9 (weighted least squares, each coefficient rounded to float32
+# before the next ones were refitted; <= 0.024 ulp).  No reduction: the singularity at -1 is far enough.
+LF0, LF1, LF2, LF3, LF4, LF5, LF6, LF7, LF8, LF9 = _coeffs(
+    "-0x1.000000p-1", "0x1.55549cp-2", "-0x1.ffd92ep-3", "0x1.97f9b6p-3", "-0x1.4be012p-3", "0x1.0281b6p-3",
+    "-0x1.5c7a80p-4", "0x1.64daf2p-5", "-0x1.d57cf4p-7", "0x1.20eba6p-9", dtype=np.float32)
+
+
+@pasted
+def expf_neg(z):
+    """e^z for a float32 z in [-EXPF_NEG_RANGE, 0], as a float32 (<= 0.98 ulp).
+
+    n = rint(z / ln 2) by the 1.5 2**23 shift (one rounding in the fma; nothing reassociates here), r =
+    z - n ln 2, e^r = 1 + (r + r^2 q(r)) rounded once, and 2**n added to the exponent field.
+    """
+    t = fma(z, LOG2E_F, ROUND_MAGIC_F)  # ulp(t) = 1: t = n + 1.5 2**23
+    n = t - ROUND_MAGIC_F  # exact
+    r = fma(-n, LN2_LO_F, fma(-n, LN2_HI_F, z))
+    r2 = r * r
+    # q = c0 + r (c1 + r Q(r)), Q in pairs on r^2 (pairs for all six: 0.98 -> 1.002 ulp, sl_math.h)
+    q = fma(fma(EF5, r, EF4), r2, fma(EF3, r, EF2))
+    q = fma(fma(q, r, EF1), r, EF0)
+    p = fma(r2, q, r)  # e^r - 1
+    scale = (as_int(t) - ROUND_MAGIC_F_BITS) << 23  # n 2**23: 2**n in the exponent field
+    return as_float(np.int32(as_int(ONE_F + p) + scale))
+
+
+@pasted
+def log1pf_q(e):
+    """Q(e) = (log1p(e) - e) / e^2 as a float32 for a float32 e in [0, 1]: in float32 lanes, by pairs on
+    e^2 (half the dependent steps of Horner).  :func:`log1pf_unit` finishes log1p(e)."""
+    e2 = e * e
+    return fma(fma(fma(fma(fma(LF9, e, LF8), e2, fma(LF7, e, LF6)), e2, fma(LF5, e, LF4)), e2, fma(LF3, e, LF2)),
+               e2, fma(LF1, e, LF0))
+
+
+@pasted
+def log1pf_unit(e, q):
+    """log1p(e) = e + e^2 Q(e) as a float64, for a float32 e in [0, 1] and q = log1pf_q(e) (<= 0.71 ulp of
+    float32 once rounded by the caller): in float64, where e^2 is exact and the fma's rounding far below
+    a float32 ulp.  Kept apart from log1pf_q so that a caller can run the float32 step on 8 lanes."""
+    wide_e = np.float64(e)
+    return fma(wide_e * wide_e, np.float64(q), wide_e)

@@ -20,9 +20,10 @@ def difference(x, t, wide):
 @jit
 def kernel(input, target, weight, n, grad_scale, rows_per_block, loss, grad, block_sums):
     wide = is_wide(input)
-    weights = np.empty(CHUNK)
+    weights = np.ones(CHUNK)  # without a weight they stay 1 (load_chunk's default), never reloaded
     values = np.empty(CHUNK)
-    grads = np.empty(CHUNK)
+    want_grad = grad.size > 0
+    grads = grad if want_grad else np.empty(CHUNK, grad.dtype)  # the gradients go to grad directly
     lanes = np.empty((3, LANES))
     running = np.zeros(2)
     start = 0
@@ -30,7 +31,9 @@ def kernel(input, target, weight, n, grad_scale, rows_per_block, loss, grad, blo
         stop = chunk_stop(start, n, CHUNK, rows_per_block)
         count = stop - start
         first = np.uint64(start)
-        load_chunk(weight, start, count, weights, 1.0)
+        if weight.size > 0:
+            load_chunk(weight, start, count, weights, 1.0)
+        grad_first = first if want_grad else np.uint64(0)
         for j in urange(0, count):
             d, d_lo = difference(input[first + j], target[first + j], wide)
             w = weights[j]
@@ -51,9 +54,8 @@ def kernel(input, target, weight, n, grad_scale, rows_per_block, loss, grad, blo
                     abs(np.float64(target[first + j])) < INF:
                 # x - t overflows: 2 s w (x - t) = 4 (s w (x/2 - t/2)), halving exact for such x and t
                 g = 4.0 * (scaled_w * (HALF * np.float64(input[first + j]) - HALF * np.float64(target[first + j])))
-            grads[j] = g
+            grads[grad_first + j] = g
         store_chunk(loss, start, count, values)
-        store_chunk(grad, start, count, grads)
         if block_sums.size > 0:
             add_block_sums(block_sums, rows_per_block, n, start, values, count, lanes, wide, running)
         start = stop

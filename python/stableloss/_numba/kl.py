@@ -61,8 +61,10 @@ def term(input, target, log_target, precise, wide):
 
 
 @helper
-def chunk_terms(input, target, first, count, log_target, precise, wide, grad_scale, values, grads, redo_flags):
-    """The terms of input[first:first + count] into the chunk buffers; returns how many need a redo.
+def chunk_terms(input, target, first, count, log_target, precise, wide, grad_scale, values, grads, grad_first,
+                redo_flags):
+    """The terms of input[first:first + count] into values and grads (from grad_first); returns how many need
+    a redo (of the value: the gradient -p is exact as it is).
     Called with constant log_target and precise, so that each loop is compiled for one case."""
     redo_count = 0
     for j in urange(0, count):
@@ -70,7 +72,7 @@ def chunk_terms(input, target, first, count, log_target, precise, wide, grad_sca
         redo_count += redo
         redo_flags[j] = redo
         values[j] = value
-        grads[j] = minus_p * grad_scale
+        grads[grad_first + j] = minus_p * grad_scale
     return redo_count
 
 
@@ -78,7 +80,8 @@ def chunk_terms(input, target, first, count, log_target, precise, wide, grad_sca
 def kernel(input, target, n, log_target, grad_scale, rows_per_block, loss, grad, block_sums):
     wide = is_wide(input)
     values = np.empty(CHUNK)
-    grads = np.empty(CHUNK)
+    want_grad = grad.size > 0
+    grads = grad if want_grad else np.empty(CHUNK, grad.dtype)  # the gradients go to grad directly
     redo_flags = np.empty(CHUNK, np.bool_)
     redo_indices = np.empty(CHUNK, np.int64)
     lanes = np.empty((3, LANES))
@@ -88,17 +91,17 @@ def kernel(input, target, n, log_target, grad_scale, rows_per_block, loss, grad,
         stop = chunk_stop(start, n, CHUNK, rows_per_block)
         count = stop - start
         first = np.uint64(start)
+        grad_first = first if want_grad else np.uint64(0)
         if log_target != 0:
             redo_count = chunk_terms(input, target, first, count, True, False, wide, grad_scale, values, grads,
-                                     redo_flags)
+                                     grad_first, redo_flags)
         else:  # log_dd for every float64 term
             redo_count = chunk_terms(input, target, first, count, False, wide, wide, grad_scale, values, grads,
-                                     redo_flags)
+                                     grad_first, redo_flags)
         if redo_count > 0:
             for j in redo_indices[:flagged(redo_flags, count, redo_indices)]:
                 values[j] = term(input[first + j], target[first + j], log_target != 0, True, wide)[0]
         store_chunk(loss, start, count, values)
-        store_chunk(grad, start, count, grads)
         if block_sums.size > 0:
             add_block_sums(block_sums, rows_per_block, n, start, values, count, lanes, wide, running)
         start = stop

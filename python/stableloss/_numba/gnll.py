@@ -81,8 +81,11 @@ def kernel(x, target, var, n, eps, full, grad_scale, rows_per_block, loss, grad_
     values = np.empty(CHUNK)
     redo_flags = np.empty(CHUNK, np.bool_)
     redo_indices = np.empty(CHUNK, np.int64)
-    grads_input = np.empty(CHUNK)
-    grads_var = np.empty(CHUNK)
+    # the gradients (never redone) go to grad_input and grad_var directly where wanted
+    want_grad_input = grad_input.size > 0
+    want_grad_var = grad_var.size > 0
+    grads_input = grad_input if want_grad_input else np.empty(CHUNK, grad_input.dtype)
+    grads_var = grad_var if want_grad_var else np.empty(CHUNK, grad_var.dtype)
     lanes = np.empty((3, LANES))
     running = np.zeros(2)
     start = 0
@@ -90,6 +93,8 @@ def kernel(x, target, var, n, eps, full, grad_scale, rows_per_block, loss, grad_
         stop = chunk_stop(start, n, CHUNK, rows_per_block)
         count = stop - start
         first = np.uint64(start)
+        input_first = first if want_grad_input else np.uint64(0)
+        var_first = first if want_grad_var else np.uint64(0)
         redo_count = 0
         for j in urange(0, count):
             value, g_input, g_var, redo = term(x[first + j], target[first + j], var[first + j], eps,
@@ -97,15 +102,13 @@ def kernel(x, target, var, n, eps, full, grad_scale, rows_per_block, loss, grad_
             redo_count += redo
             redo_flags[j] = redo
             values[j] = value
-            grads_input[j] = g_input * grad_scale
-            grads_var[j] = g_var * grad_scale
+            grads_input[input_first + j] = g_input * grad_scale
+            grads_var[var_first + j] = g_var * grad_scale
         if redo_count > 0:
             for j in redo_indices[:flagged(redo_flags, count, redo_indices)]:
                 values[j] = term(x[first + j], target[first + j], var[first + j], eps, constant_hi, constant_lo, True,
                                  wide)[0]
         store_chunk(loss, start, count, values)
-        store_chunk(grad_input, start, count, grads_input)
-        store_chunk(grad_var, start, count, grads_var)
         if block_sums.size > 0:
             add_block_sums(block_sums, rows_per_block, n, start, values, count, lanes, wide, running)
         start = stop

@@ -1,18 +1,24 @@
 """Bad input gets a clear error; unusual but valid input (non-contiguous, read-only, empty) works; inputs
 are never modified.  Every backend.
 
-Exception types follow PyTorch (DESIGN.md): IndexError for a class target out of range, with PyTorch's
-message "Target 5 is out of bounds."; ValueError for shapes, reductions, label_smoothing outside
-[0, 1], negative var; TypeError for non-float inputs and float class indices.  Every message names the
+Exception types (docs/bad_inputs.md): IndexError for a class target out of range, with PyTorch's message
+"Target 5 is out of bounds."; ValueError for shapes, reductions, label_smoothing outside [0, 1],
+negative var; TypeError for non-float inputs and float class indices -- Python's types also where
+PyTorch raises RuntimeError.  Every message names the
 argument and shows what was received.
 """
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import stableloss
-from stableloss import (binary_cross_entropy_with_logits, cross_entropy, gaussian_nll_loss, kl_div, log_softmax,
-                        logsumexp, mse_loss, softmax)
+from stableloss import (_dispatch, binary_cross_entropy_with_logits, cross_entropy, gaussian_nll_loss, kl_div,
+                        log_softmax, logsumexp, mse_loss, softmax)
+from stableloss._dispatch import BackendUnavailable, CExtensionWarning
 
 RNG = np.random.default_rng(11)
 X = RNG.standard_normal((3, 5))
@@ -114,12 +120,83 @@ def test_unknown_backend():
         cross_entropy(X, Y, backend="fortran")
 
 
-def test_unavailable_backend_raises_with_reason():
-    missing = [name for name in ("c", "numba") if name not in stableloss.available_backends()]
-    if not missing:
-        pytest.skip("every backend loads here")
-    with pytest.raises(ImportError, match=missing[0]):
-        cross_entropy(X, Y, backend=missing[0])
+#: Why the C extension does not import in :func:`without_c_extension` (the import system's words).
+SIMULATED_REASON = "import of stableloss._kernels halted; None in sys.modules"
+
+
+@pytest.fixture
+def without_c_extension(monkeypatch):
+    """The C extension as if it had not been built: importing it fails, so python/stableloss/_c.py runs
+    its ImportError path for real; ``backend=None`` is chosen afresh (no STABLELOSS_BACKEND)."""
+    monkeypatch.setitem(sys.modules, "stableloss._kernels", None)  # the import system then refuses it
+    monkeypatch.delitem(sys.modules, "stableloss._c", raising=False)  # absent where the extension never loaded
+    monkeypatch.setattr(_dispatch, "_ENV_BACKEND", None)
+    _dispatch._load.cache_clear()
+    _dispatch._default.cache_clear()
+    yield
+    _dispatch._load.cache_clear()  # monkeypatch then restores the modules: the next load finds them
+    _dispatch._default.cache_clear()
+
+
+def test_missing_c_extension_is_left_out(without_c_extension):
+    available = stableloss.available_backends()
+    assert "c" not in available and available[-1] == "numpy"
+
+
+def test_missing_c_extension_warns_once_and_falls_back(without_c_extension):
+    with pytest.warns(CExtensionWarning, match=SIMULATED_REASON) as record:
+        loss = cross_entropy(X, Y)
+    assert [warning.filename for warning in record] == [__file__]  # points at the caller
+    fallback = stableloss.available_backends()[0]
+    assert str(record[0].message).startswith(f"backend=None uses {fallback!r}, not 'c'")
+    assert loss == cross_entropy(X, Y, backend=fallback)
+    cross_entropy(X, Y)  # no second warning: filterwarnings=error would raise it
+
+
+def test_missing_c_extension_raises_with_reason(without_c_extension):
+    with pytest.raises(BackendUnavailable, match=SIMULATED_REASON) as info:
+        cross_entropy(X, Y, backend="c")
+    assert str(info.value).startswith("backend 'c' is not available: the stableloss C kernels are not available")
+
+
+#: Run with STABLELOSS_BACKEND set; argv[1] "without-c" makes the C extension fail to import first.
+_ENVIRONMENT_CALL = """
+import sys
+import numpy as np
+if sys.argv[1] == "without-c":
+    sys.modules["stableloss._kernels"] = None  # its import then fails
+import stableloss
+for _ in range(2):
+    try:
+        stableloss.cross_entropy(np.zeros((2, 3)), np.array([0, 1]))
+    except (ValueError, ImportError) as exc:
+        print(type(exc).__name__, exc)
+"""
+
+
+def _call_with_environment(value, c_extension="with-c"):
+    """The lines printed by :data:`_ENVIRONMENT_CALL` with ``STABLELOSS_BACKEND=value``."""
+    result = subprocess.run([sys.executable, "-c", _ENVIRONMENT_CALL, c_extension], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "STABLELOSS_BACKEND": value})
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def test_environment_names_no_backend():
+    """A bad STABLELOSS_BACKEND lets the import succeed; every call with backend=None then says what is wrong
+    with the variable (not with a ``backend`` argument the caller never passed)."""
+    expected = ("ValueError STABLELOSS_BACKEND='gpu' (environment variable) is not a stableloss backend; "
+                "expected one of 'c', 'numba', 'numpy'")
+    assert _call_with_environment("gpu") == [expected, expected]
+
+
+def test_environment_names_unavailable_backend():
+    """STABLELOSS_BACKEND naming a backend that does not load: the error says so, and why."""
+    lines = _call_with_environment("c", c_extension="without-c")
+    assert len(lines) == 2 and lines[0] == lines[1]
+    assert lines[0].startswith("BackendUnavailable STABLELOSS_BACKEND='c' (environment variable): "
+                               "backend 'c' is not available: the stableloss C kernels are not available")
+    assert SIMULATED_REASON in lines[0]
 
 
 # ---------------------------------------------------------------------------------------------------

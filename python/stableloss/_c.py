@@ -8,16 +8,30 @@ must be writable.  cffi releases the GIL during the call.
 """
 
 import operator
+import os
 
 import numpy as np
 
 from ._dispatch import KERNEL_ARGS
 
+#: Written by the build (setup.py) beside the extension when the kernels did not compile: the reason.
+_BUILD_FAILURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_build_failure.txt")
+
+
+def _why_missing(import_error):
+    """Why the extension does not import: the compile failure recorded by the build, else ``import_error``."""
+    try:
+        with open(_BUILD_FAILURE) as record:
+            return f"they did not compile when stableloss was built: {record.read().strip()}"
+    except FileNotFoundError:
+        return str(import_error)
+
+
 try:
     from ._kernels import ffi, lib
-except ImportError as exc:  # not built, or built for another Python/platform
+except ImportError as exc:  # not built (no compiler when installed), or built for another Python/platform
     raise ImportError(
-        f"the stableloss C kernels are not available ({exc}); build them with `pip install .` "
+        f"the stableloss C kernels are not available ({_why_missing(exc)}); build them with `pip install .` "
         "from the source tree (needs a C compiler and cffi)"
     ) from exc
 

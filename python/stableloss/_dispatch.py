@@ -16,6 +16,7 @@ import functools
 import importlib
 import math
 import os
+import warnings
 
 import numpy as np
 
@@ -45,7 +46,14 @@ _MIN_PARALLEL_ELEMENTS = 2**17
 
 
 class BackendUnavailable(ImportError):
-    """An explicitly requested backend that cannot be loaded."""
+    """A requested backend (the ``backend`` argument or ``STABLELOSS_BACKEND``) that cannot be loaded."""
+
+
+class CExtensionWarning(UserWarning):
+    """The C kernels did not load, so ``backend=None`` uses another backend; the message says why.
+
+    Issued once per process, on the first call with ``backend=None``.
+    """
 
 
 @functools.cache
@@ -82,24 +90,57 @@ def available_backends():
 
 #: The environment's choice for ``backend=None``, read once at import (a lookup costs about 1 us).
 _ENV_BACKEND = os.environ.get("STABLELOSS_BACKEND") or None
-
-
-@functools.cache
-def _preferred():
-    return available_backends()[0]
+#: The backend names as error messages list them.
+_CHOICES = ", ".join(map(repr, BACKENDS))
 
 
 def resolve(backend):
-    """The backend name to use for ``backend=`` (None: env ``STABLELOSS_BACKEND`` at import, else the
-    preferred available one)."""
+    """The name of the backend to run for a call's ``backend`` argument.
+
+    Parameters
+    ----------
+    backend : str or None
+        A name of :data:`BACKENDS`, or None for the default (see :func:`_default`).
+
+    Returns
+    -------
+    str
+        ``backend``, or the default backend's name.
+
+    Raises
+    ------
+    ValueError
+        ``backend`` (or ``STABLELOSS_BACKEND``, for None) is not a backend name.
+    BackendUnavailable
+        That backend does not load here; the message says why.
+    """
     if backend is None:
-        backend = _ENV_BACKEND or _preferred()
+        return _default()
     if backend not in _MODULES:
-        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))} or None, got {backend!r}")
+        raise ValueError(f"backend must be one of {_CHOICES} or None, got {backend!r}")
     module = _load(backend)
     if isinstance(module, Exception):
         raise BackendUnavailable(f"backend {backend!r} is not available: {module}") from module
     return backend
+
+
+@functools.cache
+def _default():
+    """The backend for ``backend=None``, chosen on the first call and then cached (errors are not: every
+    call raises them): ``STABLELOSS_BACKEND`` if set, else the first available backend, with a one-time
+    :class:`CExtensionWarning` if that is not ``"c"``."""
+    if _ENV_BACKEND is not None:
+        origin = f"STABLELOSS_BACKEND={_ENV_BACKEND!r} (environment variable)"
+        if _ENV_BACKEND not in _MODULES:
+            raise ValueError(f"{origin} is not a stableloss backend; expected one of {_CHOICES}")
+        try:
+            return resolve(_ENV_BACKEND)
+        except BackendUnavailable as exc:
+            raise BackendUnavailable(f"{origin}: {exc}") from exc
+    name = available_backends()[0]
+    if name != "c":  # stacklevel: the caller of the public function that called resolve
+        warnings.warn(f"backend=None uses {name!r}, not 'c': {_load('c')}", CExtensionWarning, stacklevel=4)
+    return name
 
 
 # ---------------------------------------------------------------------------------------------------

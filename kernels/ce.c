@@ -25,6 +25,8 @@
  *
  * Special cases (as PyTorch unless noted).  A NaN anywhere in a row: NaN loss and NaN gradient row.
  * +inf logit or an all -inf row: NaN.  Target logit -inf (finite max): +inf loss, gradient finite.
+ * A -inf logit whose coefficient c_j is 0 (a masked class without target mass) adds 0 to the loss
+ * (PyTorch: NaN from 0 * inf).
  * Rows whose target is ignore_index: loss 0, gradient row 0, no logit read.  n_classes == 0: loss 0.
  *
  * Accuracy, worst measured against mpmath (the test families and our own adversarial rows: confident
@@ -63,8 +65,9 @@ SL_INLINE double ce_loss_terms(const void *x, int64_t C, const sl_softmax *r, co
 {
     double total = 0.0;
     for (int64_t j = 0; j < C; j++) {
-        double z_lo, z = sl_shift(sl_load(x, j, f32), r->a, &z_lo, 0);
-        total += sl_coef(cf, j, f32) * ((r->log_s - z) - z_lo);
+        double z_lo, z = sl_shift(sl_load(x, j, f32), r->a, &z_lo, 0), c = sl_coef(cf, j, f32);
+        if (!sl_masked_class(c, z))
+            total += c * ((r->log_s - z) - z_lo);
     }
     return total;
 }

@@ -3,17 +3,19 @@
  * sl_kl_f64; stableloss.h).  input = log q; target = p, or log p with log_target.
  *
  * Method.  loss = p (log p - input), grad = -p grad_scale (log_target: p = e^{lp}, lp given).
- *   log p comes from the float64-grade log (<= 1 ulp) for both dtypes, so the difference
- *   log p - input is good to 2^-52 |log p| / |log p - input| relative.  Where that is not enough --
- *   |log p - input| < 2^-10 |input| for float64 (the 1e-12 budget), < 2^-22 |input| for float32 (a
- *   2^-30 relative error, 0.02 float ulp) -- log p is recomputed in double-double (sl_log_dd,
- *   ~2^-104) on those elements only (scalar slow path).
+ *   log p comes from the float64-grade log (<= 1 ulp) for float64 and from the cheap-grade log
+ *   (relative 9.8e-14) for float32, so the difference log p - input is good to eps |log p| /
+ *   |log p - input| relative.  Where that is not enough -- |log p - input| < 2^-10 |input| for
+ *   float64 (2^-52 2^10, within the 1e-12 budget), < 2^-16 |input| for float32 (9.8e-14 (2^16 + 1)
+ *   = 6.4e-9 relative, 0.11 float ulp) -- log p is recomputed in double-double (sl_log_dd, ~2^-104)
+ *   on those elements only (scalar slow path).
  *   With log_target, lp - input is the difference of two given numbers (one rounding), and where
  *   e^{lp} underflows (lp < -700) the term is 2^-1024 e^{lp + 1024 ln 2} (lp - input), the shifted
  *   exponent formed in double-double (scalar slow path).
  *
- * Special cases.  p == 0 (lp == -inf): loss 0 and grad 0 whatever the input, also input = -inf
- * (PyTorch: NaN).  p < 0: NaN loss.  NaN in: NaN out.
+ * Special cases.  p == 0 (lp == -inf): loss 0 and grad 0, also for input = -inf (PyTorch: NaN), but a
+ * NaN loss for input NaN or +inf (no log-probability).  p < 0, or a target of +inf (no probability;
+ * without log_target): NaN loss.  The gradient is -p whatever the input (PyTorch).  NaN in: NaN out.
  *
  * Accuracy (against mpmath: random distributions, p close to q down to input = log p rounded, zeros,
  * subnormal targets, log targets below -700; scalar and AVX2 alike): float32 0.5 ulp; float64 loss
@@ -32,7 +34,7 @@ typedef struct {
 } kl_args;
 
 /* |log p - x| below this fraction of |x| takes the double-double path (see above). */
-#define KL_CANCEL(f32) ((f32) ? 0x1p-22 : 0x1p-10)
+#define KL_CANCEL(f32) ((f32) ? 0x1p-16 : 0x1p-10)
 
 /* The elements that take the slow path: cancelling log p - x, or an underflowing e^{lp}. */
 SL_INLINE int kl_slow(double p, double lp, double x, double diff, int log_target, int f32)
@@ -57,16 +59,24 @@ SL_INLINE double kl_slow_value(double p, double lp, double x, double diff, int l
     return p * (d + (err + lo));
 }
 
+/* Whether the term is 0 log 0 = 0: p == 0 against a log q that is a number or -inf. */
+SL_INLINE int kl_zero_term(double p, double x)
+{
+    return p == 0.0 && x < INFINITY;
+}
+
 SL_INLINE double kl_row(const void *args, int64_t i, int f32)
 {
     const kl_args *a = (const kl_args *)args;
     double x = sl_load(a->x, i, f32), t = sl_load(a->t, i, f32);
     double p = a->log_target ? sl_exp(t, f32) : t;
-    double lp = a->log_target ? t : sl_log(t, 0);
+    double lp = a->log_target ? t : sl_log(t, f32);
     double diff = lp - x;
-    double value = p == 0.0 ? 0.0 : p * diff; /* 0 log 0 = 0, also where log q = -inf */
+    double value = kl_zero_term(p, x) ? 0.0 : p * diff;
     if (kl_slow(p, lp, x, diff, (int)a->log_target, f32))
         value = kl_slow_value(p, lp, x, diff, (int)a->log_target);
+    if (!a->log_target && p == INFINITY)
+        value = NAN;
     if (a->loss)
         sl_store(a->loss, i, value, f32);
     if (a->grad)
@@ -102,10 +112,11 @@ SL_AVX2 SL_INLINE __m256d kl_row4(const void *args, int64_t i, const sl_tail *ta
     __m256d zero = _mm256_setzero_pd();
     __m256d x = sl_load_v(a->x, i, tail, f32), t = sl_load_v(a->t, i, tail, f32);
     __m256d p = a->log_target ? sl_exp_v(t, f32) : t;
-    __m256d lp = a->log_target ? t : sl_log_v(t, 0);
+    __m256d lp = a->log_target ? t : sl_log_v(t, f32);
     __m256d diff = _mm256_sub_pd(lp, x);
     __m256d p_zero = _mm256_cmp_pd(p, zero, _CMP_EQ_OQ);
-    __m256d value = _mm256_andnot_pd(p_zero, _mm256_mul_pd(p, diff));
+    __m256d zero_term = _mm256_and_pd(p_zero, _mm256_cmp_pd(x, SL_V(INFINITY), _CMP_LT_OQ)); /* kl_zero_term */
+    __m256d value = _mm256_andnot_pd(zero_term, _mm256_mul_pd(p, diff));
     __m256d slow;
     if (a->log_target)
         slow = _mm256_and_pd(_mm256_cmp_pd(lp, SL_V(-700.0), _CMP_LT_OQ),
@@ -117,6 +128,8 @@ SL_AVX2 SL_INLINE __m256d kl_row4(const void *args, int64_t i, const sl_tail *ta
     int mask = _mm256_movemask_pd(slow) & sl_tail_bits(tail);
     if (__builtin_expect(mask != 0, 0))
         value = kl_slow_lanes(p, lp, x, diff, value, mask, (int)a->log_target);
+    if (!a->log_target) /* p = +inf: all bits set, a NaN */
+        value = _mm256_or_pd(value, _mm256_cmp_pd(p, SL_V(INFINITY), _CMP_EQ_OQ));
     if (a->loss)
         sl_store_v(a->loss, i, value, tail, f32);
     if (a->grad) {

@@ -5,8 +5,9 @@
  * z_j = x_j - a; then lse = a + log1p(s), log_softmax_j = (z_j - log1p(s)) + z_lo_j (two terms of one
  * sign) and softmax_j = e^{z_j} / (1 + s), recomputing e^{z_j} in the writing pass.
  *
- * Special cases.  NaN in a row: NaN outputs.  +inf logit or an all -inf row: NaN (x - a = NaN).
- * -inf logits: log_softmax -inf, softmax 0.  n_cols == 0: lse = -inf, nothing read.
+ * Special cases (as PyTorch and SciPy).  NaN in a row: NaN outputs.  A row whose max is infinite:
+ * lse = that max (+inf, or -inf for an all -inf row: log of a sum of zeros), log_softmax and softmax
+ * NaN (x - a = NaN).  -inf logits: log_softmax -inf, softmax 0.  n_cols == 0: lse = -inf, nothing read.
  *
  * Accuracy (against mpmath, scalar and AVX2 alike): float32 0.5 ulp for all three outputs; float64
  * lse 2.1, log-softmax 1.5, softmax 2.7 ulp.  Budget: 4 ulp.
@@ -19,6 +20,20 @@ typedef struct {
     int64_t n_rows, n_cols;
     void *lse, *log_softmax, *softmax;
 } lse_args;
+
+/* log-sum-exp of a row with no finite max (the scan's s is NaN): NaN if the row holds a NaN, else the
+ * infinite max itself -- log(+inf + ...) = +inf, log(e^-inf + ... + e^-inf) = log 0 = -inf. */
+SL_OUTLINE double lse_nonfinite(const void *x, int64_t C, int f32)
+{
+    double a = -INFINITY;
+    for (int64_t j = 0; j < C; j++) {
+        double v = sl_load(x, j, f32);
+        if (isnan(v))
+            return v;
+        a = v > a ? v : a;
+    }
+    return a;
+}
 
 SL_INLINE double lse_row(const void *args, int64_t i, int f32, sl_scan_fn scan, sl_write_fn write)
 {
@@ -33,7 +48,7 @@ SL_INLINE double lse_row(const void *args, int64_t i, int f32, sl_scan_fn scan, 
     const void *next = i + 1 < a->n_rows ? sl_row_in(a->x, i + 1, C, f32) : NULL;
     sl_softmax r = scan(x, C, NULL, next, NULL, f32, f32);
     if (a->lse)
-        sl_store(a->lse, i, r.a + r.log_s, f32);
+        sl_store(a->lse, i, isnan(r.s) ? lse_nonfinite(x, C, f32) : r.a + r.log_s, f32);
     if (a->log_softmax || a->softmax)
         write(x, C, r.a, r.log_s, 1.0 + r.s, sl_row_out(a->log_softmax, i, C, f32),
               sl_row_out(a->softmax, i, C, f32), f32, f32);

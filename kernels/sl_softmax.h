@@ -76,6 +76,13 @@ SL_INLINE double sl_coef(const sl_coefs *cf, int64_t j, int f32)
     return c * (cf->t ? cf->t_scale * sl_load(cf->t, j, f32) + cf->t_shift : cf->t_scale);
 }
 
+/* A masked class without target mass: coefficient 0 at z = -inf, whose loss term c (log1p(s) - z) is
+ * 0 (-log 0) = 0, not 0 * inf = NaN (PyTorch).  A NaN z is no such class: it makes the loss NaN. */
+SL_INLINE int sl_masked_class(double c, double z)
+{
+    return c == 0.0 && z == -INFINITY;
+}
+
 SL_INLINE sl_softmax sl_softmax_scan(const void *x, int64_t C, const sl_coefs *cf, const void *next,
                                      double *e_out, int f32, int cheap)
 {
@@ -104,7 +111,8 @@ SL_INLINE sl_softmax sl_softmax_scan(const void *x, int64_t C, const sl_coefs *c
             double c = sl_coef(cf, j, f32);
             if (j != r.k)
                 sl_acc_add(&cs, c, cheap);
-            if (z != 0.0) { /* c (-z) = 0 there, also for c = inf (whose term c log1p(s) is in W) */
+            /* c (-z) = 0 at z = 0, also for c = inf (whose term c log1p(s) is in W) */
+            if (z != 0.0 && !sl_masked_class(c, z)) {
                 sl_acc_add(&czs, -(c * z), cheap);
                 czs.lo -= c * z_lo;
             }
@@ -307,8 +315,11 @@ SL_AVX2 SL_INLINE void sl_scan_step_v(const void *x, int64_t j, const sl_tail *t
     if (cf) { /* outside the tail c = 0 and z = -a is finite: nothing added */
         __m256d c = sl_coef_v(cf, j, tail, f32);
         sl_acc_v_add(&acc->cs, c, cheap);
-        /* c (-z) is 0 where z = 0, also for c = inf (its term c log1p(s) is in the coefficient sum) */
-        __m256d nonzero = _mm256_cmp_pd(z, _mm256_setzero_pd(), _CMP_NEQ_UQ);
+        /* c (-z) = 0 at z = 0, also for c = inf (its term c log1p(s) is in the coefficient sum), and
+         * nothing for a masked class (sl_masked_class) */
+        __m256d masked = _mm256_and_pd(_mm256_cmp_pd(c, _mm256_setzero_pd(), _CMP_EQ_OQ),
+                                       _mm256_cmp_pd(z, SL_V(-INFINITY), _CMP_EQ_OQ));
+        __m256d nonzero = _mm256_andnot_pd(masked, _mm256_cmp_pd(z, _mm256_setzero_pd(), _CMP_NEQ_UQ));
         sl_acc_v_add(&acc->czs, _mm256_and_pd(nonzero, _mm256_mul_pd(c, _mm256_sub_pd(_mm256_setzero_pd(), z))),
                      cheap);
         if (!cheap)

@@ -33,7 +33,8 @@
  *   probabilities t: loss = sum_j w_j t'_j L_j with t'_j = (1 - eps) t_j + eps / C
  *   grad_j = (1 - eps) w_y (p_j - [j == y]) + (eps / C)(W p_j - w_j),  W = sum_j w_j,  p_j = e^{z_j}/S
  *            (probability targets: (sum_c w_c t'_c) p_j - w_j t'_j); ignored rows get 0;
- *            at j == y == k the term p_y - 1 is computed as -s/S.                                */
+ *            at j == y == k the term p_y - 1 is computed as -s/S.  A class with x_j = -inf (finite
+ *            max) and coefficient 0 adds 0 to the loss (0 (-log 0) = 0).                          */
 void sl_ce_f32(const float *x, const int64_t *target, const float *target_prob, const float *weight,
                int64_t n_rows, int64_t n_classes, int64_t ignore_index, double label_smoothing,
                double grad_scale, int64_t rows_per_block, float *loss, float *grad, double *block_sums);
@@ -64,7 +65,8 @@ void sl_gnll_f64(const double *x, const double *target, const double *var,
 
 /* KL divergence term, elementwise, input = log q: log_target == 0: loss = p (log p - input),
  * grad = -p; log_target != 0 (target = log p): loss = e^{lp} (lp - input), grad = -e^{lp}.
- * Where p == 0 (lp == -inf) loss and grad are 0, whatever the input (also -inf).  p < 0 gives NaN. */
+ * Where p == 0 (lp == -inf) loss and grad are 0, also for input = -inf; the loss is NaN for input NaN
+ * or +inf.  p < 0, and p = +inf without log_target, give a NaN loss.                                */
 void sl_kl_f32(const float *input, const float *target, int64_t n, int64_t log_target,
                double grad_scale, int64_t rows_per_block, float *loss, float *grad, double *block_sums);
 void sl_kl_f64(const double *input, const double *target, int64_t n, int64_t log_target,
@@ -77,7 +79,8 @@ void sl_mse_f64(const double *input, const double *target, const double *weight,
                 double grad_scale, int64_t rows_per_block, double *loss, double *grad, double *block_sums);
 
 /* Row-wise log-sum-exp of x[n_rows][n_cols]: lse = a + log1p(s), log_softmax_j = z_j - log1p(s),
- * softmax_j = e^{z_j} / S (notation of sl_ce); each output optional.  No block sums.             */
+ * softmax_j = e^{z_j} / S (notation of sl_ce); each output optional.  No block sums.  A row with an
+ * infinite max and no NaN: lse = a (+inf, or -inf for an all -inf row), the other outputs NaN.    */
 void sl_lse_f32(const float *x, int64_t n_rows, int64_t n_cols,
                 float *lse, float *log_softmax, float *softmax);
 void sl_lse_f64(const double *x, int64_t n_rows, int64_t n_cols,

@@ -103,6 +103,30 @@ def native_backend(request):
         yield name
 
 
+@pytest.fixture
+def restore_threads():
+    """The thread count as it was before the test."""
+    threads = stableloss.get_num_threads()
+    yield
+    stableloss.set_num_threads(threads)
+
+
+@pytest.fixture
+def thread_splits(monkeypatch, restore_threads):
+    """The thread count of every call the dispatcher splits over threads during the test, in order: a
+    thread test asserts its calls were split, so that it cannot pass by comparing a run with itself."""
+    from stableloss import _dispatch
+    splits = []
+    run_threads = _dispatch._run_threads
+
+    def counted(kernel, stem, args, n_rows, rows_per_block, n_threads):
+        splits.append(n_threads)
+        run_threads(kernel, stem, args, n_rows, rows_per_block, n_threads)
+
+    monkeypatch.setattr(_dispatch, "_run_threads", counted)
+    return splits
+
+
 @pytest.fixture(scope="session", params=DTYPES, ids=lambda dtype: np.dtype(dtype).name)
 def dtype(request):
     """float32 and float64."""

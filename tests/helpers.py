@@ -54,6 +54,8 @@ def _relative_exception(loss, part, output, dtype):
 def _term_exception(loss, part, output, dtype):
     if loss.stem == "ce" and output == "grad":
         return budgets.ce_grad_terms(part, dtype)
+    if loss.stem == "gnll" and output == "grad_var":
+        return budgets.gnll_var_terms(part, dtype)
     return None
 
 

@@ -32,20 +32,15 @@ def _flatten(result):
     return [np.asarray(result)]
 
 
-@pytest.fixture
-def restore_threads():
-    threads = stableloss.get_num_threads()
-    yield
-    stableloss.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
-def test_bitwise_identical_for_any_thread_count(backend, dtype, reduction, restore_threads):
+def test_bitwise_identical_for_any_thread_count(native_backend, dtype, reduction, thread_splits):
     results = {}
     for threads in (1, 2, 3):
         stableloss.set_num_threads(threads)
-        results[threads] = [_flatten(func(**kwargs, reduction=reduction, backend=backend, return_grad=True))
+        results[threads] = [_flatten(func(**kwargs, reduction=reduction, backend=native_backend, return_grad=True))
                             for func, kwargs in _problems(dtype, 2**18)]
+    problems = len(results[1])
+    assert thread_splits == [2] * problems + [3] * problems
     for threads in (2, 3):
         for got, want in zip(results[threads], results[1]):
             for a, b in zip(got, want):

@@ -113,12 +113,23 @@ def test_mse_against_definition():
 
 
 def test_special_value_conventions():
-    """The conventions of DESIGN.md and kernels/stableloss.h, spelled out once."""
+    """The conventions of docs/design.md and kernels/stableloss.h, spelled out once."""
     nan = float("nan")
     loss, grad = oracle.bce(np.array([np.inf, -np.inf, np.inf]), np.array([1.0, 0.0, 0.5]))
     assert list(loss) == [0, 0, mpf("inf")] and list(grad) == [0, 0, mpf("0.5")]
-    loss, grad = oracle.kl(np.array([-np.inf, nan, -1.0]), np.array([0.0, 0.0, -0.5]))
-    assert loss[0] == 0 and grad[0] == 0 and loss[1] == 0 and mpmath.isnan(loss[2])
+    # 0 log 0 = 0 against log q = -inf, not against NaN or +inf; p < 0 and p = +inf are no probabilities
+    loss, grad = oracle.kl(np.array([-np.inf, nan, np.inf, -1.0, 0.0]), np.array([0.0, 0.0, 0.0, -0.5, np.inf]))
+    assert loss[0] == 0 and list(grad[:3]) == [0, 0, 0]
+    assert all(mpmath.isnan(v) for v in loss[1:]) and grad[4] == -mpf("inf")
+    # a masked class without target mass adds 0 (-log 0) = 0; with smoothing it carries mass: +inf
+    loss, grad = oracle.ce(np.array([[0.0, -np.inf]]), np.array([[1.0, 0.0]]))
+    assert loss[0] == 0 and list(grad[0]) == [0, 0]
+    loss, _ = oracle.ce(np.array([[0.0, -np.inf]]), np.array([[1.0, 0.0]]), label_smoothing=0.1)
+    assert loss[0] == mpf("inf")
+    # logsumexp of a row with an infinite max is that max; log_softmax and softmax are NaN
+    lse, log_softmax, softmax = oracle.lse(np.array([[np.inf, 0.0], [-np.inf, -np.inf]]))
+    assert list(lse) == [mpf("inf"), -mpf("inf")]
+    assert all(mpmath.isnan(v) for v in list(log_softmax.reshape(-1)) + list(softmax.reshape(-1)))
     loss, grad = oracle.ce(np.array([[0.0, -np.inf], [-np.inf, -np.inf], [np.inf, 0.0]]), np.array([1, 0, 1]))
     assert loss[0] == mpf("inf") and mpmath.isnan(loss[1]) and mpmath.isnan(loss[2])
     assert grad[0][0] == 1 and grad[0][1] == -1

@@ -136,7 +136,7 @@ def test_bce_with_logits(backend, dtype, reduction, weight_shape, pos_weight_sha
 
 
 # ---------------------------------------------------------------------------------------------------
-# Gaussian NLL (the var shapes PyTorch accepts; broader numpy broadcasting is stableloss-only)
+# Gaussian NLL (exactly the var shapes PyTorch accepts)
 
 GNLL_SHAPE = (5, 4)
 GNLL_VAR = {"same": GNLL_SHAPE, "per-row": (5,), "unit-dim": (5, 1), "float": None}
@@ -160,6 +160,31 @@ def test_gaussian_nll(backend, dtype, reduction, var_kind, full, eps):
         _close(grad_var, grads[1], dtype, "grad_var")
     else:
         assert np.shape(grad_var) == () and np.asarray(grad_var).dtype == dtype
+
+
+GNLL_VAR_SHAPES = [((4, 3), (3,)), ((3, 3), (3,)), ((4, 3), (4,)), ((4, 3), (4, 1)), ((4, 3), (1, 3)),
+                   ((4, 3), (1, 1)), ((4, 3), ()), ((5,), ()), ((5,), (1,)), ((4, 3, 5), (4, 3)),
+                   ((4, 3, 5), (1, 3, 5)), ((4, 3, 5), (4, 1, 5)), ((4, 3, 5), (1, 3, 1)), ((4, 3, 5), (3, 5))]
+
+
+@pytest.mark.parametrize("input_shape,var_shape", GNLL_VAR_SHAPES, ids=str)
+def test_gaussian_nll_var_shapes(backend, input_shape, var_shape):
+    """var is accepted exactly where PyTorch accepts it (ValueError in both elsewhere, also where numpy
+    would broadcast it), with the same values where it is."""
+    x, t = _random(input_shape, np.float64), _random(input_shape, np.float64)
+    var = RNG.uniform(0.5, 2.0, var_shape)
+    try:
+        want, grads = _torch_loss_and_grads(F.gaussian_nll_loss, dict(input=_tensor(x, grad=True), target=_tensor(t),
+                                                                      var=_tensor(var, grad=True)), "mean",
+                                            ["input", "var"])
+    except ValueError:
+        with pytest.raises(ValueError, match=r"var of shape .* does not fit the input's shape"):
+            stableloss.gaussian_nll_loss(x, t, var, backend=backend)
+        return
+    loss, got = stableloss.gaussian_nll_loss(x, t, var, backend=backend, return_grad=True)
+    _close(loss, want, np.float64, "loss")
+    for name, g, w in zip(("grad_input", "grad_var"), got, grads):
+        _close(g, w, np.float64, name)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -193,6 +218,49 @@ def test_kl_div_zero_target(backend, dtype):
     _close(grad, want_grad, dtype, "grad")
 
 
+@pytest.mark.parametrize("log_target", [False, True])
+def test_kl_div_nan_in_nan_out(backend, dtype, log_target):
+    """A zero target against a NaN or +inf input, and a +inf target (no probability), give NaN as in
+    PyTorch; the gradient is -p whatever the input.  Against a -inf input the zero target's term is 0,
+    where PyTorch gives NaN (a documented difference)."""
+    q_log = np.array([np.nan, np.inf, 0.0, -np.inf], dtype)
+    p = np.array([0.0, 0.0, np.inf, 0.0], dtype)
+    with np.errstate(divide="ignore"):
+        target = np.log(p) if log_target else p
+    loss, grad = stableloss.kl_div(q_log, target, reduction="none", log_target=log_target, backend=backend,
+                                   return_grad=True)
+    want, (want_grad,) = _torch_loss_and_grads(F.kl_div, dict(input=_tensor(q_log, grad=True), target=_tensor(target),
+                                                              log_target=log_target), "none", ["input"])
+    _close(loss[:3], want[:3], dtype, "loss")
+    _close(grad, want_grad, dtype, "grad")
+    assert loss[3] == 0 and np.isnan(want[3])
+
+
+def test_cross_entropy_masked_class_without_mass(backend, dtype):
+    """Probability targets with a -inf logit where the target is 0: PyTorch gives NaN (0 * inf); the
+    term is 0 (-log 0) = 0 here (a documented difference), and the rest of the loss and the gradient
+    are PyTorch's."""
+    x = np.array([[1.0, -np.inf, 0.5, 2.0]], dtype)
+    target = np.array([[0.25, 0.0, 0.25, 0.5]], dtype)
+    loss, grad = stableloss.cross_entropy(x, target, backend=backend, return_grad=True)
+    want, (want_grad,) = _torch_loss_and_grads(F.cross_entropy, dict(input=_tensor(x, grad=True),
+                                                                     target=_tensor(target)), "mean", ["input"])
+    assert np.isnan(want)
+    finite = x[:, [0, 2, 3]]
+    want_loss, (want_finite_grad,) = _torch_loss_and_grads(
+        F.cross_entropy, dict(input=_tensor(finite, grad=True), target=_tensor(target[:, [0, 2, 3]])), "mean",
+        ["input"])
+    _close(loss, want_loss, dtype, "loss")
+    _close(grad[:, [0, 2, 3]], want_finite_grad, dtype, "grad")
+    assert grad[0, 1] == 0
+
+
+def test_logsumexp_infinite_max_rows(backend, dtype):
+    """Rows whose max is +inf or -inf (all masked): logsumexp is that max, as torch.logsumexp."""
+    x = np.array([[np.inf, 0.0], [np.inf, -np.inf], [np.inf, np.inf], [-np.inf, -np.inf], [0.0, 1.0]], dtype)
+    _close(stableloss.logsumexp(x, dim=1, backend=backend), torch.logsumexp(_tensor(x), dim=1).numpy(), dtype, "lse")
+
+
 # ---------------------------------------------------------------------------------------------------
 # MSE
 
@@ -206,6 +274,43 @@ def test_mse(backend, dtype, reduction, weighted):
     want, (want_grad,) = _torch_loss_and_grads(F.mse_loss, tensors, reduction, ["input"])
     _close(loss, want, dtype, "loss")
     _close(grad, want_grad, dtype, "grad")
+
+
+@pytest.mark.parametrize("weight_shape", [(3,), (5, 1), (1, 3), ()])
+def test_mse_weight_of_another_shape(backend, weight_shape):
+    """A weight not of the input's shape raises ValueError, as in PyTorch (no broadcasting)."""
+    x, t = _random((5, 3), np.float64), _random((5, 3), np.float64)
+    weight = np.ones(weight_shape)
+    with pytest.raises(ValueError, match="Weights and input must have the same size"):
+        F.mse_loss(_tensor(x), _tensor(t), weight=_tensor(weight))
+    with pytest.raises(ValueError, match=r"mse_loss: weight shape .* must equal the input shape \(5, 3\)"):
+        stableloss.mse_loss(x, t, weight=weight, backend=backend)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Bad input: where PyTorch raises RuntimeError, stableloss keeps Python's type (docs/bad_inputs.md)
+
+X_BAD, Y_BAD, T_BAD = _random((3, 5), np.float32), np.array([0, 1, 2]), RNG.uniform(size=(3, 5)).astype(np.float32)
+RUNTIME_ERRORS_IN_TORCH = {
+    "weight size": ("cross_entropy", dict(input=X_BAD, target=Y_BAD, weight=np.ones(4, np.float32)), ValueError),
+    "label_smoothing 1.5": ("cross_entropy", dict(input=X_BAD, target=Y_BAD, label_smoothing=1.5), ValueError),
+    "ignore_index with probabilities": ("cross_entropy", dict(input=X_BAD, target=T_BAD, ignore_index=1), ValueError),
+    "K-dim target shape": ("cross_entropy", dict(input=_random((3, 5, 4), np.float32),
+                                                 target=np.zeros((3, 2), np.int64)), ValueError),
+    "GNLL target broadcast": ("gaussian_nll_loss", dict(input=X_BAD, target=T_BAD[:2], var=np.ones((3, 5), np.float32)),
+                              ValueError),
+}
+
+
+@pytest.mark.parametrize("case", list(RUNTIME_ERRORS_IN_TORCH))
+def test_runtime_errors_of_torch(backend, case):
+    """The cases docs/bad_inputs.md lists as RuntimeError in PyTorch are that in PyTorch, and the listed
+    Python type here."""
+    name, kwargs, ours = RUNTIME_ERRORS_IN_TORCH[case]
+    with pytest.raises(RuntimeError):
+        getattr(F, name)(**{k: _tensor(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()})
+    with pytest.raises(ours):
+        getattr(stableloss, name)(**kwargs, backend=backend)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import numpy as np
 
 from . import _outputs, _validate as check
 from ._dispatch import KERNEL_ARGS, exact_sum, resolve, run
+from ._reference import sum_dd
 
 
 def _reduce(total, denominator, reduction, loss, dtype):
@@ -47,12 +48,21 @@ def _grad_scale(reduction, denominator, counted=None):
 
 
 def _sum_to_shape(grad, shape):
-    """Sum a full-shape gradient over the axes along which an argument of ``shape`` was broadcast."""
+    """Sum a full-shape gradient over the axes along which an argument of ``shape`` was broadcast.
+
+    Float64 sums are double-double (a pairwise tree of TwoSums): a plain sum of gradients of both
+    signs is off by more than the reduction budget where they cancel.  Float32 gradients are summed
+    in float64, whose error is far below a float32 ulp.
+    """
     if grad.shape == shape:  # not broadcast: nothing to sum (np.sum over no axes would still copy)
         return grad
     lead = grad.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1)
-    return np.sum(grad, axis=axes, dtype=np.float64).reshape(shape).astype(grad.dtype)
+    if grad.dtype != np.float64:
+        return np.sum(grad, axis=axes, dtype=np.float64).reshape(shape).astype(grad.dtype)
+    summed = np.moveaxis(grad, axes, range(grad.ndim - len(axes), grad.ndim))  # the summed axes last
+    hi, lo = sum_dd(summed.reshape(-1, math.prod(summed.shape[grad.ndim - len(axes):])))
+    return (hi + lo).reshape(shape)
 
 
 def _class_rows(x, axis):
@@ -120,6 +130,9 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     non-negative terms, never ``logsumexp(x) - x_y``; at :math:`j = y = k` the gradient
     :math:`p_y - 1` is computed as :math:`-s/(1+s)`.  Confident correct predictions therefore keep full
     relative accuracy: logits ``[40, 0, 0]`` with target 0 give 8.5e-18 where PyTorch returns 0.
+    With probability targets, a class whose logit is ``-inf`` and whose target (after smoothing) is 0 --
+    a masked class without target mass, as in distillation over a masked vocabulary -- adds
+    :math:`0 \cdot (-\log 0) = 0` with gradient 0, where PyTorch gives NaN.
     Everything else matches PyTorch: NaN in gives NaN, an all ``-inf`` row gives NaN, a ``-inf`` target
     logit gives ``+inf``, and ``mean`` over only ignored targets gives NaN.
 
@@ -133,6 +146,8 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     >>> loss, grad = cross_entropy(logits, np.array([1]), return_grad=True)
     >>> float(loss), grad.round(3).tolist()
     (40.0, [[1.0, -1.0, 0.0]])
+    >>> float(cross_entropy(np.array([[0.0, -np.inf]]), np.array([[1.0, 0.0]])))
+    0.0
     """
     func = "cross_entropy"
     x = check.class_axis_input(func, input)
@@ -233,8 +248,10 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     target : ndarray, float
         Observations :math:`t`, broadcastable to the input's shape.
     var : ndarray or float
-        Variances: the input's shape, the input's shape without its last dim (one per row), anything
-        numpy-broadcastable to the input's shape, or a Python float.  Must be >= 0.
+        Variances, as PyTorch takes them: the input's shape; the input's shape without its last dim
+        (one per row); the input's shape with one dimension of size 1 (shared along it); or a Python
+        float.  Other shapes raise ValueError even where numpy would broadcast them (a ``(3,)`` var is
+        per column for a ``(4, 3)`` input but per row for a ``(3, 3)`` one).  Must be >= 0.
     full : bool, default False
         Add the constant :math:`\tfrac12 \log 2\pi`.
     eps : float, default 1e-6
@@ -286,7 +303,7 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
         return result
     loss, (grad_input, grad_var) = result
     if grad_var_shape is None:
-        grad_var = x.dtype.type(np.sum(grad_var, dtype=np.float64))
+        grad_var = x.dtype.type(_sum_to_shape(grad_var, ()))
     else:
         grad_var = _sum_to_shape(grad_var, var_shape).reshape(grad_var_shape)
     return loss, (grad_input, grad_var)
@@ -319,7 +336,8 @@ def kl_div(input, target, reduction="mean", log_target=False, *, backend=None, r
     -----
     Pointwise :math:`\ell = p(\log p - \log q)` and :math:`\partial\ell/\partial \log q = -p`.  Unlike
     PyTorch (NaN), a term with :math:`p = 0` is 0 with gradient 0 even where :math:`\log q = -\infty`
-    or :math:`\log p = -\infty`.  Where :math:`\log p` and :math:`\log q` agree to many digits the
+    or :math:`\log p = -\infty`.  As PyTorch, it is NaN against an input of NaN or ``+inf`` (no
+    log-probability), and a target of ``+inf`` (no probability) gives NaN.  Where :math:`\log p` and :math:`\log q` agree to many digits the
     difference is formed from a double-double :math:`\log p`, so the term keeps its relative accuracy
     (to 1e-12 in float64) instead of cancelling.
 
@@ -356,7 +374,8 @@ def mse_loss(input, target, reduction="mean", weight=None, *, backend=None, retu
     reduction : {"mean", "sum", "none"}
         With ``weight``, ``mean`` is :math:`\sum w (x - t)^2 / \sum w`, as PyTorch does.
     weight : ndarray, optional
-        Element weights, broadcastable to the input's shape.
+        Element weights of the input's shape exactly (as PyTorch; no broadcasting, which would make
+        a ``(3,)`` weight per column of a ``(4, 3)`` input but per row of a ``(3, 3)`` one).
     backend : {"c", "numba", "numpy"}, optional
     return_grad : bool, default False
         Also return the gradient of the returned loss w.r.t. ``input``.
@@ -386,6 +405,8 @@ def mse_loss(input, target, reduction="mean", weight=None, *, backend=None, retu
     reduction = check.reduction(func, reduction)
     target = check.float_like(func, "target", target, x.dtype, x.shape).reshape(-1)
     if weight is not None:
+        weight = np.asarray(weight)
+        check.same_shape(func, "weight", weight, x.shape)
         weight = check.float_like(func, "weight", weight, x.dtype, x.shape).reshape(-1)
     backend = resolve(backend)
     denominator = x.size if weight is None else exact_sum(weight.astype(np.float64))
@@ -435,24 +456,30 @@ def _run_loss(backend, stem, dtype, n_rows, row_width, reduction, denominator, c
 
 # ---------------------------------------------------------------------------------------------------
 
-def _lse_call(func, x, axis, backend, want):
+def _lse_call(func, x, axis, axis_alias, backend, wanted):
+    """The outputs ``wanted`` (names among lse, log_softmax, softmax) of one lse kernel call over the
+    rows along ``axis`` (or its torch spelling ``axis_alias``), row-shaped; the function mapping a
+    row-shaped result back to the input's layout; and the axis, normalised."""
     x = check.float_input(func, "x", x)
     if x.ndim == 0:
         raise ValueError(f"{func}: x must have at least one dimension, got a 0-d array")
-    axis = _axis(func, x, axis)
+    axis = _axis(func, x, check.either(func, "axis", axis, "dim", axis_alias))
     backend = resolve(backend)
     rows, restore = _class_rows(x, axis)
     n_rows, n_cols = rows.shape
-    outputs = {"lse": None, "log_softmax": None, "softmax": None}
-    outputs[want] = _outputs.empty((n_rows,) if want == "lse" else rows.shape, x.dtype)
+    outputs = dict.fromkeys(("lse", "log_softmax", "softmax"))
+    for name in wanted:
+        outputs[name] = _outputs.empty((n_rows,) if name == "lse" else rows.shape, x.dtype)
     if n_cols == 0:
-        outputs[want].fill(-np.inf)  # an empty sum: log 0
+        if outputs["lse"] is not None:
+            outputs["lse"].fill(-np.inf)  # an empty sum: log 0
     else:
         run(backend, "lse", x.dtype, n_rows, n_cols, dict(outputs, x=rows, n_cols=n_cols))
-    return outputs[want], restore, axis
+    return [outputs[name] for name in wanted], restore, axis
 
 
-def logsumexp(x, axis=-1, keepdims=False, *, backend=None):
+def logsumexp(x, axis=check.Default(-1), keepdims=check.Default(False), *, dim=None, keepdim=None,
+              backend=None, return_grad=False):
     r"""Log of the sum of exponentials along an axis, :math:`\log \sum_j e^{x_j}`.
 
     Parameters
@@ -460,18 +487,29 @@ def logsumexp(x, axis=-1, keepdims=False, *, backend=None):
     x : ndarray, float32 or float64
     axis : int, default -1
     keepdims : bool, default False
+    dim : int, optional
+        PyTorch's spelling of ``axis``; pass one of the two.
+    keepdim : bool, optional
+        PyTorch's spelling of ``keepdims``; pass one of the two.
     backend : {"c", "numba", "numpy"}, optional
+    return_grad : bool, default False
+        Also return the gradient of the sum of the returned values, :func:`softmax` along the axis,
+        from the same kernel call.
 
     Returns
     -------
     ndarray
         The input's dtype; ``-inf`` over an empty axis.
+    grad : ndarray
+        Only with ``return_grad``: the input's shape and dtype.
 
     Notes
     -----
     Computed as :math:`a + \operatorname{log1p}(\sum_{j \ne k} e^{x_j - a})` with :math:`a = x_k` the
     maximum, the maximum term left out of the sum (Blanchard, Higham & Higham, IMA J. Numer. Anal.
-    41(4), 2021).  Its gradient is :func:`softmax`.
+    41(4), 2021).  Its gradient is :func:`softmax`.  A row whose maximum is infinite gives that
+    maximum: ``+inf`` for a row holding ``+inf``, ``-inf`` for a row of only ``-inf`` (an all-masked
+    row), as PyTorch and SciPy; a row holding a NaN gives NaN.
 
     Examples
     --------
@@ -479,20 +517,32 @@ def logsumexp(x, axis=-1, keepdims=False, *, backend=None):
     >>> from stableloss import logsumexp
     >>> float(logsumexp(np.array([0.0, -40.0])))
     4.24835...e-18
+    >>> logsumexp(np.array([[np.inf, 0.0], [-np.inf, -np.inf]]), dim=1).tolist()
+    [inf, -inf]
+    >>> value, grad = logsumexp(np.array([0.0, np.log(3.0)]), return_grad=True)
+    >>> round(float(value), 12), grad.round(12).tolist()
+    (1.386294361120, [0.25, 0.75])
     """
-    out, restore, axis = _lse_call("logsumexp", x, axis, backend, "lse")
+    func = "logsumexp"
+    keepdims = check.either(func, "keepdims", keepdims, "keepdim", keepdim)
+    wanted = ("lse", "softmax") if return_grad else ("lse",)
+    outputs, restore, axis = _lse_call(func, x, axis, dim, backend, wanted)
     shape = np.shape(x)
-    out = out.reshape(shape[:axis] + shape[axis + 1:])
-    return np.expand_dims(out, axis) if keepdims else out
+    out = outputs[0].reshape(shape[:axis] + shape[axis + 1:])
+    if keepdims:
+        out = np.expand_dims(out, axis)
+    return (out, restore(outputs[1])) if return_grad else out
 
 
-def log_softmax(x, axis=-1, *, backend=None):
+def log_softmax(x, axis=check.Default(-1), *, dim=None, backend=None):
     r"""Log-softmax along an axis, :math:`x_j - \log \sum_i e^{x_i}`.
 
     Parameters
     ----------
     x : ndarray, float32 or float64
     axis : int, default -1
+    dim : int, optional
+        PyTorch's spelling of ``axis``; pass one of the two.
     backend : {"c", "numba", "numpy"}, optional
 
     Returns
@@ -504,7 +554,8 @@ def log_softmax(x, axis=-1, *, backend=None):
     -----
     Computed as :math:`z_j - \operatorname{log1p}(s)` with :math:`z_j = x_j - \max x` and
     :math:`s` the sum of :math:`e^{z_i}` without the maximum term: both terms are <= 0, so there is no
-    cancellation and the maximum's entry keeps full relative accuracy.
+    cancellation and the maximum's entry keeps full relative accuracy.  A row with a NaN, a ``+inf``
+    or only ``-inf`` gives NaN, as PyTorch.
 
     Examples
     --------
@@ -513,17 +564,19 @@ def log_softmax(x, axis=-1, *, backend=None):
     >>> log_softmax(np.array([40.0, 0.0])).tolist()
     [-4.248354255291589e-18, -40.0]
     """
-    out, restore, _ = _lse_call("log_softmax", x, axis, backend, "log_softmax")
+    (out,), restore, _ = _lse_call("log_softmax", x, axis, dim, backend, ("log_softmax",))
     return restore(out)
 
 
-def softmax(x, axis=-1, *, backend=None):
+def softmax(x, axis=check.Default(-1), *, dim=None, backend=None):
     r"""Softmax along an axis, :math:`e^{x_j} / \sum_i e^{x_i}`.
 
     Parameters
     ----------
     x : ndarray, float32 or float64
     axis : int, default -1
+    dim : int, optional
+        PyTorch's spelling of ``axis``; pass one of the two.
     backend : {"c", "numba", "numpy"}, optional
 
     Returns
@@ -535,7 +588,8 @@ def softmax(x, axis=-1, *, backend=None):
     -----
     Computed as :math:`e^{z_j}/(1 + s)` with :math:`z_j = x_j - \max x` and :math:`s` the sum without
     the maximum term; the shift :math:`x_j - \max x` is carried with its rounding error so small
-    probabilities keep their relative accuracy.
+    probabilities keep their relative accuracy.  A row with a NaN, a ``+inf`` or only ``-inf`` gives
+    NaN, as PyTorch.
 
     Examples
     --------
@@ -544,5 +598,5 @@ def softmax(x, axis=-1, *, backend=None):
     >>> softmax(np.array([0.0, np.log(3.0)])).round(12).tolist()
     [0.25, 0.75]
     """
-    out, restore, _ = _lse_call("softmax", x, axis, backend, "softmax")
+    (out,), restore, _ = _lse_call("softmax", x, axis, dim, backend, ("softmax",))
     return restore(out)

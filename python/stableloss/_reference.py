@@ -139,7 +139,7 @@ def _store(out, values):
             out.reshape(-1)[:] = values.reshape(-1)
 
 
-def _sum_dd(a):
+def sum_dd(a):
     """Row sums of ``a`` as double-doubles ``(hi, lo)``: a pairwise tree of TwoSums, errors carried."""
     hi, lo = a, np.zeros_like(a)
     while hi.shape[1] > 1:
@@ -169,7 +169,7 @@ def _shifted_exp(x):
         e = np.exp(z)
         e_excl = e + e * z_lo
         e_excl[rows, k] = 0.0
-        s_hi, s_lo = _sum_dd(e_excl)
+        s_hi, s_lo = sum_dd(e_excl)
         s_hi = s_hi + z[rows, k]  # z_k is 0, or NaN when the max is +inf or NaN: the row is NaN
         total_hi, total_lo = _two_sum(s_hi, 1.0)
         total_hi, total_lo = total_hi[:, None], (total_lo + s_lo)[:, None]
@@ -213,7 +213,8 @@ def ce(x, target, target_prob, weight, n_rows, n_classes, ignore_index, label_sm
         else:
             t = (1.0 - eps) * target_prob.reshape(n_rows, n_classes).astype(np.float64) + eps / n_classes
             wt = w * t
-            row_loss = np.sum(wt * nll, axis=1)
+            # a masked class without target mass (wt = 0 at z = -inf) adds 0 (-log 0) = 0, not 0 * inf = NaN
+            row_loss = np.sum(np.where((wt == 0.0) & (z == -np.inf), 0.0, wt * nll), axis=1)
             g = np.sum(wt, axis=1, keepdims=True) * p - wt
             # at the argmax, T p_k - w_k t_k = (sum_{c != k} w_c t_c - w_k t_k s) / S: no 1 - p_k
             others = np.sum(np.where(np.arange(n_classes) == k[:, None], 0.0, wt), axis=1)  # not A - w_k t_k
@@ -230,7 +231,8 @@ def lse(x, n_rows, n_cols, lse, log_softmax, softmax):
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         z, z_lo, k, e, s, p = _shifted_exp(x)
         log_s = np.log1p(s)
-        _store(lse, np.max(x, axis=1) + log_s)
+        a = np.max(x, axis=1)  # NaN for a row holding a NaN
+        _store(lse, np.where(np.isinf(a), a, a + log_s))  # an infinite max is the log-sum-exp itself
         _store(log_softmax, (z - log_s[:, None]) + z_lo)  # z_j <= 0 and -log1p(s) <= 0: same sign
         _store(softmax, p)
 
@@ -354,7 +356,8 @@ def kl(input, target, n, log_target, grad_scale, rows_per_block, loss, grad, blo
         else:
             log_p, p = np.log(t), t
         diff = _refine_cancelling(log_p - x, p, x, log_target)
-        value = np.where(p == 0.0, 0.0, p * diff)  # 0 log 0 = 0, also where log q = -inf
+        # 0 log 0 = 0, also where log q = -inf, but not against a log q of NaN or +inf
+        value = np.where((p == 0.0) & (x < np.inf), 0.0, p * diff)
         if log_target:
             # e^lp underflows below lp = -745 while e^lp (lp - x) may not: e^lp = 2^-1024 e^(lp + 1024 ln 2)
             shift_hi, shift_lo = _two_prod(np.full_like(log_p, 1024.0), _LN2_HI)
@@ -362,6 +365,8 @@ def kl(input, target, n, log_target, grad_scale, rows_per_block, loss, grad, blo
             up = np.exp(up_hi)
             tail = np.ldexp((up + up * up_lo) * diff, -1024)
             value = np.where((log_p < -700.0) & (log_p > -np.inf), tail, value)
+        else:
+            value = np.where(p == np.inf, np.nan, value)  # a target of +inf is no probability
         if grad is not None:
             _store(grad, np.where(p == 0.0, 0.0, -p) * grad_scale)
     _store(loss, value)

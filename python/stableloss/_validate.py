@@ -1,8 +1,9 @@
 """Every argument check of the public API, in one place, run before any kernel.
 
-Each check raises the exception type PyTorch uses for the same mistake (IndexError for a class target
-out of range, ValueError for shapes and values, TypeError for dtypes) with a message that names the
-function, the argument, what was expected and what was received.  The checks also return the
+Each check raises Python's usual exception type (IndexError for a class target out of range, as
+PyTorch; ValueError for shapes and values and TypeError for types and dtypes, also where PyTorch raises
+RuntimeError) with a message that names the function, the argument, what was expected and what was
+received.  The checks also return the
 argument in the form the kernels take (dtype, contiguity, broadcast shape), so that nothing past this
 module has to guess.
 """
@@ -43,6 +44,28 @@ def broadcast(func, name, array, shape):
     except ValueError:
         raise ValueError(f"{func}: {name} of shape {array.shape} cannot be broadcast to the input's "
                          f"shape {tuple(shape)}") from None
+
+
+class Default:
+    """The default of an argument with a second spelling (numpy's ``axis``, torch's ``dim``), told apart
+    from the same value passed explicitly; shown as the value in signatures."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __repr__(self):
+        return repr(self.value)
+
+
+def either(func, name, value, alias, alias_value):
+    """The value of the argument ``name`` that may also be spelled ``alias`` (given unless None): the
+    one passed, the default if neither; both at once raise TypeError."""
+    if alias_value is None:
+        return value.value if isinstance(value, Default) else value
+    if not isinstance(value, Default):
+        raise TypeError(f"{func}: pass {name}= or {alias}=, not both (got {name}={value!r}, "
+                        f"{alias}={alias_value!r})")
+    return alias_value
 
 
 def same_shape(func, name, array, shape):
@@ -146,10 +169,13 @@ def class_weight(func, weight, n_classes, dtype):
 def gnll_var(func, var, input):
     """The variance as an array broadcast against ``input``, and its shape for the gradient.
 
-    Accepted: a Python real number; an array of the input's shape; the input's shape without its last
-    dim (one variance per row); anything numpy-broadcastable to the input's shape.  Negative entries
-    raise.  Returns ``(var_full, var_shape, grad_shape)``: the variance broadcast to the input's shape,
-    the shape it was broadcast from, and the shape its gradient takes (None for a Python number).
+    Accepted, as PyTorch: a Python real number; an array of the input's shape; the input's shape
+    without its last dim (one variance per row); the input's shape with one dimension of size 1 (one
+    variance shared along it).  Any other shape raises, also where numpy could broadcast it: a ``(3,)``
+    var would mean one variance per column of a ``(4, 3)`` input but one per row of a ``(3, 3)`` one.
+    Negative entries raise.  Returns ``(var_full, var_shape, grad_shape)``: the variance broadcast to
+    the input's shape, the shape it was broadcast from, and the shape its gradient takes (None for a
+    Python number).
     """
     if isinstance(var, numbers.Real) and not isinstance(var, bool):
         value = float(var)
@@ -160,9 +186,21 @@ def gnll_var(func, var, input):
             raise TypeError(f"{func}: var must be a Python float or a floating-point array, "
                             f"got dtype {array.dtype}")
         grad_shape = array.shape
-        if input.ndim >= 1 and array.shape == input.shape[:-1] and array.shape != input.shape:
-            array = array[..., None]  # one variance per row
+        if array.shape != input.shape:
+            if array.shape == input.shape[:-1]:
+                array = array[..., None]  # one variance per row
+            elif not _one_dimension_of_one(array.shape, input.shape):
+                raise ValueError(f"{func}: var of shape {array.shape} does not fit the input's shape "
+                                 f"{input.shape}: var must have the input's shape, the input's shape "
+                                 f"without its last dimension {input.shape[:-1]} (one variance per row), "
+                                 f"or the input's shape with one dimension of size 1")
         negative = np.count_nonzero(array < 0)  # np.any: 2.9 us more per small call
     if negative:
         raise ValueError(f"{func}: var has negative entries; variances must be >= 0")
     return float_like(func, "var", array, input.dtype, input.shape), array.shape, grad_shape
+
+
+def _one_dimension_of_one(shape, input_shape):
+    """Whether ``shape`` is ``input_shape`` with exactly one dimension replaced by 1."""
+    differing = [size for size, input_size in zip(shape, input_shape) if size != input_size]
+    return len(shape) == len(input_shape) and differing == [1]

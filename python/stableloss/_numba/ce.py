@@ -16,17 +16,25 @@ ARGS = ("in", "index", "in", "in", "int", "int", "int", "float", "float", "int",
 
 
 @helper
+def masked_class(c, z):
+    """A masked class without target mass: coefficient 0 at z = -inf, whose loss term c (log1p(s) - z) is
+    0 (-log 0) = 0, not 0 * inf = NaN (PyTorch).  A NaN z is no such class: it makes the loss NaN."""
+    return c == 0.0 and z == -np.inf
+
+
+@helper
 def shifted_dot(x, base, n_cols, a, coef, buf, lanes, wide):
     """sum_j coef[j] (x[base + j] - a) <= 0: terms of one sign (coef >= 0, x <= a), in lane sums.
 
-    A term with x = a is 0, also for coef = inf (that coefficient's coef log1p(s) is in its sum A).
+    A term with x = a is 0, also for coef = inf (that coefficient's coef log1p(s) is in its sum A); so is
+    the term of a masked class.
     """
     total = 0.0
     for start in range(0, n_cols, buf.size):
         stop = min(start + buf.size, n_cols)
         for j in urange(start, stop):
             z = np.float64(x[base + j]) - a
-            buf[j - np.uint64(start)] = 0.0 if z == 0.0 else coef[j] * z
+            buf[j - np.uint64(start)] = 0.0 if z == 0.0 or masked_class(coef[j], z) else coef[j] * z
         hi, lo = sum_lanes(buf, 0, stop - start, lanes, wide, False)
         total += hi + lo
     return total
@@ -40,7 +48,8 @@ def loss_terms(x, base, n_cols, a, log1p_s, coef):
     total = 0.0
     for j in range(n_cols):
         z, z_lo = shift(x[base + np.uint64(j)], a, True)
-        total += coef[j] * ((log1p_s - z) - z_lo)
+        if not masked_class(coef[j], z):
+            total += coef[j] * ((log1p_s - z) - z_lo)
     return total
 
 

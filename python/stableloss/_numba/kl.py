@@ -1,7 +1,8 @@
 """Kullback-Leibler divergence terms, elementwise (``sl_kl``), input = log q.
 
 Target p: loss = p (log p - input), grad = -p; log target lp: loss = e^lp (lp - input), grad = -e^lp.
-Where p == 0 (lp == -inf) both are 0, whatever the input.  log p - input cancels where p is close to q:
+Where p == 0 (lp == -inf) both are 0 (0 log 0 = 0), also for input = -inf, but the loss is NaN against
+an input of NaN or +inf; a target p = +inf (no probability) gives a NaN loss.  log p - input cancels where p is close to q:
 float64 kernels take log p as a double-double (log_dd), float32 ones redo the terms with
 |log p - input| < 2**-16 |input| that way.  Below lp = -700, e^lp loses precision (subnormal) or
 underflows while e^lp (lp - input) need not: those terms are e^(lp + log|lp - input|), the exponent
@@ -54,9 +55,10 @@ def term(input, target, log_target, precise, wide):
             diff = log(p, wide) - x
             value = p * diff
             redo = abs(diff) < CANCELLATION * abs(x) and p > 0.0
-    # p = 0: the term and its gradient are 0 (0 log 0); with a log target only at lp = -inf, since an
-    # e^lp that underflows is not 0 and its term still carries NaN inputs
-    zero = t == -np.inf if log_target else p == 0.0
+        value = np.nan if p == np.inf else value
+    # p = 0: the term and its gradient are 0 (0 log 0), unless log q is NaN or +inf; with a log target
+    # only at lp = -inf, since an e^lp that underflows is not 0 and its term still carries NaN inputs
+    zero = (t == -np.inf if log_target else p == 0.0) and x < np.inf
     return (0.0 if zero else value), (0.0 if p == 0.0 else -p), redo
 
 

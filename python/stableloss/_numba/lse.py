@@ -2,8 +2,9 @@
 
 Blanchard, Higham & Higham (2021): with a = max_j x_j attained first at k, z_j = x_j - a and
 s = sum_{j != k} e^{z_j}, log-sum-exp = a + log1p(s) keeps full relative accuracy and
-softmax_j = e^{z_j} / (1 + s).  A NaN or a +inf in a row makes all its outputs NaN (inf - inf), as
-in the reference.  Rows are handled in groups of about :data:`GROUP` elements so that
+softmax_j = e^{z_j} / (1 + s).  A NaN in a row makes all its outputs NaN; a row whose maximum is
+infinite (+inf, or an all -inf row) has that maximum as its log-sum-exp and NaN log-softmax and softmax
+(inf - inf), as in the reference.  Rows are handled in groups of about :data:`GROUP` elements so that
 the exp loop runs over whole groups of short rows as well as over one long row (vector lanes either
 way).
 """
@@ -99,8 +100,8 @@ def kernel(x, n_rows, n_cols, lse, log_softmax, softmax):
         for i in range(count):
             a = amax[i]
             base = np.uint64((first + i) * n_cols)
-            if want_lse:
-                lse[first + i] = a + log_s[i]
+            if want_lse:  # an infinite max (no NaN in the row: max_of would be NaN) is the lse itself
+                lse[first + i] = a if abs(a) == INF else a + log_s[i]
             if want_log_softmax:
                 for j in urange(0, n_cols):
                     z, z_lo = shift(x[base + j], a, wide)

@@ -194,7 +194,7 @@ def nan_rows(dtype, rng):
 
 @family("ce")
 def all_neg_inf_rows(dtype, rng):
-    """Rows of -inf only: NaN (as PyTorch), next to finite rows."""
+    """Rows of -inf only: NaN cross-entropy (as PyTorch), next to finite rows; logsumexp -inf."""
     x = _normal(rng, (5, 7), 1.0, dtype)
     x[1:4] = -np.inf
     return [_ce(x, _targets(rng, 5, 7))]
@@ -202,7 +202,7 @@ def all_neg_inf_rows(dtype, rng):
 
 @family("ce")
 def pos_inf_rows(dtype, rng):
-    """A +inf logit gives NaN (as PyTorch)."""
+    """A +inf logit gives NaN cross-entropy (as PyTorch); logsumexp +inf."""
     x = _normal(rng, (4, 7), 1.0, dtype)
     y = _targets(rng, 4, 7)
     x[0, y[0]] = np.inf
@@ -277,6 +277,22 @@ def prob_targets(dtype, rng):
     return [_ce(_normal(rng, (12, c), 3.0, dtype), _dirichlet(rng, (12, c), 0.5, dtype)),
             _ce(_normal(rng, (12, c), 3.0, dtype), _dirichlet(rng, (12, c), 1.0, dtype), weight=w),
             _ce(_normal(rng, (12, c), 3.0, dtype), _dirichlet(rng, (12, c), 1.0, dtype), label_smoothing=0.25)]
+
+
+@family("ce")
+def masked_prob_targets(dtype, rng):
+    """Masked (-inf) classes that carry no target mass: 0 (-log 0) = 0, a finite loss (PyTorch: NaN),
+    gradient 0 there; with weights, and with label smoothing (mass eps/C on every class: +inf)."""
+    c = 9
+    x = _normal(rng, (8, c), 2.0, dtype)
+    t = _dirichlet(rng, (8, c), 1.0, np.float64)
+    masked = rng.uniform(size=x.shape) < 0.4
+    masked[:, 0] = False  # no all -inf row
+    x[masked] = -np.inf
+    t[masked] = 0.0
+    t = (t / t.sum(axis=1, keepdims=True)).astype(dtype)
+    w = np.exp(rng.standard_normal(c)).astype(dtype)
+    return [_ce(x, t), _ce(x, t, weight=w), _ce(x, t, label_smoothing=0.1)]
 
 
 @family("ce")
@@ -479,11 +495,12 @@ def var_per_row(dtype, rng):
 
 @family("gnll")
 def var_broadcast(dtype, rng):
-    """var broadcastable to the input: (1, 3, 1) and (4, 3, 1) against (4, 3, 5), and a trailing unit dim."""
+    """var of the input's shape with one dimension of size 1, as PyTorch allows: (1, 3, 5), (4, 1, 5) and
+    (4, 3, 1) against (4, 3, 5); and (4, 3), one variance per row."""
     x = rng.standard_normal((4, 3, 5))
     t = x + rng.standard_normal((4, 3, 5)) * 0.3
     parts = []
-    for shape in ((1, 3, 1), (4, 3, 1), (4, 1, 5), (3, 5)):
+    for shape in ((1, 3, 5), (4, 1, 5), (4, 3, 1), (4, 3)):
         var = np.exp(rng.standard_normal(shape))
         parts.append(_gnll(x.astype(dtype), t.astype(dtype), var.astype(dtype), eps=EPS))
     return parts
@@ -574,10 +591,13 @@ def very_negative_inputs(dtype, rng):
 
 @family("kl")
 def special_values(dtype, rng):
-    """NaN in gives NaN (p > 0); p < 0 gives NaN; input -inf with p > 0 gives +inf."""
-    q_log = np.array([np.nan, -1.0, -1.0, -np.inf, -2.0])
-    p = np.array([0.5, np.nan, -0.25, 0.5, 0.25])
-    return [_kl(q_log.astype(dtype), p.astype(dtype))]
+    """NaN in gives NaN, also against p = 0 (0 log 0 = 0 holds for log q a number or -inf, not for NaN
+    or +inf); p < 0 and p = +inf give NaN; input -inf with p > 0 gives +inf."""
+    q_log = np.array([np.nan, -1.0, -1.0, -np.inf, -2.0, np.nan, np.inf, -np.inf, 0.0, -1.0])
+    p = np.array([0.5, np.nan, -0.25, 0.5, 0.25, 0.0, 0.0, 0.0, np.inf, np.inf])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_p = np.log(p)
+    return [_kl(q_log.astype(dtype), p.astype(dtype)), _kl(q_log.astype(dtype), log_p.astype(dtype), log_target=True)]
 
 
 # ---------------------------------------------------------------------------------------------------

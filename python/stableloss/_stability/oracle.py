@@ -145,8 +145,9 @@ def _ce_row(x, t, w, eps, index_target):
         loss = (1 - eps) * w[y] * nll[y]
         if eps > 0:
             loss += eps / n_classes * mpmath.fsum(wj * lj for wj, lj in zip(w, nll))
-    else:
-        loss = mpmath.fsum(wj * ((1 - eps) * tj + eps / n_classes) * lj for wj, tj, lj in zip(w, t, nll))
+    else:  # a masked class without target mass (u_j = 0 at L_j = +inf) adds 0 (-log 0) = 0
+        u = [wj * ((1 - eps) * tj + eps / n_classes) for wj, tj in zip(w, t)]
+        loss = mpmath.fsum(uj * lj for uj, lj in zip(u, nll) if uj != 0)
     # Gradient U p_j - u_j = (e_j (U - u_j) - u_j (S - e_j)) / S, with everything scaled by C so the
     # label weights C u_j = w_j (C (1 - eps) t_j + eps) are exact: U - u_j is then an exact difference
     # (no cancellation error when the label mass sits on one class), and S - e_j is a sum of the
@@ -168,8 +169,8 @@ def lse(x):
     """Row-wise ``(logsumexp (N,), log_softmax (N, C), softmax (N, C))`` of rows ``x`` (N, C).
 
     logsumexp = a + log1p(s), log_softmax_j = -L_j, softmax_j = e_j / S (see :func:`_softmax_parts`).
-    A NaN row gives NaN.  Rows with a +inf logit or only -inf logits are not defined by the design
-    documents for these functions, so the oracle refuses them.
+    A NaN row gives NaN.  A row whose max is infinite (a +inf logit, or only -inf logits) has that max
+    as its logsumexp (log of an infinite sum, or log 0) and NaN log_softmax and softmax, as PyTorch.
     """
     x = np.asarray(x)
     n_rows, n_cols = x.shape
@@ -182,7 +183,10 @@ def lse(x):
             softmaxes.extend([NAN] * n_cols)
             continue
         if INF in row or max(row) == -INF:
-            raise ValueError(f"row {i}: lse/log_softmax/softmax of +inf or all -inf rows are unspecified")
+            lses.append(max(row))
+            log_softmaxes.extend([NAN] * n_cols)
+            softmaxes.extend([NAN] * n_cols)
+            continue
         a, k, e, s, nll = _softmax_parts(row)
         lses.append(a + mpmath.log1p(s))
         log_softmaxes.extend(-v for v in nll)
@@ -257,9 +261,9 @@ def _kl_element(log_target, q_log, target):
     if _isnan(target):
         return NAN, NAN
     p = mpmath.exp(target) if log_target else target
-    if p == 0:  # 0 log 0 = 0, whatever log q is (also -inf); the gradient -p is 0 too
-        return mpf(0), mpf(0)
-    if p < 0 or _isnan(q_log):
+    if p == 0:  # 0 log 0 = 0 against any log q that is a number or -inf; the gradient -p is 0 too
+        return (NAN if _isnan(q_log) or q_log == INF else mpf(0)), mpf(0)
+    if p < 0 or _isnan(q_log) or (p == INF and not log_target):  # p = +inf is no probability
         return NAN, -p  # the loss is NaN; its gradient w.r.t. log q is -p whatever log q is (PyTorch)
     log_p = target if log_target else mpmath.log(target)
     return p * (log_p - q_log), -p
@@ -268,8 +272,9 @@ def _kl_element(log_target, q_log, target):
 @_at_dps
 def kl(q_log, target, log_target=False):
     """KL divergence terms: ``(loss, grad)`` with input log q; loss = p (log p - log q), grad = -p,
-    where p = target (or e^target with ``log_target``).  p == 0 gives 0 and 0, also against a -inf or
-    NaN input; p < 0 or a NaN input give a NaN loss (the gradient stays -p, as in PyTorch)."""
+    where p = target (or e^target with ``log_target``).  p == 0 gives 0 and 0, also against a -inf
+    input; p < 0, a target of +inf (without ``log_target``) or a NaN input give a NaN loss, and so does
+    an input of +inf where p == 0 (the gradient stays -p, as in PyTorch)."""
     return _elementwise(functools.partial(_kl_element, bool(log_target)), 2, q_log, target)
 
 
@@ -296,8 +301,7 @@ def exact_outputs(stem, part):
 
     ce, bce, kl, mse: ``loss``, ``grad``.  gnll: ``loss``, ``grad_input``, ``grad_var`` (var's shape;
     where var is broadcast, its gradient sums over the elements it is broadcast to).  lse, on a
-    cross-entropy part: ``lse``, ``log_softmax``, ``softmax`` of the input along the class axis (parts
-    with a row that :func:`lse` refuses raise ValueError).
+    cross-entropy part: ``lse``, ``log_softmax``, ``softmax`` of the input along the class axis.
     """
     return _OUTPUTS[stem](part)
 
@@ -308,8 +312,9 @@ def class_axis(x):
 
 
 def aligned_var(part):
-    """A gnll part's var as an array that numpy-broadcasts to the input (DESIGN.md): a Python float,
-    the input's shape, the input's shape without its last dim (one per row), or broadcastable."""
+    """A gnll part's var as an array that numpy-broadcasts to the input (docs/design.md): a Python
+    float, the input's shape, the input's shape without its last dim (one per row), or the input's
+    shape with one dimension of size 1."""
     x, var = np.asarray(part["input"]), part["var"]
     if isinstance(var, numbers.Real):
         return np.asarray(var, dtype=x.dtype)

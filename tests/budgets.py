@@ -1,4 +1,4 @@
-"""The accuracy budgets of DESIGN.md, as data (the role of libm-test-ulps.h).
+"""The accuracy budgets of docs/design.md, as data (the role of libm-test-ulps.h).
 
 - ``MAX_ULP[(stem, dtype, output)]``: error of every element (``reduction="none"``) of the loss and of
   each gradient against the mpmath oracle, in ulps of the output dtype.  4 everywhere.

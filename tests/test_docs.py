@@ -72,3 +72,57 @@ def test_docstring_examples_run(backend):
          "-c", str(ROOT / "pyproject.toml"), "--doctest-modules", *_public_modules()],
         cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "STABLELOSS_BACKEND": backend})
     assert result.returncode == 0, f"doctests failed:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# The repository explains itself
+
+#: Files and folders a build or a test run leaves behind (.gitignore), which no layout lists.
+_ARTIFACTS = re.compile(r"(^|/)(__pycache__|build|\.pytest_cache|\.hypothesis|\.benchmarks|[^/]*\.egg-info)(/|$)"
+                        r"|\.(so|o|pyc)$|^python/stableloss/_kernels\.c$")
+#: Where the layout is listed file by file; elsewhere by folder.
+_LISTED_FILE_BY_FILE = ("", "kernels/", "python/stableloss/")
+
+
+def _repository_files():
+    files = []
+    for path in ROOT.rglob("*"):
+        relative = path.relative_to(ROOT).as_posix()
+        if path.is_file() and not relative.startswith(".git/") and not _ARTIFACTS.search(relative):
+            files.append(relative)
+    return files
+
+
+def test_no_citation_of_documents_outside_the_repository():
+    """The design documents live in docs/; nothing cites the notes the project was started from."""
+    outside = re.compile(r"DESIGN\.md|numerics\.md|peers\.md|style\.md|\.\./shared")
+    cited = [f"{name}:{number}" for name in _repository_files() if not name.endswith((".png", ".so"))
+             for number, line in enumerate((ROOT / name).read_text(errors="replace").splitlines(), 1)
+             if outside.search(line) and name != "tests/test_docs.py"]
+    assert not cited, f"citations of documents that are not in the repository: {cited}"
+    assert (ROOT / "docs" / "design.md").is_file()
+
+
+def test_readme_layout_lists_every_file():
+    """Every file at the top level, in kernels/ and in python/stableloss/ is named in the README's
+    layout, and every other folder is."""
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):]
+    missing = set()
+    for name in _repository_files():
+        folder, _, base = name.rpartition("/")
+        folder = folder + "/" if folder else ""
+        if folder in _LISTED_FILE_BY_FILE:
+            if not re.search(rf"(^|[\s(]){re.escape(base)}([\s,)]|$)", layout, flags=re.MULTILINE):
+                missing.add(name)
+        elif folder.split("/")[-2] + "/" not in layout:
+            missing.add(folder)
+    assert not missing, f"the README's layout does not mention {sorted(missing)}"
+
+
+def test_bad_inputs_doc_states_the_exception_types_used():
+    """docs/bad_inputs.md says which types are PyTorch's and which are not (test_torch_semantics checks
+    the cases where PyTorch raises RuntimeError)."""
+    text = (ROOT / "docs" / "bad_inputs.md").read_text()
+    assert "PyTorch's where it has them" not in text
+    assert "RuntimeError" in text and "stableloss keeps the Pythonic type" in text

@@ -11,7 +11,7 @@ IEEE arithmetic; ``nogil=True``, the dispatcher runs kernels on several threads)
   vector lane.  The loop holds nothing but llvm.maximum, which is exactly associative, so the flag
   changes nothing but the speed.  Sums never need it: they run in explicit lanes (:func:`lanes_add`),
   a plain map that LLVM vectorizes under strict rules, so no rounding-error term can be folded away
-  and no magic-number rounding broken (numerics.md 4.1; exp rounds with ``np.rint``).
+  and no magic-number rounding broken (docs/design.md, Numba notes; exp rounds with ``np.rint``).
 - :func:`helper` / :func:`pasted`: the primitives and pieces of kernels, strict like :func:`jit`,
   compiled as functions of their own and inlined by LLVM (:func:`pasted`: by Numba, for the few that
   LLVM would leave as calls in a vectorized loop).
@@ -25,7 +25,7 @@ the branch not taken before it vectorizes.  Polynomials: minimax fits on the red
 least squares on Chebyshev nodes, checked against mpmath); constants are module-level
 ``np.float64``/``np.int64`` globals, which Numba freezes as typed constants.
 
-Numba pitfalls met here (besides numerics.md 4.2): a loop index that LLVM cannot prove non-negative
+Numba pitfalls met here (besides those of docs/design.md, Numba notes): a loop index that LLVM cannot prove non-negative
 makes Numba wrap negative indices element by element, which turns vector loads into gathers (see
 :func:`urange`); slices cost atomic reference counts per row; an optional array in a vectorized loop
 costs the whole loop its vector path (see :func:`load_chunk`); a slow formula behind a flag inside a
@@ -123,7 +123,7 @@ def fma(typingctx, a, b, c):
 @intrinsic
 def maximum(typingctx, a, b):
     """IEEE 754-2019 maximum: NaN if either is NaN.  LLVM vectorizes it as a reduction, unlike a
-    compare-and-select max (numerics.md 4.2)."""
+    compare-and-select max, which also drops NaN depending on the operand order."""
     if a != b or _float_type(a) is None:
         return None
 

@@ -10,7 +10,7 @@ The formulas are the textbook ones, written so that working precision is never t
 
 - no subtraction of nearly equal rounded quantities (the few places where that could happen use
   exact mpmath arithmetic, ``exact=True``, and say so);
-- special values follow the documented conventions (DESIGN.md, kernels/stableloss.h): NaN in gives
+- special values follow the documented conventions (docs/design.md, kernels/stableloss.h): NaN in gives
   NaN out, a label factor that is exactly 0 makes its term 0 even against an infinity, and so on.
 
 At 80 digits (266 bits) the results are exact for every purpose of a 4-ulp float64 test: the smallest

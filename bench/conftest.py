@@ -12,7 +12,7 @@ def pytest_addoption(parser):
     group = parser.getgroup("stableloss benchmarks")
     group.addoption("--bench-sizes", choices=("default", "design"), default="default",
                     help="default: small sizes, the whole suite in a few minutes; design: the sizes of the "
-                         "DESIGN.md performance workloads (slow: the numpy reference takes seconds per call)")
+                         "docs/design.md performance workloads (slow: the numpy reference takes seconds per call)")
     group.addoption("--bench-threads", type=int, default=1, metavar="N",
                     help="threads for stableloss and torch (default 1: the single-thread comparison)")
     group.addoption("--bench-time", type=float, default=0.2, metavar="SECONDS",

@@ -24,7 +24,7 @@ DEFAULT_SIZES = {
     "kl": ((4, 10), (32, 1024), (256, 4096)),
     "mse": ((16,), (10**5,), (10**6,)),
 }
-#: The shapes of the DESIGN.md workloads, per loss.
+#: The shapes of the docs/design.md workloads, per loss.
 DESIGN_SIZES = {stem: tuple(dict.fromkeys(w.shape for w in wl.WORKLOADS if w.stem == stem))
                 for stem in wl.LOSSES}
 DTYPES = ("float32", "float64")
@@ -75,10 +75,11 @@ def _inputs_and_reference(case):
 def test_loss(benchmark, case, request):
     inputs, reference = _inputs_and_reference(case)
     call = wl.prepare(case.stem, case.implementation, inputs, case.grad)
+    read_bytes, written_bytes = wl.min_bytes(case.stem, inputs, case.grad)
     benchmark.group = case.group
     benchmark.extra_info.update(stem=case.stem, shape=list(case.shape), dtype=case.dtype,
                                 mode=wl.MODES[case.grad], implementation=case.implementation,
-                                min_bytes=wl.min_bytes(case.stem, inputs, case.grad))
+                                read_bytes=read_bytes, written_bytes=written_bytes)
 
     problem = wl.disagreement(call(), reference, case.implementation)  # the warm-up call
     assert problem is None, f"{case.implementation} disagrees with the numpy reference: {problem}"

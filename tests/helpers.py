@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-import budgets
+from stableloss._stability import budgets
 from stableloss._stability import families, oracle, ulp
 
 

@@ -1,7 +1,7 @@
 """The command line, run the way a user runs it: ``python -m stableloss ...`` in a subprocess.
 
-Exit codes, the sections and identities of ``demo``, the JSON of ``bench --quick``, the correctness guard
-and the messages of bad options.  Never timings.
+Exit codes, the sections and identities of ``demo``, the JSON of ``bench --quick``, the correctness guard,
+the baseline and roofline of ``bench``, and the messages of bad options.  Never timings.
 """
 
 import json
@@ -15,11 +15,13 @@ import pytest
 
 import stableloss
 import stableloss._workloads as wl
+from stableloss import __main__ as cli
 
 # The subprocess imports the stableloss this test imported (installed or from the source tree).
 _ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(
     [str(pathlib.Path(stableloss.__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]))
 _HAS_TORCH = wl.optional("torch") is not None
+HIDE_TORCH = "import sys\nsys.modules['torch'] = None  # import torch raises ImportError"
 
 
 def run_cli(*args, patch=None):
@@ -115,16 +117,32 @@ def test_demo_gradient_table_covers_z_from_minus_30_to_30(demo):
     assert abs(float(z_minus_30[3])) < 1e-12 and float(z_minus_30[4]) == -1.0
 
 
-def test_demo_extremes_match_mpmath_where_textbook_formulas_fail(demo):
+def _extreme_cases(demo):
     section = demo.split("4. Extreme inputs")[1]
-    cases = [line for line in section.splitlines()
-             if line.strip().startswith(("CE,", "BCE,", "KL(", "Gaussian"))]
+    return [line for line in section.splitlines() if line[3:].startswith(("CE,", "BCE,", "KL(", "Gaussian"))]
+
+
+def test_demo_extremes_match_mpmath_where_textbook_formulas_fail(demo):
+    cases = _extreme_cases(demo)
     assert len(cases) == 5
     for line in cases:
         exact, ours, textbook, *torch = line[3 + 46:].split()
         assert ours == exact, line
-        assert textbook in ("0", "-0", "inf", "nan"), line
-    assert ("torch" in section.splitlines()[1]) == _HAS_TORCH
+        assert textbook in ("0", "inf", "nan"), line
+    assert ("torch" in demo.split("4. Extreme inputs")[1].splitlines()[1]) == _HAS_TORCH
+
+
+def test_demo_prints_no_negative_zero(demo):
+    assert not re.findall(r"(?<![\w.])-0(?:\.0*)?(?:e[-+]?0+)?(?![\w.])", demo)
+
+
+def test_demo_without_mpmath_prints_the_recipes():
+    result = run_cli("demo", patch="import sys\nsys.modules['mpmath'] = None  # import mpmath raises ImportError")
+    assert result.returncode == 0, result.stderr
+    assert all(line[3 + 46:].split()[:2] == ["see", "below"] for line in _extreme_cases(result.stdout))
+    assert 'mpmath is not installed (pip install ".[test]" provides it)' in result.stdout
+    for _, _, _, recipe in cli._EXTREMES:
+        assert recipe in result.stdout
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -133,14 +151,15 @@ def test_demo_extremes_match_mpmath_where_textbook_formulas_fail(demo):
 def test_bench_quick_json_has_every_workload_and_implementation(tmp_path):
     plot = ["--plot", str(tmp_path / "speedups.png")] if wl.optional("matplotlib") is not None else []
     result, report = bench_json(tmp_path, *plot)
-    implementations = stableloss.available_backends() + (["torch"] if _HAS_TORCH else [])
+    baseline = "torch" if _HAS_TORCH else "textbook"
+    implementations = stableloss.available_backends() + [baseline]
     assert report["settings"]["implementations"] == implementations
-    assert report["settings"]["baseline"] == ("torch" if _HAS_TORCH else "numpy")
+    assert report["settings"]["baseline"] == baseline
     assert report["environment"]["versions"]["numpy"] and report["environment"]["backends"]
-    assert report["copy_bandwidth_GBps"] > 0
+    assert report["bandwidth_GBps"]["read"] > 0 and report["bandwidth_GBps"]["write"] > 0
     assert [row["workload"] for row in report["workloads"]] == [w.label(quick=True) for w in wl.WORKLOADS]
     for row in report["workloads"]:
-        assert row["min_bytes"] > 0
+        assert row["read_bytes"] > 0 and row["written_bytes"] >= 0
         assert list(row["results"]) == implementations
         for name, outcome in row["results"].items():
             assert outcome["status"] == "ok", (row["workload"], name, outcome)
@@ -151,10 +170,46 @@ def test_bench_quick_json_has_every_workload_and_implementation(tmp_path):
 
 
 def test_bench_backends_and_threads(tmp_path):
-    _, report = bench_json(tmp_path, "--backends", "numpy", "--threads", "2")
+    result, report = bench_json(tmp_path, "--backends", "numpy", "--threads", "2")
     assert report["settings"]["threads"] == report["environment"]["threads"] == 2
-    assert report["settings"]["baseline"] == "numpy"
+    assert report["settings"]["baseline"] is None  # the numpy reference is no baseline
+    assert "no speed-ups: name torch or textbook in --backends" in result.stdout
     assert all(list(row["results"]) == ["numpy"] for row in report["workloads"])
+    assert all("speedup" not in row["results"]["numpy"] for row in report["workloads"])
+
+
+def test_bench_without_torch_defaults_to_the_textbook_baseline(monkeypatch):
+    monkeypatch.setattr(wl, "optional", lambda name: None if name == "torch" else wl.optional.__wrapped__(name))
+    assert cli._implementations_and_baseline(None) == (stableloss.available_backends() + ["textbook"], "textbook")
+    assert cli._implementations_and_baseline(["c", "numpy"]) == (["c", "numpy"], None)
+
+
+def test_bench_without_torch_says_the_baseline_is_the_textbook_formulas(tmp_path):
+    backend = stableloss.available_backends()[0]
+    result, report = bench_json(tmp_path, "--backends", f"{backend},textbook", patch=HIDE_TORCH)
+    assert report["settings"]["baseline"] == "textbook"
+    assert all(row["results"]["textbook"]["speedup"] == 1.0 for row in report["workloads"])
+    assert "vs textbook: the speed-up over the textbook numpy formulas" in result.stdout
+    header = next(line for line in result.stdout.splitlines() if line.startswith("workload"))
+    assert header.split()[-4:] == ["vs", "textbook", "%", "roofline"]
+
+
+def test_roofline_adds_read_and_write_times_at_their_own_bandwidths():
+    row = {"read_bytes": 2e9, "written_bytes": 1e9,
+           "results": {"c": {"status": "ok", "best_ms": 500.0}, "textbook": {"status": "ok", "best_ms": 1000.0},
+                       "numba": {"status": "wrong", "detail": "loss"}}}
+    cli._derive(row, "textbook", {"read": 10e9, "write": 50e9})
+    assert row["roofline_ms"] == pytest.approx(1e3 * (2e9 / 10e9 + 1e9 / 50e9))  # 200 + 20 ms
+    assert row["results"]["c"]["roofline_percent"] == pytest.approx(100 * 220 / 500)
+    assert row["results"]["textbook"]["roofline_percent"] == pytest.approx(100 * 220 / 1000)
+    assert row["results"]["c"]["speedup"] == 2.0
+    assert "roofline_percent" not in row["results"]["numba"]
+
+
+def test_min_bytes_are_read_and_written_apart():
+    inputs = wl.make_inputs("gnll", (10,), "float32")  # input, target, var read; input, var gradients written
+    assert wl.min_bytes("gnll", inputs, grad=True) == (3 * 40, 2 * 40)
+    assert wl.min_bytes("gnll", inputs, grad=False) == (3 * 40, 0)
 
 
 @pytest.mark.skipif(not _HAS_TORCH, reason="the guard is shown on torch's answers")
@@ -176,5 +231,12 @@ def test_bench_plot_without_matplotlib_says_how_to_install(tmp_path):
     result = run_cli("bench", "--quick", "--plot", str(tmp_path / "speedups.png"),
                      patch="import sys\nsys.modules['matplotlib'] = None")
     assert result.returncode == 2
-    assert "needs matplotlib" in result.stderr and "stableloss[plot]" in result.stderr
+    assert 'needs matplotlib, which is not installed: pip install ".[plot]"' in result.stderr
     assert not (tmp_path / "speedups.png").exists()
+
+
+def test_bench_torch_without_torch_says_how_to_install_the_cpu_build():
+    result = run_cli("bench", "--backends", "torch", patch=HIDE_TORCH)
+    assert result.returncode == 2
+    assert "torch is not installed (pip install torch --index-url https://download.pytorch.org/whl/cpu)" \
+        in result.stderr

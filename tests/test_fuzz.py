@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import budgets
+from stableloss._stability import budgets
 import stableloss as sl
 from stableloss._stability import ulp
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import special
 
-import budgets
+from stableloss._stability import budgets
 from stableloss._stability import families, oracle, ulp
 import helpers
 import stableloss

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-import budgets
+from stableloss._stability import budgets
 import stableloss
 from stableloss._stability import ulp
 

@@ -1,15 +1,18 @@
 """The command line: ``python -m stableloss {demo,bench,check}``.
 
 ``demo`` is the short tour a newcomer runs first: every loss as a negative log-likelihood, with numbers
-computed by the library, and the inputs where exactness matters.  ``bench`` times the performance
-workloads of DESIGN.md on every backend next to PyTorch, after checking each answer against the numpy
-reference.  The workloads and the implementations they are compared with live in ``_workloads.py``,
-shared with the pytest-benchmark suite in ``bench/``.  ``check`` is the stability report: the worst
-error of every backend and peer against the mpmath oracle on the adversarial families of the test
-suite (``_stability/``).
+computed by the library (and the exact values by mpmath), and the inputs where exactness matters.
+``bench`` times the performance workloads of docs/design.md on every backend next to PyTorch (or, without
+it, the textbook numpy formulas), after checking each answer against the numpy reference, and sets each
+time against a memory roofline.  The workloads and the implementations they are compared with live in
+``_workloads.py``, shared with the pytest-benchmark suite in ``bench/``.  ``check`` is the stability
+report: the worst error of every backend and peer against the mpmath oracle on the adversarial families
+of the test suite (``_stability/``), each backend's marked against its budget.
 """
 
 import argparse
+import concurrent.futures
+import ctypes
 import gc
 import json
 import math
@@ -22,6 +25,13 @@ import numpy as np
 import stableloss
 from . import _workloads as wl
 from ._dispatch import BACKENDS, BackendUnavailable, resolve
+
+#: Install hints that work from a source checkout (torch: the CPU build, not PyPI's CUDA one).
+INSTALL_PLOT = 'pip install ".[plot]"'
+INSTALL_TEST = 'pip install ".[test]"'
+INSTALL_TORCH = "pip install torch --index-url https://download.pytorch.org/whl/cpu"
+#: The baselines of the bench's speed-ups, in order of preference: what each is.
+BASELINES = {"torch": "torch.nn.functional", "textbook": "the textbook numpy formulas"}
 
 
 def main(argv=None):
@@ -43,18 +53,23 @@ def _parser():
         description="A short tour with numbers computed by the library: cross-entropy as the negative "
                     "log-likelihood of a categorical model (and KL + entropy), MSE as a Gaussian NLL, why "
                     "MSE on a sigmoid learns slowly where BCE does not, and extreme inputs where textbook "
-                    "formulas (and PyTorch) return 0, inf or NaN.")
+                    "formulas (and PyTorch) return 0, inf or NaN, next to the exact values computed by "
+                    f"mpmath (without mpmath, its recipe: {INSTALL_TEST} provides it).")
     demo.set_defaults(run=_demo)
 
     bench = commands.add_parser(
-        "bench", help="time the DESIGN.md workloads on every backend, next to PyTorch",
-        description="Time the performance workloads of DESIGN.md (cross-entropy, BCE, Gaussian NLL, MSE, "
-                    "KL; float32 unless said) on each stableloss backend and on torch.nn.functional. "
-                    "Each implementation's first call is a warm-up whose result is checked against the "
-                    "numpy reference (a wrong answer is reported, never timed). Reports ms per call (best "
-                    "of the timed calls), the speed-up over PyTorch and the percent of the memory "
-                    "roofline: the minimum bytes the loss must move (inputs read once, gradients written "
-                    "once) over the copy bandwidth measured at the start.")
+        "bench", help="time the docs/design.md workloads on every backend, next to PyTorch",
+        description="Time the performance workloads of docs/design.md (cross-entropy, BCE, Gaussian NLL, "
+                    "MSE, KL; float32 unless said) on each stableloss backend and on torch.nn.functional, "
+                    "or, when torch is not installed, on the textbook numpy formulas. Each "
+                    "implementation's first call is a warm-up whose result is checked against the numpy "
+                    "reference (a wrong answer is reported, never timed). Reports ms per call (best of the "
+                    "timed calls), the speed-up over PyTorch (or the textbook formulas) and the percent of "
+                    "the memory roofline, a lower bound on the time of any implementation: the bytes the "
+                    "loss must read (inputs, once) over the read bandwidth plus the bytes it must write "
+                    "(gradients, once) over the write bandwidth, both measured before and after the "
+                    "workloads on the same threads (the fastest of reduction passes, and of fill and memset "
+                    "passes, over a 256 MiB array; 64 MiB with --quick).")
     bench.add_argument("--threads", type=_positive_int, default=1, metavar="N",
                        help="threads for stableloss and torch (default 1: the single-thread comparison)")
     bench.add_argument("--quick", action="store_true",
@@ -63,12 +78,12 @@ def _parser():
                        help=f"timed calls per implementation after the warm-up (default 5; stops early "
                             f"once {_TIME_BUDGET:g} s are spent, for the slow reference)")
     bench.add_argument("--backends", type=_implementations, metavar="LIST",
-                       help=f"comma-separated subset of {','.join(BACKENDS + ('torch',))} (default: every "
-                            f"available backend, and torch when installed)")
+                       help=f"comma-separated subset of {','.join(BACKENDS + tuple(BASELINES))} (default: "
+                            f"every available backend, and torch when installed, else textbook)")
     bench.add_argument("--json", metavar="FILE", help="also write the results, settings and versions as JSON")
     bench.add_argument("--plot", type=_plot_path, metavar="FILE.png",
-                       help="also draw the speed-ups per workload and backend (needs matplotlib: "
-                            "pip install 'stableloss[plot]')")
+                       help=f"also draw the speed-ups per workload and backend (needs matplotlib: "
+                            f"{INSTALL_PLOT})")
     bench.set_defaults(run=_bench, parser=bench)
 
     check = commands.add_parser(
@@ -76,7 +91,8 @@ def _parser():
         description="For each loss and each adversarial family of the test suite, the worst error (in ulp "
                     "of the output dtype) of the loss and its gradient against the mpmath oracle, for each "
                     "backend and, when installed, PyTorch, SciPy and the textbook numpy formula, side by "
-                    "side. Needs the test extra (mpmath): pip install 'stableloss[test]'.")
+                    f"side; each cell of a backend is marked against its budget. Needs the test extra "
+                    f"(mpmath): {INSTALL_TEST}.")
     check.add_argument("--backends", metavar="LIST",
                        help="comma-separated backends and peers to compare (default: every available backend)")
     check.add_argument("--no-peers", action="store_true", help="leave out the textbook formula, SciPy and PyTorch")
@@ -113,54 +129,52 @@ def _implementations(text):
     for name in names:
         if name == "torch":
             if wl.optional("torch") is None:
-                raise argparse.ArgumentTypeError("torch is not installed (pip install 'stableloss[torch]')")
+                raise argparse.ArgumentTypeError(f"torch is not installed ({INSTALL_TORCH})")
         elif name in BACKENDS:
             try:
                 resolve(name)
             except BackendUnavailable as exc:
                 raise argparse.ArgumentTypeError(str(exc)) from None
-        else:
+        elif name != "textbook":
             raise argparse.ArgumentTypeError(
-                f"unknown name {name!r}; choose from {', '.join(BACKENDS + ('torch',))}")
+                f"unknown name {name!r}; choose from {', '.join(BACKENDS + tuple(BASELINES))}")
     return list(dict.fromkeys(names))
 
 
 def _plot_path(text):
     if wl.optional("matplotlib") is None:
-        raise argparse.ArgumentTypeError("needs matplotlib, which is not installed: "
-                                         "pip install 'stableloss[plot]'")
+        raise argparse.ArgumentTypeError(f"needs matplotlib, which is not installed: {INSTALL_PLOT}")
     return text
 
 
 # ---------------------------------------------------------------------------------------------------
 # demo
 
-# The extreme cases, float64.  Exact values from mpmath (mp.dps = 50) on the exact double inputs:
+# The extreme cases, float64, each with the mpmath expression of its exact value on the exact double
+# inputs, evaluated at mp.dps = 50 when mpmath is installed.
 _EXTREMES = (
-    # mp.log(1 + 2*mp.exp(-40))
     ("CE, logits [40, 0, 0], class 0", "ce",
-     {"input": np.array([[40.0, 0.0, 0.0]]), "target": np.array([0])}, 8.496708510583178e-18),
-    # mp.log1p(mp.exp(-40))
+     {"input": np.array([[40.0, 0.0, 0.0]]), "target": np.array([0])}, "mp.log(1 + 2*mp.exp(-40))"),
     ("BCE, x = -40, y = 0", "bce", {"input": np.array([-40.0]), "target": np.array([0.0])},
-     4.248354255291589e-18),
-    # mp.log1p(mp.exp(-mp.inf)): the y = 1 term at its limit; the (1 - y) term is absent
-    ("BCE, x = +inf, y = 1", "bce", {"input": np.array([np.inf]), "target": np.array([1.0])}, 0.0),
-    # mp.fsum(p*(mp.log(p) - mp.mpf(lq)) for p, lq in [(0.5, math.log(0.25)), (0.5, math.log(0.75))]),
-    # the p = 0 term being 0 (0 log 0 = 0)
+     "mp.log1p(mp.exp(-40))"),
+    # the y = 1 term at its limit; the (1 - y) term is absent
+    ("BCE, x = +inf, y = 1", "bce", {"input": np.array([np.inf]), "target": np.array([1.0])},
+     "mp.log1p(mp.exp(-mp.inf))"),
+    # the p = 0 term is 0 (0 log 0 = 0)
     ("KL(p||q), p = [.5, .5, 0], q = [.25, .75, 0]", "kl",
-     {"input": np.array([[np.log(0.25), np.log(0.75), -np.inf]]), "target": np.array([[0.5, 0.5, 0.0]])},
-     0.14384103622589042),
-    # mp.mpf(0.5)*(mp.log(mp.mpf(1e300)) + mp.mpf(1e200)**2/mp.mpf(1e300))
+     {"input": np.array([[math.log(0.25), math.log(0.75), -np.inf]]), "target": np.array([[0.5, 0.5, 0.0]])},
+     "0.5*(mp.log(0.5) - math.log(0.25)) + 0.5*(mp.log(0.5) - math.log(0.75))"),
     ("Gaussian NLL, x - t = 1e200, var = 1e300", "gnll",
      {"input": np.array([1e200]), "target": np.array([0.0]), "var": np.array([1e300])},
-     4.999999999999999e+99),
+     "(mp.log(1e300) + mp.mpf(1e200)**2 / 1e300) / 2"),
 )
 
 
 def _demo(args):
     backend = resolve(None)
     print(f"stableloss {stableloss.__version__} demo (backend {backend!r}): every loss below is a negative "
-          f"log-likelihood\nor a divergence, and every number is computed by the library.\n")
+          f"log-likelihood\nor a divergence, and every number is computed when you run it: by the library, "
+          f"and the exact values\nof part 4 by mpmath.\n")
     _demo_categorical()
     _demo_gaussian()
     _demo_sigmoid_mse()
@@ -168,8 +182,13 @@ def _demo(args):
     return 0
 
 
+def _number(value, spec):
+    """``value`` formatted with ``spec``, a zero always unsigned (-0.0 shows as 0)."""
+    return format(float(value) + 0.0, spec)  # -0.0 + 0.0 is +0.0
+
+
 def _vector(values, digits=4):
-    return "[" + ", ".join(f"{v:.{digits}f}" for v in np.ravel(values)) + "]"
+    return "[" + ", ".join(_number(v, f".{digits}f") for v in np.ravel(values)) + "]"
 
 
 def _demo_categorical():
@@ -218,8 +237,8 @@ def _demo_sigmoid_mse():
     losses = f"{'MSE':>10} {'BCE':>10}"
     print(f"   {'z':>5}  {'sigma(z)':>10}  | y = 1: {losses}  | y = 0: {losses}")
     for z_i, sigma_i, *grads in zip(z, sigma, mse_1, bce_1, mse_0, sigma):
-        y_1, y_0 = " ".join(f"{g:>10.3e}" for g in grads[:2]), " ".join(f"{g:>10.3e}" for g in grads[2:])
-        print(f"   {z_i:>5.0f}  {sigma_i:>10.3e}  |        {y_1}  |        {y_0}")
+        y_1, y_0 = (" ".join(_number(g, ">10.3e") for g in pair) for pair in (grads[:2], grads[2:]))
+        print(f"   {_number(z_i, '>5.0f')}  {_number(sigma_i, '>10.3e')}  |        {y_1}  |        {y_0}")
     print(f"   Confidently wrong (z = -30 with y = 1), the MSE gradient is {mse_1[0]:.1e}: the factor"
           f"\n   sigma (1 - sigma) vanishes and learning stalls. BCE's is {bce_1[0]:.0f}: the gradient of the"
           f"\n   Bernoulli negative log-likelihood in the logit is the error sigma - y itself.\n")
@@ -227,18 +246,28 @@ def _demo_sigmoid_mse():
 
 def _demo_extremes(backend):
     torch = wl.optional("torch")
+    mpmath = wl.optional("mpmath")
     columns = ["mpmath", "stableloss", "textbook"] + (["torch"] if torch is not None else [])
     print("4. Extreme inputs (float64): exact values (mpmath) where the textbook formulas give 0, inf or NaN")
     print(f"   {'case':<46}" + "".join(f"{name:>13}" for name in columns))
-    for label, stem, inputs, exact in _EXTREMES:
-        values = [exact, wl.prepare(stem, backend, inputs, False)()[0]]
+    for label, stem, inputs, recipe in _EXTREMES:
+        if mpmath is None:
+            values = ["see below"]
+        else:
+            with mpmath.mp.workdps(50):  # the recipe is the code: what is shown without mpmath is what runs
+                values = [_number(eval(recipe, {"mp": mpmath.mp, "math": math}), ">13.6g")]
+        values.append(_number(wl.prepare(stem, backend, inputs, False)()[0], ">13.6g"))
         with np.errstate(all="ignore"):
-            values.append(wl.prepare(stem, "textbook", inputs, False)()[0])
+            values.append(_number(wl.prepare(stem, "textbook", inputs, False)()[0], ">13.6g"))
         if torch is not None:
-            values.append(wl.prepare(stem, "torch", inputs, False)()[0])
-        print(f"   {label:<46}" + "".join(f"{float(value):>13.6g}" for value in values))
+            values.append(_number(wl.prepare(stem, "torch", inputs, False)()[0], ">13.6g"))
+        print(f"   {label:<46}" + "".join(f"{value:>13}" for value in values))
     if torch is None:
         print("   (PyTorch is not installed; it returns the textbook column here as well.)")
+    if mpmath is None:
+        print(f"   mpmath is not installed ({INSTALL_TEST} provides it); the exact values are, at mp.dps = 50:")
+        for label, _, _, recipe in _EXTREMES:
+            print(f"     {label + ':':<47} {recipe}")
     print("   Textbook formulas: CE = logsumexp(x) - x_y, BCE = -(y log sigma + (1-y) log(1-sigma)),"
           "\n   KL = sum p (log p - log q), Gaussian NLL = (log var + (x - t)^2 / var) / 2.")
 
@@ -251,26 +280,31 @@ _TIME_BUDGET = 2.0
 
 
 def _bench(args):
-    implementations = args.backends or stableloss.available_backends() + (
-        ["torch"] if wl.optional("torch") is not None else [])
-    baseline = next((name for name in ("torch", "numpy") if name in implementations), None)
+    implementations, baseline = _implementations_and_baseline(args.backends)
     if args.plot and baseline is None:
-        args.parser.error("--plot draws speed-ups over torch (or numpy): include one of them in --backends")
+        args.parser.error("--plot draws speed-ups over torch (or the textbook formulas): include one of them "
+                          "in --backends")
     wl.set_threads(args.threads)
     environment = wl.environment()  # before the run: its load average is other processes'
-    progress = wl.Progress(1 + len(wl.WORKLOADS) * (1 + len(implementations)))
-    progress.step("copy bandwidth")
-    copy_bytes, bandwidth = _copy_bandwidth(2**24 if args.quick else 2**26)
-    rows = [_run_workload(workload, implementations, args, progress) for workload in wl.WORKLOADS]
-    progress.close()
+    array_bytes = 2**26 if args.quick else 2**28  # 64 or 256 MiB, far beyond the caches
+    progress = wl.Progress(2 + len(wl.WORKLOADS) * (1 + len(implementations)))
+    try:
+        progress.step("memory bandwidth")
+        before = _bandwidths(array_bytes, args.threads)
+        rows = [_run_workload(workload, implementations, args, progress) for workload in wl.WORKLOADS]
+        progress.step("memory bandwidth again")  # the faster of the two: a busy spell slows one of them
+        after = _bandwidths(array_bytes, args.threads)
+        bandwidths = {kind: max(before[kind], after[kind]) for kind in before}
+    finally:
+        progress.close()
     for row in rows:
-        _derive(row, baseline, bandwidth)
+        _derive(row, baseline, bandwidths)
     report = {
         "environment": environment,
         "settings": {"threads": args.threads, "repeat": args.repeat, "quick": args.quick,
                      "time_budget_s": _TIME_BUDGET, "implementations": implementations, "baseline": baseline},
-        "copy_bandwidth_GBps": bandwidth / 1e9,
-        "copy_bytes": copy_bytes,
+        "bandwidth_GBps": {kind: bandwidth / 1e9 for kind, bandwidth in bandwidths.items()},
+        "bandwidth_array_bytes": array_bytes,
         "workloads": rows,
     }
     print(_format(report))
@@ -282,13 +316,45 @@ def _bench(args):
     return 0
 
 
-def _copy_bandwidth(n):
-    """(bytes moved, bytes/s) of np.copyto between two float32 arrays of n elements, best of 10."""
-    source = np.ones(n, np.float32)
-    target = np.empty_like(source)
-    np.copyto(target, source)  # first touch of the pages
-    best = min(_timed(lambda: np.copyto(target, source)) for _ in range(10))
-    return 2 * source.nbytes, 2 * source.nbytes / best
+def _implementations_and_baseline(requested):
+    """The implementations to time and the baseline of the speed-ups (None if there is none).
+
+    ``requested``: the names given to ``--backends``, or None for every available backend and torch, or,
+    when torch is not installed, the textbook numpy formulas.  The baseline is the first of
+    :data:`BASELINES` among the implementations.
+    """
+    implementations = requested or stableloss.available_backends() + [
+        "torch" if wl.optional("torch") is not None else "textbook"]
+    return implementations, next((name for name in BASELINES if name in implementations), None)
+
+
+#: The passes that measure the memory bandwidth, per kind: (pass over a float32 array, bytes moved per
+#: byte of the array).  An ordinary store first reads its cache line (write-allocate), so fill moves each
+#: byte twice; memset (glibc) writes large blocks with non-temporal stores, which do not read.
+_BANDWIDTH_PASSES = {
+    "read": ((np.max, 1), (np.sum, 1)),
+    "write": ((lambda array: array.fill(1.0), 2),
+              (lambda array: ctypes.memset(array.ctypes.data, 0, array.nbytes), 1)),
+}
+
+
+def _bandwidths(array_bytes, threads):
+    """{"read": bytes/s, "write": bytes/s}: per kind, the fastest of its :data:`_BANDWIDTH_PASSES`, each
+    the best of 10, over a float32 array of ``array_bytes`` split among ``threads`` threads (the threads
+    the kernels run on).  The fastest pass of each kind, so that the roofline is a lower bound."""
+    array = np.ones(array_bytes // 4, np.float32)  # first touch of the pages
+    chunks = np.array_split(array, threads)
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:  # numpy and ctypes release the GIL
+        def best(kernel):
+            call = (lambda: kernel(array)) if threads == 1 else (lambda: list(pool.map(kernel, chunks)))
+            return min(_timed(call) for _ in range(10))
+        return {kind: max(moved * array.nbytes / best(kernel) for kernel, moved in passes)
+                for kind, passes in _BANDWIDTH_PASSES.items()}
+
+
+def _roofline_ms(read_bytes, written_bytes, bandwidths):
+    """The least time in ms to read and write those bytes at the ``bandwidths`` of :func:`_bandwidths`."""
+    return 1e3 * (read_bytes / bandwidths["read"] + written_bytes / bandwidths["write"])
 
 
 def _timed(call):
@@ -303,9 +369,9 @@ def _run_workload(workload, implementations, args, progress):
     progress.step(f"{label}: inputs and numpy reference")
     inputs = wl.make_inputs(workload.stem, shape, workload.dtype)
     reference = wl.prepare(workload.stem, "numpy", inputs, workload.grad)()
+    read_bytes, written_bytes = wl.min_bytes(workload.stem, inputs, workload.grad)
     row = {"workload": label, "stem": workload.stem, "mode": workload.mode, "dtype": workload.dtype,
-           "shape": list(shape), "min_bytes": wl.min_bytes(workload.stem, inputs, workload.grad),
-           "results": {}}
+           "shape": list(shape), "read_bytes": read_bytes, "written_bytes": written_bytes, "results": {}}
     calls = {}
     for name in implementations:
         progress.step(f"{label}: {name}")
@@ -350,9 +416,10 @@ def _time_rounds(calls, results, repeat):
             results[name].update(best_ms=min(times), median_ms=statistics.median(times))
 
 
-def _derive(row, baseline, bandwidth):
-    """Add the speed-up over the baseline and the percent of the memory roofline to each result."""
-    row["roofline_ms"] = 1e3 * row["min_bytes"] / bandwidth
+def _derive(row, baseline, bandwidths):
+    """Add the roofline to the row, and the speed-up over the baseline and the percent of the roofline to
+    each result."""
+    row["roofline_ms"] = _roofline_ms(row["read_bytes"], row["written_bytes"], bandwidths)
     base = row["results"].get(baseline, {})
     for result in row["results"].values():
         if result["status"] != "ok":
@@ -369,9 +436,10 @@ def _format(report):
                           if versions[name])
     simd = " ".join(env["simd"]["cpu"]) + (f" (C backend: {env['simd']['c_backend']})"
                                             if "c_backend" in env["simd"] else "")
-    baseline = settings["baseline"] or "-"
+    baseline = settings["baseline"]
     load = "?" if env["load_average_1min"] is None else f"{env['load_average_1min']:.1f}"
     quick = " --quick (a smoke run, not a measurement)" if settings["quick"] else ""
+    bandwidth = report["bandwidth_GBps"]
     lines = [
         f"stableloss {versions['stableloss']} bench{quick}: ms per call, the best of at most "
         f"{settings['repeat']} timed call(s)",
@@ -379,22 +447,28 @@ def _format(report):
         f"stableloss and torch",
         f"{libraries}; Python {versions['python']}",
         f"{env['cpu']}, {env['cores']} cores, SIMD {simd or '?'}; load average before the run {load}",
-        f"copy bandwidth {report['copy_bandwidth_GBps']:.1f} GB/s (np.copyto of "
-        f"{report['copy_bytes'] // 2**21} MiB, bytes read + written, one thread)",
-        "roofline = minimum bytes (inputs read once, gradients written once) / copy bandwidth",
+        f"memory bandwidth on {settings['threads']} thread(s), the fastest of 10 passes over "
+        f"{report['bandwidth_array_bytes'] // 2**20} MiB before the workloads and 10 after:",
+        f"read {bandwidth['read']:.1f} GB/s (np.max or np.sum), write {bandwidth['write']:.1f} GB/s "
+        f"(fill, counting the reads of its write-allocate, or memset)",
+        "roofline = MB read / read bandwidth + MB written / write bandwidth (inputs read once, gradients written",
+        "once): a lower bound on the time of any implementation",
+        f"vs {baseline}: the speed-up over {BASELINES[baseline]}" if baseline else
+        "no speed-ups: name torch or textbook in --backends for a baseline",
         "",
-        f"{'workload':<31}{'min MB':>9}{'roofline ms':>13}  {'impl':<9}{'ms/call':>10}{'vs ' + baseline:>11}"
-        f"{'% roofline':>12}",
+        f"{'workload':<31}{'MB read+written':>16}{'roofline ms':>13}  {'impl':<9}{'ms/call':>10}"
+        f"{'vs ' + (baseline or '-'):>13}{'% roofline':>12}",
     ]
     notes = []
     for row in report["workloads"]:
-        first = f"{row['workload']:<31}{row['min_bytes'] / 1e6:>9.1f}{row['roofline_ms']:>13.2f}"
+        traffic = f"{row['read_bytes'] / 1e6:.1f}+{row['written_bytes'] / 1e6:.1f}"
+        first = f"{row['workload']:<31}{traffic:>16}{row['roofline_ms']:>13.2f}"
         for name, result in row["results"].items():
             if result["status"] == "ok":
                 speedup = f"{result['speedup']:.2f}x" if "speedup" in result else "-"
-                cells = f"{result['best_ms']:>10.2f}{speedup:>11}{result['roofline_percent']:>12.1f}"
+                cells = f"{result['best_ms']:>10.2f}{speedup:>13}{result['roofline_percent']:>12.1f}"
             else:
-                cells = f"{result['status'].upper():>10}{'-':>11}{'-':>12}"
+                cells = f"{result['status'].upper():>10}{'-':>13}{'-':>12}"
                 notes.append(f"{row['workload']}, {name}: {result['detail']}")
             lines.append(f"{first}  {name:<9}{cells}")
             first = " " * len(first)
@@ -422,7 +496,7 @@ def _plot(report, path):
     if baseline == "torch":
         axes.axhline(5.0, color="tab:red", linestyle="--", linewidth=0.8, label="target 5x")
     axes.set_yscale("log")
-    axes.set_ylabel(f"speed-up over {baseline} (higher is better)")
+    axes.set_ylabel(f"speed-up over {BASELINES[baseline]} (higher is better)")
     axes.set_xticks(positions, [row["workload"] for row in rows], rotation=30, ha="right", fontsize=8)
     settings = report["settings"]
     quick = ", --quick (not a measurement)" if settings["quick"] else ""

@@ -4,7 +4,7 @@ A :class:`Loss` says how to make inputs for one loss and how each implementation
 stableloss backend, the textbook numpy formula a user would write, SciPy where it has the pieces, and
 ``torch.nn.functional`` (same function and argument names as stableloss).  :func:`prepare` turns any
 of them into a zero-argument callable returning ``(loss, *grads)`` as numpy values, so timing and
-checking treat them alike.  :data:`WORKLOADS` are the performance workloads of DESIGN.md.
+checking treat them alike.  :data:`WORKLOADS` are the performance workloads of docs/design.md.
 """
 
 import dataclasses
@@ -14,6 +14,8 @@ import os
 import platform
 import shutil
 import sys
+import threading
+import time
 
 import numpy as np
 
@@ -167,9 +169,10 @@ def make_inputs(stem, shape, dtype, seed=0):
 
 
 def min_bytes(stem, inputs, grad):
-    """Bytes any implementation must move: every input read once, every gradient written once."""
+    """(read, written): the bytes any implementation must move, every input read once and every gradient
+    written once."""
     written = sum(inputs[name].nbytes for name in LOSSES[stem].differentiable) if grad else 0
-    return sum(array.nbytes for array in inputs.values()) + written
+    return sum(array.nbytes for array in inputs.values()), written
 
 
 def implementations(stem, peers=PEERS):
@@ -273,7 +276,7 @@ class Workload:
         return f"{self.stem} {self.mode} {self.dtype} {shape}"
 
 
-#: The workloads of DESIGN.md "Performance targets".
+#: The workloads of docs/design.md "Performance targets".
 WORKLOADS = (
     Workload("ce", (1024, 32768), (64, 4096), grad=False),
     Workload("ce", (1024, 32768), (64, 4096)),
@@ -340,14 +343,29 @@ def environment():
 
 
 class Progress:
-    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
+    """Progress on stderr.  On a terminal, a one-line bar redrawn at each step; elsewhere (a CI log), a line
+    every ``interval`` seconds from a background thread, so that a long step does not look like a hang."""
 
-    def __init__(self, total, stream=sys.stderr):
+    def __init__(self, total, stream=sys.stderr, interval=5.0):
         self.total, self.done, self.stream = total, 0, stream
+        self.current = (0, "starting")  # (steps done before it, what it does)
         self.active = stream.isatty()
         self.columns = shutil.get_terminal_size().columns - 1
+        self.start = time.monotonic()
+        self.closed = threading.Event()
+        self.heartbeat = None
+        if not self.active:
+            self.heartbeat = threading.Thread(target=self._beat, args=(interval,), daemon=True)
+            self.heartbeat.start()
+
+    def _beat(self, interval):
+        while not self.closed.wait(interval):
+            done, what = self.current
+            self.stream.write(f"[{done}/{self.total}, {time.monotonic() - self.start:.0f} s] {what}\n")
+            self.stream.flush()
 
     def step(self, what):
+        self.current = (self.done, what)
         if self.active:
             filled = 30 * self.done // self.total
             line = f"[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} {what}"
@@ -356,6 +374,9 @@ class Progress:
         self.done += 1
 
     def close(self):
+        self.closed.set()
+        if self.heartbeat is not None:
+            self.heartbeat.join()
         if self.active:
             self.stream.write("\r" + " " * self.columns + "\r")
             self.stream.flush()

@@ -6,8 +6,10 @@ PyTorch, side by side, so that one sees where each of them breaks.
 Each family's oracle values are computed once, in worker processes (mpmath is slow), and every
 implementation is measured against them per element (``reduction="none"``) with :func:`ulp.ulp_error`.
 A NaN or an infinity where the exact value is finite, or the reverse, is counted apart from the finite
-errors.  Peers are measured on the parts of a family whose options they have.  ``plot`` draws the error
-against the input magnitude for two sweeps: BCE in the tails and cross-entropy on confident rows.
+errors.  Each cell of a stableloss backend is marked against its budget (:func:`budget_verdict`, the rules
+the test suite enforces); peers have no budget.  Peers are measured on the parts of a family whose options
+they have.  ``plot`` draws the error against the input magnitude for two sweeps: BCE in the tails and
+cross-entropy on confident rows.
 
 Needs the ``test`` extra (mpmath); without it :func:`run_check` only says so.
 """
@@ -27,7 +29,7 @@ import numpy as np
 import stableloss
 from .. import _workloads
 from .._dispatch import BACKENDS, BackendUnavailable, resolve
-from . import families
+from . import budgets, families
 
 try:  # the test extra
     from . import oracle, ulp
@@ -36,19 +38,10 @@ except ModuleNotFoundError as exc:
         raise
     oracle = ulp = None
 
-MISSING_MPMATH = "python -m stableloss check needs mpmath: pip install 'stableloss[test]'"
-MISSING_MATPLOTLIB = "python -m stableloss check --plot needs matplotlib: pip install 'stableloss[plot]'"
-BUDGET_ULP = 4
+MISSING_MPMATH = 'python -m stableloss check needs mpmath: pip install ".[test]"'
+MISSING_MATPLOTLIB = 'python -m stableloss check --plot needs matplotlib: pip install ".[plot]"'
 
-#: The outputs of each loss as the report (and the test suite) names them; lse runs on the ce families.
-OUTPUTS = {
-    "ce": ("loss", "grad"),
-    "bce": ("loss", "grad"),
-    "gnll": ("loss", "grad_input", "grad_var"),
-    "kl": ("loss", "grad"),
-    "mse": ("loss", "grad"),
-    "lse": ("lse", "log_softmax", "softmax"),
-}
+OUTPUTS = budgets.OUTPUTS
 STEMS = tuple(OUTPUTS)
 DTYPES = ("float32", "float64")
 #: The public function of each loss (torch.nn.functional has the same names).
@@ -66,6 +59,47 @@ PLOT_FLOOR = 1e-2
 def family_stem(stem):
     """The stem whose families ``stem`` runs on (lse: the cross-entropy rows)."""
     return "ce" if stem == "lse" else stem
+
+
+# ---------------------------------------------------------------------------------------------------
+# The budget of the stableloss backends (docs/design.md, budgets.py) and its documented exceptions
+
+#: The documented exceptions, as the marks of the report name them.
+KL_EXCEPTION, CE_EXCEPTION, GNLL_EXCEPTION = "exc. KL", "exc. CE", "exc. GNLL"
+OVER = "OVER"
+
+
+#: The exceptions that count an output's error in ulps of the terms it is a difference or sum of:
+#: (stem, output) -> (mark, terms(part, dtype), None where the exception does not apply).
+_TERM_EXCEPTIONS = {("ce", "grad"): (CE_EXCEPTION, budgets.ce_grad_terms),
+                    ("gnll", "grad_var"): (GNLL_EXCEPTION, budgets.gnll_var_terms)}
+
+
+def budget_verdict(stem, output, part, got, exact):
+    """How ``got``, the ``output`` of a stableloss backend on ``part``, stands against its budget.
+
+    "ok" if every element is within its budget (:func:`budgets.max_ulp`) of ``exact`` (:class:`ulp.Exact`);
+    :data:`KL_EXCEPTION`, :data:`CE_EXCEPTION` or :data:`GNLL_EXCEPTION` if every element beyond it is
+    within that documented exception; else :data:`OVER`.  A NaN or infinity where the exact value is finite, or the reverse, is
+    over any budget.
+    """
+    err = ulp.ulp_error(got, exact)
+    budget = budgets.max_ulp(stem, exact.dtype, output)
+    beyond = ~(err <= budget)
+    if not beyond.any():
+        return "ok"
+    dtype = exact.dtype
+    exception, terms_of = _TERM_EXCEPTIONS.get((stem, output), (None, None))
+    terms = None if terms_of is None else terms_of(part, dtype)
+    if (stem, output) == ("kl", "loss"):
+        exception = KL_EXCEPTION
+        covered = (budgets.kl_close(part["input"], part["target"], part.get("log_target", False), dtype)
+                   & (ulp.relative_error(got, exact) <= budgets.KL_CLOSE_RELATIVE))
+    elif terms is not None:
+        covered = ulp.in_ulps_of_terms(err, exact, terms) <= budget
+    else:
+        return OVER
+    return OVER if (beyond & ~covered).any() else exception
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -310,13 +344,17 @@ def _oracle(tasks, progress):
 class Tally:
     """The worst finite ulp error of one output over some parts, and the counts of special mismatches:
     ``NaN`` (a NaN where the exact value is not), ``inf`` (an infinity where it is finite, NaN or the
-    other infinity) and ``finite`` (a finite value where it is NaN or infinite)."""
+    other infinity) and ``finite`` (a finite value where it is NaN or infinite).  For a stableloss
+    backend, also the verdicts of :func:`budget_verdict` on those parts."""
 
     def __init__(self):
         self.worst = None
         self.specials = collections.Counter()
+        self.verdicts = set()
 
-    def add(self, got, exact):
+    def add(self, got, exact, verdict=None):
+        if verdict is not None:
+            self.verdicts.add(verdict)
         got = np.asarray(got, dtype=np.float64)
         err = ulp.ulp_error(got, exact)
         special = np.isinf(err) & ~(np.isfinite(got) & np.isfinite(exact.hi))  # else: an error past 1e308
@@ -330,11 +368,25 @@ class Tally:
         if other.worst is not None:
             self.worst = max(self.worst or 0.0, other.worst)
         self.specials.update(other.specials)
+        self.verdicts |= other.verdicts
 
     def __str__(self):
-        cells = [] if self.worst is None else [_number(self.worst)]
-        cells += [f"{kind} x{count}" for kind, count in self.specials.items() if count]
-        return ", ".join(cells) or "-"
+        return cell(self.worst, self.specials, self.verdicts)
+
+
+def cell(worst, specials, verdicts=()):
+    """A cell of the report: the worst finite ulp error (None: none), the counts of special mismatches
+    (kind -> count) and, given the ``verdicts`` of :func:`budget_verdict` (a stableloss backend), the mark
+    against the budget: "OVER" if any part is over it, else "ok", with the exceptions some parts needed
+    ("ok (exc. KL)")."""
+    text = ", ".join(([] if worst is None else [_number(worst)]) +
+                     [f"{kind} x{count}" for kind, count in specials.items() if count]) or "-"
+    if not verdicts:
+        return text
+    if OVER in verdicts:
+        return f"{text} {OVER}"
+    exceptions = sorted(set(verdicts) - {"ok"})
+    return f"{text} ok" + (f" ({', '.join(exceptions)})" if exceptions else "")
 
 
 def _number(err):
@@ -360,11 +412,14 @@ def _measure(stem, name, dtype, exact, implementations, errors):
                 errors.setdefault((stem, name, dtype, implementation), f"{type(exc).__name__}: {exc}")
                 continue
             for output, value in (got or {}).items():
-                if np.shape(value) != exact_part[output].shape:
+                exact_output = exact_part[output]
+                if np.shape(value) != exact_output.shape:
                     errors.setdefault((stem, name, dtype, implementation),
-                                      f"{output} of shape {np.shape(value)}, expected {exact_part[output].shape}")
+                                      f"{output} of shape {np.shape(value)}, expected {exact_output.shape}")
                     continue
-                tallies.setdefault((implementation, output), Tally()).add(value, exact_part[output])
+                verdict = (budget_verdict(stem, output, part, value, exact_output)
+                           if implementation in BACKENDS else None)
+                tallies.setdefault((implementation, output), Tally()).add(value, exact_output, verdict)
     return tallies
 
 
@@ -378,8 +433,8 @@ def run_check(backends=None, peers=True, losses=None, dtypes=DTYPES, plot=None, 
     ``peers``: add the textbook formula, SciPy and PyTorch where installed; ``losses``: stems (ce, bce,
     gnll, kl, mse, lse), default all; ``dtypes``: float32 and/or float64; ``plot``: a PNG path for the
     error-against-magnitude figure (needs matplotlib).  Returns 0, or 2 with a message on stderr when
-    mpmath (or matplotlib for ``plot``) is missing or an option is invalid.  The report measures; the
-    test suite is what enforces the budget.
+    mpmath (or matplotlib for ``plot``) is missing or an option is invalid.  The report marks the cells of
+    the stableloss backends against the budget (:func:`budget_verdict`); the test suite enforces it.
     """
     out = sys.stdout if out is None else out
     if oracle is None:
@@ -449,7 +504,10 @@ def _header(implementations):
         f"stableloss {stableloss.__version__} check: the worst error against the mpmath oracle, in ulps of the "
         f"output dtype,",
         f"per element (reduction=\"none\", gradients of the sum), over the stability families of the test suite.",
-        f"Budget of stableloss: {BUDGET_ULP} ulp (exceptions in the notes at the end).",
+        f"Budget of stableloss: {budgets.BUDGET_ULP} ulp. Each cell of a stableloss backend is marked: ok, OVER, or "
+        f"ok ({KL_EXCEPTION}) / ok ({CE_EXCEPTION}) /",
+        f"ok ({GNLL_EXCEPTION}) where every element beyond the budget is within that documented exception (the "
+        f"notes at the end).",
         *textwrap.wrap("Implementations: " + ", ".join(kinds) + ".", 108),
         "A cell is the worst finite error; NaN xN / inf xN / finite xN count the results that are NaN / infinite /",
         "finite where the exact value is not: where an implementation breaks. '-': no part it supports.",
@@ -516,15 +574,21 @@ def _table(labels, implementations, rows):
 
 
 _NOTES = f"""
-Notes. stableloss promises <= {BUDGET_ULP} ulp for every element of the loss and each gradient, except:
-- float64 kl_div where log p and the input log q agree in their leading bits (|log p - log q| < |log q| / 2):
-  relative error <= 1e-12 (log p would be needed beyond double precision), so kl float64 shows more ulps;
-- float64 cross_entropy gradient with label smoothing or probability targets, g_j = A p_j - B_j: 4 ulp of the
-  larger term max(A p_j, B_j) where the two cancel, so those families can show more ulps of g_j itself.
-The test suite enforces these budgets; this report only measures. Peers are measured on the parts of a family
-whose options they have: textbook and scipy without weights, pos_weight, label smoothing, probability or
-ignored targets; scipy has no gaussian_nll_loss or mse_loss, nor kl_div with log_target; torch leaves out the
-var shapes it rejects. Textbook and scipy compute in the input's dtype, as a user's numpy code would.
+Notes. stableloss promises <= {budgets.BUDGET_ULP} ulp for every element of the loss and each gradient, except:
+- {KL_EXCEPTION}: float64 kl_div where log p and the input log q agree in their leading bits
+  (|log p - log q| < |log q| / 2): relative error <= {budgets.KL_CLOSE_RELATIVE:g} (log p would be needed beyond double
+  precision), so kl float64 shows more ulps;
+- {CE_EXCEPTION}: float64 cross_entropy gradient with label smoothing or probability targets, g_j = A p_j - B_j:
+  {budgets.BUDGET_ULP} ulp of the larger term max(A p_j, B_j) where the two cancel, so those families can show more ulps
+  of g_j itself;
+- {GNLL_EXCEPTION}: gaussian_nll_loss gradient w.r.t. a broadcast var (one per row, one shared along a
+  dimension, a Python float), a sum of per-element gradients (1/v - r_i^2)/2 of both signs that cancel near
+  the fitted variance: {budgets.BUDGET_ULP} ulp of sum_i |g_i|.
+The test suite enforces these budgets by the same rules as the marks. Peers have no budget and no mark; they
+are measured on the parts of a family whose options they have: textbook and scipy without weights,
+pos_weight, label smoothing, probability or ignored targets; scipy has no gaussian_nll_loss or mse_loss, nor
+kl_div with log_target; torch leaves out the var shapes it rejects. Textbook and scipy compute in the input's
+dtype, as a user's numpy code would.
 """
 
 
@@ -583,8 +647,8 @@ def _plot(path, dtype, exact, implementations):
             panel.plot(magnitudes[broken], height[broken], "X", color=color, markersize=8)
             panel.plot(magnitudes[zero & ~broken], height[zero & ~broken], "o", color=color, markersize=6,
                        markerfacecolor="none")
-        panel.axhline(BUDGET_ULP, color="grey", linestyle="--", linewidth=0.8)
-        panel.text(magnitudes[-1], BUDGET_ULP * 1.5, f"budget {BUDGET_ULP} ulp", color="grey", fontsize=8,
+        panel.axhline(budgets.BUDGET_ULP, color="grey", linestyle="--", linewidth=0.8)
+        panel.text(magnitudes[-1], budgets.BUDGET_ULP * 1.5, f"budget {budgets.BUDGET_ULP} ulp", color="grey", fontsize=8,
                    ha="right")
         panel.set_xscale("log")
         panel.set_yscale("log")

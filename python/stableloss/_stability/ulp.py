@@ -137,6 +137,16 @@ def _describe(index, inputs):
     return ", ".join(parts)
 
 
+def in_ulps_of_terms(err, exact, terms):
+    """The ulp errors ``err`` against ``exact`` counted instead in ulps of max(|exact|, terms), where both
+    are finite: the budget of an output that is a difference or a sum of terms that cancel (budgets.py)."""
+    finite = np.isfinite(exact.hi) & np.isfinite(err)
+    hi = np.where(finite, exact.hi, 0.0)
+    scale = np.maximum(np.abs(hi), np.where(finite, terms, 0.0))
+    with np.errstate(all="ignore"):
+        return np.where(finite, err * ulp(hi, exact.dtype) / ulp(scale, exact.dtype), err)
+
+
 def check(got, exact, max_ulp, *, key, family="", inputs=None, describe=None, relative=None, terms=None,
           n_report=10):
     """Assert that ``got`` is within ``max_ulp`` ulps of ``exact`` everywhere.
@@ -153,11 +163,7 @@ def check(got, exact, max_ulp, *, key, family="", inputs=None, describe=None, re
     assert got.dtype == exact.dtype, f"{key}: dtype {got.dtype}, expected {exact.dtype}"
     err = ulp_error(got, exact)
     if terms is not None:
-        finite = np.isfinite(exact.hi) & np.isfinite(err)
-        scale = np.maximum(np.abs(np.where(finite, exact.hi, 0.0)), np.where(finite, terms, 0.0))
-        with np.errstate(all="ignore"):
-            err = np.where(finite, err * ulp(np.where(finite, exact.hi, 0.0), exact.dtype) / ulp(scale, exact.dtype),
-                           err)
+        err = in_ulps_of_terms(err, exact, terms)
     bad = err > max_ulp
     rel_mask = None
     if relative is not None:

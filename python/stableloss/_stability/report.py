@@ -302,19 +302,9 @@ def _implementations(backends, peers):
 # The oracle, once per family and dtype
 
 def exact_family(stem, name, dtype):
-    """The rounded exact outputs (output -> :class:`ulp.Exact`) of every part of a family; None for a
-    part the oracle leaves undefined (lse of +inf or all -inf rows)."""
-    result = []
-    for part in families.build(family_stem(stem), name, dtype):
-        try:
-            values = oracle.exact_outputs(stem, part)
-        except ValueError:
-            if stem != "lse":
-                raise
-            result.append(None)
-            continue
-        result.append({output: ulp.exact_values(v, dtype) for output, v in values.items()})
-    return result
+    """The rounded exact outputs (output -> :class:`ulp.Exact`) of every part of a family."""
+    return [{output: ulp.exact_values(v, dtype) for output, v in oracle.exact_outputs(stem, part).items()}
+            for part in families.build(family_stem(stem), name, dtype)]
 
 
 def _oracle(tasks, progress):
@@ -403,8 +393,6 @@ def _measure(stem, name, dtype, exact, implementations, errors):
     filed in ``errors``."""
     tallies = {}
     for part, exact_part in zip(families.build(family_stem(stem), name, dtype), exact):
-        if exact_part is None:
-            continue
         for implementation in implementations:
             try:
                 got = _evaluate(implementation, stem, part)

@@ -1,0 +1,58 @@
+"""The ``torch.nn`` loss modules of stableloss.torch: torch's own classes (constructor arguments, the
+``weight``/``pos_weight`` buffers, ``state_dict``, ``.to()``, pickling, ``repr``) with a forward on the
+stableloss functions, and a keyword-only ``backend``."""
+
+import torch
+
+from . import _functional as F
+
+
+class _OnStableloss:
+    """The keyword-only ``backend`` of every module; the rest of the constructor is torch's."""
+
+    def __init__(self, *args, backend=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.backend = backend
+
+    def extra_repr(self):
+        shown = super().extra_repr()
+        return shown if self.backend is None else ", ".join(filter(None, [shown, f"backend={self.backend!r}"]))
+
+
+class CrossEntropyLoss(_OnStableloss, torch.nn.CrossEntropyLoss):
+    """:class:`torch.nn.CrossEntropyLoss` computed by :func:`stableloss.torch.cross_entropy`."""
+
+    def forward(self, input, target):
+        return F.cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                               reduction=self.reduction, label_smoothing=self.label_smoothing, backend=self.backend)
+
+
+class BCEWithLogitsLoss(_OnStableloss, torch.nn.BCEWithLogitsLoss):
+    """:class:`torch.nn.BCEWithLogitsLoss` computed by
+    :func:`stableloss.torch.binary_cross_entropy_with_logits`."""
+
+    def forward(self, input, target):
+        return F.binary_cross_entropy_with_logits(input, target, self.weight, reduction=self.reduction,
+                                                  pos_weight=self.pos_weight, backend=self.backend)
+
+
+class GaussianNLLLoss(_OnStableloss, torch.nn.GaussianNLLLoss):
+    """:class:`torch.nn.GaussianNLLLoss` computed by :func:`stableloss.torch.gaussian_nll_loss`."""
+
+    def forward(self, input, target, var):
+        return F.gaussian_nll_loss(input, target, var, full=self.full, eps=self.eps, reduction=self.reduction,
+                                   backend=self.backend)
+
+
+class KLDivLoss(_OnStableloss, torch.nn.KLDivLoss):
+    """:class:`torch.nn.KLDivLoss` computed by :func:`stableloss.torch.kl_div`."""
+
+    def forward(self, input, target):
+        return F.kl_div(input, target, reduction=self.reduction, log_target=self.log_target, backend=self.backend)
+
+
+class MSELoss(_OnStableloss, torch.nn.MSELoss):
+    """:class:`torch.nn.MSELoss` computed by :func:`stableloss.torch.mse_loss`."""
+
+    def forward(self, input, target):
+        return F.mse_loss(input, target, reduction=self.reduction, backend=self.backend)

@@ -1,0 +1,375 @@
+"""The custom operators behind stableloss.torch, one per public function (``stableloss::<name>``).
+
+Each operator calls the numpy API on views of its CPU tensors (``Tensor.numpy()``, no copy) and returns
+the loss followed by one gradient per differentiable argument, all from the same kernel call, as
+tensors viewing the numpy results (``torch.from_numpy``, no copy).  A gradient is that of the returned
+(reduced) loss, or of its sum for ``reduction="none"``; where its ``want`` flag is False the kernel
+computes none and the operator returns an empty tensor in its place.  ``backend`` is a backend name,
+or "" for the default.
+
+Registered as custom operators, with a fake implementation giving the output shapes, so that
+``torch.compile(fullgraph=True)`` traces them as single nodes; the autograd formula scales the saved
+gradients by the incoming one (no second pass over the data).  The gradients are constants of the
+graph, so a second derivative would be silently wrong: a backward run with ``create_graph=True``
+raises instead.
+"""
+
+import numpy as np
+import torch
+
+import stableloss
+from stableloss import _api, _validate as check
+
+
+def _array(tensor):
+    """A tensor's numpy view (None stays None)."""
+    return None if tensor is None else tensor.numpy()
+
+
+def _tensor(array):
+    """A numpy result as a tensor viewing it (a reduced loss: a 0-d tensor)."""
+    return torch.from_numpy(np.asarray(array))
+
+
+def _empty(like):
+    """The stand-in for a gradient that was not wanted."""
+    return like.new_empty(0)
+
+
+def _define(name, schema, impl, fake, backward, setup_context):
+    op = torch.library.custom_op(f"stableloss::{name}", impl, mutates_args=(), schema=schema)
+    op.register_fake(fake)
+    op.register_autograd(backward, setup_context=setup_context)
+    return op
+
+
+def _first_order(name):
+    """Refuse a backward pass that builds a graph (``create_graph=True``): the saved gradients are
+    constants, so the second-order terms would be silently missing."""
+    if torch.is_grad_enabled():
+        raise RuntimeError(f"stableloss.torch.{name}: double backward (create_graph=True) is not supported: "
+                           f"the gradient comes from the fused kernel as a value, without a graph of its own; "
+                           f"use torch.nn.functional.{name} where second derivatives are needed")
+
+
+def _save(ctx, inputs, names, saved, keep=()):
+    """setup_context of every operator: the tensors ``saved`` for backward (gradients of the outputs,
+    or an output), then the input tensors named in ``keep`` (only those: a kept input, such as the logits,
+    would otherwise live until backward); the scalar arguments by name, and every tensor's shape and
+    dtype."""
+    args = dict(zip(names, inputs))
+    ctx.save_for_backward(*saved, *(args[name] for name in keep))
+    ctx.args = {name: value for name, value in args.items() if not isinstance(value, torch.Tensor)}
+    ctx.shapes = {name: value.shape for name, value in args.items() if isinstance(value, torch.Tensor)}
+    ctx.dtypes = {name: value.dtype for name, value in args.items() if isinstance(value, torch.Tensor)}
+
+
+def _save_grads(names, keep=lambda inputs: ()):
+    """The setup_context of an operator whose outputs after the loss are gradients (never
+    differentiated themselves); ``keep(inputs)`` names the inputs its backward also needs."""
+    def setup_context(ctx, inputs, output):
+        ctx.mark_non_differentiable(*output[1:])
+        _save(ctx, inputs, names, output[1:], keep(inputs))
+    return setup_context
+
+
+def _scaled(grad, grad_loss, dtype):
+    """The saved gradient ``grad`` times the incoming one (already aligned with it), in ``dtype``."""
+    return (grad * grad_loss).to(dtype)
+
+
+def _reduced_shape(reduction, shape):
+    return shape if reduction == "none" else ()
+
+
+# ---------------------------------------------------------------------------------------------------
+# cross_entropy
+
+_CE = ("input", "target", "weight", "ignore_index", "reduction", "label_smoothing", "backend", "want_input")
+
+
+def _ce_impl(input, target, weight, ignore_index, reduction, label_smoothing, backend, want_input):
+    result = stableloss.cross_entropy(input.numpy(), target.numpy(), _array(weight), ignore_index, reduction,
+                                      label_smoothing, backend=backend or None, return_grad=want_input)
+    return (_tensor(result[0]), _tensor(result[1])) if want_input else (_tensor(result), _empty(input))
+
+
+def _ce_row_shape(input):
+    """The shape of the per-position losses: the input's without its class axis (1, or 0 for (C,))."""
+    return input.shape[:1] + input.shape[2:] if input.dim() >= 2 else ()
+
+
+def _ce_fake(input, target, weight, ignore_index, reduction, label_smoothing, backend, want_input):
+    return (input.new_empty(_reduced_shape(reduction, _ce_row_shape(input))),
+            input.new_empty(input.shape) if want_input else _empty(input))
+
+
+def _ce_backward(ctx, grad_loss, _):
+    _first_order("cross_entropy")
+    (grad,) = ctx.saved_tensors
+    if ctx.args["reduction"] == "none" and len(ctx.shapes["input"]) >= 2:
+        grad_loss = grad_loss.unsqueeze(1)  # one loss per position, along the class axis
+    return (_scaled(grad, grad_loss, ctx.dtypes["input"]),) + (None,) * (len(_CE) - 1)
+
+
+cross_entropy = _define(
+    "cross_entropy",
+    "(Tensor input, Tensor target, Tensor? weight, int ignore_index, str reduction, float label_smoothing, "
+    "str backend, bool want_input) -> (Tensor, Tensor)",
+    _ce_impl, _ce_fake, _ce_backward, _save_grads(_CE))
+
+
+# ---------------------------------------------------------------------------------------------------
+# binary_cross_entropy_with_logits
+
+_BCE = ("input", "target", "weight", "reduction", "pos_weight", "backend", "want_input")
+
+
+def _bce_impl(input, target, weight, reduction, pos_weight, backend, want_input):
+    result = stableloss.binary_cross_entropy_with_logits(input.numpy(), target.numpy(), _array(weight), reduction,
+                                                         _array(pos_weight), backend=backend or None,
+                                                         return_grad=want_input)
+    return (_tensor(result[0]), _tensor(result[1])) if want_input else (_tensor(result), _empty(input))
+
+
+def _elementwise_fake(input, reduction, want_input):
+    return (input.new_empty(_reduced_shape(reduction, input.shape)),
+            input.new_empty(input.shape) if want_input else _empty(input))
+
+
+def _bce_backward(ctx, grad_loss, _):
+    _first_order("binary_cross_entropy_with_logits")
+    (grad,) = ctx.saved_tensors
+    return (_scaled(grad, grad_loss, ctx.dtypes["input"]),) + (None,) * (len(_BCE) - 1)
+
+
+binary_cross_entropy_with_logits = _define(
+    "binary_cross_entropy_with_logits",
+    "(Tensor input, Tensor target, Tensor? weight, str reduction, Tensor? pos_weight, str backend, "
+    "bool want_input) -> (Tensor, Tensor)",
+    _bce_impl, lambda input, target, weight, reduction, pos_weight, backend, want: _elementwise_fake(
+        input, reduction, want),
+    _bce_backward, _save_grads(_BCE))
+
+
+# ---------------------------------------------------------------------------------------------------
+# gaussian_nll_loss: var a tensor, or (var None) the Python float var_value
+
+_GNLL = ("input", "target", "var", "var_value", "full", "eps", "reduction", "backend", "want_input", "want_var")
+
+
+def _gnll_impl(input, target, var, var_value, full, eps, reduction, backend, want_input, want_var):
+    x = input.numpy()
+    if var is None:
+        var_arg = var_value
+    elif want_var and reduction == "none":  # per element, so that backward can weigh each by its grad_loss
+        var_arg = check.gnll_var("gaussian_nll_loss", var.numpy(), x)[0]
+    else:
+        var_arg = var.numpy()
+    want = want_input or want_var
+    result = stableloss.gaussian_nll_loss(x, target.numpy(), var_arg, full, eps, reduction,
+                                          backend=backend or None, return_grad=want)
+    if not want:
+        return _tensor(result), _empty(input), _empty(input)
+    loss, (grad_input, grad_var) = result
+    return (_tensor(loss), _tensor(grad_input) if want_input else _empty(input),
+            _tensor(grad_var) if want_var else _empty(input))
+
+
+def _gnll_fake(input, target, var, var_value, full, eps, reduction, backend, want_input, want_var):
+    var_grad_shape = input.shape if reduction == "none" else var.shape if var is not None else ()
+    return (input.new_empty(_reduced_shape(reduction, input.shape)),
+            input.new_empty(input.shape) if want_input else _empty(input),
+            input.new_empty(var_grad_shape) if want_var else _empty(input))
+
+
+def _gnll_backward(ctx, grad_loss, *_):
+    _first_order("gaussian_nll_loss")
+    grad_input, grad_var = ctx.saved_tensors
+    grads = dict.fromkeys(_GNLL)
+    if ctx.needs_input_grad[0]:
+        grads["input"] = _scaled(grad_input, grad_loss, ctx.dtypes["input"])
+    if "var" in ctx.shapes and ctx.needs_input_grad[2]:
+        grad_var = grad_var * grad_loss
+        if ctx.args["reduction"] == "none":  # per element: summed where var is broadcast
+            grad_var = _sum_to_var(grad_var, ctx.shapes["var"], ctx.shapes["input"])
+        grads["var"] = grad_var.to(ctx.dtypes["var"])
+    return tuple(grads.values())
+
+
+def _sum_to_var(grad, var_shape, input_shape):
+    """A per-element gradient summed over the elements that share a variance (PyTorch's var shapes)."""
+    if tuple(var_shape) == tuple(input_shape)[:-1] and tuple(var_shape) != tuple(input_shape):
+        return grad.sum(-1)  # one variance per row
+    return grad.sum_to_size(var_shape)
+
+
+gaussian_nll_loss = _define(
+    "gaussian_nll_loss",
+    "(Tensor input, Tensor target, Tensor? var, float var_value, bool full, float eps, str reduction, "
+    "str backend, bool want_input, bool want_var) -> (Tensor, Tensor, Tensor)",
+    _gnll_impl, _gnll_fake, _gnll_backward, _save_grads(_GNLL))
+
+
+# ---------------------------------------------------------------------------------------------------
+# kl_div: the input's gradient from the kernel; the target's, where wanted, from its formula
+
+_KL = ("input", "target", "reduction", "log_target", "backend", "want_input")
+
+
+def _kl_impl(input, target, reduction, log_target, backend, want_input):
+    result = stableloss.kl_div(input.numpy(), target.numpy(), reduction, log_target, backend=backend or None,
+                               return_grad=want_input)
+    return (_tensor(result[0]), _tensor(result[1])) if want_input else (_tensor(result), _empty(input))
+
+
+def _kl_backward(ctx, grad_loss, _):
+    _first_order("kl_div")
+    grad, *kept = ctx.saved_tensors
+    grads = dict.fromkeys(_KL)
+    if ctx.needs_input_grad[0]:
+        grads["input"] = _scaled(grad, grad_loss, ctx.dtypes["input"])
+    if ctx.needs_input_grad[1]:
+        input, target = kept
+        grads["target"] = _kl_target_grad(input, target, ctx.args["reduction"], ctx.args["log_target"],
+                                          grad_loss).sum_to_size(ctx.shapes["target"]).to(ctx.dtypes["target"])
+    return tuple(grads.values())
+
+
+def _kl_target_grad(input, target, reduction, log_target, grad_loss):
+    """d/dt of the returned loss: log p + 1 - log q per term (log_target: e^lp (lp + 1 - log q)),
+    scaled by the reduction and the incoming gradient."""
+    input, target = torch.broadcast_tensors(input, target.to(input.dtype))
+    if log_target:
+        term = torch.exp(target) * (target - input + 1)
+    else:
+        term = torch.log(target) - input + 1
+    denominator = {"mean": input.numel(), "batchmean": input.shape[0] if input.dim() else 1}.get(reduction, 1)
+    return term * (grad_loss / denominator)
+
+
+kl_div = _define(
+    "kl_div",
+    "(Tensor input, Tensor target, str reduction, bool log_target, str backend, bool want_input) -> (Tensor, Tensor)",
+    _kl_impl, lambda input, target, reduction, log_target, backend, want: _elementwise_fake(input, reduction, want),
+    _kl_backward, _save_grads(_KL, keep=lambda inputs: ("input", "target") if inputs[1].requires_grad else ()))
+
+
+# ---------------------------------------------------------------------------------------------------
+# mse_loss: the target's gradient is minus the input's
+
+_MSE = ("input", "target", "reduction", "weight", "backend", "want_grad")
+
+
+def _mse_impl(input, target, reduction, weight, backend, want_grad):
+    result = stableloss.mse_loss(input.numpy(), target.numpy(), reduction, _array(weight),
+                                 backend=backend or None, return_grad=want_grad)
+    return (_tensor(result[0]), _tensor(result[1])) if want_grad else (_tensor(result), _empty(input))
+
+
+def _mse_backward(ctx, grad_loss, _):
+    _first_order("mse_loss")
+    (grad,) = ctx.saved_tensors
+    grads = dict.fromkeys(_MSE)
+    scaled = grad * grad_loss
+    if ctx.needs_input_grad[0]:
+        grads["input"] = scaled.to(ctx.dtypes["input"])
+    if ctx.needs_input_grad[1]:
+        grads["target"] = (-scaled).sum_to_size(ctx.shapes["target"]).to(ctx.dtypes["target"])
+    return tuple(grads.values())
+
+
+mse_loss = _define(
+    "mse_loss",
+    "(Tensor input, Tensor target, str reduction, Tensor? weight, str backend, bool want_grad) -> (Tensor, Tensor)",
+    _mse_impl, lambda input, target, reduction, weight, backend, want: _elementwise_fake(input, reduction, want),
+    _mse_backward, _save_grads(_MSE))
+
+
+# ---------------------------------------------------------------------------------------------------
+# logsumexp, log_softmax, softmax (one dim; the public functions fold several dims into one)
+
+_LSE = ("input", "dim", "keepdim", "backend", "want_input")
+
+
+def _rows(input, dim, backend, wanted):
+    """The lse kernel's outputs ``wanted`` for the rows along ``dim``, in the input's layout (lse: the
+    input's shape without ``dim``)."""
+    outputs, restore, axis = _api._lse_call("stableloss.torch", input.numpy(), dim, None, backend or None, wanted)
+    shape = tuple(input.shape)
+    return [torch.from_numpy(out.reshape(shape[:axis] + shape[axis + 1:]) if name == "lse" else restore(out))
+            for name, out in zip(wanted, outputs)]
+
+
+def _lse_impl(input, dim, keepdim, backend, want_input):
+    value, *softmax = _rows(input, dim, backend, ("lse", "softmax") if want_input else ("lse",))
+    value = value.unsqueeze(dim) if keepdim else value
+    return value, softmax[0] if want_input else _empty(input)
+
+
+def _lse_fake(input, dim, keepdim, backend, want_input):
+    shape = list(input.shape)
+    if keepdim:
+        shape[dim] = 1
+    else:
+        del shape[dim]
+    return input.new_empty(shape), input.new_empty(input.shape) if want_input else _empty(input)
+
+
+def _lse_backward(ctx, grad_loss, _):
+    _first_order("logsumexp")
+    (softmax,) = ctx.saved_tensors
+    if not ctx.args["keepdim"]:
+        grad_loss = grad_loss.unsqueeze(ctx.args["dim"])
+    return (_scaled(softmax, grad_loss, ctx.dtypes["input"]),) + (None,) * (len(_LSE) - 1)
+
+
+logsumexp = _define(
+    "logsumexp", "(Tensor input, int dim, bool keepdim, str backend, bool want_input) -> (Tensor, Tensor)",
+    _lse_impl, _lse_fake, _lse_backward, _save_grads(_LSE))
+
+_SOFTMAX = ("input", "dim", "backend", "want_input")
+
+
+def _log_softmax_impl(input, dim, backend, want_input):
+    log_softmax, *softmax = _rows(input, dim, backend, ("log_softmax", "softmax") if want_input else ("log_softmax",))
+    return log_softmax, softmax[0] if want_input else _empty(input)
+
+
+def _log_softmax_backward(ctx, grad_out, _):
+    """d log_softmax_j / dx_i = [i = j] - softmax_i: g - softmax sum_j g_j."""
+    _first_order("log_softmax")
+    (softmax,) = ctx.saved_tensors
+    grad = grad_out - softmax * grad_out.sum(ctx.args["dim"], keepdim=True)
+    return (grad.to(ctx.dtypes["input"]),) + (None,) * (len(_SOFTMAX) - 1)
+
+
+log_softmax = _define(
+    "log_softmax", "(Tensor input, int dim, str backend, bool want_input) -> (Tensor, Tensor)",
+    _log_softmax_impl,
+    lambda input, dim, backend, want: (input.new_empty(input.shape),
+                                       input.new_empty(input.shape) if want else _empty(input)),
+    _log_softmax_backward, _save_grads(_SOFTMAX))
+
+
+_SOFTMAX_ONLY = ("input", "dim", "backend")
+
+
+def _softmax_impl(input, dim, backend):
+    return _rows(input, dim, backend, ("softmax",))[0]
+
+
+def _softmax_save(ctx, inputs, output):
+    _save(ctx, inputs, _SOFTMAX_ONLY, (output,))
+
+
+def _softmax_backward(ctx, grad_out):
+    """d softmax_j / dx_i = softmax_j ([i = j] - softmax_i): softmax (g - sum_j g_j softmax_j)."""
+    _first_order("softmax")
+    (softmax,) = ctx.saved_tensors
+    grad = softmax * (grad_out - (grad_out * softmax).sum(ctx.args["dim"], keepdim=True))
+    return grad.to(ctx.dtypes["input"]), None, None
+
+
+softmax = _define("softmax", "(Tensor input, int dim, str backend) -> Tensor", _softmax_impl,
+                  lambda input, dim, backend: input.new_empty(input.shape), _softmax_backward, _softmax_save)

@@ -21,6 +21,18 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 SECTIONS = ("Parameters", "Returns", "Notes", "Examples")
 
 
+def _torch_functions():
+    """The functions of stableloss.torch, where torch is installed."""
+    try:
+        import stableloss.torch as adapter
+    except ImportError:
+        return []
+    return [getattr(adapter, name) for name in adapter.__all__ if inspect.isfunction(getattr(adapter, name))]
+
+
+PUBLIC_FUNCTIONS = [getattr(stableloss, name) for name in stableloss.__all__] + _torch_functions()
+
+
 def _sections(doc):
     """Names of the numpydoc sections of a docstring (a title line underlined with dashes)."""
     lines = inspect.cleandoc(doc).splitlines()
@@ -40,9 +52,9 @@ def _required(func):
     return required
 
 
-@pytest.mark.parametrize("name", stableloss.__all__)
-def test_numpydoc_sections(name):
-    func = getattr(stableloss, name)
+@pytest.mark.parametrize("func", PUBLIC_FUNCTIONS, ids=lambda f: f"{f.__module__}.{f.__name__}")
+def test_numpydoc_sections(func):
+    name = func.__name__
     doc = inspect.getdoc(func)
     assert doc, f"{name} has no docstring"
     summary = doc.splitlines()[0]
@@ -51,9 +63,9 @@ def test_numpydoc_sections(name):
     assert not missing, f"{name}: docstring lacks the sections {sorted(missing)}"
 
 
-@pytest.mark.parametrize("name", stableloss.__all__)
-def test_documents_every_parameter(name):
-    func = getattr(stableloss, name)
+@pytest.mark.parametrize("func", PUBLIC_FUNCTIONS, ids=lambda f: f"{f.__module__}.{f.__name__}")
+def test_documents_every_parameter(func):
+    name = func.__name__
     doc = inspect.getdoc(func) or ""
     documented = set(re.findall(r"^(\w+)\s*:", doc, flags=re.MULTILINE))
     missing = [p for p in inspect.signature(func).parameters if p not in documented]
@@ -61,12 +73,13 @@ def test_documents_every_parameter(name):
 
 
 def _public_modules():
-    return sorted({inspect.getmodule(getattr(stableloss, name)).__file__ for name in stableloss.__all__})
+    return sorted({inspect.getmodule(func).__file__ for func in PUBLIC_FUNCTIONS})
 
 
 def test_docstring_examples_run(backend):
-    """The doctests of the modules defining the public names (stableloss._api, stableloss._dispatch),
-    with each backend as the default (STABLELOSS_BACKEND)."""
+    """The doctests of the modules defining the public functions (stableloss._api, stableloss._dispatch,
+    and stableloss.torch._functional where torch is installed), with each backend as the default
+    (STABLELOSS_BACKEND)."""
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(ROOT),
          "-c", str(ROOT / "pyproject.toml"), "--doctest-modules", *_public_modules()],

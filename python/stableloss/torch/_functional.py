@@ -64,9 +64,48 @@ def _prepare(func, input, **others):
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
                   label_smoothing=0.0, *, backend=None):
-    """:func:`torch.nn.functional.cross_entropy` on the stableloss kernels (:func:`stableloss.cross_entropy`).
+    r"""Cross-entropy of logit tensors: :func:`torch.nn.functional.cross_entropy` on the stableloss kernels.
 
-    Differentiable w.r.t. ``input``; the loss keeps full relative accuracy where torch rounds it to 0.
+    Parameters
+    ----------
+    input : Tensor
+        Logits ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dk)`` on the CPU, float32 or float64 (float16
+        and bfloat16 compute in float32).  Differentiable.
+    target : Tensor
+        Class indices (an integer tensor) or class probabilities (the input's shape).
+    weight : Tensor, optional
+        Per-class weights ``(C,)``.
+    size_average : bool, optional
+        Deprecated, as in torch: sets ``reduction`` together with ``reduce``.
+    reduce : bool, optional
+        Deprecated, as in torch.
+    ignore_index : int, default -100
+    reduction : {"mean", "sum", "none"}
+    label_smoothing : float, default 0.0
+    backend : {"c", "numba", "numpy"}, optional
+        Default: the first of :func:`stableloss.available_backends`.
+
+    Returns
+    -------
+    Tensor
+        The loss in the input's dtype, differentiable w.r.t. ``input``.
+
+    Notes
+    -----
+    :math:`L = -w_y \log p_y` with :math:`p = \operatorname{softmax}(x)`, gradient
+    :math:`w_y (p_j - [j = y])` (with label smoothing and probability targets as
+    :func:`stableloss.cross_entropy` details, with its stable rewrite), from the same kernel call as
+    the loss; backward scales the saved gradient.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import stableloss.torch as F
+    >>> x = torch.tensor([[40.0, 0.0, 0.0]], requires_grad=True)
+    >>> loss = F.cross_entropy(x, torch.tensor([0]))
+    >>> loss.backward()
+    >>> loss.item(), x.grad[0, 1].item()  # torch.nn.functional gives 0.0 and 0.0
+    (8.4967...e-18, 4.2483...e-18)
     """
     func = "cross_entropy"
     reduction = _reduction_of(size_average, reduce, reduction)
@@ -79,8 +118,44 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
 
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None, reduction="mean",
                                      pos_weight=None, *, backend=None):
-    """:func:`torch.nn.functional.binary_cross_entropy_with_logits` on the stableloss kernels
-    (:func:`stableloss.binary_cross_entropy_with_logits`).  Differentiable w.r.t. ``input``."""
+    r"""BCE of logit tensors: :func:`torch.nn.functional.binary_cross_entropy_with_logits`, stableloss's kernels.
+
+    Parameters
+    ----------
+    input : Tensor
+        Logits on the CPU, float32 or float64 (float16 and bfloat16 compute in float32).  Differentiable.
+    target : Tensor
+        Labels in [0, 1], the input's shape.
+    weight : Tensor, optional
+        Broadcastable to the input.
+    size_average : bool, optional
+        Deprecated, as in torch: sets ``reduction`` together with ``reduce``.
+    reduce : bool, optional
+        Deprecated, as in torch.
+    reduction : {"mean", "sum", "none"}
+    pos_weight : Tensor, optional
+        Weight of the positive term, broadcastable to the input (class axis last).
+    backend : {"c", "numba", "numpy"}, optional
+        Default: the first of :func:`stableloss.available_backends`.
+
+    Returns
+    -------
+    Tensor
+        The loss in the input's dtype, differentiable w.r.t. ``input``.
+
+    Notes
+    -----
+    :math:`\ell = w\,[\omega y\,\operatorname{sp}(-x) + (1 - y)\,\operatorname{sp}(x)]`, gradient
+    :math:`w\,[(1 - y)\sigma(x) - \omega y\,\sigma(-x)]`, as :func:`stableloss.binary_cross_entropy_with_logits`
+    (a sum of non-negative terms; the limits at :math:`x = \pm\infty`).
+
+    Examples
+    --------
+    >>> import torch
+    >>> import stableloss.torch as F
+    >>> F.binary_cross_entropy_with_logits(torch.tensor([-40.0]), torch.tensor([0.0])).item()
+    4.2483...e-18
+    """
     func = "binary_cross_entropy_with_logits"
     reduction = _reduction_of(size_average, reduce, reduction)
     x, other = _prepare(func, input, target=target, weight=weight, pos_weight=pos_weight)
@@ -91,8 +166,43 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
 
 
 def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean", *, backend=None):
-    """:func:`torch.nn.functional.gaussian_nll_loss` on the stableloss kernels
-    (:func:`stableloss.gaussian_nll_loss`).  Differentiable w.r.t. ``input`` and ``var``."""
+    r"""Gaussian NLL of tensors: :func:`torch.nn.functional.gaussian_nll_loss` on the stableloss kernels.
+
+    Parameters
+    ----------
+    input : Tensor
+        Predicted means on the CPU, float32 or float64 (float16 and bfloat16 compute in float32).
+        Differentiable.
+    target : Tensor
+        Observations, broadcastable to the input.
+    var : Tensor or float
+        Variances in PyTorch's shapes (the input's; without its last dimension; with one dimension of
+        size 1), or a Python float.  Differentiable.
+    full : bool, default False
+    eps : float, default 1e-6
+    reduction : {"mean", "sum", "none"}
+    backend : {"c", "numba", "numpy"}, optional
+        Default: the first of :func:`stableloss.available_backends`.
+
+    Returns
+    -------
+    Tensor
+        The loss in the input's dtype, differentiable w.r.t. ``input`` and ``var``.
+
+    Notes
+    -----
+    With :math:`v = \max(\mathrm{var}, \epsilon)` and :math:`d = \mu - t`:
+    :math:`\ell = \tfrac12(\log v + d^2/v)`, gradients :math:`d/v` and
+    :math:`\tfrac12(1/v - d^2/v^2)` (straight through the clamp), as :func:`stableloss.gaussian_nll_loss`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import stableloss.torch as F
+    >>> F.gaussian_nll_loss(torch.tensor([1e200], dtype=torch.float64), torch.zeros(1, dtype=torch.float64),
+    ...                     torch.tensor([1e300], dtype=torch.float64)).item()  # torch: inf
+    5e+99
+    """
     func = "gaussian_nll_loss"
     var_value = 0.0
     if isinstance(var, numbers.Real) and not isinstance(var, bool):
@@ -105,10 +215,44 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
 
 
 def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False, *, backend=None):
-    """:func:`torch.nn.functional.kl_div` on the stableloss kernels (:func:`stableloss.kl_div`).
+    r"""KL divergence of tensors: :func:`torch.nn.functional.kl_div` on the stableloss kernels.
 
-    Differentiable w.r.t. ``input`` (from the kernel) and ``target`` (its formula, evaluated in backward
-    only where the target requires grad).  ``reduction="mean"`` warns as torch does.
+    Parameters
+    ----------
+    input : Tensor
+        Log-probabilities :math:`\log q` on the CPU, float32 or float64 (float16 and bfloat16 compute in
+        float32).  Differentiable.
+    target : Tensor
+        Probabilities :math:`p` (or :math:`\log p` with ``log_target``), broadcastable to the input.
+        Differentiable.
+    size_average : bool, optional
+        Deprecated, as in torch: sets ``reduction`` together with ``reduce``.
+    reduce : bool, optional
+        Deprecated, as in torch.
+    reduction : {"mean", "batchmean", "sum", "none"}
+        ``"mean"`` warns as torch does (``"batchmean"`` is the divergence per sample).
+    log_target : bool, default False
+    backend : {"c", "numba", "numpy"}, optional
+        Default: the first of :func:`stableloss.available_backends`.
+
+    Returns
+    -------
+    Tensor
+        The loss in the input's dtype, differentiable w.r.t. ``input`` and ``target``.
+
+    Notes
+    -----
+    :math:`\ell = p(\log p - \log q)`, gradient :math:`-p` w.r.t. the input (from the kernel) and
+    :math:`\log p + 1 - \log q` w.r.t. ``target`` (:math:`e^{\log p}(\log p + 1 - \log q)` with
+    ``log_target``; evaluated in backward, only where the target requires grad).  A term with
+    :math:`p = 0` is 0 with gradient 0 also against :math:`\log q = -\infty`, as :func:`stableloss.kl_div`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import stableloss.torch as F
+    >>> F.kl_div(torch.tensor([[-float("inf"), 0.0]]), torch.tensor([[0.0, 1.0]]), reduction="batchmean").item()
+    0.0
     """
     func = "kl_div"
     if size_average is None and reduce is None and reduction == "mean":
@@ -123,8 +267,41 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
 
 
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None, *, backend=None):
-    """:func:`torch.nn.functional.mse_loss` on the stableloss kernels (:func:`stableloss.mse_loss`).
-    Differentiable w.r.t. ``input`` and ``target``."""
+    r"""Mean squared error of tensors: :func:`torch.nn.functional.mse_loss` on the stableloss kernels.
+
+    Parameters
+    ----------
+    input : Tensor
+        On the CPU, float32 or float64 (float16 and bfloat16 compute in float32).  Differentiable.
+    target : Tensor
+        Broadcastable to the input.  Differentiable.
+    size_average : bool, optional
+        Deprecated, as in torch: sets ``reduction`` together with ``reduce``.
+    reduce : bool, optional
+        Deprecated, as in torch.
+    reduction : {"mean", "sum", "none"}
+    weight : Tensor, optional
+        Element weights of the input's shape.
+    backend : {"c", "numba", "numpy"}, optional
+        Default: the first of :func:`stableloss.available_backends`.
+
+    Returns
+    -------
+    Tensor
+        The loss in the input's dtype, differentiable w.r.t. ``input`` and ``target``.
+
+    Notes
+    -----
+    :math:`\ell = w (x - t)^2`, gradient :math:`2 w (x - t)` w.r.t. the input and its opposite w.r.t.
+    the target, as :func:`stableloss.mse_loss` (the square formed without overflow in float32).
+
+    Examples
+    --------
+    >>> import torch
+    >>> import stableloss.torch as F
+    >>> F.mse_loss(torch.tensor([1e19]), torch.zeros(1)).item()  # torch: inf
+    9.9999996...e+37
+    """
     func = "mse_loss"
     reduction = _reduction_of(size_average, reduce, reduction)
     x, other = _prepare(func, input, target=target, weight=weight)
@@ -135,9 +312,34 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
 
 
 def logsumexp(input, dim, keepdim=False, *, backend=None):
-    """:func:`torch.logsumexp` on the stableloss kernels (:func:`stableloss.logsumexp`); ``dim`` an int
-    or a sequence of ints.  Differentiable w.r.t. ``input`` (the gradient is the softmax the kernel
-    wrote in the same call)."""
+    r"""Log of the sum of exponentials along dims: :func:`torch.logsumexp` on the stableloss kernels.
+
+    Parameters
+    ----------
+    input : Tensor
+        On the CPU, float32 or float64 (float16 and bfloat16 compute in float32).  Differentiable.
+    dim : int or sequence of int
+    keepdim : bool, default False
+    backend : {"c", "numba", "numpy"}, optional
+        Default: the first of :func:`stableloss.available_backends`.
+
+    Returns
+    -------
+    Tensor
+        In the input's dtype, differentiable w.r.t. ``input``.
+
+    Notes
+    -----
+    :math:`a + \operatorname{log1p}(\sum_{j \ne k} e^{x_j - a})` with :math:`a = x_k` the maximum, as
+    :func:`stableloss.logsumexp`; the gradient, the softmax, comes from the same kernel call.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import stableloss.torch as F
+    >>> F.logsumexp(torch.tensor([[0.0, -40.0], [-float("inf"), -float("inf")]], dtype=torch.float64), 1)
+    tensor([4.2484e-18,       -inf], dtype=torch.float64)
+    """
     _on_cpu("logsumexp", input=input)
     x = _kernel_dtype(input, input.dtype)
     dims = sorted(d % max(x.dim(), 1) for d in ((dim,) if isinstance(dim, int) else dim))
@@ -166,8 +368,38 @@ def _softmax_dim(func, input, dim, stacklevel, dtype):
 
 
 def log_softmax(input, dim=None, _stacklevel=3, dtype=None, *, backend=None):
-    """:func:`torch.nn.functional.log_softmax` on the stableloss kernels (:func:`stableloss.log_softmax`).
-    Differentiable w.r.t. ``input`` (the backward uses the softmax written in the same call)."""
+    r"""Log-softmax along a dim: :func:`torch.nn.functional.log_softmax` on the stableloss kernels.
+
+    Parameters
+    ----------
+    input : Tensor
+        On the CPU, float32 or float64 (float16 and bfloat16 compute in float32).  Differentiable.
+    dim : int, optional
+        None: torch's implicit choice, with its warning.
+    _stacklevel : int, default 3
+        As in torch (the warning's stack level).
+    dtype : torch.dtype, optional
+        Cast the input to it first, as torch does.
+    backend : {"c", "numba", "numpy"}, optional
+        Default: the first of :func:`stableloss.available_backends`.
+
+    Returns
+    -------
+    Tensor
+        The input's shape and dtype, differentiable w.r.t. ``input``.
+
+    Notes
+    -----
+    :math:`z_j - \operatorname{log1p}(s)` (:func:`stableloss.log_softmax`); the gradient
+    :math:`g_j - p_j \sum_i g_i` uses the softmax :math:`p` the kernel wrote in the same call.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import stableloss.torch as F
+    >>> F.log_softmax(torch.tensor([40.0, 0.0], dtype=torch.float64), 0)
+    tensor([-4.2484e-18, -4.0000e+01], dtype=torch.float64)
+    """
     input, dim = _softmax_dim("log_softmax", input, dim, _stacklevel, dtype)
     x = _kernel_dtype(input, input.dtype)
     out, _ = _ops.log_softmax(x, dim, backend or "", _wants(x))
@@ -175,7 +407,37 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None, *, backend=None):
 
 
 def softmax(input, dim=None, _stacklevel=3, dtype=None, *, backend=None):
-    """:func:`torch.nn.functional.softmax` on the stableloss kernels (:func:`stableloss.softmax`).
-    Differentiable w.r.t. ``input``."""
+    r"""Softmax along a dim: :func:`torch.nn.functional.softmax` on the stableloss kernels.
+
+    Parameters
+    ----------
+    input : Tensor
+        On the CPU, float32 or float64 (float16 and bfloat16 compute in float32).  Differentiable.
+    dim : int, optional
+        None: torch's implicit choice, with its warning.
+    _stacklevel : int, default 3
+        As in torch (the warning's stack level).
+    dtype : torch.dtype, optional
+        Cast the input to it first, as torch does.
+    backend : {"c", "numba", "numpy"}, optional
+        Default: the first of :func:`stableloss.available_backends`.
+
+    Returns
+    -------
+    Tensor
+        The input's shape and dtype, differentiable w.r.t. ``input``.
+
+    Notes
+    -----
+    :math:`e^{z_j}/(1 + s)` (:func:`stableloss.softmax`); the gradient
+    :math:`p_j (g_j - \sum_i g_i p_i)` uses the saved output.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import stableloss.torch as F
+    >>> F.softmax(torch.tensor([0.0, 3.0]).log(), 0)
+    tensor([0., 1.])
+    """
     input, dim = _softmax_dim("softmax", input, dim, _stacklevel, dtype)
     return _ops.softmax(_kernel_dtype(input, input.dtype), dim, backend or "").to(input.dtype)

@@ -36,6 +36,11 @@ def _empty(like):
     return like.new_empty(0)
 
 
+def _loss_and_grad(result, want_grad, input):
+    """The operator's outputs from a numpy API result, ``loss`` or ``(loss, grad)`` by ``want_grad``."""
+    return (_tensor(result[0]), _tensor(result[1])) if want_grad else (_tensor(result), _empty(input))
+
+
 def _define(name, schema, impl, fake, backward, setup_context):
     op = torch.library.custom_op(f"stableloss::{name}", impl, mutates_args=(), schema=schema)
     op.register_fake(fake)
@@ -91,7 +96,7 @@ _CE = ("input", "target", "weight", "ignore_index", "reduction", "label_smoothin
 def _ce_impl(input, target, weight, ignore_index, reduction, label_smoothing, backend, want_input):
     result = stableloss.cross_entropy(input.numpy(), target.numpy(), _array(weight), ignore_index, reduction,
                                       label_smoothing, backend=backend or None, return_grad=want_input)
-    return (_tensor(result[0]), _tensor(result[1])) if want_input else (_tensor(result), _empty(input))
+    return _loss_and_grad(result, want_input, input)
 
 
 def _ce_row_shape(input):
@@ -129,7 +134,7 @@ def _bce_impl(input, target, weight, reduction, pos_weight, backend, want_input)
     result = stableloss.binary_cross_entropy_with_logits(input.numpy(), target.numpy(), _array(weight), reduction,
                                                          _array(pos_weight), backend=backend or None,
                                                          return_grad=want_input)
-    return (_tensor(result[0]), _tensor(result[1])) if want_input else (_tensor(result), _empty(input))
+    return _loss_and_grad(result, want_input, input)
 
 
 def _elementwise_fake(input, reduction, want_input):
@@ -220,7 +225,7 @@ _KL = ("input", "target", "reduction", "log_target", "backend", "want_input")
 def _kl_impl(input, target, reduction, log_target, backend, want_input):
     result = stableloss.kl_div(input.numpy(), target.numpy(), reduction, log_target, backend=backend or None,
                                return_grad=want_input)
-    return (_tensor(result[0]), _tensor(result[1])) if want_input else (_tensor(result), _empty(input))
+    return _loss_and_grad(result, want_input, input)
 
 
 def _kl_backward(ctx, grad_loss, _):
@@ -264,7 +269,7 @@ _MSE = ("input", "target", "reduction", "weight", "backend", "want_grad")
 def _mse_impl(input, target, reduction, weight, backend, want_grad):
     result = stableloss.mse_loss(input.numpy(), target.numpy(), reduction, _array(weight),
                                  backend=backend or None, return_grad=want_grad)
-    return (_tensor(result[0]), _tensor(result[1])) if want_grad else (_tensor(result), _empty(input))
+    return _loss_and_grad(result, want_grad, input)
 
 
 def _mse_backward(ctx, grad_loss, _):

@@ -1,9 +1,11 @@
 """Every loss x implementation x dtype x size x mode (fwd, fwd+grad), timed with pytest-benchmark.
 
-Implementations: each stableloss backend that loads, the textbook numpy formula, SciPy where it has the
-pieces, and torch.nn.functional when installed (see ``stableloss/_workloads.py``).  Each benchmark first
-makes one untimed call (JIT compilation, first touch of memory) and checks its answer against the numpy
-reference, so a wrong answer fails instead of being timed.  One group per loss, size, dtype and mode.
+Implementations: each stableloss backend that loads, the c and numba backends through stableloss.torch
+(``torch-api:c``, ``torch-api:numba``: forward and ``loss.backward()`` on tensors) and torch.nn.functional
+when torch is installed, the textbook numpy formula, and SciPy where it has the pieces (see
+``stableloss/_workloads.py``).  Each benchmark first makes one untimed call (JIT compilation, first touch
+of memory) and checks its answer against the numpy reference, so a wrong answer fails instead of being
+timed.  One group per loss, size, dtype and mode.
 """
 
 import dataclasses
@@ -15,14 +17,16 @@ import stableloss._workloads as wl
 
 pytest.importorskip("pytest_benchmark")
 
-#: Per loss a tiny size, whose time is the per-call overhead (validation, dispatch, the cffi or Numba
-#: call), and two working sizes; small enough for the whole suite to run in a few minutes on 2 cores.
+#: Per loss the tiny size of wl.SMALL_WORKLOADS, whose time is the per-call overhead (validation, dispatch,
+#: the cffi or Numba call), and two working sizes; small enough for the whole suite to run in a few
+#: minutes on 2 cores.
+SMALL_SIZES = {w.stem: w.shape for w in wl.SMALL_WORKLOADS}
 DEFAULT_SIZES = {
-    "ce": ((4, 10), (256, 4096), (16384, 10)),
-    "bce": ((16,), (10**5,), (10**6,)),
-    "gnll": ((16,), (10**5,), (10**6,)),
-    "kl": ((4, 10), (32, 1024), (256, 4096)),
-    "mse": ((16,), (10**5,), (10**6,)),
+    "ce": (SMALL_SIZES["ce"], (256, 4096), (16384, 10)),
+    "bce": (SMALL_SIZES["bce"], (10**5,), (10**6,)),
+    "gnll": (SMALL_SIZES["gnll"], (10**5,), (10**6,)),
+    "kl": (SMALL_SIZES["kl"], (32, 1024), (256, 4096)),
+    "mse": (SMALL_SIZES["mse"], (10**5,), (10**6,)),
 }
 #: The shapes of the docs/design.md workloads, per loss.
 DESIGN_SIZES = {stem: tuple(dict.fromkeys(w.shape for w in wl.WORKLOADS if w.stem == stem))

@@ -1,7 +1,8 @@
 """The command line, run the way a user runs it: ``python -m stableloss ...`` in a subprocess.
 
-Exit codes, the sections and identities of ``demo``, the JSON of ``bench --quick``, the correctness guard,
-the baseline and roofline of ``bench``, and the messages of bad options.  Never timings.
+Exit codes, the sections and identities of ``demo`` (with and without torch), the JSON of ``bench --quick``,
+the correctness guard, the baseline and roofline of ``bench``, its ``--torch-api`` tables, and the messages
+of bad options.  Never timings.
 """
 
 import json
@@ -49,7 +50,7 @@ def test_help_lists_the_commands():
 
 @pytest.mark.parametrize("command, options", [
     ("demo", []),
-    ("bench", ["--threads", "--quick", "--repeat", "--backends", "--json", "--plot"]),
+    ("bench", ["--threads", "--quick", "--repeat", "--backends", "--torch-api", "--json", "--plot"]),
 ])
 def test_command_help(command, options):
     result = run_cli(command, "--help")
@@ -97,7 +98,8 @@ def test_demo_has_every_section(demo):
     for heading in ("1. Cross-entropy is the negative log-likelihood of a categorical model",
                     "2. MSE is the Gaussian negative log-likelihood at a fixed variance",
                     "3. A binary classifier: MSE on the sigmoid, or BCE on the logit?",
-                    "4. Extreme inputs (float64)"):
+                    "4. Extreme inputs (float64)",
+                    "5. From PyTorch: one training step"):
         assert heading in demo
 
 
@@ -137,12 +139,36 @@ def test_demo_prints_no_negative_zero(demo):
 
 
 def test_demo_without_mpmath_prints_the_recipes():
-    result = run_cli("demo", patch="import sys\nsys.modules['mpmath'] = None  # import mpmath raises ImportError")
+    # hidden from stableloss only: torch (sympy, imported by stableloss.torch's first call) needs mpmath
+    hide_mpmath = ("import stableloss._workloads as wl\n"
+                   "optional = wl.optional\n"
+                   "wl.optional = lambda name: None if name == 'mpmath' else optional(name)")
+    result = run_cli("demo", patch=hide_mpmath)
     assert result.returncode == 0, result.stderr
     assert all(line[3 + 46:].split()[:2] == ["see", "below"] for line in _extreme_cases(result.stdout))
     assert 'mpmath is not installed (pip install ".[test]" provides it)' in result.stdout
     for _, _, _, recipe in cli._EXTREMES:
         assert recipe in result.stdout
+
+
+@pytest.mark.skipif(not _HAS_TORCH, reason="the training step runs on torch")
+def test_demo_trains_one_step_through_stableloss_torch(demo):
+    section = demo.split("5. From PyTorch: one training step")[1]
+    assert "import stableloss.torch as F      # instead of: import torch.nn.functional as F" in section
+    before, after = (_line(section, f"cross_entropy {when}") for when in ("before", "after"))
+    (ours_before, torch_before), (ours_after, torch_after) = (
+        [float(number) for number in line.split()[-2:]] for line in (before, after))
+    assert ours_before == pytest.approx(torch_before, rel=1e-6)  # float32 rounding
+    assert ours_after == pytest.approx(torch_after, rel=1e-6)
+    assert ours_after < ours_before
+
+
+def test_demo_without_torch_says_how_to_install_the_cpu_build():
+    result = run_cli("demo", patch=HIDE_TORCH)
+    assert result.returncode == 0, result.stderr
+    section = result.stdout.split("5. From PyTorch: one training step\n")[1]
+    assert section == ("   PyTorch is not installed; its CPU build: "
+                       "pip install torch --index-url https://download.pytorch.org/whl/cpu\n")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -240,3 +266,83 @@ def test_bench_torch_without_torch_says_how_to_install_the_cpu_build():
     assert result.returncode == 2
     assert "torch is not installed (pip install torch --index-url https://download.pytorch.org/whl/cpu)" \
         in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------------
+# bench --torch-api
+
+def test_torch_api_follows_each_compiled_backend_and_brings_torch():
+    assert cli._implementations_and_baseline(["c", "numpy", "numba"], torch_api=True) == (
+        ["c", "torch-api:c", "numpy", "numba", "torch-api:numba", "torch"], "torch")
+    assert cli._implementations_and_baseline(["torch", "c"], torch_api=True) == (["torch", "c", "torch-api:c"], "torch")
+
+
+@pytest.mark.skipif(not _HAS_TORCH, reason="stableloss.torch needs torch")
+def test_bench_torch_api_quick_on_two_workloads(tmp_path):
+    two = ("import stableloss._workloads as wl\n"
+           "wl.WORKLOADS = tuple(w for w in wl.WORKLOADS if w.stem == 'gnll' or w.label() == "
+           "'ce fwd+grad float32 1024x32768')")
+    backend = next(name for name in stableloss.available_backends() if name in wl.TORCH_API_BACKENDS)
+    adapter = wl.torch_api(backend)
+    result, report = bench_json(tmp_path, "--backends", backend, "--torch-api", patch=two)
+    assert report["settings"]["implementations"] == [backend, adapter, "torch"]
+    assert [row["workload"] for row in report["workloads"]] == ["ce fwd+grad float32 64x4096",
+                                                                "gnll fwd+grad float32 100000"]
+    for row in report["workloads"]:
+        assert all(outcome["status"] == "ok" for outcome in row["results"].values()), row
+    summary = report["torch_api"]
+    assert [(entry["workload"], entry["backend"]) for entry in summary["workloads"]] == [
+        (row["workload"], backend) for row in report["workloads"]]
+    assert {"numpy_api_ms", "torch_api_ms", "overhead_percent", "speedup_over_torch"} <= set(summary["workloads"][0])
+    assert summary["small_calls_each"] == 200  # a tenth of 2000 with --quick
+    for row in report["small_workloads"]:
+        assert list(row["results"]) == [backend, adapter, "torch"]
+        assert all(len(outcome["times_ms"]) == 200 for outcome in row["results"].values()), row["workload"]
+    assert [entry["call"] for entry in summary["small_calls"]] == ["ce 4x10", "bce 16", "gnll 16", "kl 4x10",
+                                                                   "mse 16"]
+    assert all(entry["torch_us"] > 0 for entry in summary["small_calls"])
+    assert set(summary["targets"]) == {"overhead_percent", "speedup", "added_us"}
+    lines = result.stdout.splitlines()
+    assert next(line for line in lines if line.startswith("workload ") and "backend" in line).split() == [
+        "workload", "backend", "numpy", "API", "ms", "torch", "API", "ms", "overhead", "vs", "torch"]
+    assert next(line for line in lines if line.startswith("call ")).split() == [
+        "call", "backend", "numpy", "API", "us", "torch", "API", "us", "added", "us", "torch", "us"]
+    assert any(line.startswith(f"gnll 16   {backend}") for line in lines)
+    assert "targets (reported, not enforced):" in result.stdout
+
+
+def test_torch_api_summary_sets_each_adapter_against_its_backend():
+    def ok(best_ms, median_ms=None, **more):
+        return {"status": "ok", "best_ms": best_ms, "median_ms": median_ms or best_ms, **more}
+    rows = [{"workload": "mse fwd+grad float32 10000000",
+             "results": {"c": ok(4.0, speedup=11.0), "torch-api:c": ok(5.0, speedup=8.8), "torch": ok(44.0),
+                         "numba": ok(8.0), "torch-api:numba": {"status": "wrong", "detail": "loss"}}}]
+    small_rows = [{"stem": "mse", "shape": [16],
+                   "results": {"c": ok(0.008, 0.009), "torch-api:c": ok(0.02, 0.030), "torch": ok(0.03, 0.04)}}]
+    summary = cli._torch_api_summary(rows, small_rows, 2000)
+    assert summary["workloads"] == [{"workload": "mse fwd+grad float32 10000000", "backend": "c",
+                                     "numpy_api_ms": 4.0, "torch_api_ms": 5.0, "overhead_percent": 25.0,
+                                     "speedup_over_torch": 8.8}]
+    (small,) = summary["small_calls"]
+    assert small["call"] == "mse 16" and small["backend"] == "c"
+    assert small["added_us"] == pytest.approx(21.0) and small["torch_us"] == pytest.approx(40.0)
+    assert {name: target["met"] for name, target in summary["targets"].items()} == {
+        "overhead_percent": False, "speedup": True, "added_us": False}
+    text = "\n".join(cli._format_torch_api(summary))
+    assert "an overhead of at most +10% on every workload: MISSED (worst +25.0%)" in text
+    assert "at least 5x torch.nn.functional on every workload: met (worst 8.80x)" in text
+    assert "at most 15 us added per small call: MISSED (worst +21.0 us)" in text
+
+
+def test_bench_torch_api_without_torch_says_how_to_install_the_cpu_build():
+    result = run_cli("bench", "--torch-api", patch=HIDE_TORCH)
+    assert result.returncode == 2
+    assert "--torch-api needs torch, which is not installed: " \
+           "pip install torch --index-url https://download.pytorch.org/whl/cpu" in result.stderr
+
+
+@pytest.mark.skipif(not _HAS_TORCH, reason="without torch, --torch-api stops earlier")
+def test_bench_torch_api_needs_a_backend_it_wraps():
+    result = run_cli("bench", "--torch-api", "--backends", "numpy,torch")
+    assert result.returncode == 2
+    assert "--torch-api times c or numba through stableloss.torch: name one of them in --backends" in result.stderr

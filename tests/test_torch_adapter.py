@@ -179,6 +179,15 @@ def test_tiny_loss_survives():
 # ---------------------------------------------------------------------------------------------------
 # torch.compile
 
+@pytest.fixture
+def fresh_dynamo():
+    """Dynamo's caches emptied: the tests compile the same forward for many losses, beyond its limit
+    of recompilations per code object."""
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
 class _Model(torch.nn.Module):
     def __init__(self, loss):
         super().__init__()
@@ -203,7 +212,7 @@ COMPILED_LOSSES = {
 
 
 @pytest.mark.parametrize("name", list(COMPILED_LOSSES))
-def test_compile_fullgraph_matches_eager(name):
+def test_compile_fullgraph_matches_eager(name, fresh_dynamo):
     """A model whose loss is stableloss.torch compiles without a graph break (fullgraph=True), and its
     loss and parameter gradients equal eager mode's."""
     loss, make_target = COMPILED_LOSSES[name]
@@ -221,8 +230,24 @@ def test_compile_fullgraph_matches_eager(name):
         torch.testing.assert_close(q.grad, p.grad, msg=param_name)
 
 
+def test_compiled_graph_holds_the_custom_operator(fresh_dynamo):
+    """Under torch.compile the loss is one node, the operator stableloss::cross_entropy, forward and
+    backward (in eager mode the same parts run as an autograd.Function)."""
+    graphs = []
+
+    def recording(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return graph_module.forward
+
+    model = _Model(slt.CrossEntropyLoss())
+    loss = torch.compile(model, fullgraph=True, backend=recording)(torch.randn(7, 6), torch.randint(0, 5, (7,)))
+    loss.backward()
+    targets = [node.target for graph in graphs for node in graph.graph.nodes if node.op == "call_function"]
+    assert targets.count(torch.ops.stableloss.cross_entropy.default) == 1, targets
+
+
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # inductor's own
-def test_compile_inductor():
+def test_compile_inductor(fresh_dynamo):
     """The default backend (inductor) around the custom operators, forward and backward."""
     torch.manual_seed(1)
     model = _Model(slt.CrossEntropyLoss())

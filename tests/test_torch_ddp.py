@@ -6,7 +6,6 @@ Runs only where torch is installed (and its distributed package is available).
 """
 
 import os
-import socket
 import subprocess
 import sys
 
@@ -17,7 +16,7 @@ if not torch.distributed.is_available():
     pytest.skip("this torch build has no torch.distributed", allow_module_level=True)
 
 #: One training run: ``world`` processes (1: plain, no DDP) each take their share of the batch; rank 0
-#: saves the final parameters to argv[1].
+#: saves the final parameters to argv[1].  The processes meet through the file argv[2] (no port to pick).
 TRAIN = """
 import os, sys
 import torch
@@ -30,7 +29,7 @@ model = torch.nn.Sequential(torch.nn.Linear(10, 16), torch.nn.Tanh(), torch.nn.L
 x = torch.randn(32, 10)
 y = torch.randint(0, 7, (32,))
 if world > 1:
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    torch.distributed.init_process_group("gloo", init_method="file://" + sys.argv[2], rank=rank, world_size=world)
     model = torch.nn.parallel.DistributedDataParallel(model)
 share = slice(rank * 32 // world, (rank + 1) * 32 // world)
 optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
@@ -46,17 +45,12 @@ if world > 1:
 """
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _train(world, path):
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": str(world),
-           "OMP_NUM_THREADS": "1"}
-    processes = [subprocess.Popen([sys.executable, "-c", TRAIN, str(path)], env={**env, "RANK": str(rank)},
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {**os.environ, "WORLD_SIZE": str(world), "OMP_NUM_THREADS": "1"}
+    rendezvous = path.with_suffix(".rendezvous")
+    processes = [subprocess.Popen([sys.executable, "-c", TRAIN, str(path), str(rendezvous)],
+                                  env={**env, "RANK": str(rank)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True)
                  for rank in range(world)]
     for process in processes:
         output, _ = process.communicate(timeout=300)

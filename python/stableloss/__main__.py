@@ -1,13 +1,15 @@
 """The command line: ``python -m stableloss {demo,bench,check}``.
 
 ``demo`` is the short tour a newcomer runs first: every loss as a negative log-likelihood, with numbers
-computed by the library (and the exact values by mpmath), and the inputs where exactness matters.
-``bench`` times the performance workloads of docs/design.md on every backend next to PyTorch (or, without
-it, the textbook numpy formulas), after checking each answer against the numpy reference, and sets each
-time against a memory roofline.  The workloads and the implementations they are compared with live in
-``_workloads.py``, shared with the pytest-benchmark suite in ``bench/``.  ``check`` is the stability
-report: the worst error of every backend and peer against the mpmath oracle on the adversarial families
-of the test suite (``_stability/``), each backend's marked against its budget.
+computed by the library (and the exact values by mpmath), the inputs where exactness matters, and one
+training step through ``stableloss.torch``.  ``bench`` times the performance workloads of docs/design.md
+on every backend next to PyTorch (or, without it, the textbook numpy formulas), after checking each
+answer against the numpy reference, and sets each time against a memory roofline; ``--torch-api`` adds
+the backends through ``stableloss.torch`` and their overhead over the numpy API.  The workloads and the
+implementations they are compared with live in ``_workloads.py``, shared with the pytest-benchmark
+suite in ``bench/``.  ``check`` is the stability report: the worst error of every backend and peer
+against the mpmath oracle on the adversarial families of the test suite (``_stability/``), each
+backend's marked against its budget.
 """
 
 import argparse
@@ -54,7 +56,9 @@ def _parser():
                     "log-likelihood of a categorical model (and KL + entropy), MSE as a Gaussian NLL, why "
                     "MSE on a sigmoid learns slowly where BCE does not, and extreme inputs where textbook "
                     "formulas (and PyTorch) return 0, inf or NaN, next to the exact values computed by "
-                    f"mpmath (without mpmath, its recipe: {INSTALL_TEST} provides it).")
+                    f"mpmath (without mpmath, its recipe: {INSTALL_TEST} provides it), and one training "
+                    "step of a torch model with stableloss.torch in place of torch.nn.functional (without "
+                    f"torch, how to install its CPU build: {INSTALL_TORCH}).")
     demo.set_defaults(run=_demo)
 
     bench = commands.add_parser(
@@ -80,6 +84,17 @@ def _parser():
     bench.add_argument("--backends", type=_implementations, metavar="LIST",
                        help=f"comma-separated subset of {','.join(BACKENDS + tuple(BASELINES))} (default: "
                             f"every available backend, and torch when installed, else textbook)")
+    bench.add_argument("--torch-api", action="store_true",
+                       help=f"also time each of {' and '.join(wl.TORCH_API_BACKENDS)} in --backends through "
+                            f"stableloss.torch, named {wl.torch_api('c')!r} and {wl.torch_api('numba')!r}: "
+                            f"stableloss.torch.<loss>(..., backend=B) on tensors viewing the same arrays, then "
+                            f"loss.backward(), checked like the others; adds torch, which must be installed. A "
+                            f"second table sets each next to the numpy API (stableloss.<loss>(..., "
+                            f"return_grad=True)) and torch.nn.functional: its overhead in %% over the numpy API "
+                            f"and its speed-up over torch; a third gives the microseconds per small forward+grad "
+                            f"call ({', '.join(_call_label(w.stem, w.shape) for w in wl.SMALL_WORKLOADS)}; the "
+                            f"median of {_SMALL_CALLS} calls, {_SMALL_CALLS // 10} with --quick, in interleaved "
+                            f"rounds of {_SMALL_BLOCK}) and what stableloss.torch adds to the numpy API's")
     bench.add_argument("--json", metavar="FILE", help="also write the results, settings and versions as JSON")
     bench.add_argument("--plot", type=_plot_path, metavar="FILE.png",
                        help=f"also draw the speed-ups per workload and backend (needs matplotlib: "
@@ -179,6 +194,7 @@ def _demo(args):
     _demo_gaussian()
     _demo_sigmoid_mse()
     _demo_extremes(backend)
+    _demo_torch_step()
     return 0
 
 
@@ -269,7 +285,44 @@ def _demo_extremes(backend):
         for label, _, _, recipe in _EXTREMES:
             print(f"     {label + ':':<47} {recipe}")
     print("   Textbook formulas: CE = logsumexp(x) - x_y, BCE = -(y log sigma + (1-y) log(1-sigma)),"
-          "\n   KL = sum p (log p - log q), Gaussian NLL = (log var + (x - t)^2 / var) / 2.")
+          "\n   KL = sum p (log p - log q), Gaussian NLL = (log var + (x - t)^2 / var) / 2.\n")
+
+
+def _demo_torch_step():
+    torch = wl.optional("torch")
+    print("5. From PyTorch: one training step")
+    if torch is None:
+        print(f"   PyTorch is not installed; its CPU build: {INSTALL_TORCH}")
+        return
+    import stableloss.torch as F
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 4, generator=generator)
+    y = torch.randint(0, 3, (16,), generator=generator)
+    model = torch.nn.Linear(4, 3)
+    torch.nn.init.normal_(model.weight, generator=generator)
+    torch.nn.init.zeros_(model.bias)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+
+    def losses():
+        """The loss on the batch by stableloss.torch (with its graph) and by torch (a float)."""
+        logits = model(x)
+        return F.cross_entropy(logits, y), torch.nn.functional.cross_entropy(logits.detach(), y).item()
+
+    loss, before_torch = losses()
+    before = loss.item()
+    loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        after, after_torch = losses()
+    print("   import stableloss.torch as F      # instead of: import torch.nn.functional as F")
+    print(f"   a torch.nn.Linear(4, 3) on a batch of {len(y)}, one step of SGD (lr 0.5):")
+    print("     loss = F.cross_entropy(model(x), y); loss.backward(); optimizer.step()")
+    print(f"   {'':<32}{'stableloss.torch':>18}{'torch.nn.functional':>22}")
+    for when, ours, theirs in (("before the step", before, before_torch),
+                               ("after the step", after.item(), after_torch)):
+        print(f"   cross_entropy {when:<18}{_number(ours, '>18.6f')}{_number(theirs, '>22.6f')}")
+    print("   Equal within float32 rounding; the gradient is the kernel's, from the same call as the loss.")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -277,21 +330,42 @@ def _demo_extremes(backend):
 
 #: Seconds of timed calls after which an implementation stops repeating (the numpy reference is slow).
 _TIME_BUDGET = 2.0
+#: Timed calls of each implementation per small call of ``bench --torch-api`` (a tenth with --quick), in
+#: rounds of _SMALL_BLOCK consecutive calls of each.
+_SMALL_CALLS = 2000
+_SMALL_BLOCK = 100
+#: The targets of stableloss.torch, reported and never enforced: at most this % over the numpy API's time
+#: on every workload, at least this speed-up over torch, at most these microseconds added per small call.
+_TORCH_API_TARGETS = {"overhead_percent": 10.0, "speedup": 5.0, "added_us": 15.0}
 
 
 def _bench(args):
-    implementations, baseline = _implementations_and_baseline(args.backends)
+    if args.torch_api and wl.optional("torch") is None:
+        args.parser.error(f"--torch-api needs torch, which is not installed: {INSTALL_TORCH}")
+    implementations, baseline = _implementations_and_baseline(args.backends, args.torch_api)
+    if args.torch_api and not any(name.startswith(wl.TORCH_API) for name in implementations):
+        args.parser.error(f"--torch-api times {' or '.join(wl.TORCH_API_BACKENDS)} through stableloss.torch: "
+                          f"name one of them in --backends")
+    # the small calls: each backend next to itself through stableloss.torch, and torch
+    small_workloads = wl.SMALL_WORKLOADS if args.torch_api else ()
+    small_implementations = [name for name in implementations if name.startswith(wl.TORCH_API) or
+                             name in wl.TORCH_API_BACKENDS or name == "torch"]
+    small_calls = _SMALL_CALLS // 10 if args.quick else _SMALL_CALLS
     if args.plot and baseline is None:
         args.parser.error("--plot draws speed-ups over torch (or the textbook formulas): include one of them "
                           "in --backends")
     wl.set_threads(args.threads)
     environment = wl.environment()  # before the run: its load average is other processes'
     array_bytes = 2**26 if args.quick else 2**28  # 64 or 256 MiB, far beyond the caches
-    progress = wl.Progress(2 + len(wl.WORKLOADS) * (1 + len(implementations)))
+    progress = wl.Progress(2 + len(wl.WORKLOADS) * (1 + len(implementations)) +
+                           len(small_workloads) * (1 + len(small_implementations)))
     try:
         progress.step("memory bandwidth")
         before = _bandwidths(array_bytes, args.threads)
-        rows = [_run_workload(workload, implementations, args, progress) for workload in wl.WORKLOADS]
+        rows = [_run_workload(workload, implementations, args.repeat, progress, args.quick)
+                for workload in wl.WORKLOADS]
+        small_rows = [_run_workload(workload, small_implementations, small_calls, progress, block=_SMALL_BLOCK)
+                      for workload in small_workloads]
         progress.step("memory bandwidth again")  # the faster of the two: a busy spell slows one of them
         after = _bandwidths(array_bytes, args.threads)
         bandwidths = {kind: max(before[kind], after[kind]) for kind in before}
@@ -302,11 +376,15 @@ def _bench(args):
     report = {
         "environment": environment,
         "settings": {"threads": args.threads, "repeat": args.repeat, "quick": args.quick,
-                     "time_budget_s": _TIME_BUDGET, "implementations": implementations, "baseline": baseline},
+                     "time_budget_s": _TIME_BUDGET, "implementations": implementations, "baseline": baseline,
+                     "torch_api": args.torch_api},
         "bandwidth_GBps": {kind: bandwidth / 1e9 for kind, bandwidth in bandwidths.items()},
         "bandwidth_array_bytes": array_bytes,
         "workloads": rows,
     }
+    if args.torch_api:
+        report["small_workloads"] = small_rows
+        report["torch_api"] = _torch_api_summary(rows, small_rows, small_calls)
     print(_format(report))
     if args.json:
         with open(args.json, "w") as out:
@@ -316,15 +394,21 @@ def _bench(args):
     return 0
 
 
-def _implementations_and_baseline(requested):
+def _implementations_and_baseline(requested, torch_api=False):
     """The implementations to time and the baseline of the speed-ups (None if there is none).
 
     ``requested``: the names given to ``--backends``, or None for every available backend and torch, or,
-    when torch is not installed, the textbook numpy formulas.  The baseline is the first of
-    :data:`BASELINES` among the implementations.
+    when torch is not installed, the textbook numpy formulas.  With ``torch_api``, each of
+    :data:`~stableloss._workloads.TORCH_API_BACKENDS` among them is followed by itself through
+    stableloss.torch, and torch is added if missing.  The baseline is the first of :data:`BASELINES`
+    among the implementations.
     """
     implementations = requested or stableloss.available_backends() + [
         "torch" if wl.optional("torch") is not None else "textbook"]
+    if torch_api:
+        implementations = [adapted for name in implementations for adapted in
+                           ([name, wl.torch_api(name)] if name in wl.TORCH_API_BACKENDS else [name])]
+        implementations += [] if "torch" in implementations else ["torch"]
     return implementations, next((name for name in BASELINES if name in implementations), None)
 
 
@@ -363,9 +447,11 @@ def _timed(call):
     return time.perf_counter() - start
 
 
-def _run_workload(workload, implementations, args, progress):
-    shape = workload.quick_shape if args.quick else workload.shape
-    label = workload.label(args.quick)
+def _run_workload(workload, implementations, repeat, progress, quick=False, block=1):
+    """The row of one workload: its inputs and bytes, and each implementation's check and ``repeat`` timed
+    calls in rounds of ``block`` (:func:`_warm_up`, :func:`_time_rounds`)."""
+    shape = workload.quick_shape if quick else workload.shape
+    label = workload.label(quick)
     progress.step(f"{label}: inputs and numpy reference")
     inputs = wl.make_inputs(workload.stem, shape, workload.dtype)
     reference = wl.prepare(workload.stem, "numpy", inputs, workload.grad)()
@@ -376,7 +462,7 @@ def _run_workload(workload, implementations, args, progress):
     for name in implementations:
         progress.step(f"{label}: {name}")
         calls[name], row["results"][name] = _warm_up(workload, name, inputs, reference)
-    _time_rounds(calls, row["results"], args.repeat)
+    _time_rounds(calls, row["results"], repeat, block)
     return row
 
 
@@ -394,20 +480,22 @@ def _warm_up(workload, name, inputs, reference):
     return call, {"status": "ok", "times_ms": []}
 
 
-def _time_rounds(calls, results, repeat):
-    """Time the implementations in interleaved rounds, one call of each per round, so that a slow spell
-    of a shared machine falls on all of them alike; an implementation stops once it has spent
-    _TIME_BUDGET seconds (the numpy reference)."""
+def _time_rounds(calls, results, repeat, block=1):
+    """Time ``repeat`` calls of each implementation in interleaved rounds of ``block`` consecutive timed
+    calls of each, so that a slow spell of a shared machine falls on all of them alike; an implementation
+    stops once it has spent _TIME_BUDGET seconds (the numpy reference).  A block of many calls keeps
+    the caches warm for a small call, which one call of another implementation would flush."""
     spent = dict.fromkeys(calls, 0.0)
     gc.collect()
     gc.disable()
     try:
-        for _ in range(repeat):
+        for _ in range(repeat // block):
             for name, call in calls.items():
-                if call is not None and spent[name] < _TIME_BUDGET:
-                    elapsed = _timed(call)
-                    spent[name] += elapsed
-                    results[name]["times_ms"].append(1e3 * elapsed)
+                for _ in range(block):
+                    if call is not None and spent[name] < _TIME_BUDGET:
+                        elapsed = _timed(call)
+                        spent[name] += elapsed
+                        results[name]["times_ms"].append(1e3 * elapsed)
     finally:
         gc.enable()
     for name, call in calls.items():
@@ -437,6 +525,7 @@ def _format(report):
     simd = " ".join(env["simd"]["cpu"]) + (f" (C backend: {env['simd']['c_backend']})"
                                             if "c_backend" in env["simd"] else "")
     baseline = settings["baseline"]
+    width = max(9, *(len(name) + 1 for name in settings["implementations"]))
     load = "?" if env["load_average_1min"] is None else f"{env['load_average_1min']:.1f}"
     quick = " --quick (a smoke run, not a measurement)" if settings["quick"] else ""
     bandwidth = report["bandwidth_GBps"]
@@ -456,7 +545,7 @@ def _format(report):
         f"vs {baseline}: the speed-up over {BASELINES[baseline]}" if baseline else
         "no speed-ups: name torch or textbook in --backends for a baseline",
         "",
-        f"{'workload':<31}{'MB read+written':>16}{'roofline ms':>13}  {'impl':<9}{'ms/call':>10}"
+        f"{'workload':<31}{'MB read+written':>16}{'roofline ms':>13}  {'impl':<{width}}{'ms/call':>10}"
         f"{'vs ' + (baseline or '-'):>13}{'% roofline':>12}",
     ]
     notes = []
@@ -470,11 +559,107 @@ def _format(report):
             else:
                 cells = f"{result['status'].upper():>10}{'-':>13}{'-':>12}"
                 notes.append(f"{row['workload']}, {name}: {result['detail']}")
-            lines.append(f"{first}  {name:<9}{cells}")
+            lines.append(f"{first}  {name:<{width}}{cells}")
             first = " " * len(first)
     if notes:
         lines += ["", "not timed:"] + [f"  {note}" for note in notes]
+    if "torch_api" in report:
+        lines += ["", *_format_torch_api(report["torch_api"])]
     return "\n".join(lines)
+
+
+def _call_label(stem, shape):
+    return f"{stem} {'x'.join(map(str, shape))}"
+
+
+def _adapter_pairs(row):
+    """(backend, its result through stableloss.torch, its result through the numpy API) for each
+    stableloss.torch implementation in ``row`` that was timed, as was its backend."""
+    for name, adapter in row["results"].items():
+        backend = wl.backend_of(name)
+        if name.startswith(wl.TORCH_API) and adapter["status"] == row["results"][backend]["status"] == "ok":
+            yield backend, adapter, row["results"][backend]
+
+
+def _torch_api_summary(rows, small_rows, small_calls):
+    """Each backend through stableloss.torch next to the numpy API (and torch), and the targets.
+
+    Per workload of ``rows``: the best ms of both, the overhead in % and the speed-up over torch.  Per
+    small call of ``small_rows`` (``small_calls`` timed calls each): the median microseconds of both,
+    the microseconds added and torch's.  Per target of :data:`_TORCH_API_TARGETS`: the worst figure
+    and whether it is met.
+    """
+    workloads = [{"workload": row["workload"], "backend": backend, "numpy_api_ms": api["best_ms"],
+                  "torch_api_ms": adapter["best_ms"],
+                  "overhead_percent": 100 * (adapter["best_ms"] / api["best_ms"] - 1),
+                  "speedup_over_torch": adapter.get("speedup")}
+                 for row in rows for backend, adapter, api in _adapter_pairs(row)]
+    small = []
+    for row in small_rows:
+        torch = row["results"].get("torch", {})
+        torch_us = 1e3 * torch["median_ms"] if torch.get("status") == "ok" else None
+        small += [{"call": _call_label(row["stem"], row["shape"]), "backend": backend,
+                   "numpy_api_us": 1e3 * api["median_ms"], "torch_api_us": 1e3 * adapter["median_ms"],
+                   "added_us": 1e3 * (adapter["median_ms"] - api["median_ms"]), "torch_us": torch_us}
+                  for backend, adapter, api in _adapter_pairs(row)]
+    speedups = [entry["speedup_over_torch"] for entry in workloads if entry["speedup_over_torch"] is not None]
+    worst = {"overhead_percent": max((entry["overhead_percent"] for entry in workloads), default=None),
+             "speedup": min(speedups, default=None),
+             "added_us": max((entry["added_us"] for entry in small), default=None)}
+    targets = {name: {"target": target, "worst": worst[name],
+                      "met": None if worst[name] is None else
+                      (worst[name] >= target if name == "speedup" else worst[name] <= target)}
+               for name, target in _TORCH_API_TARGETS.items()}
+    return {"small_calls_each": small_calls, "workloads": workloads, "small_calls": small, "targets": targets}
+
+
+def _blank_repeats(labels):
+    """The ``labels``, each blank where it repeats the one before: one block of rows per label."""
+    return ["" if label == before else label for before, label in zip([None] + labels, labels)]
+
+
+def _format_torch_api(summary):
+    """The lines of the --torch-api tables: the workloads, the small calls, the targets."""
+    width = max(len(name) + 1 for name in wl.TORCH_API_BACKENDS + ("backend",))
+    lines = [
+        "stableloss.torch (--torch-api), from the timed calls above:",
+        "  numpy API  stableloss.<loss>(..., backend=B, return_grad=True): the rows of B",
+        "  torch API  stableloss.torch.<loss>(..., backend=B) on tensors viewing the same arrays, then",
+        f"             loss.backward(): the rows of {wl.torch_api('B')}",
+        "  overhead   torch API ms / numpy API ms - 1",
+        "  vs torch   torch.nn.functional's ms / torch API ms: the speed-up of the torch API over torch",
+        "",
+        f"{'workload':<31}{'backend':<{width}}{'numpy API ms':>13}{'torch API ms':>14}{'overhead':>10}"
+        f"{'vs torch':>10}",
+    ]
+    entries = summary["workloads"]
+    for workload, entry in zip(_blank_repeats([entry["workload"] for entry in entries]), entries):
+        speedup = "-" if entry["speedup_over_torch"] is None else f"{entry['speedup_over_torch']:.2f}x"
+        lines.append(f"{workload:<31}{entry['backend']:<{width}}{entry['numpy_api_ms']:>13.2f}"
+                     f"{entry['torch_api_ms']:>14.2f}{_number(entry['overhead_percent'], '>+9.1f')}%{speedup:>10}")
+    lines += [
+        "",
+        f"small calls, forward+grad float32: microseconds (us) per call, the median of "
+        f"{summary['small_calls_each']} calls of each, in rounds of {_SMALL_BLOCK}",
+        "",
+        f"{'call':<10}{'backend':<{width}}{'numpy API us':>13}{'torch API us':>14}{'added us':>10}{'torch us':>10}",
+    ]
+    entries = summary["small_calls"]
+    for call, entry in zip(_blank_repeats([entry["call"] for entry in entries]), entries):
+        torch_us = "-" if entry["torch_us"] is None else f"{entry['torch_us']:.1f}"
+        lines.append(f"{call:<10}{entry['backend']:<{width}}{entry['numpy_api_us']:>13.1f}"
+                     f"{entry['torch_api_us']:>14.1f}{_number(entry['added_us'], '>+10.1f')}{torch_us:>10}")
+    lines += ["", "targets (reported, not enforced):"]
+    targets = summary["targets"]
+    for name, wording, spec, unit in (
+            ("overhead_percent", "an overhead of at most +{:g}% on every workload", "+.1f", "%"),
+            ("speedup", "at least {:g}x torch.nn.functional on every workload", ".2f", "x"),
+            ("added_us", "at most {:g} us added per small call", "+.1f", " us")):
+        met, worst = targets[name]["met"], targets[name]["worst"]
+        outcome = ("not measured" if met is None else
+                   f"{'met' if met else 'MISSED'} (worst {_number(worst, spec)}{unit})")
+        lines.append(f"  {wording.format(targets[name]['target'])}: {outcome}")
+    return lines
 
 
 def _plot(report, path):

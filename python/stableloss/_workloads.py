@@ -1,10 +1,13 @@
 """Workloads shared by ``python -m stableloss bench`` and the pytest-benchmark suite in ``bench/``.
 
 A :class:`Loss` says how to make inputs for one loss and how each implementation computes it: a
-stableloss backend, the textbook numpy formula a user would write, SciPy where it has the pieces, and
-``torch.nn.functional`` (same function and argument names as stableloss).  :func:`prepare` turns any
-of them into a zero-argument callable returning ``(loss, *grads)`` as numpy values, so timing and
-checking treat them alike.  :data:`WORKLOADS` are the performance workloads of docs/design.md.
+stableloss backend, the same backend through ``stableloss.torch`` (``"torch-api:c"``: the PyTorch
+adapter on tensors viewing the same arrays, gradients by ``loss.backward()``), the textbook numpy
+formula a user would write, SciPy where it has the pieces, and ``torch.nn.functional`` (same function
+and argument names as stableloss).  :func:`prepare` turns any of them into a zero-argument callable
+returning ``(loss, *grads)`` as numpy values, so timing and checking treat them alike.
+:data:`WORKLOADS` are the performance workloads of docs/design.md, :data:`SMALL_WORKLOADS` the tiny
+calls whose time is the fixed cost of a call.
 """
 
 import dataclasses
@@ -25,6 +28,10 @@ from ._dispatch import BACKENDS
 #: Implementations that are not stableloss backends, in display order.
 PEERS = ("textbook", "scipy", "torch")
 MODES = ("fwd", "fwd+grad")
+#: The prefix of the implementations through stableloss.torch: "torch-api:c" is the c backend through it.
+TORCH_API = "torch-api:"
+#: The backends timed through stableloss.torch (not numpy: the slow reference is no performance target).
+TORCH_API_BACKENDS = ("c", "numba")
 
 
 @functools.cache
@@ -175,29 +182,50 @@ def min_bytes(stem, inputs, grad):
     return sum(array.nbytes for array in inputs.values()), written
 
 
+def torch_api(backend):
+    """The name of ``backend`` through stableloss.torch, e.g. ``"torch-api:c"``."""
+    return TORCH_API + backend
+
+
+def backend_of(implementation):
+    """The stableloss backend that computes ``implementation``: itself, or the one a ``torch-api:``
+    implementation passes to stableloss.torch; None for a peer."""
+    name = implementation.removeprefix(TORCH_API)
+    return name if name in BACKENDS else None
+
+
 def implementations(stem, peers=PEERS):
-    """The stableloss backends that load, then the ``peers`` that apply to ``stem`` and are installed."""
+    """The stableloss backends that load, :data:`TORCH_API_BACKENDS` among them through stableloss.torch
+    when torch is installed, then the ``peers`` that apply to ``stem`` and are installed."""
+    has_torch = optional("torch") is not None
     present = {"textbook": True,
                "scipy": LOSSES[stem].scipy is not None and optional("scipy.special") is not None,
-               "torch": optional("torch") is not None}
-    return stableloss.available_backends() + [name for name in peers if present[name]]
+               "torch": has_torch}
+    backends = stableloss.available_backends()
+    adapters = [torch_api(name) for name in backends if name in TORCH_API_BACKENDS] if has_torch else []
+    return backends + adapters + [name for name in peers if present[name]]
 
 
 def prepare(stem, implementation, inputs, grad):
     """A zero-argument callable computing ``stem`` on ``inputs`` with ``implementation``.
 
-    ``implementation`` is a stableloss backend name or one of :data:`PEERS` (see :func:`implementations`).
-    The callable returns ``(loss, *grads)`` as numpy values: the gradients of the reduced loss w.r.t. the
-    arguments in ``Loss.differentiable``, in that order.
+    ``implementation`` is a stableloss backend name, ``"torch-api:<backend>"`` (:func:`torch_api`) or one
+    of :data:`PEERS` (see :func:`implementations`).  The callable returns ``(loss, *grads)`` as numpy
+    values: the gradients of the reduced loss w.r.t. the arguments in ``Loss.differentiable``, in that
+    order.
     """
     loss = LOSSES[stem]
+    name = loss.function.__name__
     if implementation in BACKENDS:
         def call():
             return _flatten(loss.function(**inputs, reduction=loss.reduction, backend=implementation,
                                           return_grad=grad))
         return call
+    if implementation.startswith(TORCH_API):
+        function = getattr(optional("stableloss.torch"), name)
+        return _torch_call(loss, function, inputs, grad, backend=backend_of(implementation))
     if implementation == "torch":
-        return _torch_call(loss, inputs, grad)
+        return _torch_call(loss, getattr(optional("torch").nn.functional, name), inputs, grad)
     return functools.partial({"textbook": loss.textbook, "scipy": loss.scipy}[implementation], grad, **inputs)
 
 
@@ -208,29 +236,32 @@ def _flatten(result):
     return (value, *grads) if isinstance(grads, tuple) else (value, grads)
 
 
-def _torch_call(loss, inputs, grad):
+def _torch_call(loss, function, inputs, grad, **options):
+    """A call of ``function`` (torch.nn.functional's or stableloss.torch's) on tensors viewing ``inputs``,
+    with ``options`` as keywords; with ``grad``, the differentiable ones require grad and
+    ``loss.backward()`` computes their gradients."""
     torch = optional("torch")
-    function = getattr(torch.nn.functional, loss.function.__name__)
     tensors = {name: torch.from_numpy(array) for name, array in inputs.items()}
+    leaves = [tensors[name].requires_grad_(grad) for name in loss.differentiable]
 
     def call():
-        args = dict(tensors)
-        if grad:  # fresh leaves each call, so gradients do not accumulate
-            args.update({name: tensors[name].detach().requires_grad_() for name in loss.differentiable})
-        value = function(**args, reduction=loss.reduction)
+        for leaf in leaves:
+            leaf.grad = None  # not accumulated: each call allocates its gradients as the first did
+        value = function(**tensors, reduction=loss.reduction, **options)
         if not grad:
             return (value.numpy(),)
         value.backward()
-        return (value.detach().numpy(), *(args[name].grad.numpy() for name in loss.differentiable))
+        return (value.detach().numpy(), *(leaf.grad.numpy() for leaf in leaves))
     return call
 
 
 def disagreement(got, want, implementation):
     """None if the outputs ``got`` of ``implementation`` agree with the reference ``want``, else why not.
 
-    A stableloss backend must match every element within 64 ulp (each is within 4 ulp of the exact
-    value); a peer, computing in its own way, within 1e-4 of each output's largest magnitude (a check
-    that it computes the same quantity).  NaN must be where the reference has NaN.
+    A stableloss backend, called directly or through stableloss.torch, must match every element within
+    64 ulp (each is within 4 ulp of the exact value); a peer, computing in its own way, within 1e-4 of
+    each output's largest magnitude (a check that it computes the same quantity).  NaN must be where the
+    reference has NaN.
     """
     if len(got) != len(want):
         return f"{len(got)} outputs instead of {len(want)}"
@@ -243,7 +274,7 @@ def disagreement(got, want, implementation):
             return f"{what}: NaN where the reference has none, or the reverse"
         finfo = np.finfo(w.dtype)
         g, w = g[~np.isnan(w)].astype(np.float64), w[~np.isnan(w)].astype(np.float64)
-        if implementation in BACKENDS:
+        if backend_of(implementation) is not None:
             scale, limit, kind = np.maximum(np.abs(w), finfo.smallest_normal), 64 * finfo.eps, "relative"
         else:
             scale, limit, kind = max(np.max(np.abs(w), initial=0.0), finfo.smallest_normal), 1e-4, "normwise"
@@ -287,6 +318,12 @@ WORKLOADS = (
     Workload("mse", (10**7,), (10**5,)),
     Workload("kl", (1024, 32768), (64, 4096)),
 )
+
+#: The tiny forward+grad call of each loss, whose time is the fixed cost of a call (validation, dispatch,
+#: the cffi or Numba call): the smallest size of the pytest-benchmark suite, and the small calls of
+#: ``bench --torch-api``.
+SMALL_WORKLOADS = tuple(Workload(stem, shape, shape) for stem, shape in (
+    ("ce", (4, 10)), ("bce", (16,)), ("gnll", (16,)), ("kl", (4, 10)), ("mse", (16,))))
 
 
 def set_threads(n):

@@ -28,7 +28,7 @@ def _reduction_of(size_average, reduce, reduction):
 
 def _on_cpu(func, **tensors):
     for name, tensor in tensors.items():
-        if isinstance(tensor, torch.Tensor) and tensor.device.type != "cpu":
+        if isinstance(tensor, torch.Tensor) and not tensor.is_cpu:
             raise RuntimeError(f"stableloss.torch.{func}: {name} is on {tensor.device}; stableloss computes on "
                                f"the CPU (move the tensors with .cpu(), or use torch.nn.functional.{func} on "
                                f"{tensor.device.type})")
@@ -47,6 +47,11 @@ def _no_grad_for(func, differentiable, **tensors):
 def _wants(tensor):
     """Whether autograd will need the gradient w.r.t. ``tensor``."""
     return isinstance(tensor, torch.Tensor) and tensor.requires_grad and torch.is_grad_enabled()
+
+
+def _in_dtype(tensor, dtype):
+    """``tensor`` in ``dtype`` (itself where it has it: ``Tensor.to`` costs microseconds even then)."""
+    return tensor if tensor.dtype == dtype else tensor.to(dtype)
 
 
 def _kernel_dtype(tensor, input_dtype):
@@ -113,7 +118,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     _no_grad_for(func, "input", target=target, weight=weight)
     loss, _ = _ops.cross_entropy(x, other["target"], other["weight"], ignore_index, reduction, label_smoothing,
                                  backend or "", _wants(x))
-    return loss.to(input.dtype)
+    return _in_dtype(loss, input.dtype)
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None, reduction="mean",
@@ -162,7 +167,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     _no_grad_for(func, "input", target=target, weight=weight, pos_weight=pos_weight)
     loss, _ = _ops.binary_cross_entropy_with_logits(x, other["target"], other["weight"], reduction,
                                                     other["pos_weight"], backend or "", _wants(x))
-    return loss.to(input.dtype)
+    return _in_dtype(loss, input.dtype)
 
 
 def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean", *, backend=None):
@@ -211,7 +216,7 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     _no_grad_for(func, "input and var", target=target)
     loss, _, _ = _ops.gaussian_nll_loss(x, other["target"], other["var"], var_value, full, eps, reduction,
                                         backend or "", _wants(x), _wants(other["var"]))
-    return loss.to(input.dtype)
+    return _in_dtype(loss, input.dtype)
 
 
 def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False, *, backend=None):
@@ -263,7 +268,7 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
     reduction = _reduction_of(size_average, reduce, reduction)
     x, other = _prepare(func, input, target=target)
     loss, _ = _ops.kl_div(x, other["target"], reduction, log_target, backend or "", _wants(x))
-    return loss.to(input.dtype)
+    return _in_dtype(loss, input.dtype)
 
 
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None, *, backend=None):
@@ -308,7 +313,7 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
     _no_grad_for(func, "input and target", weight=weight)
     loss, _ = _ops.mse_loss(x, other["target"], reduction, other["weight"], backend or "",
                             _wants(x) or _wants(other["target"]))
-    return loss.to(input.dtype)
+    return _in_dtype(loss, input.dtype)
 
 
 def logsumexp(input, dim, keepdim=False, *, backend=None):
@@ -345,7 +350,7 @@ def logsumexp(input, dim, keepdim=False, *, backend=None):
     dims = sorted(d % max(x.dim(), 1) for d in ((dim,) if isinstance(dim, int) else dim))
     if len(dims) == 1:
         value, _ = _ops.logsumexp(x, dims[0], keepdim, backend or "", _wants(x))
-        return value.to(input.dtype)
+        return _in_dtype(value, input.dtype)
     # several dims: moved last and flattened into one (views, through which autograd goes as usual)
     kept = [d for d in range(x.dim()) if d not in dims]
     rows = x.permute(*kept, *dims).reshape(*(x.shape[d] for d in kept), -1)
@@ -353,7 +358,7 @@ def logsumexp(input, dim, keepdim=False, *, backend=None):
     if keepdim:
         for d in dims:
             value = value.unsqueeze(d)
-    return value.to(input.dtype)
+    return _in_dtype(value, input.dtype)
 
 
 def _softmax_dim(func, input, dim, stacklevel, dtype):
@@ -403,7 +408,7 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None, *, backend=None):
     input, dim = _softmax_dim("log_softmax", input, dim, _stacklevel, dtype)
     x = _kernel_dtype(input, input.dtype)
     out, _ = _ops.log_softmax(x, dim, backend or "", _wants(x))
-    return out.to(input.dtype)
+    return _in_dtype(out, input.dtype)
 
 
 def softmax(input, dim=None, _stacklevel=3, dtype=None, *, backend=None):
@@ -440,4 +445,4 @@ def softmax(input, dim=None, _stacklevel=3, dtype=None, *, backend=None):
     tensor([0., 1.])
     """
     input, dim = _softmax_dim("softmax", input, dim, _stacklevel, dtype)
-    return _ops.softmax(_kernel_dtype(input, input.dtype), dim, backend or "").to(input.dtype)
+    return _in_dtype(_ops.softmax(_kernel_dtype(input, input.dtype), dim, backend or ""), input.dtype)

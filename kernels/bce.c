@@ -34,8 +34,8 @@
 #include "sl_kernel.h"
 
 typedef struct {
-    const void *x, *y, *w, *pw;
-    int64_t n;
+    const void *input, *target, *weight, *pos_weight;
+    int64_t n_rows;
     double grad_scale;
     int64_t rows_per_block;
     void *loss, *grad;
@@ -103,8 +103,8 @@ SL_INLINE double bce_eval(double x, double y, double w, double pw, double *grad,
 SL_INLINE double bce_row(const void *args, int64_t i, int f32)
 {
     const bce_args *a = (const bce_args *)args;
-    double g, value = bce_eval(sl_load(a->x, i, f32), sl_load(a->y, i, f32), a->w ? sl_load(a->w, i, f32) : 1.0,
-                               a->pw ? sl_load(a->pw, i, f32) : 1.0, &g, f32);
+    double g, value = bce_eval(sl_load(a->input, i, f32), sl_load(a->target, i, f32), a->weight ? sl_load(a->weight, i, f32) : 1.0,
+                               a->pos_weight ? sl_load(a->pos_weight, i, f32) : 1.0, &g, f32);
     if (a->loss)
         sl_store(a->loss, i, value, f32);
     if (a->grad)
@@ -114,7 +114,7 @@ SL_INLINE double bce_row(const void *args, int64_t i, int f32)
 
 SL_INLINE void bce_scalar(const bce_args *a, int f32)
 {
-    sl_rows(a, a->n, a->rows_per_block, a->block_sums, bce_row, f32);
+    sl_rows(a, a->n_rows, a->rows_per_block, a->block_sums, bce_row, f32);
 }
 
 #if SL_X86
@@ -140,9 +140,9 @@ SL_AVX2 SL_INLINE __m256d bce_row4(const void *args, int64_t i, const sl_tail *t
 {
     const bce_args *a = (const bce_args *)args;
     __m256d zero = _mm256_setzero_pd(), one = SL_V(1.0);
-    __m256d x = sl_load_v(a->x, i, tail, f32), y = sl_load_v(a->y, i, tail, f32);
-    __m256d w = a->w ? sl_load_v(a->w, i, tail, f32) : one;
-    __m256d pw = a->pw ? sl_load_v(a->pw, i, tail, f32) : one;
+    __m256d x = sl_load_v(a->input, i, tail, f32), y = sl_load_v(a->target, i, tail, f32);
+    __m256d w = a->weight ? sl_load_v(a->weight, i, tail, f32) : one;
+    __m256d pw = a->pos_weight ? sl_load_v(a->pos_weight, i, tail, f32) : one;
     __m256d e, log_term = sl_softplus_tail_v(x, &e, f32);
     /* max(0, v) returns v when v is NaN (second operand) */
     __m256d sp_neg = _mm256_add_pd(_mm256_max_pd(zero, _mm256_sub_pd(zero, x)), log_term);
@@ -210,7 +210,7 @@ SL_AVX2 SL_INLINE __m256d bce_span_f32(const void *args, int64_t i)
 {
     const bce_args *a = (const bce_args *)args;
     const __m256 one = SL_VF(1.0f), zero = _mm256_setzero_ps(), sign = SL_VF(-0.0f);
-    const float *xs = (const float *)a->x + i, *ys = (const float *)a->y + i;
+    const float *xs = (const float *)a->input + i, *ys = (const float *)a->target + i;
     __m256 x[BCE_SPAN], label1[BCE_SPAN], fast = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
     for (int h = 0; h < BCE_SPAN; h++) {
         __m256 y = _mm256_loadu_ps(ys + 8 * h);
@@ -219,9 +219,9 @@ SL_AVX2 SL_INLINE __m256d bce_span_f32(const void *args, int64_t i)
         fast = _mm256_and_ps(fast, _mm256_and_ps(_mm256_or_ps(label1[h], _mm256_cmp_ps(y, zero, _CMP_EQ_OQ)),
                                                  _mm256_cmp_ps(_mm256_andnot_ps(sign, x[h]), SL_VF(86.0f),
                                                                _CMP_LE_OQ)));
-        if (a->w || a->pw) { /* |w|, |pw| < inf: false for NaN */
-            __m256 w = a->w ? _mm256_loadu_ps((const float *)a->w + i + 8 * h) : one;
-            __m256 pw = a->pw ? _mm256_loadu_ps((const float *)a->pw + i + 8 * h) : one;
+        if (a->weight || a->pos_weight) { /* |w|, |pw| < inf: false for NaN */
+            __m256 w = a->weight ? _mm256_loadu_ps((const float *)a->weight + i + 8 * h) : one;
+            __m256 pw = a->pos_weight ? _mm256_loadu_ps((const float *)a->pos_weight + i + 8 * h) : one;
             fast = _mm256_and_ps(fast, _mm256_and_ps(
                                            _mm256_cmp_ps(_mm256_andnot_ps(sign, w), SL_VF(INFINITY), _CMP_LT_OQ),
                                            _mm256_cmp_ps(_mm256_andnot_ps(sign, pw), SL_VF(INFINITY), _CMP_LT_OQ)));
@@ -245,10 +245,10 @@ SL_AVX2 SL_INLINE __m256d bce_span_f32(const void *args, int64_t i)
     }
     for (int h = 0; h < BCE_SPAN; h++) {
         c_lo[h] = c_hi[h] = SL_V(1.0);
-        if (a->w || a->pw) {
+        if (a->weight || a->pos_weight) {
             __m256d pw_lo, pw_hi;
-            __m256 w = a->w ? _mm256_loadu_ps((const float *)a->w + i + 8 * h) : one;
-            __m256 pw = a->pw ? _mm256_loadu_ps((const float *)a->pw + i + 8 * h) : one;
+            __m256 w = a->weight ? _mm256_loadu_ps((const float *)a->weight + i + 8 * h) : one;
+            __m256 pw = a->pos_weight ? _mm256_loadu_ps((const float *)a->pos_weight + i + 8 * h) : one;
             sl_widen_v(w, &c_lo[h], &c_hi[h]);
             sl_widen_v(_mm256_blendv_ps(one, pw, label1[h]), &pw_lo, &pw_hi); /* pw for y = 1, 1 for y = 0 */
             c_lo[h] = _mm256_mul_pd(c_lo[h], pw_lo);
@@ -281,26 +281,26 @@ SL_AVX2 SL_INLINE __m256d bce_span_f32(const void *args, int64_t i)
 SL_AVX2 SL_INLINE void bce_avx2(const bce_args *a, int f32)
 {
     if (f32)
-        sl_rows_span(a, a->n, a->rows_per_block, a->block_sums, bce_span_f32, 8 * BCE_SPAN, bce_row4, 1);
+        sl_rows_span(a, a->n_rows, a->rows_per_block, a->block_sums, bce_span_f32, 8 * BCE_SPAN, bce_row4, 1);
     else
-        sl_rows_v(a, a->n, a->rows_per_block, a->block_sums, bce_row4, f32);
+        sl_rows_v(a, a->n_rows, a->rows_per_block, a->block_sums, bce_row4, f32);
 }
 #endif
 
 SL_KERNEL(bce, bce_args)
 
-void sl_bce_f32(const float *x, const float *target, const float *weight, const float *pos_weight,
-                int64_t n, double grad_scale, int64_t rows_per_block,
+void sl_bce_f32(const float *input, const float *target, const float *weight, const float *pos_weight,
+                int64_t n_rows, double grad_scale, int64_t rows_per_block,
                 float *loss, float *grad, double *block_sums)
 {
-    const bce_args a = {x, target, weight, pos_weight, n, grad_scale, rows_per_block, loss, grad, block_sums};
+    const bce_args a = {input, target, weight, pos_weight, n_rows, grad_scale, rows_per_block, loss, grad, block_sums};
     bce_run(&a, 1);
 }
 
-void sl_bce_f64(const double *x, const double *target, const double *weight, const double *pos_weight,
-                int64_t n, double grad_scale, int64_t rows_per_block,
+void sl_bce_f64(const double *input, const double *target, const double *weight, const double *pos_weight,
+                int64_t n_rows, double grad_scale, int64_t rows_per_block,
                 double *loss, double *grad, double *block_sums)
 {
-    const bce_args a = {x, target, weight, pos_weight, n, grad_scale, rows_per_block, loss, grad, block_sums};
+    const bce_args a = {input, target, weight, pos_weight, n_rows, grad_scale, rows_per_block, loss, grad, block_sums};
     bce_run(&a, 0);
 }

@@ -47,7 +47,7 @@
 #define CE_NARROW 32
 
 typedef struct {
-    const void *x;
+    const void *input;
     const int64_t *target;
     const void *target_prob, *weight;
     int64_t n_rows, n_classes, ignore_index;
@@ -113,8 +113,8 @@ SL_INLINE double ce_row(const void *args, int64_t i, int f32, sl_scan_fn scan, s
 {
     const ce_args *a = (const ce_args *)args;
     int64_t C = a->n_classes;
-    const void *x = sl_row_in(a->x, i, C, f32);
-    const void *next = i + 1 < a->n_rows ? sl_row_in(a->x, i + 1, C, f32) : NULL;
+    const void *x = sl_row_in(a->input, i, C, f32);
+    const void *next = i + 1 < a->n_rows ? sl_row_in(a->input, i + 1, C, f32) : NULL;
     void *g = sl_row_out(a->grad, i, C, f32);
     double eps = a->label_smoothing, smooth = eps / (double)C, loss = 0.0;
     if (C == 0 || (a->target && a->target[i] == a->ignore_index)) {
@@ -204,7 +204,7 @@ SL_AVX2 SL_INLINE __m256d ce_rows4_avx2(const void *args, int64_t i, const sl_ta
     int count = tail ? __builtin_popcount((unsigned)sl_tail_bits(tail)) : 4;
     int cheap = f32 ? SL_CHEAP_SUM : 0; /* as ce_row without smoothing */
     double t[4 * CE_NARROW];
-    ce_transpose4(sl_row_in(a->x, i, C, f32), C, count, f32, t);
+    ce_transpose4(sl_row_in(a->input, i, C, f32), C, count, f32, t);
     __m256d m = _mm256_loadu_pd(t), low = m, k = _mm256_setzero_pd();
     __m256d nan = _mm256_cmp_pd(m, m, _CMP_UNORD_Q);
     for (int64_t j = 1; j < C; j++) {
@@ -232,7 +232,7 @@ SL_AVX2 SL_INLINE __m256d ce_rows4_avx2(const void *args, int64_t i, const sl_ta
             continue;
         }
         sl_softmax r = {ms[l], (int64_t)ks[l], ss[l], log_ss[l], 0.0, 0.0, 0.0, 0.0};
-        losses[l] = ce_index_finish(a, sl_row_in(a->x, row, C, f32), sl_row_out(a->grad, row, C, f32), y, NULL,
+        losses[l] = ce_index_finish(a, sl_row_in(a->input, row, C, f32), sl_row_out(a->grad, row, C, f32), y, NULL,
                                     &r, a->exps ? a->exps + l * C : NULL, f32, cheap, sl_softmax_grad_v);
         if (a->loss)
             sl_store(a->loss, row, losses[l], f32);
@@ -262,20 +262,20 @@ static void ce_call(ce_args *a, int f32)
     free(a->exps);
 }
 
-void sl_ce_f32(const float *x, const int64_t *target, const float *target_prob, const float *weight,
+void sl_ce_f32(const float *input, const int64_t *target, const float *target_prob, const float *weight,
                int64_t n_rows, int64_t n_classes, int64_t ignore_index, double label_smoothing,
                double grad_scale, int64_t rows_per_block, float *loss, float *grad, double *block_sums)
 {
-    ce_args a = {x, target, target_prob, weight, n_rows, n_classes, ignore_index,
+    ce_args a = {input, target, target_prob, weight, n_rows, n_classes, ignore_index,
                  label_smoothing, grad_scale, rows_per_block, loss, grad, block_sums, NULL};
     ce_call(&a, 1);
 }
 
-void sl_ce_f64(const double *x, const int64_t *target, const double *target_prob, const double *weight,
+void sl_ce_f64(const double *input, const int64_t *target, const double *target_prob, const double *weight,
                int64_t n_rows, int64_t n_classes, int64_t ignore_index, double label_smoothing,
                double grad_scale, int64_t rows_per_block, double *loss, double *grad, double *block_sums)
 {
-    ce_args a = {x, target, target_prob, weight, n_rows, n_classes, ignore_index,
+    ce_args a = {input, target, target_prob, weight, n_rows, n_classes, ignore_index,
                  label_smoothing, grad_scale, rows_per_block, loss, grad, block_sums, NULL};
     ce_call(&a, 0);
 }

@@ -23,8 +23,8 @@
 #include "sl_kernel.h"
 
 typedef struct {
-    const void *x, *t, *var;
-    int64_t n;
+    const void *input, *target, *var;
+    int64_t n_rows;
     double eps;
     int64_t full;
     double grad_scale;
@@ -79,7 +79,7 @@ SL_INLINE double gnll_row(const void *args, int64_t i, int f32)
     const gnll_args *a = (const gnll_args *)args;
     double v = sl_load(a->var, i, f32);
     v = v < a->eps ? a->eps : v; /* the clamp acts on the value; NaN stays NaN */
-    double g_in, g_var, value = gnll_eval(sl_load(a->x, i, f32), sl_load(a->t, i, f32), v, (int)a->full,
+    double g_in, g_var, value = gnll_eval(sl_load(a->input, i, f32), sl_load(a->target, i, f32), v, (int)a->full,
                                           &g_in, &g_var, f32);
     if (a->loss)
         sl_store(a->loss, i, value, f32);
@@ -92,7 +92,7 @@ SL_INLINE double gnll_row(const void *args, int64_t i, int f32)
 
 SL_INLINE void gnll_scalar(const gnll_args *a, int f32)
 {
-    sl_rows(a, a->n, a->rows_per_block, a->block_sums, gnll_row, f32);
+    sl_rows(a, a->n_rows, a->rows_per_block, a->block_sums, gnll_row, f32);
 }
 
 #if SL_X86
@@ -119,7 +119,7 @@ SL_AVX2 SL_INLINE __m256d gnll_row4(const void *args, int64_t i, const sl_tail *
 {
     const gnll_args *a = (const gnll_args *)args;
     __m256d zero = _mm256_setzero_pd();
-    __m256d x = sl_load_v(a->x, i, tail, f32), t = sl_load_v(a->t, i, tail, f32);
+    __m256d x = sl_load_v(a->input, i, tail, f32), t = sl_load_v(a->target, i, tail, f32);
     __m256d v = sl_load_v(a->var, i, tail, f32), eps = SL_V(a->eps);
     v = sl_select_v(_mm256_cmp_pd(v, eps, _CMP_LT_OQ), eps, v);
     __m256d d = _mm256_sub_pd(x, t), d_lo = zero;
@@ -171,26 +171,26 @@ SL_AVX2 SL_INLINE __m256d gnll_row4(const void *args, int64_t i, const sl_tail *
 
 SL_AVX2 SL_INLINE void gnll_avx2(const gnll_args *a, int f32)
 {
-    sl_rows_v(a, a->n, a->rows_per_block, a->block_sums, gnll_row4, f32);
+    sl_rows_v(a, a->n_rows, a->rows_per_block, a->block_sums, gnll_row4, f32);
 }
 #endif
 
 SL_KERNEL(gnll, gnll_args)
 
-void sl_gnll_f32(const float *x, const float *target, const float *var,
-                 int64_t n, double eps, int64_t full, double grad_scale, int64_t rows_per_block,
+void sl_gnll_f32(const float *input, const float *target, const float *var,
+                 int64_t n_rows, double eps, int64_t full, double grad_scale, int64_t rows_per_block,
                  float *loss, float *grad_input, float *grad_var, double *block_sums)
 {
-    const gnll_args a = {x, target, var, n, eps, full, grad_scale, rows_per_block,
+    const gnll_args a = {input, target, var, n_rows, eps, full, grad_scale, rows_per_block,
                          loss, grad_input, grad_var, block_sums};
     gnll_run(&a, 1);
 }
 
-void sl_gnll_f64(const double *x, const double *target, const double *var,
-                 int64_t n, double eps, int64_t full, double grad_scale, int64_t rows_per_block,
+void sl_gnll_f64(const double *input, const double *target, const double *var,
+                 int64_t n_rows, double eps, int64_t full, double grad_scale, int64_t rows_per_block,
                  double *loss, double *grad_input, double *grad_var, double *block_sums)
 {
-    const gnll_args a = {x, target, var, n, eps, full, grad_scale, rows_per_block,
+    const gnll_args a = {input, target, var, n_rows, eps, full, grad_scale, rows_per_block,
                          loss, grad_input, grad_var, block_sums};
     gnll_run(&a, 0);
 }

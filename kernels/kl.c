@@ -25,8 +25,8 @@
 #include "sl_kernel.h"
 
 typedef struct {
-    const void *x, *t;
-    int64_t n, log_target;
+    const void *input, *target;
+    int64_t n_rows, log_target;
     double grad_scale;
     int64_t rows_per_block;
     void *loss, *grad;
@@ -68,7 +68,7 @@ SL_INLINE int kl_zero_term(double p, double x)
 SL_INLINE double kl_row(const void *args, int64_t i, int f32)
 {
     const kl_args *a = (const kl_args *)args;
-    double x = sl_load(a->x, i, f32), t = sl_load(a->t, i, f32);
+    double x = sl_load(a->input, i, f32), t = sl_load(a->target, i, f32);
     double p = a->log_target ? sl_exp(t, f32) : t;
     double lp = a->log_target ? t : sl_log(t, f32);
     double diff = lp - x;
@@ -86,7 +86,7 @@ SL_INLINE double kl_row(const void *args, int64_t i, int f32)
 
 SL_INLINE void kl_scalar(const kl_args *a, int f32)
 {
-    sl_rows(a, a->n, a->rows_per_block, a->block_sums, kl_row, f32);
+    sl_rows(a, a->n_rows, a->rows_per_block, a->block_sums, kl_row, f32);
 }
 
 #if SL_X86
@@ -110,7 +110,7 @@ SL_AVX2 SL_INLINE __m256d kl_row4(const void *args, int64_t i, const sl_tail *ta
 {
     const kl_args *a = (const kl_args *)args;
     __m256d zero = _mm256_setzero_pd();
-    __m256d x = sl_load_v(a->x, i, tail, f32), t = sl_load_v(a->t, i, tail, f32);
+    __m256d x = sl_load_v(a->input, i, tail, f32), t = sl_load_v(a->target, i, tail, f32);
     __m256d p = a->log_target ? sl_exp_v(t, f32) : t;
     __m256d lp = a->log_target ? t : sl_log_v(t, f32);
     __m256d diff = _mm256_sub_pd(lp, x);
@@ -141,22 +141,22 @@ SL_AVX2 SL_INLINE __m256d kl_row4(const void *args, int64_t i, const sl_tail *ta
 
 SL_AVX2 SL_INLINE void kl_avx2(const kl_args *a, int f32)
 {
-    sl_rows_v(a, a->n, a->rows_per_block, a->block_sums, kl_row4, f32);
+    sl_rows_v(a, a->n_rows, a->rows_per_block, a->block_sums, kl_row4, f32);
 }
 #endif
 
 SL_KERNEL(kl, kl_args)
 
-void sl_kl_f32(const float *input, const float *target, int64_t n, int64_t log_target,
+void sl_kl_f32(const float *input, const float *target, int64_t n_rows, int64_t log_target,
                double grad_scale, int64_t rows_per_block, float *loss, float *grad, double *block_sums)
 {
-    const kl_args a = {input, target, n, log_target, grad_scale, rows_per_block, loss, grad, block_sums};
+    const kl_args a = {input, target, n_rows, log_target, grad_scale, rows_per_block, loss, grad, block_sums};
     kl_run(&a, 1);
 }
 
-void sl_kl_f64(const double *input, const double *target, int64_t n, int64_t log_target,
+void sl_kl_f64(const double *input, const double *target, int64_t n_rows, int64_t log_target,
                double grad_scale, int64_t rows_per_block, double *loss, double *grad, double *block_sums)
 {
-    const kl_args a = {input, target, n, log_target, grad_scale, rows_per_block, loss, grad, block_sums};
+    const kl_args a = {input, target, n_rows, log_target, grad_scale, rows_per_block, loss, grad, block_sums};
     kl_run(&a, 0);
 }

@@ -17,8 +17,8 @@
 #include "sl_kernel.h"
 
 typedef struct {
-    const void *x, *t, *w;
-    int64_t n;
+    const void *input, *target, *weight;
+    int64_t n_rows;
     double grad_scale;
     int64_t rows_per_block;
     void *loss, *grad;
@@ -28,8 +28,8 @@ typedef struct {
 SL_INLINE double mse_row(const void *args, int64_t i, int f32)
 {
     const mse_args *a = (const mse_args *)args;
-    double x = sl_load(a->x, i, f32), t = sl_load(a->t, i, f32);
-    double w = a->w ? sl_load(a->w, i, f32) : 1.0;
+    double x = sl_load(a->input, i, f32), t = sl_load(a->target, i, f32);
+    double w = a->weight ? sl_load(a->weight, i, f32) : 1.0;
     double d_lo = 0.0, sq_lo = 0.0;
     double d = f32 ? x - t : sl_two_sum(x, -t, &d_lo);
     if (!isfinite(d))
@@ -53,15 +53,15 @@ SL_INLINE double mse_row(const void *args, int64_t i, int f32)
 
 SL_INLINE void mse_scalar(const mse_args *a, int f32)
 {
-    sl_rows(a, a->n, a->rows_per_block, a->block_sums, mse_row, f32);
+    sl_rows(a, a->n_rows, a->rows_per_block, a->block_sums, mse_row, f32);
 }
 
 #if SL_X86
 SL_AVX2 SL_INLINE __m256d mse_row4(const void *args, int64_t i, const sl_tail *tail, int f32)
 {
     const mse_args *a = (const mse_args *)args;
-    __m256d x = sl_load_v(a->x, i, tail, f32), t = sl_load_v(a->t, i, tail, f32);
-    __m256d w = a->w ? sl_load_v(a->w, i, tail, f32) : SL_V(1.0);
+    __m256d x = sl_load_v(a->input, i, tail, f32), t = sl_load_v(a->target, i, tail, f32);
+    __m256d w = a->weight ? sl_load_v(a->weight, i, tail, f32) : SL_V(1.0);
     __m256d d_lo = _mm256_setzero_pd();
     __m256d d = _mm256_sub_pd(x, t);
     __m256d sq = _mm256_mul_pd(d, d);
@@ -95,22 +95,22 @@ SL_AVX2 SL_INLINE __m256d mse_row4(const void *args, int64_t i, const sl_tail *t
 
 SL_AVX2 SL_INLINE void mse_avx2(const mse_args *a, int f32)
 {
-    sl_rows_v(a, a->n, a->rows_per_block, a->block_sums, mse_row4, f32);
+    sl_rows_v(a, a->n_rows, a->rows_per_block, a->block_sums, mse_row4, f32);
 }
 #endif
 
 SL_KERNEL(mse, mse_args)
 
-void sl_mse_f32(const float *input, const float *target, const float *weight, int64_t n,
+void sl_mse_f32(const float *input, const float *target, const float *weight, int64_t n_rows,
                 double grad_scale, int64_t rows_per_block, float *loss, float *grad, double *block_sums)
 {
-    const mse_args a = {input, target, weight, n, grad_scale, rows_per_block, loss, grad, block_sums};
+    const mse_args a = {input, target, weight, n_rows, grad_scale, rows_per_block, loss, grad, block_sums};
     mse_run(&a, 1);
 }
 
-void sl_mse_f64(const double *input, const double *target, const double *weight, int64_t n,
+void sl_mse_f64(const double *input, const double *target, const double *weight, int64_t n_rows,
                 double grad_scale, int64_t rows_per_block, double *loss, double *grad, double *block_sums)
 {
-    const mse_args a = {input, target, weight, n, grad_scale, rows_per_block, loss, grad, block_sums};
+    const mse_args a = {input, target, weight, n_rows, grad_scale, rows_per_block, loss, grad, block_sums};
     mse_run(&a, 0);
 }

@@ -8,14 +8,14 @@
  * Calling convention, shared by every loss kernel:
  *   inputs ..., sizes and scalar parameters ..., rows_per_block, outputs ..., block_sums
  *   - Arrays are C-contiguous.  A "row" is one sample: n_classes logits for ce and lse, one element
- *     for the elementwise losses (bce, gnll, kl, mse), whose n counts elements.
+ *     for the elementwise losses (bce, gnll, kl, mse), so that n_rows counts elements there.
  *   - Optional inputs and every output may be NULL (numpy/Numba: None), meaning "absent" for an
  *     input and "not wanted" for an output.
  *   - loss[i] is the per-row loss, rounded once to the input type.  grad (same shape as the
  *     differentiated input) is grad_scale * d(sum_i loss[i]) / d(input), rounded once; the dispatcher
  *     passes grad_scale = 1/denominator for reduction="mean", 1 otherwise.
  *   - block_sums[b] is the sum, in double, of the unrounded per-row losses of rows
- *     [b*rows_per_block, min((b+1)*rows_per_block, n)) counted from the first row passed.  The
+ *     [b*rows_per_block, min((b+1)*rows_per_block, n_rows)) counted from the first row passed.  The
  *     dispatcher splits work across threads only at block boundaries and adds block_sums in a fixed
  *     order, so results are bitwise identical for any thread count.  float64 kernels use a
  *     compensated sum inside a block (the 4-ulp reduction budget); float32 kernels sum in double.
@@ -35,47 +35,47 @@
  *            (probability targets: (sum_c w_c t'_c) p_j - w_j t'_j); ignored rows get 0;
  *            at j == y == k the term p_y - 1 is computed as -s/S.  A class with x_j = -inf (finite
  *            max) and coefficient 0 adds 0 to the loss (0 (-log 0) = 0).                          */
-void sl_ce_f32(const float *x, const int64_t *target, const float *target_prob, const float *weight,
+void sl_ce_f32(const float *input, const int64_t *target, const float *target_prob, const float *weight,
                int64_t n_rows, int64_t n_classes, int64_t ignore_index, double label_smoothing,
                double grad_scale, int64_t rows_per_block, float *loss, float *grad, double *block_sums);
-void sl_ce_f64(const double *x, const int64_t *target, const double *target_prob, const double *weight,
+void sl_ce_f64(const double *input, const int64_t *target, const double *target_prob, const double *weight,
                int64_t n_rows, int64_t n_classes, int64_t ignore_index, double label_smoothing,
                double grad_scale, int64_t rows_per_block, double *loss, double *grad, double *block_sums);
 
 /* BCE with logits, elementwise: loss = w (pw y sp(-x) + (1 - y) sp(x)), sp = softplus, where a term
  * whose label factor (y, resp. 1 - y) is 0 counts as 0 (so x = +-inf gives the limit 0 or +inf).
- * weight and pos_weight are optional, already broadcast to n elements.
+ * weight and pos_weight are optional, already broadcast to n_rows elements.
  * grad = w ((1 - y) sigma(x) - pw y sigma(-x)).                                                   */
-void sl_bce_f32(const float *x, const float *target, const float *weight, const float *pos_weight,
-                int64_t n, double grad_scale, int64_t rows_per_block,
+void sl_bce_f32(const float *input, const float *target, const float *weight, const float *pos_weight,
+                int64_t n_rows, double grad_scale, int64_t rows_per_block,
                 float *loss, float *grad, double *block_sums);
-void sl_bce_f64(const double *x, const double *target, const double *weight, const double *pos_weight,
-                int64_t n, double grad_scale, int64_t rows_per_block,
+void sl_bce_f64(const double *input, const double *target, const double *weight, const double *pos_weight,
+                int64_t n_rows, double grad_scale, int64_t rows_per_block,
                 double *loss, double *grad, double *block_sums);
 
-/* Gaussian NLL, elementwise, var already broadcast to n elements: v = var < eps ? eps : var (NaN
+/* Gaussian NLL, elementwise, var already broadcast to n_rows elements: v = var < eps ? eps : var (NaN
  * stays NaN), d = x - t, loss = (log v + d (d / v)) / 2 (+ log(2 pi) / 2 when full != 0);
  * grad_input = d / v, grad_var = (1/v - (d/v)^2) / 2 at the clamped v (straight through).        */
-void sl_gnll_f32(const float *x, const float *target, const float *var,
-                 int64_t n, double eps, int64_t full, double grad_scale, int64_t rows_per_block,
+void sl_gnll_f32(const float *input, const float *target, const float *var,
+                 int64_t n_rows, double eps, int64_t full, double grad_scale, int64_t rows_per_block,
                  float *loss, float *grad_input, float *grad_var, double *block_sums);
-void sl_gnll_f64(const double *x, const double *target, const double *var,
-                 int64_t n, double eps, int64_t full, double grad_scale, int64_t rows_per_block,
+void sl_gnll_f64(const double *input, const double *target, const double *var,
+                 int64_t n_rows, double eps, int64_t full, double grad_scale, int64_t rows_per_block,
                  double *loss, double *grad_input, double *grad_var, double *block_sums);
 
 /* KL divergence term, elementwise, input = log q: log_target == 0: loss = p (log p - input),
  * grad = -p; log_target != 0 (target = log p): loss = e^{lp} (lp - input), grad = -e^{lp}.
  * Where p == 0 (lp == -inf) loss and grad are 0, also for input = -inf; the loss is NaN for input NaN
  * or +inf.  p < 0, and p = +inf without log_target, give a NaN loss.                                */
-void sl_kl_f32(const float *input, const float *target, int64_t n, int64_t log_target,
+void sl_kl_f32(const float *input, const float *target, int64_t n_rows, int64_t log_target,
                double grad_scale, int64_t rows_per_block, float *loss, float *grad, double *block_sums);
-void sl_kl_f64(const double *input, const double *target, int64_t n, int64_t log_target,
+void sl_kl_f64(const double *input, const double *target, int64_t n_rows, int64_t log_target,
                double grad_scale, int64_t rows_per_block, double *loss, double *grad, double *block_sums);
 
 /* Mean squared error, elementwise: loss = w (x - t)^2, grad = 2 w (x - t); weight optional.       */
-void sl_mse_f32(const float *input, const float *target, const float *weight, int64_t n,
+void sl_mse_f32(const float *input, const float *target, const float *weight, int64_t n_rows,
                 double grad_scale, int64_t rows_per_block, float *loss, float *grad, double *block_sums);
-void sl_mse_f64(const double *input, const double *target, const double *weight, int64_t n,
+void sl_mse_f64(const double *input, const double *target, const double *weight, int64_t n_rows,
                 double grad_scale, int64_t rows_per_block, double *loss, double *grad, double *block_sums);
 
 /* Row-wise log-sum-exp of x[n_rows][n_cols]: lse = a + log1p(s), log_softmax_j = z_j - log1p(s),

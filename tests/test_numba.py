@@ -8,6 +8,7 @@ process (not for code loaded from the cache), so those processes point ``NUMBA_C
 empty directory.
 """
 
+import importlib
 import json
 import os
 import pathlib
@@ -20,50 +21,32 @@ import numpy as np
 import pytest
 
 import stableloss
+from stableloss._spec import KERNELS
 
 pytest.importorskip("numba")
 
 PACKAGE_DIR = pathlib.Path(stableloss.__file__).resolve().parent
-STEMS = ("ce", "bce", "gnll", "kl", "mse", "lse")
+STEMS = tuple(KERNELS)
 DTYPES = ("float32", "float64")
-
-#: A vector instruction of each family's hot loop: the range reduction of exp (rint) for the softmax
-#: and logistic losses, the division of log (and of d/v) for gnll and kl, the fused multiply-add of
-#: the gradient for mse.  None of them occurs in the lane-sum helpers, so finding it vectorized means
-#: the per-element loop itself was.
-HOT_LOOP_MARKERS = {
-    "ce": r"@llvm\.rint\.v(\d+)f64",
-    "lse": r"@llvm\.rint\.v(\d+)f64",
-    "bce": r"@llvm\.rint\.v(\d+)f64",
-    "gnll": r"fdiv (?:[a-z]+ )*<(\d+) x double>",
-    "kl": r"fdiv (?:[a-z]+ )*<(\d+) x double>",
-    "mse": r"@llvm\.fma\.v(\d+)f64",
-}
-
-#: The float32 kernels with a float-lane fast path (8 floats per vector): a fused multiply-add on a float
-#: vector, which only the float32 primitives of that path (expf_neg, log1pf_unit) emit.
-FLOAT32_LANE_MARKERS = {
-    "bce": r"@llvm\.fma\.v(\d+)f32",
-}
 
 _INSPECT = textwrap.dedent(r"""
     import importlib, json, re, sys
     import numpy as np
     from stableloss import _numba
+    from stableloss._spec import KERNELS
 
-    markers, lane_markers = json.loads(sys.argv[1])
-    stems = sys.argv[2:]
+    stems = sys.argv[1:]
     flag_words = r"(?:fast|nnan|ninf|nsz|arcp|contract|afn|reassoc)"
     flagged = re.compile(r"= (?:fadd|fsub|fmul|fdiv|frem|fneg|fcmp|call|select|phi)((?: " + flag_words + r")+) ")
     report = {}
     for stem in stems:
         module = importlib.import_module("stableloss._numba." + stem)
         for dtype in ("float32", "float64"):
-            _numba.kernel(stem, np.dtype(dtype))
+            _numba.kernel(KERNELS[stem], np.dtype(dtype))
             signature = next(s for s in module.kernel.signatures if str(s[0].dtype) == dtype)
             llvm = module.kernel.inspect_llvm(signature)
-            widths = [int(w) for w in re.findall(markers[stem], llvm)]
-            lane_widths = [int(w) for w in re.findall(lane_markers.get(stem, "(?!)"), llvm)]
+            widths = [int(w) for w in re.findall(module.HOT_LOOP, llvm)]
+            lane_widths = [int(w) for w in re.findall(getattr(module, "FLOAT32_LANES", "(?!)"), llvm)]
             flags = sorted({word for match in flagged.findall(llvm) for word in match.split()})
             report[stem + " " + dtype] = {"widths": widths, "lane_widths": lane_widths, "flags": flags}
     print(json.dumps(report))
@@ -85,8 +68,7 @@ def _run(code, *args, env=None, cwd=None):
 def compiled(tmp_path_factory):
     """LLVM IR facts of every kernel, both dtypes, compiled afresh in one subprocess."""
     cache = tmp_path_factory.mktemp("numba_cache")
-    out = _run(_INSPECT, json.dumps([HOT_LOOP_MARKERS, FLOAT32_LANE_MARKERS]), *STEMS,
-               env={"NUMBA_CACHE_DIR": str(cache)})
+    out = _run(_INSPECT, *STEMS, env={"NUMBA_CACHE_DIR": str(cache)})
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -95,19 +77,27 @@ def compiled(tmp_path_factory):
 def test_hot_loop_is_vectorized(compiled, stem, dtype):
     widths = compiled[f"{stem} {dtype}"]["widths"]
     assert widths and max(widths) >= 4, (
-        f"the {stem} {dtype} kernel's hot loop is not vectorized: no {HOT_LOOP_MARKERS[stem]!r} on a "
+        f"the {stem} {dtype} kernel's hot loop is not vectorized: no {_module(stem).HOT_LOOP!r} on a "
         f"vector of >= 4 doubles in its LLVM IR (found widths {widths})")
 
 
-@pytest.mark.parametrize("stem", sorted(FLOAT32_LANE_MARKERS))
+def _module(stem):
+    return importlib.import_module(f"stableloss._numba.{stem}")
+
+
+#: The kernels with a float32 float-lane fast path (FLOAT32_LANES in their module).
+LANE_STEMS = [stem for stem in STEMS if hasattr(_module(stem), "FLOAT32_LANES")]
+
+
+@pytest.mark.parametrize("stem", LANE_STEMS)
 def test_float32_lanes_are_vectorized(compiled, stem):
     widths = compiled[f"{stem} float32"]["lane_widths"]
     assert widths and max(widths) >= 8, (
-        f"the {stem} float32 kernel's float-lane loop is not vectorized: no {FLOAT32_LANE_MARKERS[stem]!r} on a "
+        f"the {stem} float32 kernel's float-lane loop is not vectorized: no {_module(stem).FLOAT32_LANES!r} on a "
         f"vector of >= 8 floats in its LLVM IR (found widths {widths})")
 
 
-@pytest.mark.parametrize("stem", sorted(FLOAT32_LANE_MARKERS))
+@pytest.mark.parametrize("stem", LANE_STEMS)
 def test_float32_lanes_stay_out_of_float64_kernels(compiled, stem):
     """The float64 kernel compiles the float-lane branch out (it is behind the dtype constant)."""
     assert compiled[f"{stem} float64"]["lane_widths"] == []
@@ -130,10 +120,12 @@ def test_import_does_not_import_numba():
 _CALL_MSE = textwrap.dedent(r"""
     import numpy as np
     from stableloss import _numba
+    from stableloss._spec import KERNELS
     x = np.linspace(-3.0, 3.0, 1000)
     loss = np.empty_like(x)
-    _numba.kernel("mse", np.float64)(dict(input=x, target=np.zeros_like(x), weight=None, n=x.size, grad_scale=1.0,
-                                          rows_per_block=2**16, loss=loss, grad=None, block_sums=None))
+    _numba.kernel(KERNELS["mse"], np.float64)(dict(input=x, target=np.zeros_like(x), weight=None, n_rows=x.size,
+                                                   grad_scale=1.0, rows_per_block=2**16, loss=loss, grad=None,
+                                                   block_sums=None))
     assert np.array_equal(loss, x * x)
     print("ok")
 """)

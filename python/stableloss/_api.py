@@ -9,7 +9,8 @@ import math
 import numpy as np
 
 from . import _outputs, _validate as check
-from ._dispatch import KERNEL_ARGS, exact_sum, resolve, run
+from ._dispatch import exact_sum, resolve, run
+from ._spec import FLOAT, IN, INDEX, INT, OUT, SHARED, Kernel, declare, loss_kernel
 from ._reference import sum_dd
 
 
@@ -86,6 +87,12 @@ def _axis(func, x, axis):
 
 
 # ---------------------------------------------------------------------------------------------------
+
+CE = declare(loss_kernel("ce", "cross_entropy",
+                         inputs=(("input", IN), ("target", INDEX), ("target_prob", IN), ("weight", SHARED)),
+                         parameters=(("n_classes", INT), ("ignore_index", INT), ("label_smoothing", FLOAT)),
+                         row_width="n_classes"))
+
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0,
                   *, backend=None, return_grad=False):
@@ -169,13 +176,17 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     else:
         denominator = n_counted = n_rows
         probability_rows = _class_rows(probabilities, axis)[0]
-    result, grads = _run_loss(backend, "ce", x.dtype, n_rows, n_classes, reduction, denominator, n_counted,
-                              return_grad, dict(x=rows, target=indices, target_prob=probability_rows,
+    result, grads = _run_loss(backend, CE, x.dtype, n_rows, reduction, denominator, n_counted,
+                              return_grad, dict(input=rows, target=indices, target_prob=probability_rows,
                                                 weight=weight, n_classes=n_classes, ignore_index=ignore_index,
                                                 label_smoothing=smoothing))
     if reduction == "none":
         result = result.reshape(x.shape[:1] + x.shape[2:] if x.ndim >= 2 else ())
     return (result, restore(grads[0])) if return_grad else result
+
+
+BCE = declare(loss_kernel("bce", "binary_cross_entropy_with_logits",
+                          inputs=(("input", IN), ("target", IN), ("weight", IN), ("pos_weight", IN))))
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None,
@@ -233,8 +244,12 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     flat = {name: None if value is None else check.float_like(func, name, value, x.dtype, x.shape).reshape(-1)
             for name, value in arrays.items()}
     backend = resolve(backend)
-    return _elementwise(backend, "bce", x, reduction, x.size, return_grad, x=np.ascontiguousarray(x).reshape(-1),
+    return _elementwise(backend, BCE, x, reduction, x.size, return_grad, input=np.ascontiguousarray(x).reshape(-1),
                         **flat)
+
+
+GNLL = declare(loss_kernel("gnll", "gaussian_nll_loss", inputs=(("input", IN), ("target", IN), ("var", IN)),
+                           parameters=(("eps", FLOAT), ("full", INT)), gradients=("grad_input", "grad_var")))
 
 
 def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean",
@@ -296,8 +311,8 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     var_full, var_shape, grad_var_shape = check.gnll_var(func, var, x)
     eps = check.real(func, "eps", eps, 0.0)
     backend = resolve(backend)
-    result = _elementwise(backend, "gnll", x, reduction, x.size, return_grad,
-                          x=np.ascontiguousarray(x).reshape(-1), target=target.reshape(-1),
+    result = _elementwise(backend, GNLL, x, reduction, x.size, return_grad,
+                          input=np.ascontiguousarray(x).reshape(-1), target=target.reshape(-1),
                           var=var_full.reshape(-1), eps=eps, full=int(bool(full)))
     if not return_grad:
         return result
@@ -307,6 +322,9 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     else:
         grad_var = _sum_to_shape(grad_var, var_shape).reshape(grad_var_shape)
     return loss, (grad_input, grad_var)
+
+
+KL = declare(loss_kernel("kl", "kl_div", inputs=(("input", IN), ("target", IN)), parameters=(("log_target", INT),)))
 
 
 def kl_div(input, target, reduction="mean", log_target=False, *, backend=None, return_grad=False):
@@ -358,9 +376,12 @@ def kl_div(input, target, reduction="mean", log_target=False, *, backend=None, r
     backend = resolve(backend)
     batch = x.shape[0] if x.ndim else 1
     mean_reduction = "mean" if reduction in ("mean", "batchmean") else reduction
-    return _elementwise(backend, "kl", x, mean_reduction, batch if reduction == "batchmean" else x.size,
+    return _elementwise(backend, KL, x, mean_reduction, batch if reduction == "batchmean" else x.size,
                         return_grad, input=np.ascontiguousarray(x).reshape(-1), target=target.reshape(-1),
                         log_target=int(bool(log_target)))
+
+
+MSE = declare(loss_kernel("mse", "mse_loss", inputs=(("input", IN), ("target", IN), ("weight", IN))))
 
 
 def mse_loss(input, target, reduction="mean", weight=None, *, backend=None, return_grad=False):
@@ -410,13 +431,13 @@ def mse_loss(input, target, reduction="mean", weight=None, *, backend=None, retu
         weight = check.float_like(func, "weight", weight, x.dtype, x.shape).reshape(-1)
     backend = resolve(backend)
     denominator = x.size if weight is None else exact_sum(weight.astype(np.float64))
-    return _elementwise(backend, "mse", x, reduction, denominator, return_grad,
+    return _elementwise(backend, MSE, x, reduction, denominator, return_grad,
                         input=np.ascontiguousarray(x).reshape(-1), target=target, weight=weight)
 
 
-def _elementwise(backend, stem, like, reduction, denominator, return_grad, **args):
+def _elementwise(backend, kernel, like, reduction, denominator, return_grad, **args):
     """Run an elementwise loss kernel on arrays shaped ``like``; gradients come back in that shape."""
-    result, grads = _run_loss(backend, stem, like.dtype, like.size, 1, reduction, denominator, None,
+    result, grads = _run_loss(backend, kernel, like.dtype, like.size, reduction, denominator, None,
                               return_grad, args)
     if reduction == "none":
         result = result.reshape(like.shape)
@@ -426,35 +447,34 @@ def _elementwise(backend, stem, like, reduction, denominator, return_grad, **arg
     return result, shaped[0] if len(shaped) == 1 else shaped
 
 
-#: The gradient outputs of each kernel, in argument order.
-_GRADS = {stem: tuple(name for name in names if name in ("grad", "grad_input", "grad_var"))
-          for stem, names in KERNEL_ARGS.items()}
-
-
-def _run_loss(backend, stem, dtype, n_rows, row_width, reduction, denominator, counted, return_grad, args):
+def _run_loss(backend, kernel, dtype, n_rows, reduction, denominator, counted, return_grad, args):
     """One fused kernel call: the reduced loss (or the per-row losses) and the list of gradients.
 
     ``args`` holds the kernel's inputs by name; the outputs and ``grad_scale`` are added to it here.
     A ``mean`` whose sum overflows although the mean does not (float64 terms near the top of the range)
     is recomputed from the per-row losses, scaled by a power of two.
     """
-    grad_names = _GRADS[stem]
-    grad_shape = (n_rows, row_width) if stem == "ce" else (n_rows,)  # rows of classes, or elements
+    grad_names = kernel.gradients
+    grad_shape = (n_rows, args[kernel.row_width]) if kernel.row_width else (n_rows,)  # rows, or elements
     for name in grad_names:
         args[name] = _outputs.empty(grad_shape, dtype) if return_grad else None
     args["grad_scale"] = _grad_scale(reduction, denominator, counted)
     args["loss"] = loss = np.empty(n_rows, dtype) if reduction == "none" else None
-    total = run(backend, stem, dtype, n_rows, row_width, args)
+    total = run(backend, kernel, dtype, n_rows, args)
     grads = [args[name] for name in grad_names]
     if reduction == "mean" and math.isinf(total) and denominator:
         args.update(dict.fromkeys(grad_names), loss=np.empty(n_rows, dtype))
-        run(backend, stem, dtype, n_rows, row_width, args)
+        run(backend, kernel, dtype, n_rows, args)
         scaled = exact_sum(args["loss"].astype(np.float64) * 2.0**-64) / denominator
         return dtype.type(scaled * 2.0**64), grads
     return _reduce(total, denominator, reduction, loss, dtype), grads
 
 
 # ---------------------------------------------------------------------------------------------------
+
+LSE = declare(Kernel("lse", "logsumexp", (("x", IN), ("n_rows", INT), ("n_cols", INT), ("lse", OUT),
+                                          ("log_softmax", OUT), ("softmax", OUT)), row_width="n_cols"))
+
 
 def _lse_call(func, x, axis, axis_alias, backend, wanted):
     """The outputs ``wanted`` (names among lse, log_softmax, softmax) of one lse kernel call over the
@@ -474,7 +494,7 @@ def _lse_call(func, x, axis, axis_alias, backend, wanted):
         if outputs["lse"] is not None:
             outputs["lse"].fill(-np.inf)  # an empty sum: log 0
     else:
-        run(backend, "lse", x.dtype, n_rows, n_cols, dict(outputs, x=rows, n_cols=n_cols))
+        run(backend, LSE, x.dtype, n_rows, dict(outputs, x=rows, n_cols=n_cols))
     return [outputs[name] for name in wanted], restore, axis
 
 

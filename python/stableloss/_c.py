@@ -12,8 +12,6 @@ import os
 
 import numpy as np
 
-from ._dispatch import KERNEL_ARGS
-
 #: Written by the build (setup.py) beside the extension when the kernels did not compile: the reason.
 _BUILD_FAILURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_build_failure.txt")
 
@@ -63,20 +61,22 @@ def _caller(name, arg_names):
     return call
 
 
-def kernel(stem, dtype):
-    """The C kernel ``sl_<stem>_f32`` or ``sl_<stem>_f64`` for ``dtype``, as a Python callable taking
-    a dict of the arguments of kernels/stableloss.h by name (:data:`stableloss._dispatch.KERNEL_ARGS`).
+def kernel(spec, dtype):
+    """The C kernel ``sl_<stem>_f32`` or ``sl_<stem>_f64`` of the kernel declared by ``spec``
+    (:class:`stableloss._spec.Kernel`) for ``dtype``, as a Python callable taking a dict of its
+    arguments by name.
 
     Examples
     --------
     >>> import numpy as np
+    >>> from stableloss._spec import KERNELS
     >>> x = np.array([1.0, 2.0, 4.0]); loss = np.empty(3)
-    >>> kernel("mse", x.dtype)(dict(input=x, target=np.zeros(3), weight=None, n=3, grad_scale=1.0,
-    ...                             rows_per_block=3, loss=loss, grad=None, block_sums=None))
+    >>> kernel(KERNELS["mse"], x.dtype)(dict(input=x, target=np.zeros(3), weight=None, n_rows=3, grad_scale=1.0,
+    ...                                      rows_per_block=3, loss=loss, grad=None, block_sums=None))
     >>> loss
     array([ 1.,  4., 16.])
     """
-    return _caller(f"sl_{stem}_{_SUFFIX[np.dtype(dtype)]}", KERNEL_ARGS[stem])
+    return _caller(f"sl_{spec.stem}_{_SUFFIX[np.dtype(dtype)]}", spec.names)
 
 
 def simd_level():

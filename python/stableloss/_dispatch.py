@@ -1,10 +1,9 @@
 """Backend registry, backend selection and threading over row blocks.
 
-Every backend module exposes ``kernel(stem, dtype)``, returning a callable that takes the arguments of
-``sl_<stem>_f32/_f64`` in ``kernels/stableloss.h`` as one dict by name.  :data:`KERNEL_ARGS` is that
-argument list for each stem; it is all the dispatcher needs to know about a loss: which arguments are
-per-row arrays (sliced for each thread), which are sizes, and where the block sums go.  Adding a loss
-adds one entry here.
+Every backend module exposes ``kernel(spec, dtype)``, returning a callable that takes the arguments of
+``sl_<stem>_f32/_f64`` in ``kernels/stableloss.h`` as one dict by name.  The kernel's declaration
+(:class:`stableloss._spec.Kernel`) is all the dispatcher needs to know about a loss: which arguments
+are per-row arrays (sliced for each thread), which are read whole, and whether there are block sums.
 
 Rows are grouped in blocks of about :data:`BLOCK_ELEMENTS` elements; a kernel adds each block's losses
 into ``block_sums[b]`` and the blocks are added in a fixed order with :func:`math.fsum`.  Threads take
@@ -20,24 +19,11 @@ import warnings
 
 import numpy as np
 
+from ._spec import IN, INDEX, OUT
+
 #: Backends in order of preference; "numpy" (the reference) is always available.
 BACKENDS = ("c", "numba", "numpy")
 _MODULES = {"c": "stableloss._c", "numba": "stableloss._numba", "numpy": "stableloss._reference"}
-
-#: The kernel argument list of each stem (kernels/stableloss.h), in order.
-KERNEL_ARGS = {
-    "ce": ("x", "target", "target_prob", "weight", "n_rows", "n_classes", "ignore_index",
-           "label_smoothing", "grad_scale", "rows_per_block", "loss", "grad", "block_sums"),
-    "bce": ("x", "target", "weight", "pos_weight", "n", "grad_scale", "rows_per_block",
-            "loss", "grad", "block_sums"),
-    "gnll": ("x", "target", "var", "n", "eps", "full", "grad_scale", "rows_per_block",
-             "loss", "grad_input", "grad_var", "block_sums"),
-    "kl": ("input", "target", "n", "log_target", "grad_scale", "rows_per_block", "loss", "grad", "block_sums"),
-    "mse": ("input", "target", "weight", "n", "grad_scale", "rows_per_block", "loss", "grad", "block_sums"),
-    "lse": ("x", "n_rows", "n_cols", "lse", "log_softmax", "softmax"),
-}
-#: Arrays shared by all rows rather than sliced per row.
-_SHARED = {("ce", "weight")}
 
 #: Elements per block of the fixed summation order; large enough that per-call overhead is noise.
 BLOCK_ELEMENTS = 2**16
@@ -217,45 +203,44 @@ def _pool(n_threads):
 # ---------------------------------------------------------------------------------------------------
 # Calls
 
-def run(backend, stem, dtype, n_rows, row_width, args):
-    """Run the ``stem`` kernel of ``backend`` over ``n_rows`` rows of ``row_width`` elements.
+def run(backend, spec, dtype, n_rows, args):
+    """Run the kernel declared by ``spec`` (:class:`stableloss._spec.Kernel`) of ``backend`` over
+    ``n_rows`` rows.
 
-    ``args`` is a dict of the kernel's array and scalar arguments by name; the sizes, ``rows_per_block``
-    and ``block_sums`` are added to it here.  Returns the sum of the per-row losses (a Python float)
-    for the loss kernels, None for ``lse``.
+    ``args`` is a dict of the kernel's array and scalar arguments by name; ``n_rows``,
+    ``rows_per_block`` and ``block_sums`` are added to it here.  Returns the sum of the per-row losses
+    (a Python float) for the loss kernels, None for the others.
     """
-    key = (backend, stem, dtype)
+    key = (backend, spec.stem, dtype)
     kernel = _kernels.get(key)
     if kernel is None:
-        kernel = _kernels[key] = _load(backend).kernel(stem, np.dtype(dtype))
+        kernel = _kernels[key] = _load(backend).kernel(spec, np.dtype(dtype))
+    row_width = args[spec.row_width] if spec.row_width else 1
     rows_per_block = max(1, BLOCK_ELEMENTS // max(row_width, 1))
-    block_sums = np.zeros(-(-n_rows // rows_per_block)) if stem in _BLOCKED else None
+    block_sums = np.zeros(-(-n_rows // rows_per_block)) if spec.blocked else None
     args["rows_per_block"] = rows_per_block
     args["block_sums"] = block_sums
-    args["n_rows"] = args["n"] = n_rows
+    args["n_rows"] = n_rows
     n_threads = _num_threads if backend != "numpy" else 1
     if n_threads == 1 or n_rows < 2 or n_rows * row_width < _MIN_PARALLEL_ELEMENTS:
         if n_rows:  # one call over all rows, the arguments as they are
             kernel(args)
     else:
-        _run_threads(kernel, stem, args, n_rows, rows_per_block, n_threads)
+        _run_threads(kernel, spec, args, n_rows, rows_per_block, n_threads)
     return None if block_sums is None else exact_sum(block_sums)
 
 
 #: The kernel of each (backend, stem, dtype), looked up once (the backends build them on request).
 _kernels = {}
-#: Stems whose kernels add their losses into block sums (all but ``lse``).
-_BLOCKED = frozenset(stem for stem, names in KERNEL_ARGS.items() if "block_sums" in names)
 
 
-def _run_threads(kernel, stem, args, n_rows, rows_per_block, n_threads):
+def _run_threads(kernel, spec, args, n_rows, rows_per_block, n_threads):
     """The kernel over contiguous runs of whole blocks (of rows for ``lse``), one run per thread."""
     block_sums = args["block_sums"]
-    sliced = [name for name, value in args.items()
-              if isinstance(value, np.ndarray) and name != "block_sums" and (stem, name) not in _SHARED]
+    sliced = [name for name in spec.of_kind(IN, INDEX, OUT) if args[name] is not None]
 
     def call(first_row, stop_row):
-        part = dict(args, n_rows=stop_row - first_row, n=stop_row - first_row)
+        part = dict(args, n_rows=stop_row - first_row)
         for name in sliced:
             part[name] = args[name][first_row:stop_row]
         if block_sums is not None:

@@ -12,7 +12,6 @@ import operator
 
 import numpy as np
 
-from ._dispatch import KERNEL_ARGS
 
 _LOG_2PI_HALF, _LOG_2PI_HALF_LO = 0.9189385332046728, -3.8782941580672414e-17  # log(2 pi)/2 = hi + lo
 
@@ -184,10 +183,10 @@ def _shifted_exp(x):
 # ---------------------------------------------------------------------------------------------------
 # Kernels
 
-def ce(x, target, target_prob, weight, n_rows, n_classes, ignore_index, label_smoothing, grad_scale,
+def ce(input, target, target_prob, weight, n_rows, n_classes, ignore_index, label_smoothing, grad_scale,
        rows_per_block, loss, grad, block_sums):
     """Cross-entropy rows; see ``sl_ce_f32`` in kernels/stableloss.h."""
-    x = x.reshape(n_rows, n_classes).astype(np.float64)
+    x = input.reshape(n_rows, n_classes).astype(np.float64)
     eps = label_smoothing
     w = np.ones(n_classes) if weight is None else weight.astype(np.float64)
     rows = np.arange(n_rows)
@@ -249,9 +248,9 @@ def _softplus_parts(x):
     return e, sp_pos, sp_neg, a, b
 
 
-def bce(x, target, weight, pos_weight, n, grad_scale, rows_per_block, loss, grad, block_sums):
+def bce(input, target, weight, pos_weight, n_rows, grad_scale, rows_per_block, loss, grad, block_sums):
     """BCE with logits, elementwise; see ``sl_bce_f32``."""
-    x = x.astype(np.float64)
+    x = input.astype(np.float64)
     y = target.astype(np.float64)
     w = 1.0 if weight is None else weight.astype(np.float64)
     pw = 1.0 if pos_weight is None else pos_weight.astype(np.float64)
@@ -305,12 +304,12 @@ def _refine_bce_grad(g, x, y, w, pw):
     return g
 
 
-def gnll(x, target, var, n, eps, full, grad_scale, rows_per_block, loss, grad_input, grad_var, block_sums):
+def gnll(input, target, var, n_rows, eps, full, grad_scale, rows_per_block, loss, grad_input, grad_var, block_sums):
     """Gaussian negative log-likelihood, elementwise; see ``sl_gnll_f32``."""
     v = var.astype(np.float64)
     v = np.where(v < eps, eps, v)  # the clamp acts on the value only; NaN stays NaN
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        d, d_lo = _two_diff(x.astype(np.float64), target.astype(np.float64))
+        d, d_lo = _two_diff(input.astype(np.float64), target.astype(np.float64))
         r = d / v
         rv_hi, rv_lo = _two_prod(r, v)
         r_lo = _finite_or_zero((((d - rv_hi) - rv_lo) + d_lo) / v)  # r + r_lo = (d + d_lo) / v
@@ -327,7 +326,7 @@ def gnll(x, target, var, n, eps, full, grad_scale, rows_per_block, loss, grad_in
             s_hi, s_lo = _dd_add(l_hi, l_lo, q_hi[cancel], q_lo[cancel])
             value[cancel] = 0.5 * (s_hi + s_lo)
         # x - t overflows while (x - t)^2/v may not: the same with h = x/2 - t/2 and d = 2h
-        x64, t64 = x.astype(np.float64), target.astype(np.float64)
+        x64, t64 = input.astype(np.float64), target.astype(np.float64)
         huge = np.isinf(d) & np.isfinite(x64) & np.isfinite(t64)
         h = np.where(huge, 0.5 * x64 - 0.5 * t64, 0.0)
         r_half = h / v
@@ -346,7 +345,7 @@ def gnll(x, target, var, n, eps, full, grad_scale, rows_per_block, loss, grad_in
     _block_sums(value, rows_per_block, block_sums)
 
 
-def kl(input, target, n, log_target, grad_scale, rows_per_block, loss, grad, block_sums):
+def kl(input, target, n_rows, log_target, grad_scale, rows_per_block, loss, grad, block_sums):
     """KL divergence terms p (log p - log q), elementwise; see ``sl_kl_f32``."""
     x = input.astype(np.float64)
     t = target.astype(np.float64)
@@ -389,7 +388,7 @@ def _refine_cancelling(diff, p, x, log_target):
     return diff
 
 
-def mse(input, target, weight, n, grad_scale, rows_per_block, loss, grad, block_sums):
+def mse(input, target, weight, n_rows, grad_scale, rows_per_block, loss, grad, block_sums):
     """Squared error, elementwise; see ``sl_mse_f32``."""
     w = 1.0 if weight is None else weight.astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -409,8 +408,8 @@ def mse(input, target, weight, n, grad_scale, rows_per_block, loss, grad, block_
     _block_sums(value, rows_per_block, block_sums)
 
 
-def kernel(stem, dtype):
-    """The reference kernel for ``stem`` (the same function serves float32 and float64), taking a dict
-    of its arguments by name like the other backends' kernels."""
-    function, in_order = globals()[stem], operator.itemgetter(*KERNEL_ARGS[stem])
+def kernel(spec, dtype):
+    """The reference kernel declared by ``spec`` (the same function serves float32 and float64), taking
+    a dict of its arguments by name like the other backends' kernels."""
+    function, in_order = globals()[spec.stem], operator.itemgetter(*spec.names)
     return lambda args: function(*in_order(args))

@@ -31,34 +31,26 @@ import operator
 
 import numpy as np
 
-from .._dispatch import KERNEL_ARGS
-
-STEMS = ("ce", "bce", "gnll", "kl", "mse", "lse")
+from .._spec import FLOAT, IN, INDEX, INT, OUT, SHARED, SUMS
 
 
 @functools.cache
-def kernel(stem, dtype):
-    """The Numba kernel of ``stem`` for float32 or float64 inputs, compiled (or loaded from the cache)
-    now; it takes a dict of the arguments of ``sl_<stem>_f32/_f64`` by name, arrays of any shape but
-    C-contiguous."""
-    if stem not in STEMS:
-        raise ValueError(f"stem must be one of {', '.join(STEMS)}, got {stem!r}")
+def kernel(spec, dtype):
+    """The Numba kernel declared by ``spec`` (:class:`stableloss._spec.Kernel`, the module of its stem)
+    for float32 or float64 inputs, compiled (or loaded from the cache) now; it takes a dict of the
+    arguments of ``sl_<stem>_f32/_f64`` by name, arrays of any shape but C-contiguous."""
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"the Numba kernels take float32 or float64 inputs, got {dtype}")
     from numba import types  # numba is imported with the first kernel, not with the package
 
-    module = importlib.import_module(f"{__name__}.{stem}")
+    module = importlib.import_module(f"{__name__}.{spec.stem}")
     float_type = types.float32 if dtype == np.float32 else types.float64
-    arg_types = {
-        "in": types.Array(float_type, 1, "C", readonly=True),
-        "index": types.Array(types.int64, 1, "C", readonly=True),
-        "out": types.Array(float_type, 1, "C"),
-        "sums": types.Array(types.float64, 1, "C"),
-        "int": types.int64,
-        "float": types.float64,
-    }
-    signature = tuple(arg_types[kind] for kind in module.ARGS)
+    read = types.Array(float_type, 1, "C", readonly=True)
+    arg_types = {IN: read, SHARED: read, INDEX: types.Array(types.int64, 1, "C", readonly=True),
+                 OUT: types.Array(float_type, 1, "C"), SUMS: types.Array(types.float64, 1, "C"),
+                 INT: types.int64, FLOAT: types.float64}
+    signature = tuple(arg_types[kind] for _, kind in spec.args)
     jitted = module.kernel
     jitted.disable_compile(False)
     jitted.compile(signature)
@@ -66,10 +58,7 @@ def kernel(stem, dtype):
     # (position, zero-size stand-in for None) of each array parameter; Numba converts the scalars
     arrays = tuple((i, np.empty(0, np.dtype(str(t.dtype)))) for i, t in enumerate(signature)
                    if isinstance(t, types.Array))
-    names = KERNEL_ARGS[stem]
-    if len(names) != len(signature):
-        raise TypeError(f"{stem}: {len(signature)} kernel arguments, {len(names)} names in KERNEL_ARGS")
-    in_order = operator.itemgetter(*names)
+    in_order = operator.itemgetter(*spec.names)
 
     def call(args):
         values = list(in_order(args))
@@ -78,7 +67,7 @@ def kernel(stem, dtype):
             values[i] = absent if array is None else array if array.ndim == 1 else array.reshape(-1)
         jitted(*values)
 
-    call.__name__ = call.__qualname__ = f"sl_{stem}_{'f32' if dtype == np.float32 else 'f64'}"
+    call.__name__ = call.__qualname__ = f"sl_{spec.stem}_{'f32' if dtype == np.float32 else 'f64'}"
     call.__doc__ = f"The Numba ``{call.__name__}`` (see kernels/stableloss.h)."
     return call
 

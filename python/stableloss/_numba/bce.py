@@ -17,8 +17,12 @@ from ._jit import (CHUNK, EXPF_NEG_RANGE, INF, LANES, ONE, ONE_F, ZERO_F, add_bl
                    dd_div, dd_mul, exp_dd, exp_nonpos, expf_neg, flagged, helper, is_wide, jit, load_chunk, log1p,
                    log1pf_q, log1pf_unit, store_chunk, two_prod, two_sum, urange)
 
-#: Kinds of the arguments of sl_bce, in order (see the package __init__).
-ARGS = ("in", "in", "in", "in", "int", "float", "int", "out", "out", "sums")
+#: The hot loop's mark in the LLVM IR: the range reduction of exp (rint) on a vector, which no lane-sum helper emits
+#: (tests/test_numba.py finds it there, vectorized).
+HOT_LOOP = r"@llvm\.rint\.v(\d+)f64"
+#: The float-lane fast path of float32 kernels: a fused multiply-add on 8 floats, emitted only by its
+#: primitives (expf_neg, log1pf_unit).
+FLOAT32_LANES = r"@llvm\.fma\.v(\d+)f32"
 
 #: float32 soft-label gradients whose float64 difference is below CANCELLATION times its terms are
 #: redone (the float64 exp of the float32 kernels is good to 4.4e-12).
@@ -100,8 +104,8 @@ def hard_label_lanes(x, target, first, count, weights, pos_weights, weighted, gr
 
 
 @jit
-def kernel(x, target, weight, pos_weight, n, grad_scale, rows_per_block, loss, grad, block_sums):
-    wide = is_wide(x)
+def kernel(input, target, weight, pos_weight, n_rows, grad_scale, rows_per_block, loss, grad, block_sums):
+    wide = is_wide(input)
     weighted = weight.size > 0 or pos_weight.size > 0
     weights = np.ones(CHUNK)  # without weights they stay 1 (load_chunk's default), never reloaded
     pos_weights = np.ones(CHUNK)
@@ -115,26 +119,26 @@ def kernel(x, target, weight, pos_weight, n, grad_scale, rows_per_block, loss, g
     lane_buf = np.empty((3, CHUNK), np.float32)
     lane_grad = grad if want_grad else np.empty(CHUNK, grad.dtype)  # the float32 lanes store into it directly
     start = 0
-    while start < n:
-        stop = chunk_stop(start, n, CHUNK, rows_per_block)
+    while start < n_rows:
+        stop = chunk_stop(start, n_rows, CHUNK, rows_per_block)
         count = stop - start
         first = np.uint64(start)
         if weighted:
             load_chunk(weight, start, count, weights, 1.0)
             load_chunk(pos_weight, start, count, pos_weights, 1.0)
-        if (not wide and hard_labels(x, target, first, count)
+        if (not wide and hard_labels(input, target, first, count)
                 and (not weighted or finite_weights(weights, pos_weights, count))):
             grad_first = first if want_grad else np.uint64(0)
             if weighted:
-                hard_label_lanes(x, target, first, count, weights, pos_weights, True, grad_scale, values, lane_grad,
+                hard_label_lanes(input, target, first, count, weights, pos_weights, True, grad_scale, values, lane_grad,
                                  grad_first, lane_buf)
             else:
-                hard_label_lanes(x, target, first, count, weights, pos_weights, False, grad_scale, values, lane_grad,
+                hard_label_lanes(input, target, first, count, weights, pos_weights, False, grad_scale, values, lane_grad,
                                  grad_first, lane_buf)
         else:
             redo_count = 0
             for j in urange(0, count):
-                v = np.float64(x[first + j])
+                v = np.float64(input[first + j])
                 y = np.float64(target[first + j])
                 w = weights[j]
                 pw = pos_weights[j]
@@ -159,10 +163,10 @@ def kernel(x, target, weight, pos_weight, n, grad_scale, rows_per_block, loss, g
                 redo_flags[j] = redo
             if redo_count > 0:
                 for j in redo_indices[:flagged(redo_flags, count, redo_indices)]:
-                    grads[j] = grad_dd(np.float64(x[first + j]), np.float64(target[first + j]), weights[j],
+                    grads[j] = grad_dd(np.float64(input[first + j]), np.float64(target[first + j]), weights[j],
                                        pos_weights[j], grad_scale)
             store_chunk(grad, start, count, grads)
         store_chunk(loss, start, count, values)
         if block_sums.size > 0:
-            add_block_sums(block_sums, rows_per_block, n, start, values, count, lanes, wide, running)
+            add_block_sums(block_sums, rows_per_block, n_rows, start, values, count, lanes, wide, running)
         start = stop

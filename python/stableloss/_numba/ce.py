@@ -11,9 +11,9 @@ import numpy as np
 from ._jit import CHUNK, ONE, fma, helper, is_wide, jit, neumaier_add, sum_lanes, two_sum, urange
 from .lse import group_rows, shift, softmax_buffers, softmax_rows
 
-#: Kinds of the arguments of sl_ce, in order (see the package __init__).
-ARGS = ("in", "index", "in", "in", "int", "int", "int", "float", "float", "int", "out", "out", "sums")
-
+#: The hot loop's mark in the LLVM IR: the range reduction of exp (rint) on a vector, which no lane-sum helper emits
+#: (tests/test_numba.py finds it there, vectorized).
+HOT_LOOP = r"@llvm\.rint\.v(\d+)f64"
 
 @helper
 def masked_class(c, z):
@@ -69,9 +69,9 @@ def grad_at_max(coef, n_cols, y, b, s, scale):
 
 
 @jit
-def kernel(x, target, target_prob, weight, n_rows, n_classes, ignore_index, label_smoothing, grad_scale,
+def kernel(input, target, target_prob, weight, n_rows, n_classes, ignore_index, label_smoothing, grad_scale,
            rows_per_block, loss, grad, block_sums):
-    wide = is_wide(x)
+    wide = is_wide(input)
     has_prob = target_prob.size > 0
     want_loss = loss.size > 0
     want_grad = grad.size > 0
@@ -95,7 +95,7 @@ def kernel(x, target, target_prob, weight, n_rows, n_classes, ignore_index, labe
     group = group_rows(n_classes)
     for first in range(0, n_rows, group):
         count = min(group, n_rows - first)
-        softmax_rows(x, first, count, n_classes, wide, amax, e, s_hi, s_lo, log_s, lanes)
+        softmax_rows(input, first, count, n_classes, wide, amax, e, s_hi, s_lo, log_s, lanes)
         for i in range(count):
             row = first + i
             base = np.uint64(row * n_classes)
@@ -112,9 +112,9 @@ def kernel(x, target, target_prob, weight, n_rows, n_classes, ignore_index, labe
                 a_hi, a_lo = sum_lanes(coef, 0, n_classes, lanes, True, False)
                 a_hi += a_lo  # A
                 # sum_j b_j (log1p(s) - z_j) = A log1p(s) - sum_j b_j z_j: two terms >= 0
-                value = a_hi * log1p_s - shifted_dot(x, base, n_classes, a, coef, buf, lanes, wide)
+                value = a_hi * log1p_s - shifted_dot(input, base, n_classes, a, coef, buf, lanes, wide)
                 if not abs(value) < np.inf:
-                    value = loss_terms(x, base, n_classes, a, log1p_s, coef)
+                    value = loss_terms(input, base, n_classes, a, log1p_s, coef)
                 for j in range(n_classes):
                     if e[e_row + np.uint64(j)] == ONE:
                         y = j
@@ -130,14 +130,14 @@ def kernel(x, target, target_prob, weight, n_rows, n_classes, ignore_index, labe
                     ignored = True
                 else:
                     w_y = keep * w[y]
-                    z, z_lo = shift(x[base + np.uint64(y)], a, wide)
+                    z, z_lo = shift(input[base + np.uint64(y)], a, wide)
                     value = w_y * ((log1p_s - z_lo) - z)  # -log p_y = log1p(s) - z_y: both terms >= 0
                     if label_smoothing > 0.0:
                         # (eps/C) sum_j w_j L_j = (eps/C) W log1p(s) - sum_j b_j z_j: two terms >= 0
-                        smoothed = eps_c * w_sum_hi * log1p_s - shifted_dot(x, base, n_classes, a, coef, buf, lanes,
+                        smoothed = eps_c * w_sum_hi * log1p_s - shifted_dot(input, base, n_classes, a, coef, buf, lanes,
                                                                             wide)
                         if not abs(smoothed) < np.inf:
-                            smoothed = loss_terms(x, base, n_classes, a, log1p_s, coef)
+                            smoothed = loss_terms(input, base, n_classes, a, log1p_s, coef)
                         value += smoothed
                     a_hi = w_y + eps_c * (w_sum_hi + w_sum_lo)  # A
                     b_y = coef[y] + w_y

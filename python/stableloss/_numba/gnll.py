@@ -14,8 +14,9 @@ from ._jit import (CHUNK, HALF, INF, LANES, ONE, add_block_sums, chunk_stop, dd_
                    jit, log, log_dd, pasted, store_chunk, two_prod, urange)
 from .mse import difference
 
-#: Kinds of the arguments of sl_gnll, in order (see the package __init__).
-ARGS = ("in", "in", "in", "int", "float", "int", "float", "int", "out", "out", "out", "sums")
+#: The hot loop's mark in the LLVM IR: the division d/v on a vector, which no lane-sum helper emits
+#: (tests/test_numba.py finds it there, vectorized).
+HOT_LOOP = r"fdiv (?:[a-z]+ )*<(\d+) x double>"
 
 LOG_2PI_HI = np.float64(float.fromhex("0x1.d67f1c864beb5p+0"))  # log(2 pi) = LOG_2PI_HI + LOG_2PI_LO
 LOG_2PI_LO = np.float64(float.fromhex("-0x1.65b5a1b7ff5dfp-54"))
@@ -74,8 +75,8 @@ def term(x, t, var, eps, constant_hi, constant_lo, precise, wide):
 
 
 @jit
-def kernel(x, target, var, n, eps, full, grad_scale, rows_per_block, loss, grad_input, grad_var, block_sums):
-    wide = is_wide(x)
+def kernel(input, target, var, n_rows, eps, full, grad_scale, rows_per_block, loss, grad_input, grad_var, block_sums):
+    wide = is_wide(input)
     constant_hi = LOG_2PI_HI if full != 0 else 0.0
     constant_lo = LOG_2PI_LO if full != 0 else 0.0
     values = np.empty(CHUNK)
@@ -89,15 +90,15 @@ def kernel(x, target, var, n, eps, full, grad_scale, rows_per_block, loss, grad_
     lanes = np.empty((3, LANES))
     running = np.zeros(2)
     start = 0
-    while start < n:
-        stop = chunk_stop(start, n, CHUNK, rows_per_block)
+    while start < n_rows:
+        stop = chunk_stop(start, n_rows, CHUNK, rows_per_block)
         count = stop - start
         first = np.uint64(start)
         input_first = first if want_grad_input else np.uint64(0)
         var_first = first if want_grad_var else np.uint64(0)
         redo_count = 0
         for j in urange(0, count):
-            value, g_input, g_var, redo = term(x[first + j], target[first + j], var[first + j], eps,
+            value, g_input, g_var, redo = term(input[first + j], target[first + j], var[first + j], eps,
                                                constant_hi, constant_lo, wide, wide)
             redo_count += redo
             redo_flags[j] = redo
@@ -106,9 +107,9 @@ def kernel(x, target, var, n, eps, full, grad_scale, rows_per_block, loss, grad_
             grads_var[var_first + j] = g_var * grad_scale
         if redo_count > 0:
             for j in redo_indices[:flagged(redo_flags, count, redo_indices)]:
-                values[j] = term(x[first + j], target[first + j], var[first + j], eps, constant_hi, constant_lo, True,
+                values[j] = term(input[first + j], target[first + j], var[first + j], eps, constant_hi, constant_lo, True,
                                  wide)[0]
         store_chunk(loss, start, count, values)
         if block_sums.size > 0:
-            add_block_sums(block_sums, rows_per_block, n, start, values, count, lanes, wide, running)
+            add_block_sums(block_sums, rows_per_block, n_rows, start, values, count, lanes, wide, running)
         start = stop

@@ -14,8 +14,9 @@ import numpy as np
 from ._jit import (CHUNK, LANES, add_block_sums, chunk_stop, exp, flagged, fma, helper, is_wide, jit, log, log_dd,
                    pasted, store_chunk, two_diff, two_sum, urange)
 
-#: Kinds of the arguments of sl_kl, in order (see the package __init__).
-ARGS = ("in", "in", "int", "int", "float", "int", "out", "out", "sums")
+#: The hot loop's mark in the LLVM IR: the division of the logarithm on a vector, which no lane-sum helper emits
+#: (tests/test_numba.py finds it there, vectorized).
+HOT_LOOP = r"fdiv (?:[a-z]+ )*<(\d+) x double>"
 
 #: float32 terms with |log p - input| < CANCELLATION |input| get the double-double logarithm (the float64
 #: logarithm of the float32 kernels is good to 1.1e-13: 2**16 times that stays below float32 rounding).
@@ -79,7 +80,7 @@ def chunk_terms(input, target, first, count, log_target, precise, wide, grad_sca
 
 
 @jit
-def kernel(input, target, n, log_target, grad_scale, rows_per_block, loss, grad, block_sums):
+def kernel(input, target, n_rows, log_target, grad_scale, rows_per_block, loss, grad, block_sums):
     wide = is_wide(input)
     values = np.empty(CHUNK)
     want_grad = grad.size > 0
@@ -89,8 +90,8 @@ def kernel(input, target, n, log_target, grad_scale, rows_per_block, loss, grad,
     lanes = np.empty((3, LANES))
     running = np.zeros(2)
     start = 0
-    while start < n:
-        stop = chunk_stop(start, n, CHUNK, rows_per_block)
+    while start < n_rows:
+        stop = chunk_stop(start, n_rows, CHUNK, rows_per_block)
         count = stop - start
         first = np.uint64(start)
         grad_first = first if want_grad else np.uint64(0)
@@ -105,5 +106,5 @@ def kernel(input, target, n, log_target, grad_scale, rows_per_block, loss, grad,
                 values[j] = term(input[first + j], target[first + j], log_target != 0, True, wide)[0]
         store_chunk(loss, start, count, values)
         if block_sums.size > 0:
-            add_block_sums(block_sums, rows_per_block, n, start, values, count, lanes, wide, running)
+            add_block_sums(block_sums, rows_per_block, n_rows, start, values, count, lanes, wide, running)
         start = stop

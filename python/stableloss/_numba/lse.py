@@ -14,6 +14,10 @@ import numpy as np
 from ._jit import (INF, LANES, ONE, exp_nonpos, helper, is_wide, jit, lanes_add, lanes_clear, lanes_total, log1p,
                    max_of, pasted, sum_in_order, two_diff, urange)
 
+#: The hot loop's mark in the LLVM IR: the range reduction of exp (rint) on a vector, which no lane-sum helper emits
+#: (tests/test_numba.py finds it there, vectorized).
+HOT_LOOP = r"@llvm\.rint\.v(\d+)f64"
+
 #: Elements per group of short rows: the exp buffer of a group stays in the L1 cache.
 GROUP = 2048
 #: Rows this long are handled one at a time (the lane sums of sum_lanes need 4 LANES elements).
@@ -76,10 +80,6 @@ def softmax_rows(x, first, count, n_cols, wide, amax, e, s_hi, s_lo, log_s, lane
             s_hi[i], s_lo[i] = sum_in_order(e, i * n_cols, (i + 1) * n_cols, wide, True)  # < 4 LANES terms
     for i in range(count):
         log_s[i] = log1p(s_hi[i], wide) + s_lo[i] / (ONE + s_hi[i])  # log1p(s + ds) = log1p(s) + ds/(1+s)
-
-
-#: Kinds of the arguments of sl_lse, in order (see the package __init__).
-ARGS = ("in", "int", "int", "out", "out", "out")
 
 
 @jit

@@ -5,9 +5,9 @@ import numpy as np
 from ._jit import (CHUNK, HALF, INF, LANES, SMALLEST_NORMAL, add_block_sums, chunk_stop, fma, is_wide, jit,
                    load_chunk, pasted, store_chunk, two_diff, two_prod, urange)
 
-#: Kinds of the arguments of sl_mse, in order (see the package __init__).
-ARGS = ("in", "in", "in", "int", "float", "int", "out", "out", "sums")
-
+#: The hot loop's mark in the LLVM IR: the fused multiply-add of the gradient on a vector, which no lane-sum helper emits
+#: (tests/test_numba.py finds it there, vectorized).
+HOT_LOOP = r"@llvm\.fma\.v(\d+)f64"
 
 @pasted
 def difference(x, t, wide):
@@ -18,7 +18,7 @@ def difference(x, t, wide):
 
 
 @jit
-def kernel(input, target, weight, n, grad_scale, rows_per_block, loss, grad, block_sums):
+def kernel(input, target, weight, n_rows, grad_scale, rows_per_block, loss, grad, block_sums):
     wide = is_wide(input)
     weights = np.ones(CHUNK)  # without a weight they stay 1 (load_chunk's default), never reloaded
     values = np.empty(CHUNK)
@@ -27,8 +27,8 @@ def kernel(input, target, weight, n, grad_scale, rows_per_block, loss, grad, blo
     lanes = np.empty((3, LANES))
     running = np.zeros(2)
     start = 0
-    while start < n:
-        stop = chunk_stop(start, n, CHUNK, rows_per_block)
+    while start < n_rows:
+        stop = chunk_stop(start, n_rows, CHUNK, rows_per_block)
         count = stop - start
         first = np.uint64(start)
         if weight.size > 0:
@@ -57,5 +57,5 @@ def kernel(input, target, weight, n, grad_scale, rows_per_block, loss, grad, blo
             grads[grad_first + j] = g
         store_chunk(loss, start, count, values)
         if block_sums.size > 0:
-            add_block_sums(block_sums, rows_per_block, n, start, values, count, lanes, wide, running)
+            add_block_sums(block_sums, rows_per_block, n_rows, start, values, count, lanes, wide, running)
         start = stop

@@ -1,0 +1,75 @@
+"""What the layers know of a loss, declared once per loss beside its public function (``_api.py``).
+
+A :class:`Kernel` is the argument list of ``sl_<stem>_f32/_f64`` (kernels/stableloss.h, checked against
+it by tests/test_spec.py): each argument's name, the same in every backend, and its kind.  A loss kernel
+follows the calling convention of the header, so :func:`loss_kernel` builds it from the loss's own
+inputs, parameters and gradients.  :func:`declare` files a kernel under its stem in :data:`KERNELS`,
+which the dispatcher, the backends' loaders and every generic consumer read: no other list of stems
+exists.
+"""
+
+import dataclasses
+
+#: Argument kinds: an array read per row, an array of class indices per row, an array read whole by
+#: every row (not split among threads), an integer or float scalar, an output array per row, and the
+#: per-block sums.
+IN, INDEX, SHARED, INT, FLOAT, OUT, SUMS = "in", "index", "shared", "int", "float", "out", "sums"
+ARRAYS = (IN, INDEX, SHARED, OUT, SUMS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Kernel:
+    """The kernel of ``stem``: ``args`` is ((name, kind), ...) in the header's order.
+
+    ``outputs``: the output arrays in order (for a loss: ``loss``, then its gradients, each of the
+    shape of the input it belongs to); ``row_width``: the argument holding the number of elements per
+    row (None: one element per row); ``function``: the public function.
+    """
+
+    stem: str
+    function: str
+    args: tuple
+    row_width: str = None
+
+    @property
+    def names(self):
+        return tuple(name for name, _ in self.args)
+
+    def of_kind(self, *kinds):
+        return tuple(name for name, kind in self.args if kind in kinds)
+
+    @property
+    def outputs(self):
+        return self.of_kind(OUT)
+
+    @property
+    def gradients(self):
+        """The gradient outputs: every output after ``loss`` (none for a kernel without a loss)."""
+        outputs = self.outputs
+        return outputs[1:] if outputs[:1] == ("loss",) else ()
+
+    @property
+    def blocked(self):
+        """Whether the kernel adds its per-row losses into per-block sums (the loss kernels)."""
+        return "block_sums" in self.names
+
+
+def loss_kernel(stem, function, inputs, parameters=(), gradients=("grad",), row_width=None):
+    """The kernel of a loss, in the header's calling convention: ``inputs`` ((name, kind) of the arrays
+    read), ``n_rows``, ``parameters`` ((name, kind) of the scalars), ``grad_scale``, ``rows_per_block``,
+    ``loss``, ``gradients`` (names), ``block_sums``."""
+    args = (*inputs, ("n_rows", INT), *parameters, ("grad_scale", FLOAT), ("rows_per_block", INT),
+            ("loss", OUT), *((name, OUT) for name in gradients), ("block_sums", SUMS))
+    return Kernel(stem, function, args, row_width)
+
+
+#: Every declared kernel by stem, in the order of declaration.
+KERNELS = {}
+
+
+def declare(kernel):
+    """File ``kernel`` under its stem; returns it.  The same declaration again (a module imported a
+    second time, as doctest collection does) changes nothing; a different one for the stem raises."""
+    if KERNELS.setdefault(kernel.stem, kernel) != kernel:
+        raise ValueError(f"two different kernels are declared as {kernel.stem!r}")
+    return kernel

@@ -1,0 +1,50 @@
+"""The kernel declarations (stableloss._spec, one per loss beside its public function) are the C header's
+prototypes, argument for argument, and the Numba and numpy backends take the same names: one name for
+each argument across the layers."""
+
+import importlib
+import inspect
+import pathlib
+import re
+
+import pytest
+
+import stableloss  # noqa: F401  (declares the kernels)
+from stableloss import _reference
+from stableloss._spec import FLOAT, IN, INDEX, INT, KERNELS, OUT, SHARED, SUMS
+
+HEADER = pathlib.Path(__file__).resolve().parents[1] / "kernels" / "stableloss.h"
+PROTOTYPE = re.compile(r"void sl_(\w+)_(f32|f64)\(([^)]*)\);")
+#: The C type of each kind, for the float type of the prototype.
+C_TYPES = {IN: "const {f} *", SHARED: "const {f} *", INDEX: "const int64_t *", OUT: "{f} *", SUMS: "double *",
+           INT: "int64_t ", FLOAT: "double "}
+
+
+def _prototypes():
+    text = re.sub(r"/\*.*?\*/", "", HEADER.read_text(), flags=re.S)
+    found = {}
+    for stem, suffix, params in PROTOTYPE.findall(text):
+        found[stem, suffix] = [re.match(r"(.*?)(\w+)$", " ".join(p.split())).groups() for p in params.split(",")]
+    return found
+
+
+def test_every_prototype_is_declared():
+    assert {stem for stem, _ in _prototypes()} == set(KERNELS)
+
+
+@pytest.mark.parametrize("stem", list(KERNELS))
+@pytest.mark.parametrize("suffix, float_type", [("f32", "float"), ("f64", "double")])
+def test_header_matches_the_declaration(stem, suffix, float_type):
+    params = _prototypes()[stem, suffix]
+    kernel = KERNELS[stem]
+    assert [name for _, name in params] == list(kernel.names)
+    for (c_type, name), (_, kind) in zip(params, kernel.args):
+        assert c_type == C_TYPES[kind].format(f=float_type), f"sl_{stem}_{suffix}: {name} is {c_type!r}"
+
+
+@pytest.mark.parametrize("stem", list(KERNELS))
+def test_backends_take_the_declared_names(stem):
+    names = list(KERNELS[stem].names)
+    numba_kernel = importlib.import_module(f"stableloss._numba.{stem}").kernel.py_func
+    assert list(inspect.signature(numba_kernel).parameters) == names
+    assert list(inspect.signature(getattr(_reference, stem)).parameters) == names

@@ -14,23 +14,17 @@ import time
 import pytest
 
 import stableloss._workloads as wl
+from stableloss._spec import KERNELS
+from stableloss._stability import families
 
 pytest.importorskip("pytest_benchmark")
 
-#: Per loss the tiny size of wl.SMALL_WORKLOADS, whose time is the per-call overhead (validation, dispatch,
-#: the cffi or Numba call), and two working sizes; small enough for the whole suite to run in a few
-#: minutes on 2 cores.
-SMALL_SIZES = {w.stem: w.shape for w in wl.SMALL_WORKLOADS}
-DEFAULT_SIZES = {
-    "ce": (SMALL_SIZES["ce"], (256, 4096), (16384, 10)),
-    "bce": (SMALL_SIZES["bce"], (10**5,), (10**6,)),
-    "gnll": (SMALL_SIZES["gnll"], (10**5,), (10**6,)),
-    "kl": (SMALL_SIZES["kl"], (32, 1024), (256, 4096)),
-    "mse": (SMALL_SIZES["mse"], (10**5,), (10**6,)),
-}
+#: Per loss the sizes its declaration gives the suite: a tiny one, whose time is the per-call overhead
+#: (validation, dispatch, the cffi or Numba call), and working sizes small enough for the whole suite
+#: to run in a few minutes on 2 cores.
+DEFAULT_SIZES = {stem: KERNELS[stem].bench.sizes for stem in wl.STEMS}
 #: The shapes of the docs/design.md workloads, per loss.
-DESIGN_SIZES = {stem: tuple(dict.fromkeys(w.shape for w in wl.WORKLOADS if w.stem == stem))
-                for stem in wl.LOSSES}
+DESIGN_SIZES = {stem: tuple(dict.fromkeys(w.shape for w in wl.WORKLOADS if w.stem == stem)) for stem in wl.STEMS}
 DTYPES = ("float32", "float64")
 
 
@@ -55,7 +49,7 @@ def pytest_generate_tests(metafunc):
     if "case" in metafunc.fixturenames:
         sizes = DESIGN_SIZES if metafunc.config.getoption("bench_sizes") == "design" else DEFAULT_SIZES
         cases = [Case(stem, shape, dtype, grad, implementation)
-                 for stem in wl.LOSSES for shape in sizes[stem] for dtype in DTYPES for grad in (False, True)
+                 for stem in wl.STEMS for shape in sizes[stem] for dtype in DTYPES for grad in (False, True)
                  for implementation in wl.implementations(stem)]
         metafunc.parametrize("case", cases, ids=[case.id for case in cases])
 
@@ -68,7 +62,7 @@ def _inputs_and_reference(case):
     key = (case.stem, case.shape, case.dtype, case.grad)
     if key not in _last:
         _last.clear()
-        inputs = wl.make_inputs(case.stem, case.shape, case.dtype)
+        inputs = families.typical(case.stem, case.shape, case.dtype)
         _last[key] = inputs, wl.prepare(case.stem, "numpy", inputs, case.grad)()
     return _last[key]
 

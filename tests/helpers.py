@@ -1,8 +1,10 @@
 """Glue shared by the per-loss test files: oracle values per family (computed once per family and
-dtype, whatever the number of backends), and the checks of a family against them.
+dtype, whatever the number of backends), the checks of a family against them, and the two tests every
+loss runs on its families (:func:`family_tests`).
 
-A test file describes its loss with a :class:`Loss`: how to call the public function with
-``reduction``/``return_grad``, how to get the oracle values of a part, and the ``mean`` denominator.
+A test file describes its loss with a :class:`Loss`: its stem (the declaration gives the public
+function and its outputs), the exact denominators of its reductions, and how to describe an element in a
+failure report.
 """
 
 import dataclasses
@@ -10,18 +12,43 @@ import functools
 from typing import Callable
 
 import numpy as np
+import pytest
 
-from stableloss._stability import budgets
-from stableloss._stability import families, oracle, ulp
+import stableloss
+from stableloss._spec import KERNELS
+from stableloss._stability import budgets, families, oracle, ulp
 
 
 @dataclasses.dataclass(frozen=True)
 class Loss:
     stem: str
-    call: Callable  # call(part, reduction, backend) -> (loss, grads dict)
-    exact: Callable  # exact(part) -> dict output -> object array of mpf
-    denominators: Callable  # denominators(part) -> dict reduction -> exact denominator (mpf or int)
+    denominators: Callable  # denominators(part) -> dict reduction -> exact denominator (mpf, int or None: sum)
     describe: Callable = None  # describe(part, output, index) -> str, for failure reports
+
+    def call(self, part, reduction, backend):
+        """The public function on ``part``: {output: value} with the outputs the declaration names."""
+        kernel = KERNELS[self.stem]
+        loss, grads = getattr(stableloss, kernel.function)(**part, reduction=reduction, backend=backend,
+                                                          return_grad=True)
+        return dict(zip(kernel.outputs, (loss, *grads) if isinstance(grads, tuple) else (loss, grads)))
+
+
+def family_tests(loss, reductions=("mean", "sum")):
+    """``test_family`` (every output of every part within budget, reduction "none") and
+    ``test_reduction`` (each of ``reductions``) over every stability family of ``loss``, for every
+    backend and dtype: a test file binds them to those names."""
+    names = list(families.FAMILIES[loss.stem])
+
+    @pytest.mark.parametrize("name", names)
+    def test_family(backend, dtype, name):
+        check_family(loss, backend, dtype, name)
+
+    @pytest.mark.parametrize("reduction", reductions)
+    @pytest.mark.parametrize("name", names)
+    def test_reduction(backend, dtype, name, reduction):
+        check_reduction(loss, backend, dtype, name, reduction)
+
+    return test_family, test_reduction
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,12 +60,11 @@ class ExactPart:
 
 @functools.lru_cache(maxsize=None)
 def exact_family(loss, name, dtype_name):
-    """Oracle values of every part of a family, rounded to the dtype (cached: mpmath is slow)."""
-    parts = families.build(loss.stem, name, dtype_name)
-    result = []
-    for part in parts:
-        values = loss.exact(part)
+    """The parts of a family and their oracle values, rounded to the dtype (cached: mpmath is slow)."""
+    parts, result = [], []
+    for part, values in oracle.exact_family(loss.stem, name, dtype_name):
         rounded = {output: ulp.exact_values(v, dtype_name) for output, v in values.items()}
+        parts.append(part)
         result.append(ExactPart(values, rounded, loss.denominators(part)))
     return parts, result
 

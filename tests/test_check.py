@@ -18,10 +18,9 @@ import pytest
 
 import stableloss
 import stableloss._workloads as wl
-from stableloss._stability import families, report, ulp
+from stableloss._stability import families, peers, report, ulp
 
-PEERS = [name for name, module in (("textbook", "numpy"), ("scipy", "scipy.special"), ("torch", "torch"))
-         if wl.optional(module) is not None]
+PEERS = [name for name, module in peers.MODULES.items() if peers.optional(module) is not None]
 
 
 def run(**options):
@@ -53,12 +52,12 @@ def table(text, stem):
 
 @pytest.fixture(scope="module")
 def backend_only():
-    return run(peers=False)
+    return run(with_peers=False)
 
 
 @pytest.fixture(scope="module")
 def with_peers():
-    return run(peers=True)
+    return run(with_peers=True)
 
 
 def test_backend_only(backend_only):
@@ -95,17 +94,18 @@ def test_with_peers(with_peers):
 
 
 def test_plot(tmp_path):
-    if wl.optional("matplotlib") is None:
+    if peers.optional("matplotlib") is None:
         pytest.skip("matplotlib is not installed")
     path = tmp_path / "check.png"
-    status, text = run(peers=False, plot=str(path))
+    status, text = run(with_peers=False, plot=str(path))
     assert status == 0
     assert f"plot: {path}" in text
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_plot_without_matplotlib(monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr(wl, "optional", lambda name: None if name == "matplotlib" else wl.optional.__wrapped__(name))
+    optional = peers.optional
+    monkeypatch.setattr(peers, "optional", lambda name: None if name == "matplotlib" else optional(name))
     out = io.StringIO()
     assert report.run_check(backends=["numpy"], losses=["mse"], plot=str(tmp_path / "x.png"), out=out) == 2
     assert 'needs matplotlib: pip install ".[plot]"' in capsys.readouterr().err

@@ -17,11 +17,12 @@ import pytest
 import stableloss
 import stableloss._workloads as wl
 from stableloss import __main__ as cli
+from stableloss._stability import families, peers
 
 # The subprocess imports the stableloss this test imported (installed or from the source tree).
 _ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(
     [str(pathlib.Path(stableloss.__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]))
-_HAS_TORCH = wl.optional("torch") is not None
+_HAS_TORCH = peers.optional("torch") is not None
 HIDE_TORCH = "import sys\nsys.modules['torch'] = None  # import torch raises ImportError"
 
 
@@ -140,9 +141,9 @@ def test_demo_prints_no_negative_zero(demo):
 
 def test_demo_without_mpmath_prints_the_recipes():
     # hidden from stableloss only: torch (sympy, imported by stableloss.torch's first call) needs mpmath
-    hide_mpmath = ("import stableloss._workloads as wl\n"
-                   "optional = wl.optional\n"
-                   "wl.optional = lambda name: None if name == 'mpmath' else optional(name)")
+    hide_mpmath = ("from stableloss._stability import peers\n"
+                   "optional = peers.optional\n"
+                   "peers.optional = lambda name: None if name == 'mpmath' else optional(name)")
     result = run_cli("demo", patch=hide_mpmath)
     assert result.returncode == 0, result.stderr
     assert all(line[3 + 46:].split()[:2] == ["see", "below"] for line in _extreme_cases(result.stdout))
@@ -175,7 +176,7 @@ def test_demo_without_torch_says_how_to_install_the_cpu_build():
 # bench
 
 def test_bench_quick_json_has_every_workload_and_implementation(tmp_path):
-    plot = ["--plot", str(tmp_path / "speedups.png")] if wl.optional("matplotlib") is not None else []
+    plot = ["--plot", str(tmp_path / "speedups.png")] if peers.optional("matplotlib") is not None else []
     result, report = bench_json(tmp_path, *plot)
     baseline = "torch" if _HAS_TORCH else "textbook"
     implementations = stableloss.available_backends() + [baseline]
@@ -205,7 +206,8 @@ def test_bench_backends_and_threads(tmp_path):
 
 
 def test_bench_without_torch_defaults_to_the_textbook_baseline(monkeypatch):
-    monkeypatch.setattr(wl, "optional", lambda name: None if name == "torch" else wl.optional.__wrapped__(name))
+    optional = peers.optional
+    monkeypatch.setattr(peers, "optional", lambda name: None if name == "torch" else optional(name))
     assert cli._implementations_and_baseline(None) == (stableloss.available_backends() + ["textbook"], "textbook")
     assert cli._implementations_and_baseline(["c", "numpy"]) == (["c", "numpy"], None)
 
@@ -233,7 +235,7 @@ def test_roofline_adds_read_and_write_times_at_their_own_bandwidths():
 
 
 def test_min_bytes_are_read_and_written_apart():
-    inputs = wl.make_inputs("gnll", (10,), "float32")  # input, target, var read; input, var gradients written
+    inputs = families.typical("gnll", (10,), "float32")  # input, target, var read; input, var gradients written
     assert wl.min_bytes("gnll", inputs, grad=True) == (3 * 40, 2 * 40)
     assert wl.min_bytes("gnll", inputs, grad=False) == (3 * 40, 0)
 

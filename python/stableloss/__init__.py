@@ -6,21 +6,9 @@ filter: ``BackendUnavailable`` (an ImportError: a requested backend does not loa
 ``CExtensionWarning`` (issued once when the C kernels did not load and another backend serves).
 """
 
-from ._api import (binary_cross_entropy_with_logits, cross_entropy, gaussian_nll_loss, kl_div,
-                   log_softmax, logsumexp, mse_loss, softmax)
+from . import _api
+from ._api import *  # noqa: F401,F403  (the public functions, _api.__all__)
 from ._dispatch import BackendUnavailable, CExtensionWarning, available_backends, get_num_threads, set_num_threads
 
-__all__ = [
-    "cross_entropy",
-    "binary_cross_entropy_with_logits",
-    "gaussian_nll_loss",
-    "kl_div",
-    "mse_loss",
-    "logsumexp",
-    "log_softmax",
-    "softmax",
-    "available_backends",
-    "set_num_threads",
-    "get_num_threads",
-]
+__all__ = [*_api.__all__, "available_backends", "set_num_threads", "get_num_threads"]
 __version__ = "0.1.0"

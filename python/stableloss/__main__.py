@@ -26,6 +26,7 @@ import numpy as np
 
 import stableloss
 from . import _workloads as wl
+from ._stability import families, peers
 from ._dispatch import BACKENDS, BackendUnavailable, resolve
 
 #: Install hints that work from a source checkout (torch: the CPU build, not PyPI's CUDA one).
@@ -123,7 +124,7 @@ def _parser():
 
 def _check(args):
     from ._stability.report import run_check
-    return run_check(backends=args.backends, peers=not args.no_peers, losses=args.loss,
+    return run_check(backends=args.backends, with_peers=not args.no_peers, losses=args.loss,
                      dtypes=args.dtype or ("float32", "float64"), plot=args.plot)
 
 
@@ -143,7 +144,7 @@ def _implementations(text):
         raise argparse.ArgumentTypeError("expected at least one name")
     for name in names:
         if name == "torch":
-            if wl.optional("torch") is None:
+            if peers.optional("torch") is None:
                 raise argparse.ArgumentTypeError(f"torch is not installed ({INSTALL_TORCH})")
         elif name in BACKENDS:
             try:
@@ -157,7 +158,7 @@ def _implementations(text):
 
 
 def _plot_path(text):
-    if wl.optional("matplotlib") is None:
+    if peers.optional("matplotlib") is None:
         raise argparse.ArgumentTypeError(f"needs matplotlib, which is not installed: {INSTALL_PLOT}")
     return text
 
@@ -261,8 +262,8 @@ def _demo_sigmoid_mse():
 
 
 def _demo_extremes(backend):
-    torch = wl.optional("torch")
-    mpmath = wl.optional("mpmath")
+    torch = peers.optional("torch")
+    mpmath = peers.optional("mpmath")
     columns = ["mpmath", "stableloss", "textbook"] + (["torch"] if torch is not None else [])
     print("4. Extreme inputs (float64): exact values (mpmath) where the textbook formulas give 0, inf or NaN")
     print(f"   {'case':<46}" + "".join(f"{name:>13}" for name in columns))
@@ -289,7 +290,7 @@ def _demo_extremes(backend):
 
 
 def _demo_torch_step():
-    torch = wl.optional("torch")
+    torch = peers.optional("torch")
     print("5. From PyTorch: one training step")
     if torch is None:
         print(f"   PyTorch is not installed; its CPU build: {INSTALL_TORCH}")
@@ -340,7 +341,7 @@ _TORCH_API_TARGETS = {"overhead_percent": 10.0, "speedup": 5.0, "added_us": 15.0
 
 
 def _bench(args):
-    if args.torch_api and wl.optional("torch") is None:
+    if args.torch_api and peers.optional("torch") is None:
         args.parser.error(f"--torch-api needs torch, which is not installed: {INSTALL_TORCH}")
     implementations, baseline = _implementations_and_baseline(args.backends, args.torch_api)
     if args.torch_api and not any(name.startswith(wl.TORCH_API) for name in implementations):
@@ -404,7 +405,7 @@ def _implementations_and_baseline(requested, torch_api=False):
     among the implementations.
     """
     implementations = requested or stableloss.available_backends() + [
-        "torch" if wl.optional("torch") is not None else "textbook"]
+        "torch" if peers.optional("torch") is not None else "textbook"]
     if torch_api:
         implementations = [adapted for name in implementations for adapted in
                            ([name, wl.torch_api(name)] if name in wl.TORCH_API_BACKENDS else [name])]
@@ -453,7 +454,7 @@ def _run_workload(workload, implementations, repeat, progress, quick=False, bloc
     shape = workload.quick_shape if quick else workload.shape
     label = workload.label(quick)
     progress.step(f"{label}: inputs and numpy reference")
-    inputs = wl.make_inputs(workload.stem, shape, workload.dtype)
+    inputs = families.typical(workload.stem, shape, workload.dtype)
     reference = wl.prepare(workload.stem, "numpy", inputs, workload.grad)()
     read_bytes, written_bytes = wl.min_bytes(workload.stem, inputs, workload.grad)
     row = {"workload": label, "stem": workload.stem, "mode": workload.mode, "dtype": workload.dtype,

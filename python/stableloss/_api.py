@@ -10,7 +10,11 @@ import numpy as np
 
 from . import _outputs, _validate as check
 from ._dispatch import exact_sum, resolve, run
-from ._spec import FLOAT, IN, INDEX, INT, OUT, SHARED, Kernel, declare, loss_kernel
+from ._spec import FLOAT, IN, INDEX, INT, OUT, SHARED, Bench, Kernel, Workload, declare, loss_kernel
+
+#: The public functions, in the order of the documentation; the package exports them.
+__all__ = ["cross_entropy", "binary_cross_entropy_with_logits", "gaussian_nll_loss", "kl_div", "mse_loss",
+           "logsumexp", "log_softmax", "softmax"]
 from ._reference import sum_dd
 
 
@@ -91,7 +95,12 @@ def _axis(func, x, axis):
 CE = declare(loss_kernel("ce", "cross_entropy",
                          inputs=(("input", IN), ("target", INDEX), ("target_prob", IN), ("weight", SHARED)),
                          parameters=(("n_classes", INT), ("ignore_index", INT), ("label_smoothing", FLOAT)),
-                         row_width="n_classes"))
+                         row_width="n_classes",
+                         bench=Bench(workloads=(Workload((1024, 32768), (64, 4096), grad=False),
+                                                Workload((1024, 32768), (64, 4096)),
+                                                Workload((2**20, 10), (2**14, 10)),
+                                                Workload((512, 32768), (32, 4096), dtype="float64")),
+                                     sizes=((4, 10), (256, 4096), (16384, 10)))))
 
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0,
@@ -186,7 +195,8 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 
 
 BCE = declare(loss_kernel("bce", "binary_cross_entropy_with_logits",
-                          inputs=(("input", IN), ("target", IN), ("weight", IN), ("pos_weight", IN))))
+                          inputs=(("input", IN), ("target", IN), ("weight", IN), ("pos_weight", IN)),
+                          bench=Bench(workloads=(Workload((10**7,), (10**5,)),), sizes=((16,), (10**5,), (10**6,)))))
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None,
@@ -249,7 +259,8 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
 
 
 GNLL = declare(loss_kernel("gnll", "gaussian_nll_loss", inputs=(("input", IN), ("target", IN), ("var", IN)),
-                           parameters=(("eps", FLOAT), ("full", INT)), gradients=("grad_input", "grad_var")))
+                           parameters=(("eps", FLOAT), ("full", INT)), gradients=("grad_input", "grad_var"),
+                           bench=Bench(workloads=(Workload((10**7,), (10**5,)),), sizes=((16,), (10**5,), (10**6,)))))
 
 
 def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean",
@@ -324,7 +335,9 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     return loss, (grad_input, grad_var)
 
 
-KL = declare(loss_kernel("kl", "kl_div", inputs=(("input", IN), ("target", IN)), parameters=(("log_target", INT),)))
+KL = declare(loss_kernel("kl", "kl_div", inputs=(("input", IN), ("target", IN)), parameters=(("log_target", INT),),
+                         bench=Bench("batchmean", workloads=(Workload((1024, 32768), (64, 4096)),),
+                                     sizes=((4, 10), (32, 1024), (256, 4096)))))
 
 
 def kl_div(input, target, reduction="mean", log_target=False, *, backend=None, return_grad=False):
@@ -381,7 +394,8 @@ def kl_div(input, target, reduction="mean", log_target=False, *, backend=None, r
                         log_target=int(bool(log_target)))
 
 
-MSE = declare(loss_kernel("mse", "mse_loss", inputs=(("input", IN), ("target", IN), ("weight", IN))))
+MSE = declare(loss_kernel("mse", "mse_loss", inputs=(("input", IN), ("target", IN), ("weight", IN)),
+                          bench=Bench(workloads=(Workload((10**7,), (10**5,)),), sizes=((16,), (10**5,), (10**6,)))))
 
 
 def mse_loss(input, target, reduction="mean", weight=None, *, backend=None, return_grad=False):
@@ -473,7 +487,8 @@ def _run_loss(backend, kernel, dtype, n_rows, reduction, denominator, counted, r
 # ---------------------------------------------------------------------------------------------------
 
 LSE = declare(Kernel("lse", "logsumexp", (("x", IN), ("n_rows", INT), ("n_cols", INT), ("lse", OUT),
-                                          ("log_softmax", OUT), ("softmax", OUT)), row_width="n_cols"))
+                                          ("log_softmax", OUT), ("softmax", OUT)), row_width="n_cols",
+                     families="ce"))
 
 
 def _lse_call(func, x, axis, axis_alias, backend, wanted):

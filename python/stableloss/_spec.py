@@ -18,18 +18,47 @@ ARRAYS = (IN, INDEX, SHARED, OUT, SUMS)
 
 
 @dataclasses.dataclass(frozen=True)
+class Workload:
+    """A performance workload: a shape, about 1/100 of it for smoke runs, a dtype, and whether the
+    gradient is wanted."""
+
+    shape: tuple
+    quick_shape: tuple
+    dtype: str = "float32"
+    grad: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Bench:
+    """How the benchmarks call a loss: the reduction, its performance workloads (docs/design.md), and
+    the sizes of the pytest-benchmark suite, the first tiny (its time is the fixed cost of a call)."""
+
+    reduction: str = "mean"
+    workloads: tuple = ()
+    sizes: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class Kernel:
     """The kernel of ``stem``: ``args`` is ((name, kind), ...) in the header's order.
 
     ``outputs``: the output arrays in order (for a loss: ``loss``, then its gradients, each of the
     shape of the input it belongs to); ``row_width``: the argument holding the number of elements per
-    row (None: one element per row); ``function``: the public function.
+    row (None: one element per row); ``function``: the public function; ``families``: the stem whose
+    stability families it is tested on (default its own); ``bench``: how the benchmarks call it (None:
+    not benchmarked).
     """
 
     stem: str
     function: str
     args: tuple
     row_width: str = None
+    families: str = None
+    bench: Bench = None
+
+    @property
+    def family_stem(self):
+        return self.families or self.stem
 
     @property
     def names(self):
@@ -49,18 +78,24 @@ class Kernel:
         return outputs[1:] if outputs[:1] == ("loss",) else ()
 
     @property
+    def differentiable(self):
+        """The argument each gradient belongs to, in order: ``grad`` is the input's, ``grad_<name>``
+        the argument ``<name>``'s."""
+        return tuple("input" if name == "grad" else name.removeprefix("grad_") for name in self.gradients)
+
+    @property
     def blocked(self):
         """Whether the kernel adds its per-row losses into per-block sums (the loss kernels)."""
         return "block_sums" in self.names
 
 
-def loss_kernel(stem, function, inputs, parameters=(), gradients=("grad",), row_width=None):
+def loss_kernel(stem, function, inputs, parameters=(), gradients=("grad",), row_width=None, bench=None):
     """The kernel of a loss, in the header's calling convention: ``inputs`` ((name, kind) of the arrays
     read), ``n_rows``, ``parameters`` ((name, kind) of the scalars), ``grad_scale``, ``rows_per_block``,
     ``loss``, ``gradients`` (names), ``block_sums``."""
     args = (*inputs, ("n_rows", INT), *parameters, ("grad_scale", FLOAT), ("rows_per_block", INT),
             ("loss", OUT), *((name, OUT) for name in gradients), ("block_sums", SUMS))
-    return Kernel(stem, function, args, row_width)
+    return Kernel(stem, function, args, row_width, bench=bench)
 
 
 #: Every declared kernel by stem, in the order of declaration.

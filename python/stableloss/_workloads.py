@@ -1,18 +1,17 @@
 """Workloads shared by ``python -m stableloss bench`` and the pytest-benchmark suite in ``bench/``.
 
-A :class:`Loss` says how to make inputs for one loss and how each implementation computes it: a
-stableloss backend, the same backend through ``stableloss.torch`` (``"torch-api:c"``: the PyTorch
-adapter on tensors viewing the same arrays, gradients by ``loss.backward()``), the textbook numpy
-formula a user would write, SciPy where it has the pieces, and ``torch.nn.functional`` (same function
-and argument names as stableloss).  :func:`prepare` turns any of them into a zero-argument callable
-returning ``(loss, *grads)`` as numpy values, so timing and checking treat them alike.
-:data:`WORKLOADS` are the performance workloads of docs/design.md, :data:`SMALL_WORKLOADS` the tiny
-calls whose time is the fixed cost of a call.
+Each loss's declaration (``stableloss._spec``, its ``bench``) says how the benchmarks call it: the
+reduction, the performance workloads of docs/design.md and the sizes of the pytest-benchmark suite; its
+typical inputs come from :func:`stableloss._stability.families.typical`.  An *implementation* is a
+stableloss backend, the same backend through ``stableloss.torch`` (``"torch-api:c"``: the PyTorch adapter
+on tensors viewing the same arrays, gradients by ``loss.backward()``), or a peer
+(:mod:`stableloss._stability.peers`: the textbook numpy formula, SciPy, ``torch.nn.functional``).
+:func:`prepare` turns any of them into a zero-argument callable returning ``(loss, *grads)`` as numpy
+values, so timing and checking treat them alike.  :data:`WORKLOADS` are the performance workloads,
+:data:`SMALL_WORKLOADS` the tiny calls whose time is the fixed cost of a call.
 """
 
 import dataclasses
-import functools
-import importlib
 import os
 import platform
 import shutil
@@ -24,161 +23,24 @@ import numpy as np
 
 import stableloss
 from ._dispatch import BACKENDS
+from ._spec import KERNELS
+from ._stability import families, peers
 
 #: Implementations that are not stableloss backends, in display order.
-PEERS = ("textbook", "scipy", "torch")
+PEERS = tuple(peers.MODULES)
 MODES = ("fwd", "fwd+grad")
 #: The prefix of the implementations through stableloss.torch: "torch-api:c" is the c backend through it.
 TORCH_API = "torch-api:"
 #: The backends timed through stableloss.torch (not numpy: the slow reference is no performance target).
 TORCH_API_BACKENDS = ("c", "numba")
-
-
-@functools.cache
-def optional(name):
-    """The module ``name`` if it imports, else None (torch, scipy, matplotlib, numba, cffi)."""
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        return None
-
-
-# ---------------------------------------------------------------------------------------------------
-# Input makers: random data of the kind each loss sees in training.
-
-def _log_softmax_rows(logits):
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
-
-
-def _ce_inputs(rng, shape, dtype):
-    return {"input": 2 * rng.standard_normal(shape, dtype=dtype),
-            "target": rng.integers(0, shape[1], shape[0], dtype=np.int64)}
-
-
-def _bce_inputs(rng, shape, dtype):
-    return {"input": 2 * rng.standard_normal(shape, dtype=dtype),
-            "target": rng.integers(0, 2, shape).astype(dtype)}
-
-
-def _gnll_inputs(rng, shape, dtype):
-    return {"input": rng.standard_normal(shape, dtype=dtype),
-            "target": rng.standard_normal(shape, dtype=dtype),
-            "var": rng.uniform(0.5, 2.0, shape).astype(dtype)}
-
-
-def _kl_inputs(rng, shape, dtype):
-    log_q = _log_softmax_rows(rng.standard_normal(shape, dtype=dtype))
-    p = np.exp(_log_softmax_rows(rng.standard_normal(shape, dtype=dtype)))
-    return {"input": log_q, "target": p}
-
-
-def _mse_inputs(rng, shape, dtype):
-    return {"input": rng.standard_normal(shape, dtype=dtype),
-            "target": rng.standard_normal(shape, dtype=dtype)}
-
-
-# ---------------------------------------------------------------------------------------------------
-# Textbook formulas: what a user writes from the definition (mean reductions; KL batchmean).
-
-def _ce_textbook(grad, input, target):
-    rows = np.arange(input.shape[0])
-    top = input.max(axis=1)
-    lse = top + np.log(np.sum(np.exp(input - top[:, None]), axis=1))
-    loss = np.mean(lse - input[rows, target])
-    if not grad:
-        return (loss,)
-    g = np.exp(input - lse[:, None])
-    g[rows, target] -= 1
-    return loss, g / input.shape[0]
-
-
-def _bce_textbook(grad, input, target):
-    s = 1 / (1 + np.exp(-input))
-    loss = -np.mean(target * np.log(s) + (1 - target) * np.log(1 - s))
-    return (loss,) if not grad else (loss, (s - target) / input.size)
-
-
-def _gnll_textbook(grad, input, target, var, eps=1e-6):
-    v = np.maximum(var, eps)
-    loss = np.mean(0.5 * (np.log(v) + (input - target) ** 2 / v))
-    if not grad:
-        return (loss,)
-    return loss, (input - target) / v / input.size, 0.5 * (1 / v - (input - target) ** 2 / v**2) / input.size
-
-
-def _kl_textbook(grad, input, target):
-    batch = input.shape[0]
-    loss = np.sum(target * (np.log(target) - input)) / batch
-    return (loss,) if not grad else (loss, -target / batch)
-
-
-def _mse_textbook(grad, input, target):
-    d = input - target
-    loss = np.mean(d**2)
-    return (loss,) if not grad else (loss, 2 * d / d.size)
-
-
-# ---------------------------------------------------------------------------------------------------
-# SciPy: the stable special functions it has, assembled into the loss.
-
-def _ce_scipy(grad, input, target):
-    log_p = optional("scipy.special").log_softmax(input, axis=1)
-    rows = np.arange(input.shape[0])
-    loss = -np.mean(log_p[rows, target])
-    if not grad:
-        return (loss,)
-    g = np.exp(log_p)
-    g[rows, target] -= 1
-    return loss, g / input.shape[0]
-
-
-def _bce_scipy(grad, input, target):
-    special = optional("scipy.special")
-    loss = -np.mean(target * special.log_expit(input) + (1 - target) * special.log_expit(-input))
-    return (loss,) if not grad else (loss, (special.expit(input) - target) / input.size)
-
-
-def _kl_scipy(grad, input, target):
-    batch = input.shape[0]
-    loss = np.sum(optional("scipy.special").rel_entr(target, np.exp(input))) / batch
-    return (loss,) if not grad else (loss, -target / batch)
-
-
-# ---------------------------------------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class Loss:
-    """One loss as the benchmarks see it."""
-
-    stem: str
-    function: object          # the stableloss function; torch.nn.functional has one of the same name
-    reduction: str
-    differentiable: tuple     # arguments with a gradient, in the order the gradients are returned
-    make_inputs: object       # (rng, shape, dtype) -> {argument name: array}
-    textbook: object          # (grad, **inputs) -> (loss, *grads)
-    scipy: object = None      # same, where SciPy has the pieces
-
-
-LOSSES = {loss.stem: loss for loss in (
-    Loss("ce", stableloss.cross_entropy, "mean", ("input",), _ce_inputs, _ce_textbook, _ce_scipy),
-    Loss("bce", stableloss.binary_cross_entropy_with_logits, "mean", ("input",), _bce_inputs, _bce_textbook,
-         _bce_scipy),
-    Loss("gnll", stableloss.gaussian_nll_loss, "mean", ("input", "var"), _gnll_inputs, _gnll_textbook),
-    Loss("kl", stableloss.kl_div, "batchmean", ("input",), _kl_inputs, _kl_textbook, _kl_scipy),
-    Loss("mse", stableloss.mse_loss, "mean", ("input",), _mse_inputs, _mse_textbook),
-)}
-
-
-def make_inputs(stem, shape, dtype, seed=0):
-    """Random inputs for ``stem`` of the given shape and float dtype (reproducible)."""
-    return LOSSES[stem].make_inputs(np.random.default_rng(seed), tuple(shape), np.dtype(dtype))
+#: The benchmarked losses, in the order of their declarations.
+STEMS = tuple(stem for stem, kernel in KERNELS.items() if kernel.bench)
 
 
 def min_bytes(stem, inputs, grad):
-    """(read, written): the bytes any implementation must move, every input read once and every gradient
-    written once."""
-    written = sum(inputs[name].nbytes for name in LOSSES[stem].differentiable) if grad else 0
+    """(bytes read, bytes written) at the least: every input read once, and with ``grad`` every gradient
+    written once (one per differentiable argument, of its size)."""
+    written = sum(inputs[name].nbytes for name in KERNELS[stem].differentiable) if grad else 0
     return sum(array.nbytes for array in inputs.values()), written
 
 
@@ -194,16 +56,12 @@ def backend_of(implementation):
     return name if name in BACKENDS else None
 
 
-def implementations(stem, peers=PEERS):
+def implementations(stem, with_peers=PEERS):
     """The stableloss backends that load, :data:`TORCH_API_BACKENDS` among them through stableloss.torch
-    when torch is installed, then the ``peers`` that apply to ``stem`` and are installed."""
-    has_torch = optional("torch") is not None
-    present = {"textbook": True,
-               "scipy": LOSSES[stem].scipy is not None and optional("scipy.special") is not None,
-               "torch": has_torch}
+    when torch is installed, then the peers of ``with_peers`` that compute ``stem`` and are installed."""
     backends = stableloss.available_backends()
-    adapters = [torch_api(name) for name in backends if name in TORCH_API_BACKENDS] if has_torch else []
-    return backends + adapters + [name for name in peers if present[name]]
+    adapters = [torch_api(name) for name in backends if name in TORCH_API_BACKENDS] if peers.optional("torch") else []
+    return backends + adapters + [name for name in with_peers if peers.available(name, stem)]
 
 
 def prepare(stem, implementation, inputs, grad):
@@ -211,48 +69,29 @@ def prepare(stem, implementation, inputs, grad):
 
     ``implementation`` is a stableloss backend name, ``"torch-api:<backend>"`` (:func:`torch_api`) or one
     of :data:`PEERS` (see :func:`implementations`).  The callable returns ``(loss, *grads)`` as numpy
-    values: the gradients of the reduced loss w.r.t. the arguments in ``Loss.differentiable``, in that
-    order.
+    values: the outputs of the kernel, the gradients those of the reduced loss (with ``grad``).
     """
-    loss = LOSSES[stem]
-    name = loss.function.__name__
+    kernel = KERNELS[stem]
+    reduction = kernel.bench.reduction
     if implementation in BACKENDS:
+        function = getattr(stableloss, kernel.function)
+
         def call():
-            return _flatten(loss.function(**inputs, reduction=loss.reduction, backend=implementation,
-                                          return_grad=grad))
+            result = function(**inputs, reduction=reduction, backend=implementation, return_grad=grad)
+            return _flatten(result) if grad else (result,)
         return call
     if implementation.startswith(TORCH_API):
-        function = getattr(optional("stableloss.torch"), name)
-        return _torch_call(loss, function, inputs, grad, backend=backend_of(implementation))
-    if implementation == "torch":
-        return _torch_call(loss, getattr(optional("torch").nn.functional, name), inputs, grad)
-    return functools.partial({"textbook": loss.textbook, "scipy": loss.scipy}[implementation], grad, **inputs)
+        outputs = peers.torch_call(getattr(peers.optional("stableloss.torch"), kernel.function), stem, inputs, reduction,
+                                   grad, backend=backend_of(implementation))
+    else:
+        outputs = peers.prepare(implementation, stem, inputs, reduction, grad)
+    return lambda: tuple(value for value in outputs().values())
 
 
 def _flatten(result):
-    if not isinstance(result, tuple):
-        return (result,)
+    """``(loss, grad)`` or ``(loss, (grad_a, grad_b))`` as one tuple."""
     value, grads = result
     return (value, *grads) if isinstance(grads, tuple) else (value, grads)
-
-
-def _torch_call(loss, function, inputs, grad, **options):
-    """A call of ``function`` (torch.nn.functional's or stableloss.torch's) on tensors viewing ``inputs``,
-    with ``options`` as keywords; with ``grad``, the differentiable ones require grad and
-    ``loss.backward()`` computes their gradients."""
-    torch = optional("torch")
-    tensors = {name: torch.from_numpy(array) for name, array in inputs.items()}
-    leaves = [tensors[name].requires_grad_(grad) for name in loss.differentiable]
-
-    def call():
-        for leaf in leaves:
-            leaf.grad = None  # not accumulated: each call allocates its gradients as the first did
-        value = function(**tensors, reduction=loss.reduction, **options)
-        if not grad:
-            return (value.numpy(),)
-        value.backward()
-        return (value.detach().numpy(), *(leaf.grad.numpy() for leaf in leaves))
-    return call
 
 
 def disagreement(got, want, implementation):
@@ -290,7 +129,7 @@ def disagreement(got, want, implementation):
 
 @dataclasses.dataclass(frozen=True)
 class Workload:
-    """One performance workload: a loss, a shape, a dtype and whether the gradient is wanted."""
+    """One performance workload of a loss (its declaration's :class:`stableloss._spec.Workload`)."""
 
     stem: str
     shape: tuple
@@ -307,29 +146,20 @@ class Workload:
         return f"{self.stem} {self.mode} {self.dtype} {shape}"
 
 
-#: The workloads of docs/design.md "Performance targets".
-WORKLOADS = (
-    Workload("ce", (1024, 32768), (64, 4096), grad=False),
-    Workload("ce", (1024, 32768), (64, 4096)),
-    Workload("ce", (2**20, 10), (2**14, 10)),
-    Workload("ce", (512, 32768), (32, 4096), dtype="float64"),
-    Workload("bce", (10**7,), (10**5,)),
-    Workload("gnll", (10**7,), (10**5,)),
-    Workload("mse", (10**7,), (10**5,)),
-    Workload("kl", (1024, 32768), (64, 4096)),
-)
+#: The workloads of docs/design.md "Performance targets", as the losses declare them.
+WORKLOADS = tuple(Workload(stem, **dataclasses.asdict(workload)) for stem in STEMS
+                  for workload in KERNELS[stem].bench.workloads)
 
 #: The tiny forward+grad call of each loss, whose time is the fixed cost of a call (validation, dispatch,
 #: the cffi or Numba call): the smallest size of the pytest-benchmark suite, and the small calls of
 #: ``bench --torch-api``.
-SMALL_WORKLOADS = tuple(Workload(stem, shape, shape) for stem, shape in (
-    ("ce", (4, 10)), ("bce", (16,)), ("gnll", (16,)), ("kl", (4, 10)), ("mse", (16,))))
+SMALL_WORKLOADS = tuple(Workload(stem, KERNELS[stem].bench.sizes[0], KERNELS[stem].bench.sizes[0]) for stem in STEMS)
 
 
 def set_threads(n):
     """Use ``n`` threads in stableloss and, when installed, in torch."""
     stableloss.set_num_threads(n)
-    torch = optional("torch")
+    torch = peers.optional("torch")
     if torch is not None:
         torch.set_num_threads(n)
 
@@ -363,14 +193,14 @@ def environment():
     """Versions and machine facts recorded with every benchmark result."""
     versions = {"stableloss": stableloss.__version__, "python": platform.python_version()}
     for name in ("numpy", "numba", "cffi", "scipy", "torch"):
-        module = optional(name)
+        module = peers.optional(name)
         versions[name] = None if module is None else module.__version__
     backends = stableloss.available_backends()
     return {
         "versions": versions,
         "backends": backends,
         "threads": stableloss.get_num_threads(),
-        "torch_threads": None if optional("torch") is None else optional("torch").get_num_threads(),
+        "torch_threads": None if peers.optional("torch") is None else peers.optional("torch").get_num_threads(),
         "simd": _simd(),
         "cpu": _cpu_model(),
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),

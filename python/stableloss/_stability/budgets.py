@@ -29,15 +29,10 @@ enforces and what ``python -m stableloss check`` marks each cell against.
 
 import numpy as np
 
-#: The outputs of each loss, as the suite and the report name them; lse runs on the ce families.
-OUTPUTS = {
-    "ce": ("loss", "grad"),
-    "bce": ("loss", "grad"),
-    "gnll": ("loss", "grad_input", "grad_var"),
-    "kl": ("loss", "grad"),
-    "mse": ("loss", "grad"),
-    "lse": ("lse", "log_softmax", "softmax"),
-}
+from .._spec import KERNELS
+
+#: The outputs of each kernel, as its declaration names them.
+OUTPUTS = {stem: kernel.outputs for stem, kernel in KERNELS.items()}
 
 #: The budget of every output, and of every reduction, in ulps of the output dtype.
 BUDGET_ULP = 4

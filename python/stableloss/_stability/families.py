@@ -1,9 +1,12 @@
-"""Stability families: the adversarial inputs each loss is tested on, by name, for float32 and float64.
+"""The inputs of each loss: its stability families, the adversarial inputs it is tested on, by name,
+for float32 and float64; and its typical inputs, random data of the kind it sees in training, which the
+benchmarks time.
 
 ``FAMILIES[stem][name](dtype, rng)`` returns a list of *parts*; each part is the keyword arguments of
 one public call (``input``, ``target`` and the loss's options), with every float array already in
 ``dtype`` so that the oracle sees exactly the values the kernel sees.  :func:`build` seeds the
 generator from the stem, name and dtype, so a family is the same in every run and for every backend.
+Families are registered with ``@family(stem)``, typical inputs with ``@typical_of(stem)``.
 
 Sizes are moderate on purpose: the mpmath oracle costs ~10 us per exp/log at 80 digits.
 """
@@ -12,14 +15,31 @@ import zlib
 
 import numpy as np
 
-FAMILIES = {stem: {} for stem in ("ce", "bce", "gnll", "kl", "mse")}
+#: stem -> family name -> builder(dtype, rng) -> list of parts.
+FAMILIES = {}
+#: stem -> maker(rng, shape, dtype) -> the keyword arguments of a typical call.
+TYPICAL = {}
 
 
 def family(stem):
+    """Register a stability family of ``stem`` under the builder's name."""
     def register(builder):
-        FAMILIES[stem][builder.__name__] = builder
+        FAMILIES.setdefault(stem, {})[builder.__name__] = builder
         return builder
     return register
+
+
+def typical_of(stem):
+    """Register the maker of ``stem``'s typical inputs."""
+    def register(maker):
+        TYPICAL[stem] = maker
+        return maker
+    return register
+
+
+def typical(stem, shape, dtype, seed=0):
+    """Typical inputs of ``stem`` of the given shape and float dtype (reproducible)."""
+    return TYPICAL[stem](np.random.default_rng(seed), tuple(shape), np.dtype(dtype))
 
 
 def build(stem, name, dtype):
@@ -647,3 +667,42 @@ def special_values(dtype, rng):  # noqa: F811
     x = np.array([np.inf, -np.inf, np.inf, np.nan, 1.0])
     t = np.array([1.0, 1.0, np.inf, 0.0, np.nan])
     return [_mse(x.astype(dtype), t.astype(dtype))]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Typical inputs: random data of the kind each loss sees in training
+
+def _log_softmax_rows(logits):
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+
+
+@typical_of("ce")
+def _ce_typical(rng, shape, dtype):
+    return {"input": 2 * rng.standard_normal(shape, dtype=dtype),
+            "target": rng.integers(0, shape[1], shape[0], dtype=np.int64)}
+
+
+@typical_of("bce")
+def _bce_typical(rng, shape, dtype):
+    return {"input": 2 * rng.standard_normal(shape, dtype=dtype),
+            "target": rng.integers(0, 2, shape).astype(dtype)}
+
+
+@typical_of("gnll")
+def _gnll_typical(rng, shape, dtype):
+    return {"input": rng.standard_normal(shape, dtype=dtype),
+            "target": rng.standard_normal(shape, dtype=dtype),
+            "var": rng.uniform(0.5, 2.0, shape).astype(dtype)}
+
+
+@typical_of("kl")
+def _kl_typical(rng, shape, dtype):
+    return {"input": _log_softmax_rows(rng.standard_normal(shape, dtype=dtype)),
+            "target": np.exp(_log_softmax_rows(rng.standard_normal(shape, dtype=dtype)))}
+
+
+@typical_of("mse")
+def _mse_typical(rng, shape, dtype):
+    return {"input": rng.standard_normal(shape, dtype=dtype),
+            "target": rng.standard_normal(shape, dtype=dtype)}

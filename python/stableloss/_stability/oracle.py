@@ -24,6 +24,9 @@ import mpmath
 import numpy as np
 from mpmath import mpf
 
+from .._spec import KERNELS
+from . import families
+
 DPS = 80
 NAN = mpf("nan")
 INF = mpf("inf")
@@ -306,6 +309,24 @@ def exact_outputs(stem, part):
     return _OUTPUTS[stem](part)
 
 
+#: stem -> outputs(part) -> {output: object array}, registered with ``@_outputs_of(stem)``.
+_OUTPUTS = {}
+
+
+def _outputs_of(stem):
+    def register(function):
+        _OUTPUTS[stem] = function
+        return function
+    return register
+
+
+def exact_family(stem, name, dtype):
+    """Every part of a stability family of ``stem`` (its declaration's family stem) with its exact
+    outputs: a list of ``(part, {output: object array of mpf})``."""
+    kernel = KERNELS[stem]
+    return [(part, exact_outputs(stem, part)) for part in families.build(kernel.family_stem, name, dtype)]
+
+
 def class_axis(x):
     """The class axis of cross-entropy logits: 1, or 0 for an unbatched (C,) input."""
     return 1 if np.ndim(x) >= 2 else 0
@@ -328,17 +349,20 @@ def _broadcast(part, name):
     return None if value is None else np.broadcast_to(value, np.shape(part["input"]))
 
 
+@_outputs_of("ce")
 def _ce_outputs(part):
     options = {name: part[name] for name in ("weight", "ignore_index", "label_smoothing") if name in part}
     loss, grad = ce(part["input"], part["target"], **options)
     return {"loss": loss, "grad": grad}
 
 
+@_outputs_of("bce")
 def _bce_outputs(part):
     loss, grad = bce(part["input"], part["target"], _broadcast(part, "weight"), _broadcast(part, "pos_weight"))
     return {"loss": loss, "grad": grad}
 
 
+@_outputs_of("gnll")
 def _gnll_outputs(part):
     x = np.asarray(part["input"])
     var = aligned_var(part)
@@ -352,16 +376,19 @@ def _gnll_outputs(part):
     return {"loss": loss, "grad_input": grad_input, "grad_var": summed}
 
 
+@_outputs_of("kl")
 def _kl_outputs(part):
     loss, grad = kl(part["input"], _broadcast(part, "target"), part.get("log_target", False))
     return {"loss": loss, "grad": grad}
 
 
+@_outputs_of("mse")
 def _mse_outputs(part):
     loss, grad = mse(part["input"], _broadcast(part, "target"), _broadcast(part, "weight"))
     return {"loss": loss, "grad": grad}
 
 
+@_outputs_of("lse")
 def _lse_outputs(part):
     x = np.asarray(part["input"])
     moved = np.moveaxis(x, class_axis(x), -1)
@@ -371,7 +398,3 @@ def _lse_outputs(part):
         return np.moveaxis(values.reshape(moved.shape), -1, class_axis(x))
     return {"lse": lses.reshape(moved.shape[:-1]), "log_softmax": restore(log_softmaxes),
             "softmax": restore(softmaxes)}
-
-
-_OUTPUTS = {"ce": _ce_outputs, "bce": _bce_outputs, "gnll": _gnll_outputs, "kl": _kl_outputs,
-            "mse": _mse_outputs, "lse": _lse_outputs}

@@ -16,7 +16,6 @@ Needs the ``test`` extra (mpmath); without it :func:`run_check` only says so.
 
 import collections
 import concurrent.futures
-import functools
 import math
 import multiprocessing
 import os
@@ -29,7 +28,8 @@ import numpy as np
 import stableloss
 from .. import _workloads
 from .._dispatch import BACKENDS, BackendUnavailable, resolve
-from . import budgets, families
+from .._spec import KERNELS
+from . import budgets, families, peers
 
 try:  # the test extra
     from . import oracle, ulp
@@ -41,24 +41,13 @@ except ModuleNotFoundError as exc:
 MISSING_MPMATH = 'python -m stableloss check needs mpmath: pip install ".[test]"'
 MISSING_MATPLOTLIB = 'python -m stableloss check --plot needs matplotlib: pip install ".[plot]"'
 
-OUTPUTS = budgets.OUTPUTS
-STEMS = tuple(OUTPUTS)
+STEMS = tuple(KERNELS)
 DTYPES = ("float32", "float64")
-#: The public function of each loss (torch.nn.functional has the same names).
-FUNCTIONS = {"ce": "cross_entropy", "bce": "binary_cross_entropy_with_logits", "gnll": "gaussian_nll_loss",
-             "kl": "kl_div", "mse": "mse_loss"}
-#: The functions behind the lse outputs (stableloss, scipy.special and torch have the same names).
-LSE_FUNCTIONS = {"lse": "logsumexp", "log_softmax": "log_softmax", "softmax": "softmax"}
 
 #: The two sweeps of the plot: (stem, family, part index).
 PLOT_SWEEPS = (("bce", "tails", 0), ("ce", "confident_correct", 0))
 #: Ulp errors are drawn at least at this height (exact results sit on it).
 PLOT_FLOOR = 1e-2
-
-
-def family_stem(stem):
-    """The stem whose families ``stem`` runs on (lse: the cross-entropy rows)."""
-    return "ce" if stem == "lse" else stem
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -109,158 +98,10 @@ def _stableloss(backend, stem, part):
     if stem == "lse":
         axis = oracle.class_axis(part["input"])
         return {output: getattr(stableloss, name)(part["input"], axis=axis, backend=backend)
-                for output, name in LSE_FUNCTIONS.items()}
-    loss, grads = getattr(stableloss, FUNCTIONS[stem])(**part, reduction="none", backend=backend, return_grad=True)
-    return dict(zip(OUTPUTS[stem], (loss, *grads) if isinstance(grads, tuple) else (loss, grads)))
-
-
-def _torch(stem, part):
-    """torch.nn.functional with reduction="none"; gradients by autograd of the sum.  Options torch
-    rejects (e.g. var shapes it does not broadcast) leave the part out."""
-    torch = _workloads.optional("torch")
-    if stem == "lse":
-        x = torch.from_numpy(np.array(part["input"]))
-        dim = oracle.class_axis(part["input"])
-        return {output: getattr(torch, name)(x, dim=dim).numpy() for output, name in LSE_FUNCTIONS.items()}
-    args = {name: torch.from_numpy(np.array(value)) if isinstance(value, np.ndarray) else value
-            for name, value in part.items()}
-    leaves = [name for name in ("input", "var") if isinstance(args.get(name), torch.Tensor)]
-    for name in leaves:
-        args[name].requires_grad_()
-    try:
-        loss = getattr(torch.nn.functional, FUNCTIONS[stem])(**args, reduction="none")
-    except (ValueError, RuntimeError, TypeError):
-        return None
-    loss.sum().backward()
-    return dict(zip(OUTPUTS[stem], [loss.detach().numpy()] + [args[name].grad.numpy() for name in leaves]))
-
-
-def _index_rows(part):
-    """(logits with the class axis last, targets with a unit last axis) of a cross-entropy part with plain
-    class indices, none ignored, and no other options; None otherwise."""
-    target = np.asarray(part["target"])
-    if set(part) != {"input", "target"} or target.dtype.kind not in "iu" or np.any(target < 0):
-        return None
-    return np.moveaxis(part["input"], oracle.class_axis(part["input"]), -1), target[..., None]
-
-
-def _minus_one_hot(p, y):
-    """p_j - [j == y] along the last axis."""
-    grad = p.copy()
-    np.put_along_axis(grad, y, np.take_along_axis(p, y, -1) - 1, -1)
-    return grad
-
-
-def _ce_textbook(part):
-    """log(sum(exp(x - max))) + max - x_y; gradient softmax - one_hot."""
-    rows = _index_rows(part)
-    if rows is None:
-        return None
-    x, y = rows
-    top = x.max(axis=-1, keepdims=True)
-    e = np.exp(x - top)
-    total = e.sum(axis=-1, keepdims=True)
-    loss = np.log(total) + top - np.take_along_axis(x, y, -1)
-    axis = oracle.class_axis(part["input"])
-    return {"loss": loss[..., 0], "grad": np.moveaxis(_minus_one_hot(e / total, y), -1, axis)}
-
-
-def _ce_scipy(part):
-    """scipy.special.logsumexp(x) - x_y; gradient scipy.special.softmax - one_hot."""
-    rows = _index_rows(part)
-    if rows is None:
-        return None
-    special = _workloads.optional("scipy.special")
-    x, y = rows
-    loss = special.logsumexp(x, axis=-1) - np.take_along_axis(x, y, -1)[..., 0]
-    grad = _minus_one_hot(special.softmax(x, axis=-1), y)
-    return {"loss": loss, "grad": np.moveaxis(grad, -1, oracle.class_axis(part["input"]))}
-
-
-def _bce_textbook(part):
-    """-(y log(sigmoid(x)) + (1 - y) log(1 - sigmoid(x))); gradient sigmoid(x) - y."""
-    if set(part) != {"input", "target"}:
-        return None
-    x, y = part["input"], part["target"]
-    s = 1 / (1 + np.exp(-x))
-    return {"loss": -(y * np.log(s) + (1 - y) * np.log(1 - s)), "grad": s - y}
-
-
-def _bce_scipy(part):
-    """-(y log_expit(x) + (1 - y) log_expit(-x)); gradient expit(x) - y."""
-    if set(part) != {"input", "target"}:
-        return None
-    special = _workloads.optional("scipy.special")
-    x, y = part["input"], part["target"]
-    return {"loss": -(y * special.log_expit(x) + (1 - y) * special.log_expit(-x)), "grad": special.expit(x) - y}
-
-
-def _gnll_textbook(part):
-    """0.5 (log v + (x - t)^2 / v), v = max(var, eps) (+ 0.5 log(2 pi) if full); gradients (x - t) / v and
-    0.5 (1/v - (x - t)^2 / v^2), the latter summed over the elements var is broadcast to."""
-    x, t, var = part["input"], part["target"], oracle.aligned_var(part)
-    v = np.maximum(var, part.get("eps", 1e-6))
-    d = x - t
-    loss = 0.5 * (np.log(v) + d**2 / v)
-    if part.get("full", False):
-        loss = loss + 0.5 * math.log(2 * math.pi)
-    grad_var = np.broadcast_to(0.5 * (1 / v - d**2 / v**2), x.shape)
-    grad_var = grad_var.sum(axis=tuple(range(x.ndim - var.ndim)))  # leading axes var does not have
-    grad_var = grad_var.sum(axis=tuple(i for i, n in enumerate(var.shape) if n == 1), keepdims=True)
-    return {"loss": loss, "grad_input": np.broadcast_to(d / v, x.shape),
-            "grad_var": grad_var.reshape(np.shape(part["var"]))}
-
-
-def _kl_textbook(part):
-    """p (log p - input), gradient -p; with log_target p = exp(target): p (target - input)."""
-    x, t = part["input"], part["target"]
-    if part.get("log_target", False):
-        p = np.exp(t)
-        return {"loss": p * (t - x), "grad": -p}
-    return {"loss": t * (np.log(t) - x), "grad": -t}
-
-
-def _kl_scipy(part):
-    """scipy.special.rel_entr(p, exp(input)), gradient -p (no log_target)."""
-    if part.get("log_target", False):
-        return None
-    return {"loss": _workloads.optional("scipy.special").rel_entr(part["target"], np.exp(part["input"])),
-            "grad": -part["target"]}
-
-
-def _mse_textbook(part):
-    """(x - t)^2, gradient 2 (x - t)."""
-    if set(part) != {"input", "target"}:
-        return None
-    d = part["input"] - part["target"]
-    return {"loss": d**2, "grad": 2 * d}
-
-
-def _lse_textbook(part):
-    """max + log(sum(exp(x - max))); log_softmax x - that; softmax exp(x - max) / sum."""
-    x = part["input"]
-    axis = oracle.class_axis(x)
-    top = x.max(axis=axis, keepdims=True)
-    e = np.exp(x - top)
-    total = e.sum(axis=axis, keepdims=True)
-    lse = np.log(total) + top
-    return {"lse": np.squeeze(lse, axis), "log_softmax": x - lse, "softmax": e / total}
-
-
-def _lse_scipy(part):
-    special = _workloads.optional("scipy.special")
-    axis = oracle.class_axis(part["input"])
-    return {output: getattr(special, name)(part["input"], axis=axis) for output, name in LSE_FUNCTIONS.items()}
-
-
-PEERS = {
-    "textbook": {"ce": _ce_textbook, "bce": _bce_textbook, "gnll": _gnll_textbook, "kl": _kl_textbook,
-                 "mse": _mse_textbook, "lse": _lse_textbook},
-    "scipy": {"ce": _ce_scipy, "bce": _bce_scipy, "kl": _kl_scipy, "lse": _lse_scipy},
-    "torch": {stem: functools.partial(_torch, stem) for stem in STEMS},
-}
-#: The module each peer needs.
-_PEER_MODULES = {"textbook": "numpy", "scipy": "scipy.special", "torch": "torch"}
+                for output, name in peers.LSE_FUNCTIONS.items()}
+    kernel = KERNELS[stem]
+    loss, grads = getattr(stableloss, kernel.function)(**part, reduction="none", backend=backend, return_grad=True)
+    return dict(zip(kernel.outputs, (loss, *grads) if isinstance(grads, tuple) else (loss, grads)))
 
 
 def _evaluate(implementation, stem, part):
@@ -270,14 +111,13 @@ def _evaluate(implementation, stem, part):
         if implementation in BACKENDS:
             got = _stableloss(implementation, stem, part)
         else:
-            peer = PEERS[implementation].get(stem)
-            got = None if peer is None else peer(part)
+            got = peers.prepare(implementation, stem, part)() if peers.available(implementation, stem) else None
     dtype = np.asarray(part["input"]).dtype
     return None if got is None else {output: np.asarray(value).astype(dtype, copy=False)
                                      for output, value in got.items()}
 
 
-def _implementations(backends, peers):
+def _implementations(backends, with_peers):
     """The implementations to compare, and the error message if a requested one is unknown or missing."""
     if isinstance(backends, str):
         backends = [name.strip() for name in backends.split(",") if name.strip()]
@@ -288,40 +128,40 @@ def _implementations(backends, peers):
                 resolve(name)
             except BackendUnavailable as exc:
                 return None, str(exc)
-        elif name in PEERS:
-            if _workloads.optional(_PEER_MODULES[name]) is None:
+        elif name in peers.MODULES:
+            if peers.optional(peers.MODULES[name]) is None:
                 return None, f"{name} is not installed"
         else:
-            return None, f"unknown implementation {name!r}; choose from {', '.join(BACKENDS + tuple(PEERS))}"
-    if peers:
-        names += [name for name in PEERS if name not in names and _workloads.optional(_PEER_MODULES[name])]
+            return None, f"unknown implementation {name!r}; choose from {', '.join(BACKENDS + tuple(peers.MODULES))}"
+    if with_peers:
+        names += [name for name in peers.MODULES if name not in names and peers.optional(peers.MODULES[name])]
     return list(dict.fromkeys(names)), None
 
 
 # ---------------------------------------------------------------------------------------------------
 # The oracle, once per family and dtype
 
-def exact_family(stem, name, dtype):
+def _rounded_family(stem, name, dtype):
     """The rounded exact outputs (output -> :class:`ulp.Exact`) of every part of a family."""
-    return [{output: ulp.exact_values(v, dtype) for output, v in oracle.exact_outputs(stem, part).items()}
-            for part in families.build(family_stem(stem), name, dtype)]
+    return [{output: ulp.exact_values(v, dtype) for output, v in values.items()}
+            for _, values in oracle.exact_family(stem, name, dtype)]
 
 
 def _oracle(tasks, progress):
-    """{(stem, family, dtype): exact_family(...)} for ``tasks``, largest first, on every available core."""
+    """{(stem, family, dtype): _rounded_family(...)} for ``tasks``, largest first, on every available core."""
     def size(task):
-        return sum(np.size(part["input"]) for part in families.build(family_stem(task[0]), *task[1:]))
+        return sum(np.size(part["input"]) for part in families.build(KERNELS[task[0]].family_stem, *task[1:]))
     tasks = sorted(tasks, key=size, reverse=True)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     results = {}
     if cores < 2 or len(tasks) < 2:
         for task in tasks:
             progress.step("oracle " + "/".join(task))
-            results[task] = exact_family(*task)
+            results[task] = _rounded_family(*task)
         return results
     context = multiprocessing.get_context("spawn")  # no fork of a process that holds numba/torch threads
     with concurrent.futures.ProcessPoolExecutor(min(cores, len(tasks)), mp_context=context) as pool:
-        futures = {pool.submit(exact_family, *task): task for task in tasks}
+        futures = {pool.submit(_rounded_family, *task): task for task in tasks}
         for future in concurrent.futures.as_completed(futures):
             progress.step("oracle " + "/".join(futures[future]))
             results[futures[future]] = future.result()
@@ -392,7 +232,7 @@ def _measure(stem, name, dtype, exact, implementations, errors):
     """{(implementation, output): Tally} over the parts of a family; an implementation that raises is
     filed in ``errors``."""
     tallies = {}
-    for part, exact_part in zip(families.build(family_stem(stem), name, dtype), exact):
+    for part, exact_part in zip(families.build(KERNELS[stem].family_stem, name, dtype), exact):
         for implementation in implementations:
             try:
                 got = _evaluate(implementation, stem, part)
@@ -414,11 +254,11 @@ def _measure(stem, name, dtype, exact, implementations, errors):
 # ---------------------------------------------------------------------------------------------------
 # The report
 
-def run_check(backends=None, peers=True, losses=None, dtypes=DTYPES, plot=None, out=None):
+def run_check(backends=None, with_peers=True, losses=None, dtypes=DTYPES, plot=None, out=None):
     """Print the stability report to ``out`` (default stdout) and return the exit status.
 
     ``backends``: stableloss backends (and peer names) to compare, default every available backend;
-    ``peers``: add the textbook formula, SciPy and PyTorch where installed; ``losses``: stems (ce, bce,
+    ``with_peers``: add the textbook formula, SciPy and PyTorch where installed; ``losses``: stems (ce, bce,
     gnll, kl, mse, lse), default all; ``dtypes``: float32 and/or float64; ``plot``: a PNG path for the
     error-against-magnitude figure (needs matplotlib).  Returns 0, or 2 with a message on stderr when
     mpmath (or matplotlib for ``plot``) is missing or an option is invalid.  The report marks the cells of
@@ -427,7 +267,7 @@ def run_check(backends=None, peers=True, losses=None, dtypes=DTYPES, plot=None, 
     out = sys.stdout if out is None else out
     if oracle is None:
         return _fail(MISSING_MPMATH)
-    if plot is not None and _workloads.optional("matplotlib") is None:
+    if plot is not None and peers.optional("matplotlib") is None:
         return _fail(MISSING_MATPLOTLIB)
     stems = list(dict.fromkeys(losses or STEMS))
     dtypes = list(dict.fromkeys(_dtype_name(dtype) for dtype in ([dtypes] if isinstance(dtypes, str) else dtypes)))
@@ -435,15 +275,15 @@ def run_check(backends=None, peers=True, losses=None, dtypes=DTYPES, plot=None, 
     if bad:
         return _fail(f"python -m stableloss check: unknown loss or dtype {', '.join(map(repr, bad))}; losses: "
                      f"{', '.join(STEMS)}; dtypes: {', '.join(DTYPES)}")
-    implementations, problem = _implementations(backends, peers)
+    implementations, problem = _implementations(backends, with_peers)
     if problem:
         return _fail(f"python -m stableloss check: {problem}")
     plot_dtype = "float64" if "float64" in dtypes else dtypes[0]
-    tasks = {(stem, name, dtype) for stem in stems for name in families.FAMILIES[family_stem(stem)]
+    tasks = {(stem, name, dtype) for stem in stems for name in families.FAMILIES[KERNELS[stem].family_stem]
              for dtype in dtypes}
     if plot is not None:
         tasks |= {(stem, name, plot_dtype) for stem, name, _ in PLOT_SWEEPS}
-    torch = _workloads.optional("torch") if "torch" in implementations else None
+    torch = peers.optional("torch") if "torch" in implementations else None
     torch_threads = torch.get_num_threads() if torch else None
     progress = _workloads.Progress(len(tasks) + len(stems) * len(dtypes) + (plot is not None))
     try:
@@ -455,7 +295,7 @@ def run_check(backends=None, peers=True, losses=None, dtypes=DTYPES, plot=None, 
         for stem in stems:
             for dtype in dtypes:
                 progress.step(f"measuring {stem} {dtype}")
-                for name in families.FAMILIES[family_stem(stem)]:
+                for name in families.FAMILIES[KERNELS[stem].family_stem]:
                     tables[stem, name, dtype] = _measure(stem, name, dtype, exact[stem, name, dtype],
                                                          implementations, errors)
         if plot is not None:
@@ -483,7 +323,7 @@ def _fail(message):
 
 def _header(implementations):
     def version(name):
-        module = _workloads.optional(name)
+        module = peers.optional(name)
         return f"{name} {module.__version__}" if module is not None else name
     kinds = [f"{name} (stableloss backend)" if name in BACKENDS else
              {"textbook": "textbook (the numpy formula)", "scipy": f"scipy ({version('scipy')}, scipy.special)",
@@ -513,12 +353,12 @@ def _format(stems, dtypes, implementations, tables, errors, plot):
     summary = {}
     for stem in stems:
         rows = []
-        for name in families.FAMILIES[family_stem(stem)]:
+        for name in families.FAMILIES[KERNELS[stem].family_stem]:
             for dtype in dtypes:
                 tallies = tables[stem, name, dtype]
                 if not tallies:
                     continue  # nothing measurable (lse of the rows it leaves undefined)
-                for output in OUTPUTS[stem]:
+                for output in KERNELS[stem].outputs:
                     cells = []
                     for implementation in implementations:
                         tally = tallies.get((implementation, output))
@@ -538,7 +378,7 @@ def _format(stems, dtypes, implementations, tables, errors, plot):
     lines += _table(["loss", "output"], implementations,
                     [([stem, output], [str(summary.get((stem, output, implementation), "-"))
                                        for implementation in implementations])
-                     for stem in stems for output in OUTPUTS[stem]])
+                     for stem in stems for output in KERNELS[stem].outputs])
     if errors:
         lines += ["", "errors (the cells marked 'error'):"]
         lines += [f"  {stem}/{name} {dtype}, {implementation}: {message}"

@@ -51,6 +51,13 @@ def family_tests(loss, reductions=("mean", "sum")):
     return test_family, test_reduction
 
 
+def typical_calls(shape, dtype, options=False, seed=0):
+    """(stem, public function, keyword arguments) of a typical call of every declared loss, on inputs of
+    ``shape`` (families.typical; with ``options``, every optional argument too)."""
+    return [(stem, getattr(stableloss, KERNELS[stem].function), families.typical(stem, shape, dtype, seed, options))
+            for stem in families.TYPICAL]
+
+
 @dataclasses.dataclass(frozen=True)
 class ExactPart:
     values: dict  # output -> object array of mpf

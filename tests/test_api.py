@@ -8,22 +8,13 @@ import numpy as np
 import pytest
 
 import stableloss
+import helpers
 
 
 def _problems(dtype, n):
-    """Every loss on inputs of about n elements (large enough to be split over threads)."""
-    rng = np.random.default_rng(17)
-    c = 1000
-    x = rng.standard_normal((n // c, c)).astype(dtype)
-    t = rng.standard_normal(x.shape).astype(dtype)
-    p = rng.uniform(size=x.shape).astype(dtype)
-    return [
-        (stableloss.cross_entropy, dict(input=x, target=rng.integers(0, c, len(x)), label_smoothing=0.1)),
-        (stableloss.binary_cross_entropy_with_logits, dict(input=x, target=p)),
-        (stableloss.gaussian_nll_loss, dict(input=x, target=t, var=p + 0.5)),
-        (stableloss.kl_div, dict(input=-np.abs(x), target=p)),
-        (stableloss.mse_loss, dict(input=x, target=t)),
-    ]
+    """Every loss on typical inputs of about n elements, with every option (large enough to be split
+    over threads)."""
+    return [(func, kwargs) for _, func, kwargs in helpers.typical_calls((n // 1000, 1000), dtype, options=True)]
 
 
 def _flatten(result):

@@ -2,9 +2,14 @@
 float32 and float64; per element (reduction="none") and reduced ("mean", "sum")."""
 
 import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
 
-from stableloss._stability import oracle
+import stableloss
+from stableloss._stability import budgets, oracle
+from fuzzing import DTYPES, FUZZ, SHAPES, compare, layout, values
 import helpers
+
 
 
 def _denominators(part):
@@ -42,3 +47,72 @@ def _describe(part, output, index):
 
 CE = helpers.Loss("ce", _denominators, _describe)
 test_family, test_reduction = helpers.family_tests(CE)
+
+
+@FUZZ
+@given(data=st.data(), dtype=DTYPES, shape=SHAPES, reduction=st.sampled_from(["none", "mean", "sum"]),
+       smoothing=st.sampled_from([0.0, 0.1, 1.0]), weighted=st.booleans(), probabilities=st.booleans(),
+       return_grad=st.booleans())
+def test_fuzz(native_backend, data, dtype, shape, reduction, smoothing, weighted, probabilities, return_grad):
+    x = layout(data.draw, data.draw(values(dtype, shape)))
+    n_classes = shape[1] if len(shape) >= 2 else shape[0]
+    index_shape = shape[:1] + shape[2:] if len(shape) >= 2 else ()
+    if probabilities:
+        target = data.draw(values(dtype, shape))
+        ignore_index = -100
+    else:
+        # indices in range, the ignore_index, and now and then one out of range
+        target = np.array(data.draw(st.lists(st.integers(-2, n_classes), min_size=int(np.prod(index_shape)),
+                                             max_size=int(np.prod(index_shape)))), np.int64).reshape(index_shape)
+        ignore_index = data.draw(st.sampled_from([-100, -1, 0]))
+    weight = np.abs(data.draw(values(dtype, (n_classes,)))) if weighted and n_classes else None
+    arrays = [a for a in (x, target, weight) if a is not None]
+    part = dict(input=x, target=target, weight=weight, ignore_index=ignore_index, label_smoothing=smoothing)
+
+    def exceptions(index):  # output 1 is the gradient (of the sum for "none", else of the reduction)
+        terms = budgets.ce_grad_terms(part, dtype) if index == 1 and x.size else None
+        if terms is None:
+            return None
+        if reduction == "mean":  # the gradient of the mean: the terms over the same denominator
+            terms = terms * np.abs(_ce_mean_scale(x, target, weight, ignore_index))
+        return terms, None
+
+    compare(lambda b: stableloss.cross_entropy(x, target, weight=weight, ignore_index=ignore_index,
+                                       reduction=reduction, label_smoothing=smoothing, backend=b,
+                                       return_grad=return_grad), native_backend, dtype, "ce", *arrays,
+            exceptions=exceptions)
+
+
+def _ce_mean_scale(x, target, weight, ignore_index):
+    """1/denominator of cross_entropy's "mean" (PyTorch's rule), inf/NaN-safe as a magnitude."""
+    if target.dtype.kind == "f":
+        n_classes = x.shape[1] if x.ndim >= 2 else x.shape[0]
+        count = x.size // n_classes
+    else:
+        counted = target[target != ignore_index].reshape(-1)
+        count = len(counted) if weight is None else float(np.sum(weight.astype(np.float64)[counted]))
+    with np.errstate(all="ignore"):
+        return np.float64(1.0) / count if count else np.float64(0.0)
+
+
+def test_probability_targets_in_any_layout(backend, dtype):
+    """Probability targets read the same from a strided or read-only array, and an empty batch gives
+    empty results, sum 0 and a NaN mean."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 6)).astype(dtype)
+    p = rng.uniform(0, 1, (4, 6)).astype(dtype)
+    p /= p.sum(axis=1, keepdims=True)
+    want = stableloss.cross_entropy(x, p, reduction="none", backend=backend, return_grad=True)
+    strided = np.zeros((8, 12), dtype)[::2, ::2]
+    strided[...] = p
+    frozen = p.copy()
+    frozen.flags.writeable = False
+    for target in (strided, frozen, np.asfortranarray(p)):
+        got = stableloss.cross_entropy(x, target, reduction="none", backend=backend, return_grad=True)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+    empty = np.zeros((0, 6), dtype)
+    loss, grad = stableloss.cross_entropy(empty, empty, reduction="none", backend=backend, return_grad=True)
+    assert loss.shape == (0,) and grad.shape == (0, 6)
+    assert stableloss.cross_entropy(empty, empty, reduction="sum", backend=backend) == 0
+    assert np.isnan(stableloss.cross_entropy(empty, empty, backend=backend))

@@ -6,12 +6,16 @@ import functools
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from scipy import special
 
+import stableloss
 from stableloss._spec import KERNELS
 from stableloss._stability import budgets, families, oracle, ulp
+from fuzzing import DTYPES, FUZZ, SHAPES, compare, layout, values
 import helpers
-import stableloss
+
 
 
 @functools.lru_cache(maxsize=None)
@@ -111,3 +115,13 @@ def test_grad_is_softmax(backend, dtype):
         np.testing.assert_array_equal(value, stableloss.logsumexp(x, axis=axis, keepdims=True, backend=backend))
         np.testing.assert_array_equal(grad, stableloss.softmax(x, axis=axis, backend=backend))
         assert grad.shape == x.shape and grad.dtype == dtype
+
+
+@pytest.mark.parametrize("func", [stableloss.logsumexp, stableloss.log_softmax, stableloss.softmax])
+@FUZZ
+@given(data=st.data(), dtype=DTYPES, shape=SHAPES)
+def test_fuzz(native_backend, func, data, dtype, shape):
+    x = layout(data.draw, data.draw(values(dtype, shape)))
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    compare(lambda b: func(x, axis=axis, backend=b), native_backend, dtype, "lse", x,
+            outputs=(func.__name__.replace("logsumexp", "lse"),))

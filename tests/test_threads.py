@@ -4,32 +4,26 @@ The native backends only (the numpy reference runs on the calling thread); each 
 calls were split over threads, so a comparison of a run with itself cannot pass for one."""
 
 import concurrent.futures
+import functools
 
 import numpy as np
 import pytest
 
 import stableloss as sl
+import helpers
 
 
 def workloads(seed):
-    """One call per public function, large enough to be split over threads (> 2**17 elements)."""
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((300, 1000)).astype(np.float32) * 5
-    y = rng.integers(0, 1000, 300)
-    flat = rng.standard_normal(300_000)
-    labels = rng.random(300_000)
-    log_q = np.log(rng.dirichlet(np.ones(1000), 300))
-    p = rng.dirichlet(np.ones(1000), 300)
-    return {
-        "ce": lambda b: sl.cross_entropy(x, y, label_smoothing=0.1, backend=b, return_grad=True),
-        "ce_none": lambda b: sl.cross_entropy(x, y, reduction="none", backend=b),
-        "bce": lambda b: sl.binary_cross_entropy_with_logits(flat, labels, backend=b, return_grad=True),
-        "gnll": lambda b: sl.gaussian_nll_loss(flat, labels, labels + 0.1, backend=b, return_grad=True),
-        "kl": lambda b: sl.kl_div(log_q, p, reduction="batchmean", backend=b, return_grad=True),
-        "mse": lambda b: sl.mse_loss(flat, labels, backend=b, return_grad=True),
-        "lse": lambda b: sl.logsumexp(x, backend=b),
-        "log_softmax": lambda b: sl.log_softmax(x, backend=b),
-    }
+    """A call per public function on typical inputs large enough to be split over threads (> 2**17
+    elements): each loss with every option, and with reduction="none"; the log-sum-exp family."""
+    calls = {}
+    for stem, func, kwargs in helpers.typical_calls((300, 1000), np.float32, options=True, seed=seed):
+        calls[stem] = functools.partial(func, **kwargs, return_grad=True)
+        calls[stem + "_none"] = functools.partial(func, **kwargs, reduction="none")
+    x = np.random.default_rng(seed).standard_normal((300, 1000)).astype(np.float32) * 5
+    for func in (sl.logsumexp, sl.log_softmax):
+        calls[func.__name__] = functools.partial(func, x)
+    return {name: (lambda b, call=call: call(backend=b)) for name, call in calls.items()}
 
 
 def leaves(result):

@@ -16,9 +16,12 @@ import numpy as np
 import pytest
 
 import stableloss
+import helpers
 from stableloss import (_dispatch, binary_cross_entropy_with_logits, cross_entropy, gaussian_nll_loss, kl_div,
                         log_softmax, logsumexp, mse_loss, softmax)
 from stableloss._dispatch import BackendUnavailable, CExtensionWarning
+from stableloss._spec import KERNELS
+from stableloss._stability import families
 
 RNG = np.random.default_rng(11)
 X = RNG.standard_normal((3, 5))
@@ -203,20 +206,8 @@ def test_environment_names_unavailable_backend():
 # Valid but unusual inputs
 
 def _calls(dtype):
-    """One call per public function with every optional array argument, as (name, function, kwargs)."""
-    rng = np.random.default_rng(5)
-    x = rng.standard_normal((4, 6)).astype(dtype)
-    t = rng.standard_normal((4, 6)).astype(dtype)
-    p = rng.uniform(0, 1, (4, 6)).astype(dtype)
-    w = rng.uniform(0.5, 2, (4, 6)).astype(dtype)
-    return [
-        ("ce", cross_entropy, dict(input=x, target=rng.integers(0, 6, 4), weight=w[0], label_smoothing=0.1)),
-        ("ce-prob", cross_entropy, dict(input=x, target=p / p.sum(axis=1, keepdims=True))),
-        ("bce", binary_cross_entropy_with_logits, dict(input=x, target=p, weight=w, pos_weight=w)),
-        ("gnll", gaussian_nll_loss, dict(input=x, target=t, var=w)),
-        ("kl", kl_div, dict(input=-np.abs(x), target=p)),
-        ("mse", mse_loss, dict(input=x, target=t, weight=w)),
-    ]
+    """One call per loss on typical inputs with every optional argument, as (stem, function, kwargs)."""
+    return helpers.typical_calls((4, 6), dtype, options=True, seed=5)
 
 
 def _flatten(result):
@@ -276,22 +267,10 @@ def test_inputs_not_modified(backend, dtype):
     np.testing.assert_array_equal(x, kept)
 
 
-EMPTY = [
-    ("ce", cross_entropy, lambda d: dict(input=np.zeros((0, 5), d), target=np.zeros(0, np.int64))),
-    ("ce-prob", cross_entropy, lambda d: dict(input=np.zeros((0, 5), d), target=np.zeros((0, 5), d))),
-    ("bce", binary_cross_entropy_with_logits, lambda d: dict(input=np.zeros((0, 3), d), target=np.zeros((0, 3), d))),
-    ("gnll", gaussian_nll_loss, lambda d: dict(input=np.zeros((0, 3), d), target=np.zeros((0, 3), d),
-                                               var=np.ones((0, 3), d))),
-    ("kl", kl_div, lambda d: dict(input=np.zeros((0, 3), d), target=np.zeros((0, 3), d))),
-    ("mse", mse_loss, lambda d: dict(input=np.zeros((0, 3), d), target=np.zeros((0, 3), d))),
-]
-
-
-@pytest.mark.parametrize("case", EMPTY, ids=[case[0] for case in EMPTY])
-def test_empty_inputs(backend, dtype, case):
+@pytest.mark.parametrize("stem", list(families.TYPICAL))
+def test_empty_inputs(backend, dtype, stem):
     """Empty inputs: empty per-element results and gradients, sum 0, mean NaN (0/0, as PyTorch)."""
-    name, func, make = case
-    kwargs = make(dtype)
+    func, kwargs = getattr(stableloss, KERNELS[stem].function), families.typical(stem, (0, 5), dtype)
     loss, grad = func(**kwargs, reduction="none", backend=backend, return_grad=True)
     assert loss.dtype == dtype and loss.size == 0
     for g in _flatten(grad):

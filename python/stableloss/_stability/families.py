@@ -17,7 +17,8 @@ import numpy as np
 
 #: stem -> family name -> builder(dtype, rng) -> list of parts.
 FAMILIES = {}
-#: stem -> maker(rng, shape, dtype) -> the keyword arguments of a typical call.
+#: stem -> maker(rng, shape, dtype, options) -> the keyword arguments of a typical call (with every
+#: optional argument of the loss where ``options``).
 TYPICAL = {}
 
 
@@ -37,9 +38,10 @@ def typical_of(stem):
     return register
 
 
-def typical(stem, shape, dtype, seed=0):
-    """Typical inputs of ``stem`` of the given shape and float dtype (reproducible)."""
-    return TYPICAL[stem](np.random.default_rng(seed), tuple(shape), np.dtype(dtype))
+def typical(stem, shape, dtype, seed=0, options=False):
+    """Typical inputs of ``stem`` of the given shape and float dtype (reproducible); with ``options``,
+    every optional argument of the loss too (weights, label smoothing ...)."""
+    return TYPICAL[stem](np.random.default_rng(seed), tuple(shape), np.dtype(dtype), options)
 
 
 def build(stem, name, dtype):
@@ -677,32 +679,51 @@ def _log_softmax_rows(logits):
     return shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
 
 
+def _weights(rng, shape, dtype):
+    return rng.uniform(0.5, 2.0, shape).astype(dtype)
+
+
 @typical_of("ce")
-def _ce_typical(rng, shape, dtype):
-    return {"input": 2 * rng.standard_normal(shape, dtype=dtype),
-            "target": rng.integers(0, shape[1], shape[0], dtype=np.int64)}
+def _ce_typical(rng, shape, dtype, options):
+    inputs = {"input": 2 * rng.standard_normal(shape, dtype=dtype),
+              "target": rng.integers(0, shape[1], shape[0], dtype=np.int64)}
+    if options:
+        inputs.update(weight=_weights(rng, shape[1], dtype), label_smoothing=0.1)
+    return inputs
 
 
 @typical_of("bce")
-def _bce_typical(rng, shape, dtype):
-    return {"input": 2 * rng.standard_normal(shape, dtype=dtype),
-            "target": rng.integers(0, 2, shape).astype(dtype)}
+def _bce_typical(rng, shape, dtype, options):
+    inputs = {"input": 2 * rng.standard_normal(shape, dtype=dtype),
+              "target": rng.integers(0, 2, shape).astype(dtype)}
+    if options:
+        inputs.update(weight=_weights(rng, shape, dtype), pos_weight=_weights(rng, shape[-1:], dtype))
+    return inputs
 
 
 @typical_of("gnll")
-def _gnll_typical(rng, shape, dtype):
-    return {"input": rng.standard_normal(shape, dtype=dtype),
-            "target": rng.standard_normal(shape, dtype=dtype),
-            "var": rng.uniform(0.5, 2.0, shape).astype(dtype)}
+def _gnll_typical(rng, shape, dtype, options):
+    inputs = {"input": rng.standard_normal(shape, dtype=dtype),
+              "target": rng.standard_normal(shape, dtype=dtype),
+              "var": rng.uniform(0.5, 2.0, shape).astype(dtype)}
+    if options:
+        inputs.update(full=True, eps=1e-3)
+    return inputs
 
 
 @typical_of("kl")
-def _kl_typical(rng, shape, dtype):
-    return {"input": _log_softmax_rows(rng.standard_normal(shape, dtype=dtype)),
-            "target": np.exp(_log_softmax_rows(rng.standard_normal(shape, dtype=dtype)))}
+def _kl_typical(rng, shape, dtype, options):
+    log_q = _log_softmax_rows(rng.standard_normal(shape, dtype=dtype))
+    log_p = _log_softmax_rows(rng.standard_normal(shape, dtype=dtype))
+    if options:  # the other form of the target
+        return {"input": log_q, "target": log_p, "log_target": True}
+    return {"input": log_q, "target": np.exp(log_p)}
 
 
 @typical_of("mse")
-def _mse_typical(rng, shape, dtype):
-    return {"input": rng.standard_normal(shape, dtype=dtype),
-            "target": rng.standard_normal(shape, dtype=dtype)}
+def _mse_typical(rng, shape, dtype, options):
+    inputs = {"input": rng.standard_normal(shape, dtype=dtype),
+              "target": rng.standard_normal(shape, dtype=dtype)}
+    if options:
+        inputs.update(weight=_weights(rng, shape, dtype))
+    return inputs

@@ -42,8 +42,11 @@ typedef struct {
     double *block_sums;
 } bce_args;
 
-/* The double result of w ((1 - y) sigma(x) - pw y sigma(-x)) cancels by more than 2^8 (float32). */
-#define BCE_CANCEL 0x1p-8
+/* The constants of the declaration (stableloss/_api.py, checked by tests/test_spec.py): a float32
+ * soft-label gradient whose double result cancels below BCE_SOFT_LABEL_CANCEL times its larger term
+ * takes the double-double path; beyond BCE_SUBNORMAL_EXP, e^-|x| is subnormal or nearly (float64). */
+#define BCE_SOFT_LABEL_CANCEL 0x1p-8
+#define BCE_SUBNORMAL_EXP 700.0
 
 /* w ((1 - y) sigma(x) - pw y sigma(-x)) in double-double, rounded once (finite x). */
 SL_INLINE double bce_grad_dd(double x, double y, double w, double pw)
@@ -82,7 +85,7 @@ SL_INLINE double bce_eval_tiny_e(double x, double y, double w, double pw, double
 /* Loss and unscaled gradient of one element. */
 SL_INLINE double bce_eval(double x, double y, double w, double pw, double *grad, int f32)
 {
-    if (!f32 && fabs(x) > 700.0 && isfinite(x) && isfinite(w) && isfinite(pw)) /* infinite weights: below */
+    if (!f32 && fabs(x) > BCE_SUBNORMAL_EXP && isfinite(x) && isfinite(w) && isfinite(pw)) /* infinite weights: below */
         return bce_eval_tiny_e(x, y, w, pw, grad);
     double e, log_term = sl_softplus_tail(x, &e, f32);
     double sp_neg = (x < 0.0 ? -x : 0.0) + log_term, wpy = w * (pw * y);
@@ -95,7 +98,7 @@ SL_INLINE double bce_eval(double x, double y, double w, double pw, double *grad,
     double sig_neg = pw * y * (x >= 0.0 ? e : 1.0);   /* pw y sigma(-x) (1 + e) */
     *grad = (w * (sig_pos - sig_neg)) / (1.0 + e);
     if (y > 0.0 && y < 1.0 && isfinite(x) && isfinite(w) && isfinite(w * (pw * y)) && /* finite terms */
-        (!f32 || fabs(sig_pos - sig_neg) < BCE_CANCEL * fmax(sig_pos, sig_neg)))
+        (!f32 || fabs(sig_pos - sig_neg) < BCE_SOFT_LABEL_CANCEL * fmax(sig_pos, sig_neg)))
         *grad = bce_grad_dd(x, y, w, pw);
     return pos_term + neg_term;
 }
@@ -169,12 +172,12 @@ SL_AVX2 SL_INLINE __m256d bce_row4(const void *args, int64_t i, const sl_tail *t
                                                  _mm256_and_pd(sl_isfinite_v(w),
                                                                sl_isfinite_v(_mm256_mul_pd(w, pwy)))));
         if (f32) {
-            __m256d cut = _mm256_mul_pd(SL_V(BCE_CANCEL), _mm256_max_pd(sig_pos, sig_neg));
+            __m256d cut = _mm256_mul_pd(SL_V(BCE_SOFT_LABEL_CANCEL), _mm256_max_pd(sig_pos, sig_neg));
             slow = _mm256_and_pd(slow, _mm256_cmp_pd(sl_abs_v(diff), cut, _CMP_LT_OQ));
         }
     }
     if (!f32) /* e^-|x| near underflow */
-        slow = _mm256_or_pd(slow, _mm256_and_pd(_mm256_cmp_pd(sl_abs_v(x), SL_V(700.0), _CMP_GT_OQ),
+        slow = _mm256_or_pd(slow, _mm256_and_pd(_mm256_cmp_pd(sl_abs_v(x), SL_V(BCE_SUBNORMAL_EXP), _CMP_GT_OQ),
                                                 sl_isfinite_v(x)));
     int mask = _mm256_movemask_pd(slow) & sl_tail_bits(tail);
     if (__builtin_expect(mask != 0, 0))
@@ -217,7 +220,7 @@ SL_AVX2 SL_INLINE __m256d bce_span_f32(const void *args, int64_t i)
         x[h] = _mm256_loadu_ps(xs + 8 * h);
         label1[h] = _mm256_cmp_ps(y, one, _CMP_EQ_OQ);
         fast = _mm256_and_ps(fast, _mm256_and_ps(_mm256_or_ps(label1[h], _mm256_cmp_ps(y, zero, _CMP_EQ_OQ)),
-                                                 _mm256_cmp_ps(_mm256_andnot_ps(sign, x[h]), SL_VF(86.0f),
+                                                 _mm256_cmp_ps(_mm256_andnot_ps(sign, x[h]), SL_VF(SL_EXPF_NEG_RANGE),
                                                                _CMP_LE_OQ)));
         if (a->weight || a->pos_weight) { /* |w|, |pw| < inf: false for NaN */
             __m256 w = a->weight ? _mm256_loadu_ps((const float *)a->weight + i + 8 * h) : one;

@@ -216,8 +216,8 @@ SL_AVX2 SL_INLINE __m256d ce_rows4_avx2(const void *args, int64_t i, const sl_ta
         nan = _mm256_or_pd(nan, _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
     }
     int special = (_mm256_movemask_pd(nan) | ~_mm256_movemask_pd(sl_isfinite_v(m))) & 15;
-    /* every lane's min within 708 of its max: exp without the range check */
-    int normal = _mm256_movemask_pd(_mm256_cmp_pd(_mm256_sub_pd(low, m), SL_V(-708.0), _CMP_GE_OQ)) == 15;
+    /* every lane's min within SL_EXP_NORMAL of its max: exp without the range check */
+    int normal = _mm256_movemask_pd(_mm256_cmp_pd(_mm256_sub_pd(low, m), SL_V(-SL_EXP_NORMAL), _CMP_GE_OQ)) == 15;
     __m256d s = normal ? ce_narrow_sums_v(t, C, m, k, a->exps, count, 1, cheap)
                        : ce_narrow_sums_v(t, C, m, k, a->exps, count, 0, cheap);
     double ms[4], ks[4], ss[4], log_ss[4], losses[4] = {0.0, 0.0, 0.0, 0.0};

@@ -33,8 +33,11 @@ typedef struct {
     double *block_sums;
 } gnll_args;
 
-/* |loss| below this fraction of its largest term takes the double-double path (see above). */
-#define GNLL_CANCEL(f32) ((f32) ? 0x1p-12 : 0.5)
+/* The constants of the declaration (stableloss/_api.py, checked by tests/test_spec.py): |loss| below
+ * GNLL_CANCEL_F32 (GNLL_CANCEL_F64) times its largest term takes the double-double path (see above). */
+#define GNLL_CANCEL_F32 0x1p-12
+#define GNLL_CANCEL_F64 0.5
+#define GNLL_CANCEL(f32) ((f32) ? GNLL_CANCEL_F32 : GNLL_CANCEL_F64)
 
 /* Loss and unscaled gradients of one element at the clamped variance v, every refinement included:
  * the scalar path, and the rare lanes of the vector path. */

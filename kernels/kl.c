@@ -33,14 +33,21 @@ typedef struct {
     double *block_sums;
 } kl_args;
 
-/* |log p - x| below this fraction of |x| takes the double-double path (see above). */
-#define KL_CANCEL(f32) ((f32) ? 0x1p-16 : 0x1p-10)
+/* The constants of the declaration (stableloss/_api.py, checked by tests/test_spec.py): |log p - x|
+ * below KL_CANCEL_F32 (KL_CANCEL_F64) times |x| takes the double-double path, and so does a log target
+ * below KL_LOG_TARGET_TAIL, where e^{lp} loses precision (see above). */
+#define KL_CANCEL_F32 0x1p-16
+#define KL_CANCEL_F64 0x1p-10
+#define KL_LOG_TARGET_TAIL -700.0
+#define KL_CANCEL(f32) ((f32) ? KL_CANCEL_F32 : KL_CANCEL_F64)
+/* The tail's terms are 2^-KL_TAIL_SCALE e^{lp + KL_TAIL_SCALE ln 2} (lp - x): the shifted exponential is normal. */
+#define KL_TAIL_SCALE 1024
 
 /* The elements that take the slow path: cancelling log p - x, or an underflowing e^{lp}. */
 SL_INLINE int kl_slow(double p, double lp, double x, double diff, int log_target, int f32)
 {
     if (log_target)
-        return lp < -700.0 && lp > -INFINITY;
+        return lp < KL_LOG_TARGET_TAIL && lp > -INFINITY;
     return fabs(diff) < KL_CANCEL(f32) * fabs(x) && isfinite(x) && p > 0.0;
 }
 
@@ -49,10 +56,10 @@ SL_INLINE int kl_slow(double p, double lp, double x, double diff, int log_target
 SL_INLINE double kl_slow_value(double p, double lp, double x, double diff, int log_target)
 {
     if (log_target) {
-        double shift_lo, shift = sl_k_ln2_dd(1024.0, &shift_lo);
+        double shift_lo, shift = sl_k_ln2_dd(KL_TAIL_SCALE, &shift_lo);
         double up_lo, up = sl_dd_add(lp, 0.0, shift, shift_lo, &up_lo);
         double e = sl_exp(up, 0);
-        return ldexp((e + e * up_lo) * diff, -1024); /* e^(up + up_lo) = e^up (1 + up_lo) */
+        return ldexp((e + e * up_lo) * diff, -KL_TAIL_SCALE); /* e^(up + up_lo) = e^up (1 + up_lo) */
     }
     double lo, hi = sl_log_dd(p, &lo);
     double err, d = sl_two_sum(hi, -x, &err);
@@ -119,7 +126,7 @@ SL_AVX2 SL_INLINE __m256d kl_row4(const void *args, int64_t i, const sl_tail *ta
     __m256d value = _mm256_andnot_pd(zero_term, _mm256_mul_pd(p, diff));
     __m256d slow;
     if (a->log_target)
-        slow = _mm256_and_pd(_mm256_cmp_pd(lp, SL_V(-700.0), _CMP_LT_OQ),
+        slow = _mm256_and_pd(_mm256_cmp_pd(lp, SL_V(KL_LOG_TARGET_TAIL), _CMP_LT_OQ),
                              _mm256_cmp_pd(lp, SL_V(-INFINITY), _CMP_GT_OQ));
     else
         slow = _mm256_and_pd(_mm256_cmp_pd(sl_abs_v(diff), _mm256_mul_pd(SL_V(KL_CANCEL(f32)), sl_abs_v(x)),

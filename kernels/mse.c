@@ -37,7 +37,7 @@ SL_INLINE double mse_row(const void *args, int64_t i, int f32)
     double sq = f32 ? d * d : sl_two_prod(d, d, &sq_lo);
     double corr = sq_lo + 2.0 * d * d_lo; /* (d + d_lo)^2 = sq + sq_lo + 2 d d_lo + O(d_lo^2) */
     double value = w * (sq + (isfinite(corr) ? corr : 0.0));
-    if (!f32 && (sq == INFINITY || sq < 0x1p-1022)) /* d^2 overflows or underflows, w d^2 may not */
+    if (!f32 && (sq == INFINITY || sq < SL_SMALLEST_NORMAL)) /* d^2 overflows or underflows, w d^2 may not */
         value = (w * d) * d;
     if (a->loss)
         sl_store(a->loss, i, value, f32);
@@ -74,7 +74,7 @@ SL_AVX2 SL_INLINE __m256d mse_row4(const void *args, int64_t i, const sl_tail *t
         value = _mm256_mul_pd(w, _mm256_add_pd(sq, sl_finite_or_zero_v(corr)));
         /* d^2 overflows or underflows, w d^2 may not */
         __m256d sq_out = _mm256_or_pd(_mm256_cmp_pd(sq, SL_V(INFINITY), _CMP_EQ_OQ),
-                                      _mm256_cmp_pd(sq, SL_V(0x1p-1022), _CMP_LT_OQ));
+                                      _mm256_cmp_pd(sq, SL_V(SL_SMALLEST_NORMAL), _CMP_LT_OQ));
         value = sl_select_v(sq_out, _mm256_mul_pd(_mm256_mul_pd(w, d), d), value);
     }
     if (a->loss)

@@ -54,6 +54,8 @@
 /* ------------------------------------------------------------------------------------------------
  * Constants */
 
+/* The scalars and polynomials of this section and of the float lanes' are the table of
+ * stableloss/_constants.py, which the Numba kernels share (tests/test_spec.py checks that they agree). */
 #define SL_LOG2E 0x1.71547652b82fep+0
 #define SL_LN2_HI 0x1.62e42fefa3800p-1 /* ln 2 to 42 bits: n * SL_LN2_HI is exact for |n| < 2^11 */
 #define SL_LN2_LO 0x1.ef35793c76730p-45 /* ln 2 - SL_LN2_HI; together ln 2 to 2^-102 */
@@ -63,6 +65,11 @@
 #define SL_SQRT2_M1 0x1.a827999fcef32p-2 /* sqrt(2) - 1 */
 #define SL_HALF_LOG_2PI 0x1.d67f1c864beb5p-1     /* log(2 pi)/2 = SL_HALF_LOG_2PI + SL_HALF_LOG_2PI_LO */
 #define SL_HALF_LOG_2PI_LO -0x1.65b5a1b7ff5dfp-55
+#define SL_EXP_MIN_ARG -746.0         /* exp underflows to 0 below; 2^(n + 64) stays normal above */
+#define SL_EXP_MAX_ARG 710.0          /* exp overflows to inf above */
+#define SL_EXP_NORMAL 708.0           /* |x| <= this: e^x is a normal double */
+#define SL_SMALLEST_NORMAL 0x1p-1022  /* the smallest positive normal double */
+#define SL_SUBNORMAL_SCALE 0x1p54     /* scales a subnormal into the normals */
 
 /* exp(r) = 1 + r + r^2 q(r) on |r| <= ln2/2: q fitted (Chebyshev interpolation, mpmath) to
  * (e^r - 1 - r) / r^2.  Full grade, degree 10: |error of exp| <= 1.7e-19; cheap, degree 6: 3.3e-12. */
@@ -184,10 +191,10 @@ SL_INLINE double sl_scale2(double p, double n)
  * Arguments are clamped to [-746, 710], beyond which the result is 0 or inf anyway; NaN passes through. */
 SL_INLINE double sl_exp(double x, int cheap)
 {
-    if (x < -746.0)
-        x = -746.0;
-    if (x > 710.0)
-        x = 710.0;
+    if (x < SL_EXP_MIN_ARG)
+        x = SL_EXP_MIN_ARG;
+    if (x > SL_EXP_MAX_ARG)
+        x = SL_EXP_MAX_ARG;
     if (x != x)
         return x;
     double n = (x * SL_LOG2E + SL_ROUND_MAGIC) - SL_ROUND_MAGIC;
@@ -233,12 +240,12 @@ SL_INLINE double sl_log_split(double x, double *k)
 SL_INLINE double sl_log(double x, int cheap)
 {
     double k, bias = 0.0;
-    if (!(x >= 0x1p-1022 && x < INFINITY)) {
+    if (!(x >= SL_SMALLEST_NORMAL && x < INFINITY)) {
         if (x == 0.0)
             return -INFINITY;
         if (!(x > 0.0) || x == INFINITY)
             return x < 0.0 ? NAN : x + x; /* negative: NaN; NaN and +inf: themselves */
-        x *= 0x1p54;                      /* subnormal: scale to normal */
+        x *= SL_SUBNORMAL_SCALE; /* subnormal: scale to normal */
         bias = -54.0;
     }
     double f = sl_log_split(x, &k);
@@ -320,8 +327,8 @@ SL_INLINE double sl_k_ln2_dd(double k, double *lo)
 SL_INLINE double sl_log_dd(double p, double *lo)
 {
     double k, bias = 0.0;
-    if (p < 0x1p-1022) {
-        p *= 0x1p54;
+    if (p < SL_SMALLEST_NORMAL) {
+        p *= SL_SUBNORMAL_SCALE;
         bias = -54.0;
     }
     double f = sl_log_split(p, &k);
@@ -347,9 +354,9 @@ SL_INLINE double sl_log_dd(double p, double *lo)
  * with the steps j > 12 (below 2^-52 of the sum) in double, the rest in double-double, then 2^n. */
 SL_INLINE double sl_exp_dd(double t, double *lo)
 {
-    if (!(t >= -746.0)) {
+    if (!(t >= SL_EXP_MIN_ARG)) {
         *lo = 0.0;
-        return t < -746.0 ? 0.0 : t; /* NaN */
+        return t < SL_EXP_MIN_ARG ? 0.0 : t; /* NaN */
     }
     double n = (t * SL_LOG2E + SL_ROUND_MAGIC) - SL_ROUND_MAGIC;
     double p_err, p = sl_two_prod(n, SL_LN2_LO, &p_err);
@@ -613,7 +620,7 @@ SL_AVX2 SL_INLINE __m256d sl_exp_normal_v(__m256d x, int cheap)
 SL_AVX2 SL_INLINE __m256d sl_exp_v(__m256d x, int cheap)
 {
     __m256d y = sl_exp_normal_v(x, cheap);
-    __m256d wide = _mm256_cmp_pd(sl_abs_v(x), SL_V(708.0), _CMP_NLE_UQ);
+    __m256d wide = _mm256_cmp_pd(sl_abs_v(x), SL_V(SL_EXP_NORMAL), _CMP_NLE_UQ);
     if (__builtin_expect(_mm256_movemask_pd(wide) != 0, 0))
         y = sl_select_v(wide, sl_exp_wide_v(x, cheap), y);
     return y;
@@ -657,7 +664,7 @@ SL_AVX2 SL_INLINE __m256d sl_log_v(__m256d x, int cheap)
     __m256d k;
     __m256d f = sl_log_split_v(x, &k);
     __m256d y = sl_log_reduced_v(f, k, _mm256_setzero_pd(), cheap);
-    __m256d normal = _mm256_and_pd(_mm256_cmp_pd(x, SL_V(0x1p-1022), _CMP_GE_OQ),
+    __m256d normal = _mm256_and_pd(_mm256_cmp_pd(x, SL_V(SL_SMALLEST_NORMAL), _CMP_GE_OQ),
                                    _mm256_cmp_pd(x, SL_V(INFINITY), _CMP_LT_OQ));
     int special = _mm256_movemask_pd(normal) ^ 15;
     if (__builtin_expect(special != 0, 0))
@@ -702,6 +709,7 @@ SL_AVX2 SL_INLINE __m256d sl_softplus_tail_v(__m256d x, __m256d *e, int cheap)
 #define SL_LOG2E_F 0x1.715476p+0f
 #define SL_LN2_HI_F 0x1.62e400p-1f /* 16 bits: n SL_LN2_HI_F is exact for |n| <= 2^8 */
 #define SL_LN2_LO_F 0x1.7f7d1cp-20f
+#define SL_EXPF_NEG_RANGE 86.0f /* sl_expf_neg_v takes [-86, 0], where its result is a normal float */
 
 /* exp(r) = 1 + r + r^2 q(r) on |r| <= ln2/2, q of degree 5 (least squares on Chebyshev nodes, mpmath;
  * contributes <= 0.012 ulp) */

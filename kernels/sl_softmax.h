@@ -21,6 +21,10 @@
 
 #include "sl_math.h"
 
+/* Rows of at least this many classes prefetch the next row while they are scanned (shorter ones are
+ * left to the hardware prefetcher). */
+#define SL_PREFETCH_ROW 1024
+
 /* Optional per-class coefficients c_j = w_j (t_scale t_j + t_shift) summed alongside s: weights
  * w (NULL = 1) and this row's target probabilities t; without t, c_j = w_j t_scale. */
 typedef struct {
@@ -382,11 +386,11 @@ SL_AVX2 SL_INLINE sl_softmax sl_softmax_scan_v(const void *x, int64_t C, const s
     r.c_others = r.c_k = r.c_sum = r.cz_sum = 0.0;
     sl_scan_acc_v acc = {sl_acc_v_zero(), sl_acc_v_zero(), sl_acc_v_zero()};
     __m256d a = SL_V(r.a);
-    if (C < 1024)
+    if (C < SL_PREFETCH_ROW)
         next = NULL;
     /* specialised loops: with or without coefficients, storing e_j or not, with or without the range
      * check of exp */
-    int normal = rg.min - r.a >= -708.0;
+    int normal = rg.min - r.a >= -SL_EXP_NORMAL;
     if (cf && e_out)
         sl_scan_normal_or_not_v(x, C, r.k, a, cf, next, e_out, &acc, normal, f32, cheap);
     else if (cf)

@@ -10,7 +10,7 @@ import re
 import pytest
 
 import stableloss  # noqa: F401  (declares the kernels)
-from stableloss import _reference
+from stableloss import _constants, _reference
 from stableloss._spec import FLOAT, IN, INDEX, INT, KERNELS, OUT, SHARED, SUMS
 
 HEADER = pathlib.Path(__file__).resolve().parents[1] / "kernels" / "stableloss.h"
@@ -48,3 +48,34 @@ def test_backends_take_the_declared_names(stem):
     numba_kernel = importlib.import_module(f"stableloss._numba.{stem}").kernel.py_func
     assert list(inspect.signature(numba_kernel).parameters) == names
     assert list(inspect.signature(getattr(_reference, stem)).parameters) == names
+
+
+def _c_number(text):
+    text = text.rstrip("fF")
+    return float.fromhex(text) if "0x" in text.lower() else float(text)
+
+
+@pytest.mark.parametrize("stem", [stem for stem, kernel in KERNELS.items() if kernel.constants])
+def test_c_kernel_defines_the_contract(stem):
+    """Every constant of the declaration's contract is #defined as <STEM>_<NAME> in kernels/<stem>.c with
+    the same value, and the Numba and numpy backends read it from the declaration."""
+    defines = dict(re.findall(r"^#define (\w+) (\S+)$", (HEADER.parent / f"{stem}.c").read_text(), flags=re.M))
+    for name, value in KERNELS[stem].constants:
+        macro = f"{stem.upper()}_{name}"
+        assert macro in defines, f"kernels/{stem}.c defines no {macro}"
+        assert _c_number(defines[macro]) == value, f"{macro} is {defines[macro]}, the declaration says {value!r}"
+
+
+def test_c_primitives_use_the_table():
+    """kernels/sl_math.h spells the table of stableloss/_constants.py: SL_<NAME> for each scalar and
+    sl_<name>[] for each polynomial, the same values (which the Numba primitives take from the table)."""
+    text = (HEADER.parent / "sl_math.h").read_text()
+    defines = dict(re.findall(r"^#define (SL_\w+) (\S+)", text, flags=re.M))
+    arrays = {name: [_c_number(v.strip()) for v in body.split(",")]
+              for name, body in re.findall(r"static const (?:double|float) (sl_\w+)\[\d+\] = \{([^}]*)\};", text)}
+    table = {name: value for name, value in vars(_constants).items() if name.isupper() and name != "F"}
+    for name, value in table.items():
+        if isinstance(value, tuple):
+            assert arrays.get(f"sl_{name.lower()}") == list(value), f"sl_{name.lower()} differs from {name}"
+        else:
+            assert _c_number(defines[f"SL_{name}"]) == value, f"SL_{name} is {defines.get(f'SL_{name}')}"

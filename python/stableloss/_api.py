@@ -196,6 +196,14 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 
 BCE = declare(loss_kernel("bce", "binary_cross_entropy_with_logits",
                           inputs=(("input", IN), ("target", IN), ("weight", IN), ("pos_weight", IN)),
+                          constants=dict(
+                              # float32 soft labels: a gradient whose double result cancels below this times
+                              # its larger term is redone in double-double (the exp of the float32 kernels,
+                              # good to 4.4e-12, leaves 1.1e-9 there: 0.02 float ulp); float64 soft
+                              # labels are all redone
+                              SOFT_LABEL_CANCEL=2.0**-8,
+                              # beyond this |x|, e^-|x| is subnormal or nearly (float64): carried scaled
+                              SUBNORMAL_EXP=700.0),
                           bench=Bench(workloads=(Workload((10**7,), (10**5,)),), sizes=((16,), (10**5,), (10**6,)))))
 
 
@@ -260,6 +268,12 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
 
 GNLL = declare(loss_kernel("gnll", "gaussian_nll_loss", inputs=(("input", IN), ("target", IN), ("var", IN)),
                            parameters=(("eps", FLOAT), ("full", INT)), gradients=("grad_input", "grad_var"),
+                           constants=dict(
+                               # a loss below CANCEL times its largest term, max(|log v| / 2, (c + d^2/v) / 2),
+                               # log v < 0 cancelling the positive terms, is redone with log v in double-double:
+                               # float32 from logs good to 1e-13 (2^12 of it: 5e-10), float64 from logs of
+                               # <= 1 ulp where at most half of the largest term cancels (2 ulp)
+                               CANCEL_F32=2.0**-12, CANCEL_F64=0.5),
                            bench=Bench(workloads=(Workload((10**7,), (10**5,)),), sizes=((16,), (10**5,), (10**6,)))))
 
 
@@ -336,6 +350,15 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
 
 
 KL = declare(loss_kernel("kl", "kl_div", inputs=(("input", IN), ("target", IN)), parameters=(("log_target", INT),),
+                         constants=dict(
+                             # |log p - input| below CANCEL times |input| is redone with log p in
+                             # double-double: float32 from logs good to 1e-13 (2^16 of it: 6.4e-9, 0.11
+                             # float ulp), float64 from logs of <= 1 ulp (2^10 of it: within the 1e-12 of
+                             # the documented exception)
+                             CANCEL_F32=2.0**-16, CANCEL_F64=2.0**-10,
+                             # below this log target e^lp loses precision (subnormal) or underflows while
+                             # e^lp (lp - input) need not: the term is formed with a shifted exponent
+                             LOG_TARGET_TAIL=-700.0),
                          bench=Bench("batchmean", workloads=(Workload((1024, 32768), (64, 4096)),),
                                      sizes=((4, 10), (32, 1024), (256, 4096)))))
 

@@ -12,6 +12,7 @@ import operator
 
 import numpy as np
 
+from ._spec import KERNELS
 
 _LOG_2PI_HALF, _LOG_2PI_HALF_LO = 0.9189385332046728, -3.8782941580672414e-17  # log(2 pi)/2 = hi + lo
 
@@ -118,6 +119,14 @@ def _exp_dd(t):
 
 # ---------------------------------------------------------------------------------------------------
 # Shared pieces
+
+def _constant(stem, name, dtype=None):
+    """The constant ``name`` of the contract of ``stem``'s declaration; ``name`` + "_F32" or "_F64" by
+    ``dtype`` where given."""
+    if dtype is not None:
+        name += "_F32" if np.dtype(dtype) == np.float32 else "_F64"
+    return KERNELS[stem].constant(name)
+
 
 def _finite_or_zero(correction):
     """A correction term, dropped where the main term already overflowed (inf - inf)."""
@@ -318,8 +327,9 @@ def gnll(input, target, var, n_rows, eps, full, grad_scale, rows_per_block, loss
         log_v = np.log(v)
         const_hi, const_lo = (2 * _LOG_2PI_HALF, 2 * _LOG_2PI_HALF_LO) if full else (0.0, 0.0)
         value = 0.5 * (((log_v + const_hi) + q_hi) + q_lo)
-        # log v < 0 (+ log 2 pi) and d^2/v cancel where v < 1: redo those in double-double
-        cancel = np.nonzero(np.abs(value) < 0.25 * (np.abs(log_v) + const_hi + np.abs(q_hi)))
+        # log v < 0 and the terms >= 0 (log 2 pi, d^2/v) cancel where v < 1: redo those in double-double
+        largest = 0.5 * np.maximum(np.abs(log_v), const_hi + q_hi)
+        cancel = np.nonzero(np.abs(value) < _constant("gnll", "CANCEL", input.dtype) * largest)
         if len(cancel[0]):
             l_hi, l_lo = _log_dd(v[cancel])
             l_hi, l_lo = _dd_add(l_hi, l_lo, np.full_like(l_hi, const_hi), np.full_like(l_hi, const_lo))
@@ -354,7 +364,7 @@ def kl(input, target, n_rows, log_target, grad_scale, rows_per_block, loss, grad
             log_p, p = t, np.exp(t)
         else:
             log_p, p = np.log(t), t
-        diff = _refine_cancelling(log_p - x, p, x, log_target)
+        diff = _refine_cancelling(log_p - x, p, x, log_target, _constant("kl", "CANCEL", input.dtype))
         # 0 log 0 = 0, also where log q = -inf, but not against a log q of NaN or +inf
         value = np.where((p == 0.0) & (x < np.inf), 0.0, p * diff)
         if log_target:
@@ -363,7 +373,7 @@ def kl(input, target, n_rows, log_target, grad_scale, rows_per_block, loss, grad
             up_hi, up_lo = _dd_add(log_p, np.zeros_like(log_p), shift_hi, shift_lo + 1024.0 * _LN2_LO)
             up = np.exp(up_hi)
             tail = np.ldexp((up + up * up_lo) * diff, -1024)
-            value = np.where((log_p < -700.0) & (log_p > -np.inf), tail, value)
+            value = np.where((log_p < _constant("kl", "LOG_TARGET_TAIL")) & (log_p > -np.inf), tail, value)
         else:
             value = np.where(p == np.inf, np.nan, value)  # a target of +inf is no probability
         if grad is not None:
@@ -372,14 +382,14 @@ def kl(input, target, n_rows, log_target, grad_scale, rows_per_block, loss, grad
     _block_sums(value, rows_per_block, block_sums)
 
 
-def _refine_cancelling(diff, p, x, log_target):
-    """log p - x again, in double-double, where log p and x agree to more than 10 bits.
+def _refine_cancelling(diff, p, x, log_target, cancel):
+    """log p - x again, in double-double, where |log p - x| < cancel |x| (the contract's CANCEL).
 
     With log_target the difference of two given doubles is already correctly rounded.
     """
     if log_target:
         return diff
-    idx = np.nonzero((np.abs(diff) < 2.0**-10 * np.abs(x)) & np.isfinite(x) & (p > 0.0))
+    idx = np.nonzero((np.abs(diff) < cancel * np.abs(x)) & np.isfinite(x) & (p > 0.0))
     if len(idx[0]):
         hi, lo = _log_dd(p[idx])
         d_hi, d_lo = _dd_add(hi, lo, -x[idx], np.zeros_like(hi))

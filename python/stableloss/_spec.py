@@ -46,7 +46,9 @@ class Kernel:
     shape of the input it belongs to); ``row_width``: the argument holding the number of elements per
     row (None: one element per row); ``function``: the public function; ``families``: the stem whose
     stability families it is tested on (default its own); ``bench``: how the benchmarks call it (None:
-    not benchmarked).
+    not benchmarked); ``constants``: ((name, value), ...), the numeric contract of the kernel, the
+    constants that decide a path or a result, the same in every backend (the C kernel defines each as
+    ``<STEM>_<NAME>``, checked by tests/test_spec.py).
     """
 
     stem: str
@@ -55,6 +57,11 @@ class Kernel:
     row_width: str = None
     families: str = None
     bench: Bench = None
+    constants: tuple = ()
+
+    def constant(self, name):
+        """The value of the constant ``name`` of the contract."""
+        return dict(self.constants)[name]
 
     @property
     def family_stem(self):
@@ -89,13 +96,14 @@ class Kernel:
         return "block_sums" in self.names
 
 
-def loss_kernel(stem, function, inputs, parameters=(), gradients=("grad",), row_width=None, bench=None):
+def loss_kernel(stem, function, inputs, parameters=(), gradients=("grad",), row_width=None, bench=None,
+                constants=None):
     """The kernel of a loss, in the header's calling convention: ``inputs`` ((name, kind) of the arrays
     read), ``n_rows``, ``parameters`` ((name, kind) of the scalars), ``grad_scale``, ``rows_per_block``,
-    ``loss``, ``gradients`` (names), ``block_sums``."""
+    ``loss``, ``gradients`` (names), ``block_sums``; ``constants`` a dict, name -> value."""
     args = (*inputs, ("n_rows", INT), *parameters, ("grad_scale", FLOAT), ("rows_per_block", INT),
             ("loss", OUT), *((name, OUT) for name in gradients), ("block_sums", SUMS))
-    return Kernel(stem, function, args, row_width, bench=bench)
+    return Kernel(stem, function, args, row_width, bench=bench, constants=tuple((constants or {}).items()))
 
 
 #: Every declared kernel by stem, in the order of declaration.

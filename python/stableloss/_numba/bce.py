@@ -13,6 +13,7 @@ than 12 bits.
 
 import numpy as np
 
+from .._spec import KERNELS
 from ._jit import (CHUNK, EXPF_NEG_RANGE, INF, LANES, ONE, ONE_F, ZERO_F, add_block_sums, chunk_stop, dd_add,
                    dd_div, dd_mul, exp_dd, exp_nonpos, expf_neg, flagged, helper, is_wide, jit, load_chunk, log1p,
                    log1pf_q, log1pf_unit, store_chunk, two_prod, two_sum, urange)
@@ -24,11 +25,11 @@ HOT_LOOP = r"@llvm\.rint\.v(\d+)f64"
 #: primitives (expf_neg, log1pf_unit).
 FLOAT32_LANES = r"@llvm\.fma\.v(\d+)f32"
 
-#: float32 soft-label gradients whose float64 difference is below CANCELLATION times its terms are
-#: redone (the float64 exp of the float32 kernels is good to 4.4e-12).
-CANCELLATION = np.float64(2.0**-12)
-#: Beyond this |x| float64's e is subnormal: no double-double redo (the terms cannot cancel there).
-NO_REDO = np.float64(700.0)
+#: The contract of the declaration (stableloss/_api.py): float32 soft-label gradients whose float64
+#: difference is below SOFT_LABEL_CANCEL times its terms are redone; beyond SUBNORMAL_EXP, e^-|x| is
+#: subnormal or nearly, and the terms cannot cancel (no redo).
+SOFT_LABEL_CANCEL = np.float64(KERNELS["bce"].constant("SOFT_LABEL_CANCEL"))
+SUBNORMAL_EXP = np.float64(KERNELS["bce"].constant("SUBNORMAL_EXP"))
 
 
 @helper
@@ -157,8 +158,8 @@ def kernel(input, target, weight, pos_weight, n_rows, grad_scale, rows_per_block
                 difference = a_term - b_term
                 grads[j] = ((w * difference) / (ONE + e)) * grad_scale  # as the reference: no early underflow
                 # soft labels with finite terms (an infinite weight leaves nothing to cancel)
-                soft = (y > 0.0) & (y < ONE) & (abs(v) < NO_REDO) & (abs(w) < np.inf) & (abs(w * (pw * y)) < np.inf)
-                redo = soft & (wide | (abs(difference) < CANCELLATION * max(a_term, b_term)))
+                soft = (y > 0.0) & (y < ONE) & (abs(v) < SUBNORMAL_EXP) & (abs(w) < np.inf) & (abs(w * (pw * y)) < np.inf)
+                redo = soft & (wide | (abs(difference) < SOFT_LABEL_CANCEL * max(a_term, b_term)))
                 redo_count += redo
                 redo_flags[j] = redo
             if redo_count > 0:

@@ -10,6 +10,7 @@ d r cancel to below 2**-16 of log v: those terms are redone with the double-doub
 
 import numpy as np
 
+from .._spec import KERNELS
 from ._jit import (CHUNK, HALF, INF, LANES, ONE, add_block_sums, chunk_stop, dd_add, flagged, fma, is_wide,
                    jit, log, log_dd, pasted, store_chunk, two_prod, urange)
 from .mse import difference
@@ -20,9 +21,10 @@ HOT_LOOP = r"fdiv (?:[a-z]+ )*<(\d+) x double>"
 
 LOG_2PI_HI = np.float64(float.fromhex("0x1.d67f1c864beb5p+0"))  # log(2 pi) = LOG_2PI_HI + LOG_2PI_LO
 LOG_2PI_LO = np.float64(float.fromhex("-0x1.65b5a1b7ff5dfp-54"))
-#: float32 terms where |log v + d r| < CANCELLATION |log v| get the double-double logarithm (the float64
-#: logarithm of the float32 kernels is good to 1.1e-13: 2**16 times that stays below float32 rounding).
-CANCELLATION = np.float64(2.0**-16)
+#: The contract of the declaration (stableloss/_api.py): a loss below CANCEL_F32 (CANCEL_F64 in float64
+#: kernels) times its largest term is redone with log v in double-double.
+CANCEL_F32 = np.float64(KERNELS["gnll"].constant("CANCEL_F32"))
+CANCEL_F64 = np.float64(KERNELS["gnll"].constant("CANCEL_F64"))
 
 
 @pasted
@@ -68,9 +70,10 @@ def term(x, t, var, eps, constant_hi, constant_lo, precise, wide):
         value = (INF + q) if v == INF else sum_hi + sum_lo  # log_dd takes finite v; log inf = inf
         redo = False
     else:
-        log_v = log(v, wide)
-        value = (HALF * log_v + q) + HALF * constant_hi
-        redo = abs(value) < CANCELLATION * abs(HALF * log_v)
+        half_log_v = HALF * log(v, wide)
+        positive = HALF * constant_hi + q  # the terms >= 0, which log v < 0 can cancel
+        value = ((half_log_v + HALF * constant_hi) + q) + q_lo
+        redo = abs(value) < (CANCEL_F64 if wide else CANCEL_F32) * max(abs(half_log_v), positive)
     return value, scale * (r + r_lo), grad_var, redo
 
 
@@ -99,7 +102,7 @@ def kernel(input, target, var, n_rows, eps, full, grad_scale, rows_per_block, lo
         redo_count = 0
         for j in urange(0, count):
             value, g_input, g_var, redo = term(input[first + j], target[first + j], var[first + j], eps,
-                                               constant_hi, constant_lo, wide, wide)
+                                               constant_hi, constant_lo, False, wide)
             redo_count += redo
             redo_flags[j] = redo
             values[j] = value

@@ -11,6 +11,7 @@ in double-double.
 
 import numpy as np
 
+from .._spec import KERNELS
 from ._jit import (CHUNK, LANES, add_block_sums, chunk_stop, exp, flagged, fma, helper, is_wide, jit, log, log_dd,
                    pasted, store_chunk, two_diff, two_sum, urange)
 
@@ -18,10 +19,12 @@ from ._jit import (CHUNK, LANES, add_block_sums, chunk_stop, exp, flagged, fma, 
 #: (tests/test_numba.py finds it there, vectorized).
 HOT_LOOP = r"fdiv (?:[a-z]+ )*<(\d+) x double>"
 
-#: float32 terms with |log p - input| < CANCELLATION |input| get the double-double logarithm (the float64
-#: logarithm of the float32 kernels is good to 1.1e-13: 2**16 times that stays below float32 rounding).
-CANCELLATION = np.float64(2.0**-16)
-TAIL = np.float64(-700.0)
+#: The contract of the declaration (stableloss/_api.py): terms with |log p - input| < CANCEL_F32 |input|
+#: (CANCEL_F64 in float64 kernels) are redone with log p in double-double; log targets below
+#: LOG_TARGET_TAIL take the shifted-exponent form.
+CANCEL_F32 = np.float64(KERNELS["kl"].constant("CANCEL_F32"))
+CANCEL_F64 = np.float64(KERNELS["kl"].constant("CANCEL_F64"))
+TAIL = np.float64(KERNELS["kl"].constant("LOG_TARGET_TAIL"))
 
 
 @pasted
@@ -55,7 +58,7 @@ def term(input, target, log_target, precise, wide):
         else:
             diff = log(p, wide) - x
             value = p * diff
-            redo = abs(diff) < CANCELLATION * abs(x) and p > 0.0
+            redo = abs(diff) < (CANCEL_F64 if wide else CANCEL_F32) * abs(x) and p > 0.0
         value = np.nan if p == np.inf else value
     # p = 0: the term and its gradient are 0 (0 log 0), unless log q is NaN or +inf; with a log target
     # only at lp = -inf, since an e^lp that underflows is not 0 and its term still carries NaN inputs
@@ -98,8 +101,8 @@ def kernel(input, target, n_rows, log_target, grad_scale, rows_per_block, loss, 
         if log_target != 0:
             redo_count = chunk_terms(input, target, first, count, True, False, wide, grad_scale, values, grads,
                                      grad_first, redo_flags)
-        else:  # log_dd for every float64 term
-            redo_count = chunk_terms(input, target, first, count, False, wide, wide, grad_scale, values, grads,
+        else:
+            redo_count = chunk_terms(input, target, first, count, False, False, wide, grad_scale, values, grads,
                                      grad_first, redo_flags)
         if redo_count > 0:
             for j in redo_indices[:flagged(redo_flags, count, redo_indices)]:

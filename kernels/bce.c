@@ -22,9 +22,8 @@
  * float32 AVX2: runs of 32 elements with hard labels, |x| <= 86 and finite weights (the common case
  * in training) take float lanes instead (bce_span_f32): e in float32 and log1p(e) from a
  * division-free float polynomial finished in double (0.98 and 0.71 ulp, sl_math.h), the rest in
- * double.  It costs accuracy within the budget (0.5 -> 1.4 ulp of loss, 2.2 of gradient, measured)
- * for a quarter of the time (10^7 elements fwd+grad, one thread, standalone kernel: 4.8 ns/elem on the
- * double path, 1.21 with the float lanes).
+ * double.  It costs accuracy within the budget (1.4 ulp of loss and 2.2 of gradient there, against 0.5
+ * on the double path) for about a quarter of the time.
  *
  * Accuracy (against mpmath: random, soft and hard labels, |x| up to 1e30 and the dtype max, +-inf,
  * weights and pos_weight up to 1000): float32 0.5 ulp (scalar; AVX2 outside the float lanes), the
@@ -197,8 +196,7 @@ SL_AVX2 SL_INLINE __m256d bce_row4(const void *args, int64_t i, const sl_tail *t
  * sigma(flip) = (flip >= 0 ? 1 : e)/(1 + e), one float division.
  *   Each vector's chain (exp, log1p, widening) is long and waits on latency, so every step is done
  * for all the vectors of the span before the next: independent work side by side in program order
- * keeps the out-of-order window busy (10^7 fwd+grad, standalone: 1.59 ns/elem one vector at a time,
- * 1.37 with two, 1.21 with four). */
+ * keeps the out-of-order window busy (four vectors measured fastest, against one and two). */
 #define BCE_SPAN 4
 
 SL_AVX2 SL_OUTLINE __m256d bce_span_in_fours(const void *args, int64_t i)

@@ -42,10 +42,8 @@
 
 #define SL_INLINE static inline __attribute__((always_inline))
 /* A kernel's slow path (rare for typical inputs, though some take it throughout, e.g. soft labels),
- * kept out of line so that it does not shape the hot loop's code and register allocation (KL float32
- * fwd+grad 1024x32768: 3.05 -> 2.69 ns/elem as a standalone program, 94.2 -> 92.8 ms in the
- * extension, where gcc laid the loop out better to begin with).  Not `cold`: that would optimise it
- * for size. */
+ * kept out of line so that it does not shape the hot loop's code and register allocation.  Not
+ * `cold`: that would optimise it for size. */
 #define SL_OUTLINE static __attribute__((noinline))
 
 /* The third grade of `cheap` (above). */
@@ -472,10 +470,9 @@ SL_AVX2 SL_INLINE double sl_hsum_v(__m256d v)
 }
 
 /* sum_i c[i] x^i, n coefficients.  Horner for the short cheap-grade polynomials (fewest registers: with
- * 16 ymm registers, holding Estrin's constants made gcc spill the loop accumulators, CE 25 -> 19 ms;
- * the SL_CHEAP_SUM exp's five, in pairs, did not: float32 CE fwd 0.509 -> 0.496 ns/elem);
- * Estrin's scheme for the long full-grade ones (pairs c[i] + c[i+1] x, then pairs of those with x^2,
- * x^4, ...: a shorter dependency chain, float64 CE 29.5 -> 26.8 ms). */
+ * 16 ymm registers, holding Estrin's constants makes gcc spill the loop accumulators; the
+ * SL_CHEAP_SUM exp's five fit in pairs); Estrin's scheme for the long full-grade ones (pairs
+ * c[i] + c[i+1] x, then pairs of those with x^2, x^4, ...: a shorter dependency chain). */
 SL_AVX2 SL_INLINE __m256d sl_horner_v(const double *c, int n, __m256d x)
 {
     __m256d p = SL_V(c[n - 1]);
@@ -741,8 +738,8 @@ SL_AVX2 SL_INLINE __m256 sl_expf_neg_v(__m256 z)
     __m256 n = _mm256_sub_ps(t, SL_VF(0x1.8p23f));
     __m256 r = _mm256_fnmadd_ps(n, SL_VF(SL_LN2_LO_F), _mm256_fnmadd_ps(n, SL_VF(SL_LN2_HI_F), z));
     __m256 r2 = _mm256_mul_ps(r, r);
-    /* q = c0 + r (c1 + r Q(r)): Horner for the two leading terms (the pairs scheme for all six raised
-     * the worst error 0.98 -> 1.002 ulp), Q in pairs (two steps fewer than Horner: BCE 7% faster) */
+    /* q = c0 + r (c1 + r Q(r)): Horner for the two leading terms (the pairs scheme for all six would
+     * exceed 1 ulp), Q in pairs (two steps fewer than Horner) */
     __m256 q = sl_poly_pairsf_v(sl_expf_q + 2, 4, r, r2);
     q = _mm256_fmadd_ps(_mm256_fmadd_ps(q, r, SL_VF(sl_expf_q[1])), r, SL_VF(sl_expf_q[0]));
     __m256 p = _mm256_fmadd_ps(r2, q, r);

@@ -331,11 +331,9 @@ SL_AVX2 SL_INLINE void sl_scan_step_v(const void *x, int64_t j, const sl_tail *t
     }
 }
 
-/* Classes [lo, hi); the next row's bytes at the same offsets are prefetched meanwhile (rows of a few KB
- * and more; smaller ones are left to the hardware prefetcher).  The hint is T0, all cache levels: on
- * this AMD CPU, T1 (L2) left float32 1024x32768 forward at 0.587 ns/elem against 0.525 with T0, 128x2^18
- * 0.625 against 0.539 (standalone kernel, best of 5 alternating runs; fwd+grad the same).  The sums
- * live in locals (registers). */
+/* Classes [lo, hi); the next row's bytes at the same offsets are prefetched meanwhile (rows of
+ * SL_PREFETCH_ROW classes and more).  The hint is T0, all cache levels: the next row's range pass reads
+ * it first, and T1 (L2 only) measured slower.  The sums live in locals (registers). */
 SL_AVX2 SL_INLINE void sl_scan_span_v(const void *x, int64_t lo, int64_t hi, __m256d a, const sl_coefs *cf,
                                       const void *next, double *e_out, sl_scan_acc_v *acc, int normal,
                                       int f32, int cheap)

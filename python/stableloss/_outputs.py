@@ -1,8 +1,8 @@
 """Allocation of the large output arrays (gradients, log-softmax and softmax rows), with reuse.
 
-A fresh array of many megabytes costs the kernel's page faults and page zeroing on its first write:
-measured here, a 128 MiB float32 gradient spends about 35 ms in the kernel's ``clear_page``, a third
-of a KL forward+grad call.  In a training loop the previous call's gradient is usually dropped
+A fresh array of many megabytes costs the operating system's page faults and page zeroing on its first
+write, a large share of a memory-bound call (a third of a KL forward+grad, measured).  In a training
+loop the previous call's gradient is usually dropped
 before the next call, so :func:`empty` keeps the last few large buffers and hands one out again when
 nothing refers to it any more (no view, no exported buffer: numpy views refer to the owning array,
 so its reference count says whether anything still uses it).  A buffer still in use is never

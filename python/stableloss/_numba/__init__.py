@@ -18,10 +18,9 @@ site-packages), Numba's user-wide locator takes over: ``$NUMBA_CACHE_DIR`` if se
 ``$XDG_CACHE_HOME/numba`` (``~/.cache/numba``), in a directory named after the package path.  If no
 location is writable at all, the kernels are compiled in every process and nothing fails (tested in
 tests/test_numba.py).  Numba checks a cached function only against its own source file; ._jit adds a
-hash of every module of this package, so an edit of a shared primitive recompiles every kernel.
-Measured here: the first call of a kernel in a fresh process takes 3.5-6 s to compile (CE, one dtype),
-0.5-0.8 s from the cache, nearly all of it Numba's own start-up (importing numba 0.3 s; its registries
-import scipy.linalg for BLAS, 0.35 s).  ``NUMBA_CPU_NAME=generic`` makes cached code
+hash of every module of this package, so an edit of a shared primitive recompiles every kernel.  A
+first call compiles for seconds; from the cache it costs mostly Numba's own start-up (importing numba,
+whose registries import scipy.linalg for BLAS).  ``NUMBA_CPU_NAME=generic`` makes cached code
 portable across x86-64 CPUs.
 """
 

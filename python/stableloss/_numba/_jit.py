@@ -647,7 +647,7 @@ def expf_neg(z):
     n = t - ROUND_MAGIC_F  # exact
     r = fma(-n, LN2_LO_F, fma(-n, LN2_HI_F, z))
     r2 = r * r
-    # q = c0 + r (c1 + r Q(r)), Q in pairs on r^2 (pairs for all six: 0.98 -> 1.002 ulp, sl_math.h)
+    # q = c0 + r (c1 + r Q(r)), Q in pairs on r^2 (pairs for all six would exceed 1 ulp, sl_math.h)
     q = fma(fma(EF5, r, EF4), r2, fma(EF3, r, EF2))
     q = fma(fma(q, r, EF1), r, EF0)
     p = fma(r2, q, r)  # e^r - 1

@@ -16,13 +16,14 @@ IEEE arithmetic; ``nogil=True``, the dispatcher runs kernels on several threads)
   compiled as functions of their own and inlined by LLVM (:func:`pasted`: by Numba, for the few that
   LLVM would leave as calls in a vectorized loop).
 
-Precision tiers.  Every kernel computes in float64 and rounds once at the store.  The primitives take
-``wide``: True in float64 kernels (<= 1 ulp of float64: two-constant Cody-Waite reduction, longer
-polynomials, the rounding error of the argument carried along; measured against mpmath on 4e4
-arguments each: exp 0.58 ulp on normal results, log 0.81 ulp, log1p 0.74 ulp), False in float32
-kernels (relative error <= 3.3e-12 for exp, 1.1e-13 for log: far below the float32 rounding).
-``wide`` comes from :func:`is_wide`, a constant for the input dtype, so LLVM drops the branch not
-taken before it vectorizes.  The polynomials and the constants of the reductions are the contract of
+Grades, as in kernels/sl_math.h.  Every kernel computes in float64 and rounds once at the store.  The
+primitives take ``cheap``: False, the full grade, in float64 kernels (<= 1 ulp of float64: two-constant
+Cody-Waite reduction, longer polynomials, the rounding error of the argument carried along; measured
+against mpmath on 4e4 arguments each: exp 0.58 ulp on normal results, log 0.81 ulp, log1p 0.74 ulp);
+True, the cheap grade, in float32 kernels (relative error <= 3.3e-12 for exp, 1.1e-13 for log: far
+below the float32 rounding).  A kernel passes ``cheap=f32``, from :func:`is_f32`, a constant for the
+input dtype, so LLVM drops the branch not taken before it vectorizes (C chooses the grade per path; here
+it follows the dtype).  The polynomials and the constants of the reductions are the contract of
 stableloss/_constants.py, shared with the C kernels (kernels/sl_math.h); here they are module-level
 ``np.float64``/``np.float32`` globals, which Numba freezes as typed constants.
 
@@ -167,14 +168,15 @@ def as_float(typingctx, i):
     return _FLOAT_OF_BITS[i](i), codegen
 
 
-def is_wide(x):
-    """True if the array x holds float64 (<= 1-ulp primitives), False for float32 (compile-time)."""
+def is_f32(x):
+    """True if the array x holds float32, False for float64 (compile-time): a float32 kernel takes the
+    cheap grade of the primitives (``cheap=f32``), a float64 kernel the full grade."""
 
 
-@overload(is_wide, inline="always")
-def _is_wide(x):
-    wide = x.dtype == types.float64
-    return lambda x: wide
+@overload(is_f32, inline="always")
+def _is_f32(x):
+    f32 = x.dtype == types.float32
+    return lambda x: f32
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -200,8 +202,8 @@ EXP_UNDERFLOW = np.float64(C.EXP_MIN_ARG)  # e^x < 2**-1075 below: rounds to 0 (
 EXP_OVERFLOW = np.float64(709.79)  # just above log(DBL_MAX) = 709.7827
 
 
-# The polynomials of the contract (_constants.py): exp's q, wide (full grade) of degree 10, narrow
-# (cheap) of degree 6; log's P, wide of degree 6, narrow of degree 4.
+# The polynomials of the contract (_constants.py): exp's q, full grade of degree 10, cheap of degree 6;
+# log's P, full of degree 6, cheap of degree 4.
 EW0, EW1, EW2, EW3, EW4, EW5, EW6, EW7, EW8, EW9, EW10 = map(np.float64, C.EXP_Q_FULL)
 EN0, EN1, EN2, EN3, EN4, EN5, EN6 = map(np.float64, C.EXP_Q_CHEAP)
 LW0, LW1, LW2, LW3, LW4, LW5, LW6 = map(np.float64, C.LOG_P_FULL)
@@ -253,10 +255,10 @@ def pow2(n):
 
 
 @pasted
-def _exp_reduced(x, x_lo, wide):
+def _exp_reduced(x, x_lo, cheap):
     """(m, n) with e^(x + x_lo) = m 2**n, n = rint(x / ln 2) (|x_lo| <= ulp(x), m in [0.7, 1.42])."""
     n = np.rint(x * LOG2E)  # rint, not a magic-number add and subtract, which reassoc would fold
-    if wide:
+    if not cheap:
         r_hi = x - n * LN2_HI  # exact: n * LN2_HI has <= 43 bits and x - n * LN2_HI fits in 53
         r = fma(-n, LN2_LO, r_hi)
         c = fma(-n, LN2_LO, r_hi - r) + x_lo  # c = x + x_lo - n ln 2 - r, the part r rounded off
@@ -275,22 +277,22 @@ def _exp_reduced(x, x_lo, wide):
 
 
 @pasted
-def exp_nonpos(x, x_lo, wide):
+def exp_nonpos(x, x_lo, cheap):
     """e^(x + x_lo) for x <= 0 (also -inf -> 0, NaN -> NaN); x_lo = 0 for a plain argument.
 
-    Wide: <= 1 ulp; both: subnormal results rounded once (far below float32, they still count where a
+    Full grade: <= 1 ulp; both: subnormal results rounded once (far below float32, they still count where a
     huge coefficient multiplies them).
     """
-    m, n = _exp_reduced(x, x_lo, wide)
+    m, n = _exp_reduced(x, x_lo, cheap)
     value = (m * pow2(n + 64.0)) * TWO_M64  # 2**(n + 64) stays normal; one rounding into subnormals
     return 0.0 if x < EXP_UNDERFLOW else value  # "x < cut ? 0 : e" keeps NaN, maps -inf to 0
 
 
 @pasted
-def exp(x, x_lo, wide):
-    """e^(x + x_lo) for any float64 x (<= 1 ulp wide), 0 below -746, inf above log(DBL_MAX), NaN stays
+def exp(x, x_lo, cheap):
+    """e^(x + x_lo) for any float64 x (<= 1 ulp in the full grade), 0 below -746, inf above log(DBL_MAX), NaN stays
     NaN; x_lo = 0 for a plain argument."""
-    m, n = _exp_reduced(x, x_lo, wide)
+    m, n = _exp_reduced(x, x_lo, cheap)
     half = np.floor(n * HALF)
     value = (m * pow2(half)) * pow2(n - half)  # two factors: 2**n alone would leave the exponent range
     value = INF if x > EXP_OVERFLOW else value
@@ -313,7 +315,7 @@ def _log_split(x):
 
 
 @pasted
-def _log1p_reduced(f, k, c, wide):
+def _log1p_reduced(f, k, c, cheap):
     """k ln 2 + log1p(f) + c for f in [sqrt(1/2) - 1, sqrt(2) - 1) and a small correction c.
 
     log1p(f) = 2 atanh(s), s = f / (2 + f) = f - f^2/2 + s (f^2/2 + R(s^2)),  R(z) = sum 2 z^j/(2j + 1).
@@ -321,7 +323,7 @@ def _log1p_reduced(f, k, c, wide):
     s = f / (2.0 + f)
     z = s * s
     hfsq = HALF * f * f
-    if wide:
+    if not cheap:
         p = fma(fma(fma(fma(fma(fma(LW6, z, LW5), z, LW4), z, LW3), z, LW2), z, LW1), z, LW0)
         rest = s * (hfsq + z * p) + fma(k, LN2_LO, c)
         return fma(k, LN2_HI, f - (hfsq - rest))  # k LN2_HI + f is exact-ish; the small terms first
@@ -330,23 +332,23 @@ def _log1p_reduced(f, k, c, wide):
 
 
 @pasted
-def log(x, wide):
-    """Natural log; 0 -> -inf, inf -> inf, x < 0 or NaN -> NaN.  Wide: <= 1 ulp."""
+def log(x, cheap):
+    """Natural log; 0 -> -inf, inf -> inf, x < 0 or NaN -> NaN.  Full grade: <= 1 ulp."""
     f, k = _log_split(x)
-    value = _log1p_reduced(f, k, 0.0, wide)
+    value = _log1p_reduced(f, k, 0.0, cheap)
     value = -INF if x == 0.0 else value
     value = INF if x == INF else value
     return value if x >= 0.0 else NAN
 
 
 @pasted
-def log1p(x, wide):
-    """log(1 + x); -1 -> -inf, inf -> inf, x < -1 or NaN -> NaN.  Wide: <= 1 ulp."""
+def log1p(x, cheap):
+    """log(1 + x); -1 -> -inf, inf -> inf, x < -1 or NaN -> NaN.  Full grade: <= 1 ulp."""
     u = ONE + x
     c = x - (u - ONE)  # 1 + x = u + c exactly (u - 1 is exact for u in [1/2, 2**53])
     c = 0.0 if u == INF else c / u  # log(u + c) = log(u) + c/u + O(c^2)
     f, k = _log_split(u)
-    value = _log1p_reduced(f, k, c, wide)
+    value = _log1p_reduced(f, k, c, cheap)
     value = -INF if u == 0.0 else value
     value = INF if u == INF else value
     return value if u >= 0.0 else NAN
@@ -420,7 +422,7 @@ def log_dd(x):
 def exp_dd(x):
     """e^x as a double-double (hi, lo), relative error ~2**-93 for -708 < x < 709: y = e^x in double,
     then e^x = y e^(x - log y) = y (1 + d), d = x - log y from the double-double log (x - hi is exact)."""
-    y = exp(x, 0.0, True)
+    y = exp(x, 0.0, False)
     log_hi, log_lo = log_dd(y)
     return fast_two_sum(y, y * ((x - log_hi) - log_lo))
 
@@ -462,17 +464,17 @@ def max_of(values, lo, hi):
 
 
 # The lane sums: LANES explicit accumulators lanes[0] (with the TwoSum error of each addition in
-# lanes[1] when wide, and a count of ones in lanes[2]).  The loop over the lanes of a block is a plain
+# lanes[1] unless cheap, and a count of ones in lanes[2]).  The loop over the lanes of a block is a plain
 # map, which LLVM vectorizes under strict IEEE rules, so no reassociation can drop an error term.
-# Wide: error ~2**-104 relative for terms of one sign; narrow: plain float64 additions.  With off_max
+# Full grade: error ~2**-104 relative for terms of one sign; cheap: plain float64 additions.  With off_max
 # the terms equal to 1 are counted instead of added: for e_j = e^{x_j - max} that gives
 # s = sum_{j != k} e_j, the log-sum-exp sum without its first maximum, ties counted exactly.
 
 @helper
-def lanes_add(lanes, lane, v, wide, off_max):
+def lanes_add(lanes, lane, v, cheap, off_max):
     is_one = off_max and v == ONE  # NaN is not 1: it stays in the sum
     v = 0.0 if is_one else v
-    if wide:
+    if not cheap:
         total, err = two_sum(lanes[0, lane], v)
         lanes[0, lane] = total
         lanes[1, lane] += err
@@ -491,7 +493,7 @@ def lanes_clear(lanes):
 
 
 @helper
-def lanes_total(lanes, wide, off_max):
+def lanes_total(lanes, cheap, off_max):
     """(hi, lo) of the lane sums (plus the ones less one with off_max)."""
     total = 0.0
     compensation = 0.0
@@ -507,17 +509,17 @@ def lanes_total(lanes, wide, off_max):
 
 
 @helper
-def sum_in_lanes(values, lo, hi, lanes, wide, off_max):
+def sum_in_lanes(values, lo, hi, lanes, cheap, off_max):
     lanes_clear(lanes)
     for start in range(lo, hi, LANES):
         block = np.uint64(start)
         for lane in urange(0, min(LANES, hi - start)):
-            lanes_add(lanes, lane, values[block + lane], wide, off_max)
-    return lanes_total(lanes, wide, off_max)
+            lanes_add(lanes, lane, values[block + lane], cheap, off_max)
+    return lanes_total(lanes, cheap, off_max)
 
 
 @helper
-def sum_in_order(values, lo, hi, wide, off_max):
+def sum_in_order(values, lo, hi, cheap, off_max):
     total = 0.0
     compensation = 0.0
     ones = 0.0
@@ -525,7 +527,7 @@ def sum_in_order(values, lo, hi, wide, off_max):
         v = values[j]
         if off_max and v == ONE:
             ones += 1.0
-        elif wide:
+        elif not cheap:
             total, compensation = neumaier_add(total, compensation, v)
         else:
             total += v
@@ -535,12 +537,12 @@ def sum_in_order(values, lo, hi, wide, off_max):
 
 
 @helper
-def sum_lanes(values, lo, hi, lanes, wide, off_max):
+def sum_lanes(values, lo, hi, lanes, cheap, off_max):
     """(hi, lo): the sum of values[lo:hi] (float64), or with off_max the sum s of the comment above.
-    Fewer than 4 LANES terms are added in order (Neumaier when wide)."""
+    Fewer than 4 LANES terms are added in order (Neumaier unless cheap)."""
     if hi - lo >= 4 * LANES:
-        return sum_in_lanes(values, lo, hi, lanes, wide, off_max)
-    return sum_in_order(values, lo, hi, wide, off_max)
+        return sum_in_lanes(values, lo, hi, lanes, cheap, off_max)
+    return sum_in_order(values, lo, hi, cheap, off_max)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -598,10 +600,10 @@ def chunk_stop(start, n, size, rows_per_block):
 
 
 @helper
-def add_block_sums(block_sums, rows_per_block, n, start, values, count, lanes, wide, running):
+def add_block_sums(block_sums, rows_per_block, n, start, values, count, lanes, cheap, running):
     """Add the losses values[:count] of rows start .. start + count - 1 (within one block) to its sum,
-    carried in running = [total, compensation] until the block is complete (compensated when wide)."""
-    hi, lo = sum_lanes(values, 0, count, lanes, wide, False)
+    carried in running = [total, compensation] until the block is complete (compensated unless cheap)."""
+    hi, lo = sum_lanes(values, 0, count, lanes, cheap, False)
     total, compensation = neumaier_add(running[0], running[1], hi)
     running[0] = total
     running[1] = compensation + lo

@@ -15,7 +15,7 @@ import numpy as np
 
 from .._spec import KERNELS
 from ._jit import (CHUNK, EXPF_NEG_RANGE, INF, LANES, ONE, ONE_F, ZERO_F, add_block_sums, chunk_stop, dd_add,
-                   dd_div, dd_mul, exp_dd, exp_nonpos, expf_neg, flagged, helper, is_wide, jit, load_chunk, log1p,
+                   dd_div, dd_mul, exp_dd, exp_nonpos, expf_neg, flagged, helper, is_f32, jit, load_chunk, log1p,
                    log1pf_q, log1pf_unit, store_chunk, two_prod, two_sum, urange)
 
 #: The hot loop's mark in the LLVM IR: the range reduction of exp (rint) on a vector, which no lane-sum helper emits
@@ -106,7 +106,7 @@ def hard_label_lanes(x, target, first, count, weights, pos_weights, weighted, gr
 
 @jit
 def kernel(input, target, weight, pos_weight, n_rows, grad_scale, rows_per_block, loss, grad, block_sums):
-    wide = is_wide(input)
+    f32 = is_f32(input)
     weighted = weight.size > 0 or pos_weight.size > 0
     weights = np.ones(CHUNK)  # without weights they stay 1 (load_chunk's default), never reloaded
     pos_weights = np.ones(CHUNK)
@@ -127,7 +127,7 @@ def kernel(input, target, weight, pos_weight, n_rows, grad_scale, rows_per_block
         if weighted:
             load_chunk(weight, start, count, weights, 1.0)
             load_chunk(pos_weight, start, count, pos_weights, 1.0)
-        if (not wide and hard_labels(input, target, first, count)
+        if (f32 and hard_labels(input, target, first, count)
                 and (not weighted or finite_weights(weights, pos_weights, count))):
             grad_first = first if want_grad else np.uint64(0)
             if weighted:
@@ -143,8 +143,8 @@ def kernel(input, target, weight, pos_weight, n_rows, grad_scale, rows_per_block
                 y = np.float64(target[first + j])
                 w = weights[j]
                 pw = pos_weights[j]
-                e = exp_nonpos(-abs(v), 0.0, wide)
-                log_term = log1p(e, wide)
+                e = exp_nonpos(-abs(v), 0.0, f32)
+                log_term = log1p(e, f32)
                 positive = v >= 0.0
                 softplus_pos = (v if positive else 0.0) + log_term  # softplus(x) = max(x, 0) + log1p(e^-|x|)
                 softplus_neg = (0.0 if positive else -v) + log_term  # softplus(-x)
@@ -159,7 +159,7 @@ def kernel(input, target, weight, pos_weight, n_rows, grad_scale, rows_per_block
                 grads[j] = ((w * difference) / (ONE + e)) * grad_scale  # as the reference: no early underflow
                 # soft labels with finite terms (an infinite weight leaves nothing to cancel)
                 soft = (y > 0.0) & (y < ONE) & (abs(v) < SUBNORMAL_EXP) & (abs(w) < np.inf) & (abs(w * (pw * y)) < np.inf)
-                redo = soft & (wide | (abs(difference) < SOFT_LABEL_CANCEL * max(a_term, b_term)))
+                redo = soft & ((not f32) | (abs(difference) < SOFT_LABEL_CANCEL * max(a_term, b_term)))
                 redo_count += redo
                 redo_flags[j] = redo
             if redo_count > 0:
@@ -169,5 +169,5 @@ def kernel(input, target, weight, pos_weight, n_rows, grad_scale, rows_per_block
             store_chunk(grad, start, count, grads)
         store_chunk(loss, start, count, values)
         if block_sums.size > 0:
-            add_block_sums(block_sums, rows_per_block, n_rows, start, values, count, lanes, wide, running)
+            add_block_sums(block_sums, rows_per_block, n_rows, start, values, count, lanes, f32, running)
         start = stop

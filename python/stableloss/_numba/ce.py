@@ -8,7 +8,7 @@ A = sum_j b_j the gradient is grad_scale (A p_j - b_j).
 
 import numpy as np
 
-from ._jit import CHUNK, ONE, fma, helper, is_wide, jit, neumaier_add, sum_lanes, two_sum, urange
+from ._jit import CHUNK, ONE, fma, helper, is_f32, jit, neumaier_add, sum_lanes, two_sum, urange
 from .lse import group_rows, shift, softmax_buffers, softmax_rows
 
 #: The hot loop's mark in the LLVM IR: the range reduction of exp (rint) on a vector, which no lane-sum helper emits
@@ -23,7 +23,7 @@ def masked_class(c, z):
 
 
 @helper
-def shifted_dot(x, base, n_cols, a, coef, buf, lanes, wide):
+def shifted_dot(x, base, n_cols, a, coef, buf, lanes, f32):
     """sum_j coef[j] (x[base + j] - a) <= 0: terms of one sign (coef >= 0, x <= a), in lane sums.
 
     A term with x = a is 0, also for coef = inf (that coefficient's coef log1p(s) is in its sum A); so is
@@ -35,7 +35,7 @@ def shifted_dot(x, base, n_cols, a, coef, buf, lanes, wide):
         for j in urange(start, stop):
             z = np.float64(x[base + j]) - a
             buf[j - np.uint64(start)] = 0.0 if z == 0.0 or masked_class(coef[j], z) else coef[j] * z
-        hi, lo = sum_lanes(buf, 0, stop - start, lanes, wide, False)
+        hi, lo = sum_lanes(buf, 0, stop - start, lanes, f32, False)
         total += hi + lo
     return total
 
@@ -47,7 +47,7 @@ def loss_terms(x, base, n_cols, a, log1p_s, coef):
     infinite sums into inf - inf, where the terms give exactly their inf or NaN."""
     total = 0.0
     for j in range(n_cols):
-        z, z_lo = shift(x[base + np.uint64(j)], a, True)
+        z, z_lo = shift(x[base + np.uint64(j)], a, False)  # exact
         if not masked_class(coef[j], z):
             total += coef[j] * ((log1p_s - z) - z_lo)
     return total
@@ -71,7 +71,7 @@ def grad_at_max(coef, n_cols, y, b, s, scale):
 @jit
 def kernel(input, target, target_prob, weight, n_rows, n_classes, ignore_index, label_smoothing, grad_scale,
            rows_per_block, loss, grad, block_sums):
-    wide = is_wide(input)
+    f32 = is_f32(input)
     has_prob = target_prob.size > 0
     want_loss = loss.size > 0
     want_grad = grad.size > 0
@@ -84,7 +84,7 @@ def kernel(input, target, target_prob, weight, n_rows, n_classes, ignore_index, 
     for j in urange(0, weight.size):
         w[j] = weight[j]
     # coefficient sums compensated for both dtypes: A - b_y at the max cancels when b_y dominates A
-    w_sum_hi, w_sum_lo = sum_lanes(w, 0, n_classes, lanes, True, False)
+    w_sum_hi, w_sum_lo = sum_lanes(w, 0, n_classes, lanes, False, False)  # compensated
     if label_smoothing == 0.0 and not has_prob:  # no smoothing terms at all: a NaN or inf weight of
         w_sum_hi = w_sum_lo = 0.0  # another class must not reach this row through 0 * W
     coef = eps_c * w if label_smoothing > 0.0 else np.zeros(n_classes)  # b_j, less the target's (1 - eps) w_y
@@ -95,7 +95,7 @@ def kernel(input, target, target_prob, weight, n_rows, n_classes, ignore_index, 
     group = group_rows(n_classes)
     for first in range(0, n_rows, group):
         count = min(group, n_rows - first)
-        softmax_rows(input, first, count, n_classes, wide, amax, e, s_hi, s_lo, log_s, lanes)
+        softmax_rows(input, first, count, n_classes, f32, amax, e, s_hi, s_lo, log_s, lanes)
         for i in range(count):
             row = first + i
             base = np.uint64(row * n_classes)
@@ -109,10 +109,10 @@ def kernel(input, target, target_prob, weight, n_rows, n_classes, ignore_index, 
             if has_prob:
                 for j in urange(0, n_classes):
                     coef[j] = w[j] * fma(keep, np.float64(target_prob[base + j]), eps_c)  # t' = (1-eps) t + eps/C
-                a_hi, a_lo = sum_lanes(coef, 0, n_classes, lanes, True, False)
+                a_hi, a_lo = sum_lanes(coef, 0, n_classes, lanes, False, False)  # compensated
                 a_hi += a_lo  # A
                 # sum_j b_j (log1p(s) - z_j) = A log1p(s) - sum_j b_j z_j: two terms >= 0
-                value = a_hi * log1p_s - shifted_dot(input, base, n_classes, a, coef, buf, lanes, wide)
+                value = a_hi * log1p_s - shifted_dot(input, base, n_classes, a, coef, buf, lanes, f32)
                 if not abs(value) < np.inf:
                     value = loss_terms(input, base, n_classes, a, log1p_s, coef)
                 for j in range(n_classes):
@@ -130,12 +130,12 @@ def kernel(input, target, target_prob, weight, n_rows, n_classes, ignore_index, 
                     ignored = True
                 else:
                     w_y = keep * w[y]
-                    z, z_lo = shift(input[base + np.uint64(y)], a, wide)
+                    z, z_lo = shift(input[base + np.uint64(y)], a, f32)
                     value = w_y * ((log1p_s - z_lo) - z)  # -log p_y = log1p(s) - z_y: both terms >= 0
                     if label_smoothing > 0.0:
                         # (eps/C) sum_j w_j L_j = (eps/C) W log1p(s) - sum_j b_j z_j: two terms >= 0
                         smoothed = eps_c * w_sum_hi * log1p_s - shifted_dot(input, base, n_classes, a, coef, buf, lanes,
-                                                                            wide)
+                                                                            f32)
                         if not abs(smoothed) < np.inf:
                             smoothed = loss_terms(input, base, n_classes, a, log1p_s, coef)
                         value += smoothed

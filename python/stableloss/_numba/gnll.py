@@ -11,7 +11,7 @@ d r cancel to below 2**-16 of log v: those terms are redone with the double-doub
 import numpy as np
 
 from .._spec import KERNELS
-from ._jit import (CHUNK, HALF, INF, LANES, ONE, add_block_sums, chunk_stop, dd_add, flagged, fma, is_wide,
+from ._jit import (CHUNK, HALF, INF, LANES, ONE, add_block_sums, chunk_stop, dd_add, flagged, fma, is_f32,
                    jit, log, log_dd, pasted, store_chunk, two_prod, urange)
 from .mse import difference
 
@@ -28,19 +28,19 @@ CANCEL_F64 = np.float64(KERNELS["gnll"].constant("CANCEL_F64"))
 
 
 @pasted
-def term(x, t, var, eps, constant_hi, constant_lo, precise, wide):
+def term(x, t, var, eps, constant_hi, constant_lo, slow, f32):
     """(loss, grad_input, grad_var, redo); the loss is (log v + d^2/v + constant)/2 and redo is set if
-    not precise and the terms cancel."""
+    not slow and the terms cancel."""
     v = np.float64(var)
     v = eps if v < eps else v  # NaN is not < eps: it stays NaN
-    d, d_lo = difference(x, t, wide)
+    d, d_lo = difference(x, t, f32)
     scale = ONE
-    if wide and abs(d) == INF and abs(np.float64(x)) < INF and abs(np.float64(t)) < INF:
+    if not f32 and abs(d) == INF and abs(np.float64(x)) < INF and abs(np.float64(t)) < INF:
         # x - t overflows while (x - t)/v need not: work with (x - t)/2 (halving such x and t is exact)
-        d, d_lo = difference(np.float64(x) * HALF, np.float64(t) * HALF, wide)
+        d, d_lo = difference(np.float64(x) * HALF, np.float64(t) * HALF, f32)
         scale = 2.0
     r = d / v
-    if wide:
+    if not f32:
         rv, rv_lo = two_prod(r, v)
         r_lo = (((d - rv) - rv_lo) + d_lo) / v  # r + r_lo = (d + d_lo)/v
         r_lo = r_lo if abs(r_lo) < INF else 0.0
@@ -62,7 +62,7 @@ def term(x, t, var, eps, constant_hi, constant_lo, precise, wide):
         q = HALF * (d * r)
         q_lo = 0.0
         grad_var = HALF * (ONE / v - r * r)
-    if precise:
+    if slow:
         # log v + d^2/v + constant in double-double: log v < 0 can cancel the two terms >= 0
         log_hi, log_lo = log_dd(v)
         sum_hi, sum_lo = dd_add(HALF * log_hi, HALF * log_lo, q, q_lo)
@@ -70,16 +70,16 @@ def term(x, t, var, eps, constant_hi, constant_lo, precise, wide):
         value = (INF + q) if v == INF else sum_hi + sum_lo  # log_dd takes finite v; log inf = inf
         redo = False
     else:
-        half_log_v = HALF * log(v, wide)
+        half_log_v = HALF * log(v, f32)
         positive = HALF * constant_hi + q  # the terms >= 0, which log v < 0 can cancel
         value = ((half_log_v + HALF * constant_hi) + q) + q_lo
-        redo = abs(value) < (CANCEL_F64 if wide else CANCEL_F32) * max(abs(half_log_v), positive)
+        redo = abs(value) < (CANCEL_F32 if f32 else CANCEL_F64) * max(abs(half_log_v), positive)
     return value, scale * (r + r_lo), grad_var, redo
 
 
 @jit
 def kernel(input, target, var, n_rows, eps, full, grad_scale, rows_per_block, loss, grad_input, grad_var, block_sums):
-    wide = is_wide(input)
+    f32 = is_f32(input)
     constant_hi = LOG_2PI_HI if full != 0 else 0.0
     constant_lo = LOG_2PI_LO if full != 0 else 0.0
     values = np.empty(CHUNK)
@@ -102,7 +102,7 @@ def kernel(input, target, var, n_rows, eps, full, grad_scale, rows_per_block, lo
         redo_count = 0
         for j in urange(0, count):
             value, g_input, g_var, redo = term(input[first + j], target[first + j], var[first + j], eps,
-                                               constant_hi, constant_lo, False, wide)
+                                               constant_hi, constant_lo, False, f32)
             redo_count += redo
             redo_flags[j] = redo
             values[j] = value
@@ -111,8 +111,8 @@ def kernel(input, target, var, n_rows, eps, full, grad_scale, rows_per_block, lo
         if redo_count > 0:
             for j in redo_indices[:flagged(redo_flags, count, redo_indices)]:
                 values[j] = term(input[first + j], target[first + j], var[first + j], eps, constant_hi, constant_lo, True,
-                                 wide)[0]
+                                 f32)[0]
         store_chunk(loss, start, count, values)
         if block_sums.size > 0:
-            add_block_sums(block_sums, rows_per_block, n_rows, start, values, count, lanes, wide, running)
+            add_block_sums(block_sums, rows_per_block, n_rows, start, values, count, lanes, f32, running)
         start = stop

@@ -11,7 +11,7 @@ way).
 
 import numpy as np
 
-from ._jit import (INF, LANES, ONE, exp_nonpos, helper, is_wide, jit, lanes_add, lanes_clear, lanes_total, log1p,
+from ._jit import (INF, LANES, ONE, exp_nonpos, helper, is_f32, jit, lanes_add, lanes_clear, lanes_total, log1p,
                    max_of, pasted, sum_in_order, two_diff, urange)
 
 #: The hot loop's mark in the LLVM IR: the range reduction of exp (rint) on a vector, which no lane-sum helper emits
@@ -25,10 +25,10 @@ LONG_ROW = 4 * LANES
 
 
 @pasted
-def shift(v, a, wide):
+def shift(v, a, f32):
     """(z, z_lo): z + z_lo = v - a (exact in float64 kernels; float32 inputs: the float64 difference,
     whose relative error 2**-53 |z| is invisible after rounding to float32)."""
-    if wide:
+    if not f32:
         return two_diff(np.float64(v), a)
     return np.float64(v) - a, 0.0
 
@@ -48,7 +48,7 @@ def softmax_buffers(n_cols):
 
 
 @helper
-def softmax_rows(x, first, count, n_cols, wide, amax, e, s_hi, s_lo, log_s, lanes):
+def softmax_rows(x, first, count, n_cols, f32, amax, e, s_hi, s_lo, log_s, lanes):
     """The softmax pieces of rows first .. first + count - 1 of x (n_cols > 0 columns), i counted from
     first: amax[i] = a, e[i * n_cols + j] = e^{z_j} (exactly 1 at every maximum), s = s_hi[i] + s_lo[i],
     log_s[i] = log1p(s).  NaN anywhere in a row makes s and log_s NaN; a row whose maximum is +inf gets
@@ -62,11 +62,11 @@ def softmax_rows(x, first, count, n_cols, wide, amax, e, s_hi, s_lo, log_s, lane
         for start in range(0, n_cols, LANES):
             block = np.uint64(start)
             for lane in urange(0, min(LANES, n_cols - start)):
-                z, z_lo = shift(x[offset + block + lane], a, wide)
-                value = exp_nonpos(z, z_lo, wide)  # e^(z + z_lo): the rounding of x - a would cost u|z|
+                z, z_lo = shift(x[offset + block + lane], a, f32)
+                value = exp_nonpos(z, z_lo, f32)  # e^(z + z_lo): the rounding of x - a would cost u|z|
                 e[block + lane] = value
-                lanes_add(lanes, lane, value, wide, True)
-        s_hi[0], s_lo[0] = lanes_total(lanes, wide, True)
+                lanes_add(lanes, lane, value, f32, True)
+        s_hi[0], s_lo[0] = lanes_total(lanes, f32, True)
     else:  # short rows: one exp loop over the whole group
         for i in range(count):
             a = max_of(x, (first + i) * n_cols, (first + i + 1) * n_cols)
@@ -74,17 +74,17 @@ def softmax_rows(x, first, count, n_cols, wide, amax, e, s_hi, s_lo, log_s, lane
             for j in urange(i * n_cols, (i + 1) * n_cols):
                 e[j] = a  # each element's row maximum, for the loop below
         for j in urange(0, count * n_cols):
-            z, z_lo = shift(x[offset + j], e[j], wide)
-            e[j] = exp_nonpos(z, z_lo, wide)
+            z, z_lo = shift(x[offset + j], e[j], f32)
+            e[j] = exp_nonpos(z, z_lo, f32)
         for i in range(count):
-            s_hi[i], s_lo[i] = sum_in_order(e, i * n_cols, (i + 1) * n_cols, wide, True)  # < 4 LANES terms
+            s_hi[i], s_lo[i] = sum_in_order(e, i * n_cols, (i + 1) * n_cols, f32, True)  # < 4 LANES terms
     for i in range(count):
-        log_s[i] = log1p(s_hi[i], wide) + s_lo[i] / (ONE + s_hi[i])  # log1p(s + ds) = log1p(s) + ds/(1+s)
+        log_s[i] = log1p(s_hi[i], f32) + s_lo[i] / (ONE + s_hi[i])  # log1p(s + ds) = log1p(s) + ds/(1+s)
 
 
 @jit
 def kernel(x, n_rows, n_cols, lse, log_softmax, softmax):
-    wide = is_wide(x)
+    f32 = is_f32(x)
     if n_cols == 0:
         for i in range(n_rows):
             lse[i] = -INF  # the empty sum: log 0
@@ -96,7 +96,7 @@ def kernel(x, n_rows, n_cols, lse, log_softmax, softmax):
     group = group_rows(n_cols)
     for first in range(0, n_rows, group):
         count = min(group, n_rows - first)
-        softmax_rows(x, first, count, n_cols, wide, amax, e, s_hi, s_lo, log_s, lanes)
+        softmax_rows(x, first, count, n_cols, f32, amax, e, s_hi, s_lo, log_s, lanes)
         for i in range(count):
             a = amax[i]
             base = np.uint64((first + i) * n_cols)
@@ -104,7 +104,7 @@ def kernel(x, n_rows, n_cols, lse, log_softmax, softmax):
                 lse[first + i] = a if abs(a) == INF else a + log_s[i]
             if want_log_softmax:
                 for j in urange(0, n_cols):
-                    z, z_lo = shift(x[base + j], a, wide)
+                    z, z_lo = shift(x[base + j], a, f32)
                     log_softmax[base + j] = (z - log_s[i]) + z_lo  # z <= 0 and -log1p(s) <= 0: no cancellation
             if want_softmax:
                 inv = ONE / (ONE + s_hi[i])

@@ -123,9 +123,8 @@ _CALL_MSE = textwrap.dedent(r"""
     from stableloss._spec import KERNELS
     x = np.linspace(-3.0, 3.0, 1000)
     loss = np.empty_like(x)
-    _numba.kernel(KERNELS["mse"], np.float64)(dict(input=x, target=np.zeros_like(x), weight=None, n_rows=x.size,
-                                                   grad_scale=1.0, rows_per_block=2**16, loss=loss, grad=None,
-                                                   block_sums=None))
+    # input, target, weight, n_rows, grad_scale, rows_per_block, loss, grad, block_sums
+    _numba.kernel(KERNELS["mse"], np.float64)([x, np.zeros_like(x), None, x.size, 1.0, 2**16, loss, None, None])
     assert np.array_equal(loss, x * x)
     print("ok")
 """)

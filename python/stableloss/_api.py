@@ -484,25 +484,22 @@ def _elementwise(backend, kernel, like, reduction, denominator, return_grad, **a
     return result, shaped[0] if len(shaped) == 1 else shaped
 
 
-def _run_loss(backend, kernel, dtype, n_rows, reduction, denominator, counted, return_grad, args):
+def _run_loss(backend, kernel, dtype, n_rows, reduction, denominator, counted, return_grad, inputs):
     """One fused kernel call: the reduced loss (or the per-row losses) and the list of gradients.
 
-    ``args`` holds the kernel's inputs by name; the outputs and ``grad_scale`` are added to it here.
-    A ``mean`` whose sum overflows although the mean does not (float64 terms near the top of the range)
+    ``inputs`` holds the kernel's inputs and parameters by name; the outputs are allocated here.  A
+    ``mean`` whose sum overflows although the mean does not (float64 terms near the top of the range)
     is recomputed from the per-row losses, scaled by a power of two.
     """
-    grad_names = kernel.gradients
-    grad_shape = (n_rows, args[kernel.row_width]) if kernel.row_width else (n_rows,)  # rows, or elements
-    for name in grad_names:
-        args[name] = _outputs.empty(grad_shape, dtype) if return_grad else None
-    args["grad_scale"] = _grad_scale(reduction, denominator, counted)
-    args["loss"] = loss = np.empty(n_rows, dtype) if reduction == "none" else None
-    total = run(backend, kernel, dtype, n_rows, args)
-    grads = [args[name] for name in grad_names]
+    grad_shape = (n_rows, inputs[kernel.row_width]) if kernel.row_width else (n_rows,)  # rows, or elements
+    grads = [_outputs.empty(grad_shape, dtype) if return_grad else None for _ in kernel.gradients]
+    loss = np.empty(n_rows, dtype) if reduction == "none" else None
+    grad_scale = _grad_scale(reduction, denominator, counted)
+    total = run(backend, kernel, dtype, n_rows, inputs, dict(zip(kernel.gradients, grads), loss=loss), grad_scale)
     if reduction == "mean" and math.isinf(total) and denominator:
-        args.update(dict.fromkeys(grad_names), loss=np.empty(n_rows, dtype))
-        run(backend, kernel, dtype, n_rows, args)
-        scaled = exact_sum(args["loss"].astype(np.float64) * 2.0**-64) / denominator
+        loss = np.empty(n_rows, dtype)
+        run(backend, kernel, dtype, n_rows, inputs, dict.fromkeys(kernel.gradients, None) | {"loss": loss}, grad_scale)
+        scaled = exact_sum(loss.astype(np.float64) * 2.0**-64) / denominator
         return dtype.type(scaled * 2.0**64), grads
     return _reduce(total, denominator, reduction, loss, dtype), grads
 
@@ -532,7 +529,7 @@ def _lse_call(func, x, axis, axis_alias, backend, wanted):
         if outputs["lse"] is not None:
             outputs["lse"].fill(-np.inf)  # an empty sum: log 0
     else:
-        run(backend, LSE, x.dtype, n_rows, dict(outputs, x=rows, n_cols=n_cols))
+        run(backend, LSE, x.dtype, n_rows, dict(x=rows, n_cols=n_cols), outputs)
     return [outputs[name] for name in wanted], restore, axis
 
 

@@ -1,13 +1,12 @@
 """The C backend: one generic caller of the cffi extension ``stableloss._kernels`` (kernels/).
 
 :func:`kernel` returns ``sl_<stem>_<f32|f64>`` wrapped so that it takes the arguments of
-kernels/stableloss.h as one dict by name: numpy arrays (C-contiguous, of the parameter's type),
+kernels/stableloss.h as one list in the header's order: numpy arrays (C-contiguous, of the parameter's type),
 ``None`` for NULL, Python ints and floats.  Arrays are passed without a copy (``ffi.from_buffer``);
 the header's calling convention puts the outputs after the last scalar argument, so exactly those
 must be writable.  cffi releases the GIL during the call.
 """
 
-import operator
 import os
 
 import numpy as np
@@ -38,20 +37,20 @@ _CTYPES = {np.dtype(t).char: c for t, c in ((np.float32, "float[]"), (np.float64
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
 
-def _caller(name, arg_names):
-    """The C function ``name`` called with a dict of its arguments by name (``arg_names``, in the
-    header's order): numpy arrays or None in the pointer positions, Python ints and floats in the others."""
+def _caller(name, n_args):
+    """The C function ``name`` called with the list of its ``n_args`` arguments in the header's order:
+    numpy arrays or None in the pointer positions, Python ints and floats in the others."""
     function = getattr(lib, name)
     params = ffi.typeof(function).args
-    if len(params) != len(arg_names):
-        raise TypeError(f"{name} takes {len(params)} arguments, {len(arg_names)} names given")
+    if len(params) != n_args:
+        raise TypeError(f"{name} takes {len(params)} arguments, the declaration {n_args}")
     last_scalar = max((i for i, p in enumerate(params) if p.kind != "pointer"), default=-1)
     # (position, writable) of each pointer parameter; the scalars go to cffi as they are
     pointers = tuple((i, i > last_scalar) for i, p in enumerate(params) if p.kind == "pointer")
-    in_order, from_buffer, null, ctypes = operator.itemgetter(*arg_names), ffi.from_buffer, ffi.NULL, _CTYPES
+    from_buffer, null, ctypes = ffi.from_buffer, ffi.NULL, _CTYPES
 
     def call(args):
-        values = list(in_order(args))
+        values = list(args)
         for i, writable in pointers:  # the array's own C type: cffi rejects a wrong dtype, never reinterprets
             array = values[i]
             values[i] = null if array is None else from_buffer(ctypes[array.dtype.char], array, writable)
@@ -63,20 +62,20 @@ def _caller(name, arg_names):
 
 def kernel(spec, dtype):
     """The C kernel ``sl_<stem>_f32`` or ``sl_<stem>_f64`` of the kernel declared by ``spec``
-    (:class:`stableloss._spec.Kernel`) for ``dtype``, as a Python callable taking a dict of its
-    arguments by name.
+    (:class:`stableloss._spec.Kernel`) for ``dtype``, as a Python callable taking the list of its
+    arguments in the header's order.
 
     Examples
     --------
     >>> import numpy as np
     >>> from stableloss._spec import KERNELS
     >>> x = np.array([1.0, 2.0, 4.0]); loss = np.empty(3)
-    >>> kernel(KERNELS["mse"], x.dtype)(dict(input=x, target=np.zeros(3), weight=None, n_rows=3, grad_scale=1.0,
-    ...                                      rows_per_block=3, loss=loss, grad=None, block_sums=None))
+    >>> # input, target, weight, n_rows, grad_scale, rows_per_block, loss, grad, block_sums
+    >>> kernel(KERNELS["mse"], x.dtype)([x, np.zeros(3), None, 3, 1.0, 3, loss, None, None])
     >>> loss
     array([ 1.,  4., 16.])
     """
-    return _caller(f"sl_{spec.stem}_{_SUFFIX[np.dtype(dtype)]}", spec.names)
+    return _caller(f"sl_{spec.stem}_{_SUFFIX[np.dtype(dtype)]}", len(spec.args))
 
 
 def simd_level():

@@ -1,7 +1,8 @@
 """Backend registry, backend selection and threading over row blocks.
 
 Every backend module exposes ``kernel(spec, dtype)``, returning a callable that takes the arguments of
-``sl_<stem>_f32/_f64`` in ``kernels/stableloss.h`` as one dict by name.  The kernel's declaration
+``sl_<stem>_f32/_f64`` in ``kernels/stableloss.h`` as one list in the header's order, which :func:`run`
+builds, the one place that does.  The kernel's declaration
 (:class:`stableloss._spec.Kernel`) is all the dispatcher needs to know about a loss: which arguments
 are per-row arrays (sliced for each thread), which are read whole, and whether there are block sums.
 
@@ -203,24 +204,25 @@ def _pool(n_threads):
 # ---------------------------------------------------------------------------------------------------
 # Calls
 
-def run(backend, spec, dtype, n_rows, args):
+def run(backend, spec, dtype, n_rows, inputs, outputs, grad_scale=1.0):
     """Run the kernel declared by ``spec`` (:class:`stableloss._spec.Kernel`) of ``backend`` over
     ``n_rows`` rows.
 
-    ``args`` is a dict of the kernel's array and scalar arguments by name; ``n_rows``,
-    ``rows_per_block`` and ``block_sums`` are added to it here.  Returns the sum of the per-row losses
-    (a Python float) for the loss kernels, None for the others.
+    ``inputs``: the kernel's input arrays and parameters by name; ``outputs``: its output arrays by name
+    (None: not wanted); ``grad_scale`` for a loss kernel.  The sizes, the blocks and the block sums are
+    added here, where the kernel's argument list is built.  Returns the sum of the per-row losses (a
+    Python float) for the loss kernels, None for the others.
     """
     key = (backend, spec.stem, dtype)
     kernel = _kernels.get(key)
     if kernel is None:
         kernel = _kernels[key] = _load(backend).kernel(spec, np.dtype(dtype))
-    row_width = args[spec.row_width] if spec.row_width else 1
+    row_width = inputs[spec.row_width] if spec.row_width else 1
     rows_per_block = max(1, BLOCK_ELEMENTS // max(row_width, 1))
     block_sums = np.zeros(-(-n_rows // rows_per_block)) if spec.blocked else None
-    args["rows_per_block"] = rows_per_block
-    args["block_sums"] = block_sums
-    args["n_rows"] = n_rows
+    known = {**inputs, **outputs}
+    known.update(n_rows=n_rows, grad_scale=grad_scale, rows_per_block=rows_per_block, block_sums=block_sums)
+    args = spec.in_order(known)  # the header's order
     n_threads = _num_threads if backend != "numpy" else 1
     if n_threads == 1 or n_rows < 2 or n_rows * row_width < _MIN_PARALLEL_ELEMENTS:
         if n_rows:  # one call over all rows, the arguments as they are
@@ -236,15 +238,18 @@ _kernels = {}
 
 def _run_threads(kernel, spec, args, n_rows, rows_per_block, n_threads):
     """The kernel over contiguous runs of whole blocks (of rows for ``lse``), one run per thread."""
-    block_sums = args["block_sums"]
-    sliced = [name for name in spec.of_kind(IN, INDEX, OUT) if args[name] is not None]
+    sliced = [spec.position(name) for name in spec.of_kind(IN, INDEX, OUT) if args[spec.position(name)] is not None]
+    rows_at = spec.position("n_rows")
+    sums_at = spec.position("block_sums") if spec.blocked else None
+    block_sums = None if sums_at is None else args[sums_at]
 
     def call(first_row, stop_row):
-        part = dict(args, n_rows=stop_row - first_row)
-        for name in sliced:
-            part[name] = args[name][first_row:stop_row]
+        part = list(args)
+        part[rows_at] = stop_row - first_row
+        for i in sliced:
+            part[i] = args[i][first_row:stop_row]
         if block_sums is not None:
-            part["block_sums"] = block_sums[first_row // rows_per_block:-(-stop_row // rows_per_block)]
+            part[sums_at] = block_sums[first_row // rows_per_block:-(-stop_row // rows_per_block)]
         kernel(part)
 
     unit = rows_per_block if block_sums is not None else 1

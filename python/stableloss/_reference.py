@@ -8,8 +8,6 @@ the few extra bits they need from error-free transformations (:func:`_two_diff`)
 that cancel, from a double-double logarithm (:func:`_log_dd`).
 """
 
-import operator
-
 import numpy as np
 
 from ._spec import KERNELS
@@ -420,6 +418,6 @@ def mse(input, target, weight, n_rows, grad_scale, rows_per_block, loss, grad, b
 
 def kernel(spec, dtype):
     """The reference kernel declared by ``spec`` (the same function serves float32 and float64), taking
-    a dict of its arguments by name like the other backends' kernels."""
-    function, in_order = globals()[spec.stem], operator.itemgetter(*spec.names)
-    return lambda args: function(*in_order(args))
+    the list of its arguments in the header's order like the other backends' kernels."""
+    function = globals()[spec.stem]
+    return lambda args: function(*args)

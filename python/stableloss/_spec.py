@@ -9,6 +9,8 @@ exists.
 """
 
 import dataclasses
+import functools
+import operator
 
 #: Argument kinds: an array read per row, an array of class indices per row, an array read whole by
 #: every row (not split among threads), an integer or float scalar, an output array per row, and the
@@ -63,34 +65,42 @@ class Kernel:
         """The value of the constant ``name`` of the contract."""
         return dict(self.constants)[name]
 
-    @property
+    @functools.cached_property
     def family_stem(self):
         return self.families or self.stem
 
-    @property
+    @functools.cached_property
     def names(self):
         return tuple(name for name, _ in self.args)
 
     def of_kind(self, *kinds):
         return tuple(name for name, kind in self.args if kind in kinds)
 
-    @property
+    def position(self, name):
+        return self.names.index(name)
+
+    @functools.cached_property
+    def in_order(self):
+        """The arguments, a dict by name, as the tuple in the header's order (one C-level lookup each)."""
+        return operator.itemgetter(*self.names)
+
+    @functools.cached_property
     def outputs(self):
         return self.of_kind(OUT)
 
-    @property
+    @functools.cached_property
     def gradients(self):
         """The gradient outputs: every output after ``loss`` (none for a kernel without a loss)."""
         outputs = self.outputs
         return outputs[1:] if outputs[:1] == ("loss",) else ()
 
-    @property
+    @functools.cached_property
     def differentiable(self):
         """The argument each gradient belongs to, in order: ``grad`` is the input's, ``grad_<name>``
         the argument ``<name>``'s."""
         return tuple("input" if name == "grad" else name.removeprefix("grad_") for name in self.gradients)
 
-    @property
+    @functools.cached_property
     def blocked(self):
         """Whether the kernel adds its per-row losses into per-block sums (the loss kernels)."""
         return "block_sums" in self.names

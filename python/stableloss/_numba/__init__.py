@@ -2,7 +2,8 @@
 primitives in :mod:`._jit`.
 
 :func:`kernel` returns a callable taking the arguments of ``sl_<stem>_f32/_f64`` in
-kernels/stableloss.h as one dict by name.  Importing this package compiles nothing (it does not even import Numba): the
+kernels/stableloss.h as one list in the header's order.  Importing this package compiles nothing (it does not even
+import Numba): the
 family module is imported on the first ``kernel(stem, ...)`` call, and each family is compiled for one
 dtype on the first request for that dtype, with one fixed signature (1-d C-contiguous arrays,
 read-only inputs, which writable arrays also match); further compilation is then disabled, so no
@@ -26,7 +27,6 @@ portable across x86-64 CPUs.
 
 import functools
 import importlib
-import operator
 
 import numpy as np
 
@@ -36,8 +36,8 @@ from .._spec import FLOAT, IN, INDEX, INT, OUT, SHARED, SUMS
 @functools.cache
 def kernel(spec, dtype):
     """The Numba kernel declared by ``spec`` (:class:`stableloss._spec.Kernel`, the module of its stem)
-    for float32 or float64 inputs, compiled (or loaded from the cache) now; it takes a dict of the
-    arguments of ``sl_<stem>_f32/_f64`` by name, arrays of any shape but C-contiguous."""
+    for float32 or float64 inputs, compiled (or loaded from the cache) now; it takes the list of the
+    arguments of ``sl_<stem>_f32/_f64`` in order, arrays of any shape but C-contiguous."""
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"the Numba kernels take float32 or float64 inputs, got {dtype}")
@@ -57,10 +57,9 @@ def kernel(spec, dtype):
     # (position, zero-size stand-in for None) of each array parameter; Numba converts the scalars
     arrays = tuple((i, np.empty(0, np.dtype(str(t.dtype)))) for i, t in enumerate(signature)
                    if isinstance(t, types.Array))
-    in_order = operator.itemgetter(*spec.names)
 
     def call(args):
-        values = list(in_order(args))
+        values = list(args)
         for i, absent in arrays:
             array = values[i]
             values[i] = absent if array is None else array if array.ndim == 1 else array.reshape(-1)

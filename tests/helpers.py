@@ -76,22 +76,6 @@ def exact_family(loss, name, dtype_name):
     return parts, result
 
 
-def _relative_exception(loss, part, output, dtype):
-    if loss.stem == "kl" and output == "loss":
-        mask = budgets.kl_close(part["input"], part["target"], part.get("log_target", False), dtype)
-        if mask.any():
-            return mask, budgets.KL_CLOSE_RELATIVE
-    return None
-
-
-def _term_exception(loss, part, output, dtype):
-    if loss.stem == "ce" and output == "grad":
-        return budgets.ce_grad_terms(part, dtype)
-    if loss.stem == "gnll" and output == "grad_var":
-        return budgets.gnll_var_terms(part, dtype)
-    return None
-
-
 class Failures:
     """Collects the assertion failures of several checks, so that every output gets measured (and
     filed in the summary table) before the test fails with all of them."""
@@ -122,8 +106,8 @@ def check_family(loss, backend, dtype, name):
             failures.run(ulp.check, value, ex.rounded[output], budgets.max_ulp(loss.stem, dtype, output),
                          key=(backend, loss.stem, dtype.name, output), family=name,
                          describe=_describer(loss, part, output),
-                         relative=_relative_exception(loss, part, output, dtype),
-                         terms=_term_exception(loss, part, output, dtype))
+                         relative=budgets.relative_exception(loss.stem, part, output, dtype),
+                         terms=budgets.term_exception(loss.stem, part, output, dtype))
     failures.raise_any()
 
 
@@ -164,7 +148,7 @@ def check_reduction(loss, backend, dtype, name, reduction):
                 continue
             scaled = np.array([oracle.divide(v, denominator) for v in ex.values[output].reshape(-1)],
                               dtype=object).reshape(ex.values[output].shape)
-            terms = _term_exception(loss, part, output, dtype)
+            terms = budgets.term_exception(loss.stem, part, output, dtype)
             failures.run(ulp.check, value, ulp.exact_values(scaled, dtype), budgets.max_ulp(loss.stem, dtype, output),
                          key=(backend, loss.stem, dtype.name, f"{output}[{reduction}]"), family=name,
                          describe=_describer(loss, part, output),
@@ -175,7 +159,7 @@ def check_reduction(loss, backend, dtype, name, reduction):
 def _reduction_allowance(loss, part, ex, dtype, denominator):
     """Extra absolute error allowed in a reduction: the per-element relative exception (float64 KL),
     carried into the sum."""
-    exception = _relative_exception(loss, part, "loss", dtype)
+    exception = budgets.relative_exception(loss.stem, part, "loss", dtype)
     if exception is None:
         return 0.0
     mask, rel = exception

@@ -110,3 +110,25 @@ def gnll_var_terms(part, dtype):
     summed_axes = tuple(i for i, n in enumerate(np.shape(aligned)) if n == 1 and x.shape[i] != 1) \
         if np.ndim(aligned) else tuple(range(x.ndim))
     return np.sum(magnitudes, axis=summed_axes).reshape(var_shape)
+
+
+def relative_exception(stem, part, output, dtype):
+    """``(mask, relative)`` where a documented exception allows a relative error instead of ulps (the
+    float64 KL loss where log p and log q agree), else None."""
+    if (stem, output) == ("kl", "loss"):
+        mask = kl_close(part["input"], part["target"], part.get("log_target", False), dtype)
+        if mask.any():
+            return mask, KL_CLOSE_RELATIVE
+    return None
+
+
+#: The documented exceptions that count an output's error in ulps of the terms it is a difference or sum
+#: of: (stem, output) -> terms(part, dtype), None where the exception does not apply to the part.
+_TERMS = {("ce", "grad"): ce_grad_terms, ("gnll", "grad_var"): gnll_var_terms}
+
+
+def term_exception(stem, part, output, dtype):
+    """The magnitudes of the terms the output is counted against (the cross-entropy and Gaussian NLL
+    exceptions), or None."""
+    terms_of = _TERMS.get((stem, output))
+    return None if terms_of is None else terms_of(part, dtype)

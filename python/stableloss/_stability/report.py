@@ -58,10 +58,8 @@ KL_EXCEPTION, CE_EXCEPTION, GNLL_EXCEPTION = "exc. KL", "exc. CE", "exc. GNLL"
 OVER = "OVER"
 
 
-#: The exceptions that count an output's error in ulps of the terms it is a difference or sum of:
-#: (stem, output) -> (mark, terms(part, dtype), None where the exception does not apply).
-_TERM_EXCEPTIONS = {("ce", "grad"): (CE_EXCEPTION, budgets.ce_grad_terms),
-                    ("gnll", "grad_var"): (GNLL_EXCEPTION, budgets.gnll_var_terms)}
+#: The mark of each documented exception, by (stem, output).
+_MARKS = {("kl", "loss"): KL_EXCEPTION, ("ce", "grad"): CE_EXCEPTION, ("gnll", "grad_var"): GNLL_EXCEPTION}
 
 
 def budget_verdict(stem, output, part, got, exact):
@@ -69,8 +67,9 @@ def budget_verdict(stem, output, part, got, exact):
 
     "ok" if every element is within its budget (:func:`budgets.max_ulp`) of ``exact`` (:class:`ulp.Exact`);
     :data:`KL_EXCEPTION`, :data:`CE_EXCEPTION` or :data:`GNLL_EXCEPTION` if every element beyond it is
-    within that documented exception; else :data:`OVER`.  A NaN or infinity where the exact value is finite, or the reverse, is
-    over any budget.
+    within that documented exception (:func:`budgets.relative_exception`, :func:`budgets.term_exception`);
+    else :data:`OVER`.  A NaN or infinity where the exact value is finite, or the reverse, is over any
+    budget.
     """
     err = ulp.ulp_error(got, exact)
     budget = budgets.max_ulp(stem, exact.dtype, output)
@@ -78,17 +77,16 @@ def budget_verdict(stem, output, part, got, exact):
     if not beyond.any():
         return "ok"
     dtype = exact.dtype
-    exception, terms_of = _TERM_EXCEPTIONS.get((stem, output), (None, None))
-    terms = None if terms_of is None else terms_of(part, dtype)
-    if (stem, output) == ("kl", "loss"):
-        exception = KL_EXCEPTION
-        covered = (budgets.kl_close(part["input"], part["target"], part.get("log_target", False), dtype)
-                   & (ulp.relative_error(got, exact) <= budgets.KL_CLOSE_RELATIVE))
+    relative = budgets.relative_exception(stem, part, output, dtype)
+    terms = budgets.term_exception(stem, part, output, dtype)
+    if relative is not None:
+        mask, limit = relative
+        covered = mask & (ulp.relative_error(got, exact) <= limit)
     elif terms is not None:
         covered = ulp.in_ulps_of_terms(err, exact, terms) <= budget
     else:
         return OVER
-    return OVER if (beyond & ~covered).any() else exception
+    return OVER if (beyond & ~covered).any() else _MARKS[(stem, output)]
 
 
 # ---------------------------------------------------------------------------------------------------

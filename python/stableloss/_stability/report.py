@@ -340,10 +340,11 @@ def _header(implementations):
     ]
 
 
-_TITLES = {"ce": "cross_entropy (grad: w.r.t. the logits)", "bce": "binary_cross_entropy_with_logits",
-           "gnll": "gaussian_nll_loss (grad_var: summed over the elements var is broadcast to)",
-           "kl": "kl_div (input = log q)", "mse": "mse_loss",
-           "lse": "logsumexp, log_softmax, softmax (on the rows of the ce families)"}
+def _title(stem):
+    """The heading of a loss's table: its public function and outputs, from its declaration."""
+    kernel = KERNELS[stem]
+    rows = "" if kernel.family_stem == stem else f" (on the rows of the {kernel.family_stem} families)"
+    return f"{kernel.function} -> {', '.join(kernel.outputs)}{rows}"
 
 
 def _format(stems, dtypes, implementations, tables, errors, plot):
@@ -370,7 +371,7 @@ def _format(stems, dtypes, implementations, tables, errors, plot):
             name, dtype = labels[:2]
             labels[:2] = ["" if name == previous[0] else name, "" if (name, dtype) == previous else dtype]
             previous = (name, dtype)
-        lines += ["", f"{stem}: {_TITLES[stem]}"]
+        lines += ["", f"{stem}: {_title(stem)}"]
         lines += _table(["family", "dtype", "output"], implementations, rows)
     lines += ["", "worst over all families and dtypes"]
     lines += _table(["loss", "output"], implementations,

@@ -8,7 +8,9 @@ are per-row arrays (sliced for each thread), which are read whole, and whether t
 
 Rows are grouped in blocks of about :data:`BLOCK_ELEMENTS` elements; a kernel adds each block's losses
 into ``block_sums[b]`` and the blocks are added in a fixed order with :func:`math.fsum`.  Threads take
-contiguous runs of whole blocks, so the result is bitwise identical for any thread count.
+contiguous runs of whole blocks, so the result is bitwise identical for any thread count.  The numpy
+backend is called once per block, one block after the other, so that its float64 temporaries are
+the size of a block (or of one row, for rows wider than a block), not of the input.
 """
 
 import concurrent.futures
@@ -223,12 +225,13 @@ def run(backend, spec, dtype, n_rows, inputs, outputs, grad_scale=1.0):
     known = {**inputs, **outputs}
     known.update(n_rows=n_rows, grad_scale=grad_scale, rows_per_block=rows_per_block, block_sums=block_sums)
     args = spec.in_order(known)  # the header's order
-    n_threads = _num_threads if backend != "numpy" else 1
-    if n_threads == 1 or n_rows < 2 or n_rows * row_width < _MIN_PARALLEL_ELEMENTS:
+    if backend == "numpy":  # a block at a time: the reference's float64 temporaries are a block's size
+        _run_parts(kernel, spec, args, n_rows, rows_per_block, max(1, -(-n_rows // rows_per_block)), map)
+    elif _num_threads == 1 or n_rows < 2 or n_rows * row_width < _MIN_PARALLEL_ELEMENTS:
         if n_rows:  # one call over all rows, the arguments as they are
             kernel(args)
     else:
-        _run_threads(kernel, spec, args, n_rows, rows_per_block, n_threads)
+        _run_threads(kernel, spec, args, n_rows, rows_per_block, _num_threads)
     return None if block_sums is None else exact_sum(block_sums)
 
 
@@ -237,7 +240,13 @@ _kernels = {}
 
 
 def _run_threads(kernel, spec, args, n_rows, rows_per_block, n_threads):
-    """The kernel over contiguous runs of whole blocks (of rows for ``lse``), one run per thread."""
+    """The kernel over contiguous runs of whole blocks, one run per thread."""
+    _run_parts(kernel, spec, args, n_rows, rows_per_block, n_threads, _pool(n_threads).map)
+
+
+def _run_parts(kernel, spec, args, n_rows, rows_per_block, n_parts, map_calls):
+    """The kernel over ``n_parts`` contiguous runs of whole blocks (of rows for ``lse``), the calls made
+    by ``map_calls``: one run per thread of a pool, or one after the other."""
     sliced = [spec.position(name) for name in spec.of_kind(IN, INDEX, OUT) if args[spec.position(name)] is not None]
     rows_at = spec.position("n_rows")
     sums_at = spec.position("block_sums") if spec.blocked else None
@@ -254,9 +263,9 @@ def _run_threads(kernel, spec, args, n_rows, rows_per_block, n_threads):
 
     unit = rows_per_block if block_sums is not None else 1
     units = -(-n_rows // unit)
-    bounds = [min(n_rows, (units * i // n_threads) * unit) for i in range(n_threads + 1)]
+    bounds = [min(n_rows, (units * i // n_parts) * unit) for i in range(n_parts + 1)]
     chunks = [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
-    list(_pool(n_threads).map(lambda ab: call(*ab), chunks))
+    list(map_calls(lambda ab: call(*ab), chunks))
 
 
 def exact_sum(values):

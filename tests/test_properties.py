@@ -5,6 +5,7 @@ The number of examples per property is STABLELOSS_HYPOTHESIS_EXAMPLES (default 5
 
 import math
 
+import mpmath
 import numpy as np
 import pytest
 from hypothesis import given
@@ -285,3 +286,22 @@ def test_mean_past_the_float32_range_rounds_to_inf(backend):
     total = float(stableloss.cross_entropy(x, **kwargs, reduction="sum"))
     assert total > 0 and total / float(np.float32(1.4e-45)) > float(np.finfo(np.float32).max)
     assert stableloss.cross_entropy(x, **kwargs) == np.float32(np.inf)
+
+
+@pytest.mark.parametrize("loss", ["ce", "mse"])
+def test_weighted_mean_exact_for_a_subnormal_total_weight(backend, loss):
+    """A weighted mean is the same for any scale of the weights, down to a total of 5e-324 (the case
+    hypothesis found: the weighted losses used to round on the subnormal grid, giving a mean of 1.0
+    for log 3 and a NaN gradient)."""
+    tiny = 5e-324
+    if loss == "ce":  # three equal logits: log 3, gradient softmax - onehot
+        got = stableloss.cross_entropy(np.zeros(3), np.array(1), weight=np.array([0.0, tiny, 0.0]),
+                                       backend=backend, return_grad=True)
+        third = mpmath.mpf(1) / 3
+        want = (mpmath.log(3), [third, third - 1, third])
+    else:  # equal weights: the plain mean of (1, 4), gradient 2 (x - t) w / sum(w)
+        got = stableloss.mse_loss(np.array([1.0, 2.0]), np.zeros(2), weight=np.array([tiny, tiny]),
+                                  backend=backend, return_grad=True)
+        want = (mpmath.mpf(5) / 2, [mpmath.mpf(1), mpmath.mpf(2)])
+    assert ulp.ulp_error(np.array([got[0]]), ulp.exact_values([want[0]], FLOAT64)).max() <= 4
+    assert ulp.ulp_error(got[1], ulp.exact_values(want[1], FLOAT64)).max() <= 4

@@ -52,6 +52,26 @@ def _grad_scale(reduction, denominator, counted=None):
     return math.nan if denominator == 0 else 1.0 / denominator
 
 
+def _mean_weights(weight, denominator):
+    """Weights and their total for a weighted ``mean``, rescaled by a power of two when the total lies
+    outside [1, 2^64).
+
+    The mean is unchanged by the scaling, which is exact: sum(2^k w l) / sum(2^k w) = sum(w l) / sum(w).
+    Below a total of 1 the products w l can be subnormal where the mean is not (weights summing to
+    5e-324 would give 1.0 for a loss of log 3) and 1/total can overflow; far above it they overflow
+    sooner than the mean.  The total is brought into [1, 2), or as close as the largest weight allows
+    without overflowing.
+    """
+    if weight is None or not math.isfinite(denominator) or denominator == 0 or 1.0 <= denominator < 2.0**64:
+        return weight, denominator
+    largest = float(np.max(np.abs(weight)))
+    if not math.isfinite(largest):
+        return weight, denominator
+    shift = 1 - math.frexp(denominator)[1]  # total * 2^shift in [1, 2)
+    shift = min(shift, np.finfo(weight.dtype).maxexp - math.frexp(largest)[1])
+    return np.ldexp(weight, shift), math.ldexp(denominator, shift)
+
+
 def _sum_to_shape(grad, shape):
     """Sum a full-shape gradient over the axes along which an argument of ``shape`` was broadcast.
 
@@ -181,6 +201,8 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     if indices is not None:
         n_counted = len(counted)
         denominator = n_counted if weight is None else exact_sum(weight[counted].astype(np.float64))
+        if reduction == "mean":
+            weight, denominator = _mean_weights(weight, denominator)
         probability_rows = None
     else:
         denominator = n_counted = n_rows
@@ -468,6 +490,8 @@ def mse_loss(input, target, reduction="mean", weight=None, *, backend=None, retu
         weight = check.float_like(func, "weight", weight, x.dtype, x.shape).reshape(-1)
     backend = resolve(backend)
     denominator = x.size if weight is None else exact_sum(weight.astype(np.float64))
+    if reduction == "mean":
+        weight, denominator = _mean_weights(weight, denominator)
     return _elementwise(backend, MSE, x, reduction, denominator, return_grad,
                         input=np.ascontiguousarray(x).reshape(-1), target=target, weight=weight)
 

@@ -45,6 +45,14 @@
 /* Rows of at most this many classes go four to a vector (ce_rows4_avx2): faster than a row at a time
  * up to C = 32, slower from 64 on (measured; the figures are in the commit that added it). */
 #define CE_NARROW 32
+/* Float32 rows of at most this many classes keep their e_j for the gradient pass in a scratch row (8
+ * bytes a class, 8 MiB at most): reusing them beats recomputing them by a third; wider rows recompute
+ * them, so that a call's memory beyond its outputs stays bounded (and a fresh scratch of hundreds of
+ * MiB would cost more in page faults than the recomputation; the figures are in the commit that set
+ * it).  Float64 rows keep them in the gradient row itself, whatever their width, as fast as scratch. */
+#ifndef CE_SCRATCH_CLASSES
+#define CE_SCRATCH_CLASSES 1048576
+#endif
 
 typedef struct {
     const void *input;
@@ -55,8 +63,16 @@ typedef struct {
     int64_t rows_per_block;
     void *loss, *grad;
     double *block_sums;
-    double *exps; /* scratch row of e_j for the gradient pass (grad != NULL) */
+    double *exps; /* scratch row(s) of e_j for the gradient pass, or NULL (ce_call) */
 } ce_args;
+
+/* Where the scan of a row with gradient row g keeps its e_j for the gradient pass: the scratch row;
+ * else, for float64, g itself (each g_j overwrites its e_j once read); else nowhere (NULL: the
+ * gradient pass recomputes them, the same function of the same z_j, so the same values). */
+SL_INLINE double *ce_exps(const ce_args *a, void *g, int f32)
+{
+    return a->exps ? a->exps : g && !f32 ? (double *)g : NULL;
+}
 
 /* sum_j c_j (log1p(s) - z_j) term by term, for rows whose sums are not finite: there the split into
  * (sum_j c_j) log1p(s) + sum_j c_j (-z_j) can turn an infinite coefficient times log1p(s) = 0 into
@@ -73,7 +89,7 @@ SL_INLINE double ce_loss_terms(const void *x, int64_t C, const sl_softmax *r, co
 }
 
 /* The loss of a row with index target y from its scan r, its gradient stored (e: the row's e_j, or
- * NULL to recompute them).  cf: the smoothing coefficients or NULL; with cheap, both compile-time
+ * NULL to recompute them; e may be g).  cf: the smoothing coefficients or NULL; with cheap, both compile-time
  * constants at each call, so the passes' loops carry no branch on them. */
 SL_INLINE double ce_index_finish(const ce_args *a, const void *x, void *g, int64_t y, const sl_coefs *cf,
                                  const sl_softmax *r, const double *e, int f32, int cheap, sl_grad_fn grad)
@@ -91,8 +107,8 @@ SL_INLINE double ce_index_finish(const ce_args *a, const void *x, void *g, int64
     if (g) {
         double S = 1.0 + r->s;
         double K = (coef + r->c_sum) / S; /* cf: g_j = (K e_j - c_j) grad_scale */
+        double p_y = (e ? e[y] : sl_shifted_exp(z, z_lo, cheap)) / S; /* read before g overwrites e */
         grad(x, C, r->a, cf ? K : a->grad_scale * K, cf, 1.0, a->grad_scale, e, g, f32, cheap);
-        double p_y = (e ? e[y] : sl_shifted_exp(z, z_lo, cheap)) / S;
         /* p_y - 1 = -s/S where y holds the max (no cancellation); elsewhere p_y <= 1/2 */
         double p_y_m1 = z == 0.0 ? -r->s / S : p_y - 1.0;
         double g_y = coef * p_y_m1 + (cf ? r->c_sum * p_y - smooth * w_y : 0.0);
@@ -104,8 +120,9 @@ SL_INLINE double ce_index_finish(const ce_args *a, const void *x, void *g, int64
 SL_INLINE double ce_index_row(const ce_args *a, const void *x, const void *next, void *g, int64_t y,
                               const sl_coefs *cf, int f32, int cheap, sl_scan_fn scan, sl_grad_fn grad)
 {
-    sl_softmax r = scan(x, a->n_classes, cf, next, a->exps, f32, cheap);
-    return ce_index_finish(a, x, g, y, cf, &r, a->exps, f32, cheap, grad);
+    double *e = ce_exps(a, g, f32);
+    sl_softmax r = scan(x, a->n_classes, cf, next, e, f32, cheap);
+    return ce_index_finish(a, x, g, y, cf, &r, e, f32, cheap, grad);
 }
 
 /* One row: its outputs stored, its loss returned.  The passes come in as arguments (scalar or AVX2). */
@@ -128,12 +145,13 @@ SL_INLINE double ce_row(const void *args, int64_t i, int f32, sl_scan_fn scan, s
         loss = ce_index_row(a, x, next, g, a->target[i], NULL, f32, f32 ? SL_CHEAP_SUM : 0, scan, grad);
     } else { /* probability targets: T p_j - c_j can cancel, full grade */
         sl_coefs probs = {a->weight, sl_row_in(a->target_prob, i, C, f32), 1.0 - eps, smooth};
-        sl_softmax r = scan(x, C, &probs, next, a->exps, f32, 0);
+        double *e = ce_exps(a, g, f32);
+        sl_softmax r = scan(x, C, &probs, next, e, f32, 0);
         loss = r.c_sum * r.log_s + r.cz_sum; /* sum_j c_j (log1p(s) - z_j) */
         if (!isfinite(loss))
             loss = ce_loss_terms(x, C, &r, &probs, f32);
         if (g) {
-            grad(x, C, r.a, r.c_sum / (1.0 + r.s), &probs, 1.0, a->grad_scale, a->exps, g, f32, 0);
+            grad(x, C, r.a, r.c_sum / (1.0 + r.s), &probs, 1.0, a->grad_scale, e, g, f32, 0);
             /* at the argmax T p_k - c_k = (sum_{j != k} c_j - c_k s) / S: no 1 - p_k */
             sl_store(g, r.k, a->grad_scale * ((r.c_others - r.c_k * r.s) / (1.0 + r.s)), f32);
         }
@@ -251,13 +269,16 @@ SL_AVX2 SL_INLINE void ce_avx2(const ce_args *a, int f32)
 
 SL_KERNEL(ce, ce_args)
 
-/* With a gradient wanted, scratch rows for e_j (C doubles per call, four rows of them for rows of at
- * most CE_NARROW classes); without memory for them the gradient pass recomputes e_j instead. */
+/* With a gradient wanted, scratch rows for e_j (ce_exps): four rows of at most CE_NARROW classes, or
+ * one float32 row of at most CE_SCRATCH_CLASSES classes.  Without (wider rows, or a failed
+ * allocation) the row's e_j go to the float64 gradient row or are recomputed: a call's memory beyond
+ * its outputs is at most 8 MiB whatever its size. */
 static void ce_call(ce_args *a, int f32)
 {
-    int wanted = a->grad && a->n_classes > 0 && a->n_rows > 0;
-    size_t rows = a->n_classes <= CE_NARROW ? 4 : 1;
-    a->exps = wanted ? malloc(rows * (size_t)a->n_classes * sizeof(double)) : NULL;
+    int64_t C = a->n_classes;
+    int wanted = a->grad && a->n_rows > 0 && C > 0 && (C <= CE_NARROW || (f32 && C <= CE_SCRATCH_CLASSES));
+    size_t rows = C <= CE_NARROW ? 4 : 1;
+    a->exps = wanted ? malloc(rows * (size_t)C * sizeof(double)) : NULL;
     ce_run(a, f32);
     free(a->exps);
 }

@@ -16,6 +16,7 @@ the size of a block (or of one row, for rows wider than a block), not of the inp
 import concurrent.futures
 import functools
 import importlib
+import itertools
 import math
 import os
 import warnings
@@ -268,14 +269,26 @@ def _run_parts(kernel, spec, args, n_rows, rows_per_block, n_parts, map_calls):
     list(map_calls(lambda ab: call(*ab), chunks))
 
 
-def exact_sum(values):
-    """The correctly rounded sum of a float64 array (+-inf where it exceeds the float range, NaN for
-    inf - inf), whatever the order of the values."""
+#: Values converted to float64 at a time by :func:`exact_sum`: its memory does not grow with their number.
+_SUM_CHUNK = 2**16
+
+
+def exact_sum(values, scale=1.0):
+    """The correctly rounded sum of the values (any float dtype, any shape) times ``scale``, a power of
+    two (+-inf where it exceeds the float64 range, NaN for inf - inf), whatever their order.
+
+    The values are read in float64 chunks of :data:`_SUM_CHUNK`, never copied whole.
+    """
+    values = values.reshape(-1)
     if len(values) == 1:  # its own sum: the common one-block call, without fsum's cost
-        return float(values[0])
+        return float(values[0]) * scale
+
+    def scaled(factor):
+        return itertools.chain.from_iterable(values[start:start + _SUM_CHUNK].astype(np.float64) * factor
+                                             for start in range(0, len(values), _SUM_CHUNK))
     try:
-        return math.fsum(values)
+        return math.fsum(scaled(scale))
     except OverflowError:  # finite values whose sum overflows
-        return math.fsum(values * 2.0**-64) * 2.0**64
+        return math.fsum(scaled(scale * 2.0**-64)) * 2.0**64
     except ValueError:  # +inf and -inf among the values
         return math.nan

@@ -6,11 +6,20 @@ sizes and parameters, ``rows_per_block``, then outputs written in place (``None`
 ``block_sums``. Both dtypes are computed in float64 and rounded once when stored; float64 inputs get
 the few extra bits they need from error-free transformations (:func:`_two_diff`) and, for KL terms
 that cancel, from a double-double logarithm (:func:`_log_dd`).
+
+Memory.  The dispatcher hands this backend one block of rows at a time (``BLOCK_ELEMENTS`` elements,
+or one row where a row is wider), and ``ce``/``lse`` go through a row :data:`COLUMNS` columns at a
+time, carrying their sums across the chunks.  So the float64 temporaries of a call are those of at
+most 2^16 elements, a few dozen arrays of 512 KiB: a call allocates at most :data:`TEMPORARY_BYTES`
+beyond its outputs, whatever the size of its input (tests/test_memory.py measures it).
 """
 
 import numpy as np
 
 from ._spec import KERNELS
+
+#: The most a call of this backend allocates beyond its outputs (measured largest: 11.8 MiB, GNLL).
+TEMPORARY_BYTES = 16 * 2**20
 
 _LOG_2PI_HALF, _LOG_2PI_HALF_LO = 0.9189385332046728, -3.8782941580672414e-17  # log(2 pi)/2 = hi + lo
 
@@ -95,6 +104,15 @@ def _log_dd(p):
     return _dd_add(k_hi, k_lo, 2.0 * acc_hi, 2.0 * acc_lo)
 
 
+def _scaled_exp(t, bits):
+    """e^t 2^bits for t where e^t alone is subnormal or underflows: e^(t + bits ln 2), the shift added
+    as a double-double, so that the product with a factor rounds once when scaled back by 2^-bits."""
+    shift_hi, shift_lo = _two_prod(np.full_like(t, float(bits)), _LN2_HI)
+    up_hi, up_lo = _dd_add(t, np.zeros_like(t), shift_hi, shift_lo + bits * _LN2_LO)
+    up = np.exp(up_hi)
+    return up + up * up_lo  # e^(hi + lo) = e^hi (1 + lo)
+
+
 def _exp_dd(t):
     """exp(t) as a double-double ``(hi, lo)`` for finite t <= 0, good to about 2**-100.
 
@@ -139,10 +157,11 @@ def _block_sums(values, rows_per_block, out):
 
 
 def _store(out, values):
-    """Round the float64 values once into ``out`` (overflow to inf is the correct rounding)."""
+    """Round the float64 values once into ``out``, an output or a view of its columns (overflow to inf
+    is the correct rounding)."""
     if out is not None:
         with np.errstate(over="ignore"):
-            out.reshape(-1)[:] = values.reshape(-1)
+            out[...] = values.reshape(out.shape)
 
 
 def sum_dd(a):
@@ -157,90 +176,216 @@ def sum_dd(a):
     return hi[:, 0], lo[:, 0]
 
 
-def _shifted_exp(x):
-    """Row-wise pieces of the stable softmax of float64 rows x.
+# ---------------------------------------------------------------------------------------------------
+# The row passes of ce and lse, a chunk of columns at a time
 
-    Returns ``z, z_lo, k, e, s, softmax``: z + z_lo = x - a exactly (a = row max, attained first at k),
-    e = exp(z) (e_k = 1; exp(z + z_lo) = e (1 + z_lo) to first order), s = sum of e (1 + z_lo) over
-    j != k, the max term left out so that log-sum-exp = a + log1p(s) keeps full relative accuracy
-    (Blanchard, Higham & Higham 2021), and the softmax e (1 + z_lo) / (1 + s) with s carried as a
-    double-double and the quotient corrected by its exact remainder, so that only the rounding of exp
-    and the final rounding remain (about 1.5 ulp).
+#: Columns of a row that ``ce`` and ``lse`` hold as float64 temporaries at once.  The per-chunk Python
+#: overhead is noise from 2**13 columns on (16 x 2**18 float32, forward and gradient: 200-250 ms for
+#: 2**13 to 2**16 columns, 420 ms for whole rows, whose temporaries leave the cache).
+COLUMNS = 2**15
+
+
+def _column_chunks(n_cols):
+    """Slices of at most :data:`COLUMNS` consecutive columns covering ``n_cols`` columns, in order."""
+    return [slice(start, min(start + COLUMNS, n_cols)) for start in range(0, n_cols, COLUMNS)]
+
+
+def _columns(rows, chunk):
+    """The columns ``chunk`` of the 2-D ``rows`` in float64."""
+    return rows[:, chunk].astype(np.float64)
+
+
+def _store_columns(out, chunk, values):
+    """Round the float64 ``values`` of the columns ``chunk`` once into those columns of ``out`` (its
+    rows, flat or 2-D)."""
+    if out is not None:
+        _store(out.reshape(len(values), -1)[:, chunk], values)
+
+
+def _in_chunk(columns, chunk):
+    """The rows whose column in ``columns`` (one per row) lies in ``chunk``, and that column's index
+    within the chunk."""
+    rows = np.flatnonzero((columns >= chunk.start) & (columns < chunk.stop))
+    return rows, columns[rows] - chunk.start
+
+
+def _add_chunk(total, hi, lo=0.0):
+    """Row sums over the chunks so far, ``total`` (a double-double ``(hi, lo)``, None before the first
+    chunk), plus a chunk's row sums ``hi + lo``: added with :func:`_dd_add`, so that splitting a row
+    costs no accuracy.  The first chunk's sums are kept as they are; after an addition ``hi`` is the
+    sum rounded to float64."""
+    return (hi, lo) if total is None else _dd_add(*total, hi, lo)
+
+
+def _shifted_exp(x, a):
+    """``z, z_lo, e`` of float64 columns x of rows with max ``a``: z + z_lo = x - a exactly and
+    e = exp(z), so that exp(z + z_lo) = e (1 + z_lo) to first order."""
+    z, z_lo = _two_diff(x, a[:, None])
+    return z, z_lo, np.exp(z)
+
+
+def _softmax_scan(x):
+    """Passes 1 and 2 of the stable softmax over the rows of the 2-D x (input dtype), chunk by chunk.
+
+    Returns ``a, k, s_hi, s_lo``: the row max a (NaN for a row holding a NaN), attained first at k
+    (np.max and np.argmax over the whole row), and s = s_hi + s_lo = sum of e (1 + z_lo) over j != k as
+    a double-double (:func:`sum_dd` per chunk, the chunks added with :func:`_dd_add`).  The max term is
+    left out so that log-sum-exp = a + log1p(s) keeps full relative accuracy (Blanchard, Higham &
+    Higham 2021).
     """
-    k = np.argmax(x, axis=1) if x.shape[1] else np.zeros(len(x), np.int64)
-    a = np.max(x, axis=1, keepdims=True) if x.shape[1] else np.zeros((len(x), 1))
-    rows = np.arange(len(x))
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        z, z_lo = _two_diff(x, a)
-        e = np.exp(z)
+    chunks = _column_chunks(x.shape[1])
+    a = k = None
+    for chunk in chunks:
+        part = _columns(x, chunk)
+        chunk_a, chunk_k = np.max(part, axis=1), chunk.start + np.argmax(part, axis=1)
+        if a is None:
+            a, k = chunk_a, chunk_k
+        else:  # np.argmax's rule: the first max, a NaN counting as the largest
+            later = (chunk_a > a) | (np.isnan(chunk_a) & ~np.isnan(a))
+            a, k = np.where(later, chunk_a, a), np.where(later, chunk_k, k)
+    s = None
+    for chunk in chunks:
+        z, z_lo, e = _shifted_exp(_columns(x, chunk), a)
         e_excl = e + e * z_lo
-        e_excl[rows, k] = 0.0
-        s_hi, s_lo = sum_dd(e_excl)
-        s_hi = s_hi + z[rows, k]  # z_k is 0, or NaN when the max is +inf or NaN: the row is NaN
-        total_hi, total_lo = _two_sum(s_hi, 1.0)
-        total_hi, total_lo = total_hi[:, None], (total_lo + s_lo)[:, None]
+        rows, k_in_chunk = _in_chunk(k, chunk)
+        e_excl[rows, k_in_chunk] = 0.0
+        s = _add_chunk(s, *sum_dd(e_excl))
+    s_hi, s_lo = s
+    # z_k = x_k - a is 0, or NaN when the max is +inf or NaN (or the row all -inf): the row is NaN
+    return a, k, s_hi + (x[np.arange(len(x)), k] - a), s_lo
+
+
+def _softmax_chunks(x, a, s_hi, s_lo):
+    """Pass 3's pieces of the rows of x with :func:`_softmax_scan`'s ``a, s_hi, s_lo``, chunk by chunk.
+
+    Yields ``chunk, z, z_lo, softmax`` for each chunk of columns: :func:`_shifted_exp`'s z and z_lo,
+    and the softmax e (1 + z_lo) / (1 + s) with 1 + s carried as a double-double and the quotient
+    corrected by its exact remainder, so that only the rounding of exp and the final rounding remain
+    (about 1.5 ulp).
+    """
+    total_hi, total_lo = _two_sum(s_hi, 1.0)
+    total_hi, total_lo = total_hi[:, None], (total_lo + s_lo)[:, None]
+    for chunk in _column_chunks(x.shape[1]):
+        z, z_lo, e = _shifted_exp(_columns(x, chunk), a)
         q = e / total_hi
         prod_hi, prod_lo = _two_prod(q, total_hi)
         remainder = _finite_or_zero((e - prod_hi) - prod_lo)  # e - q S_hi exactly
         # e (1 + z_lo) / (S_hi + S_lo) = q + (remainder + e z_lo - q S_lo) / S_hi to second order
-        softmax = q + _finite_or_zero((remainder + e * z_lo - q * total_lo) / total_hi)
-    return z, z_lo, k, e, s_hi + s_lo, softmax
+        yield chunk, z, z_lo, q + _finite_or_zero((remainder + e * z_lo - q * total_lo) / total_hi)
 
 
 # ---------------------------------------------------------------------------------------------------
 # Kernels
 
+def _class_weights(weight, chunk):
+    """The class weights of the columns ``chunk`` in float64 (ones without a weight vector)."""
+    return np.ones(chunk.stop - chunk.start) if weight is None else weight[chunk].astype(np.float64)
+
+
 def ce(input, target, target_prob, weight, n_rows, n_classes, ignore_index, label_smoothing, grad_scale,
        rows_per_block, loss, grad, block_sums):
     """Cross-entropy rows; see ``sl_ce_f32`` in kernels/stableloss.h."""
-    x = input.reshape(n_rows, n_classes).astype(np.float64)
-    eps = label_smoothing
-    w = np.ones(n_classes) if weight is None else weight.astype(np.float64)
-    rows = np.arange(n_rows)
+    x = input.reshape(n_rows, n_classes)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        z, z_lo, k, e, s, p = _shifted_exp(x)
-        log_s = np.log1p(s)[:, None]
-        nll = (log_s - z) - z_lo  # -log p_j = log1p(s) - z_j: both terms >= 0, no cancellation
+        a, k, s_hi, s_lo = _softmax_scan(x)
         if target is not None:
-            valid = target != ignore_index
-            y = np.where(valid, target, 0)
-            coef = np.where(valid, (1.0 - eps) * w[y], 0.0)
-            # p_y - 1 = -sum_{j != y} p_j: at the row max that is -s/S; elsewhere p_y <= 1/2 (exact enough)
-            p_y_minus_1 = np.where(y == k, -s / (1.0 + s), p[rows, y] - 1.0)
-            row_loss = coef * nll[rows, y]
-            g = coef[:, None] * p
-            g[rows, y] = coef * p_y_minus_1
-            if eps > 0:
-                smooth = np.where(valid, eps / n_classes, 0.0)
-                row_loss = row_loss + np.sum((smooth[:, None] * w) * nll, axis=1)  # scaled first: no overflow
-                g += smooth[:, None] * (w.sum() * p - w)
-            row_loss = np.where(valid, row_loss, 0.0)
-            g[~valid] = 0.0
+            row_loss = _ce_index_target(x, target, weight, ignore_index, label_smoothing, grad_scale, grad,
+                                        a, k, s_hi, s_lo)
         else:
-            t = (1.0 - eps) * target_prob.reshape(n_rows, n_classes).astype(np.float64) + eps / n_classes
-            wt = w * t
-            # a masked class without target mass (wt = 0 at z = -inf) adds 0 (-log 0) = 0, not 0 * inf = NaN
-            row_loss = np.sum(np.where((wt == 0.0) & (z == -np.inf), 0.0, wt * nll), axis=1)
-            g = np.sum(wt, axis=1, keepdims=True) * p - wt
-            # at the argmax, T p_k - w_k t_k = (sum_{c != k} w_c t_c - w_k t_k s) / S: no 1 - p_k
-            others = np.sum(np.where(np.arange(n_classes) == k[:, None], 0.0, wt), axis=1)  # not A - w_k t_k
-            g[rows, k] = (others - wt[rows, k] * s) / (1.0 + s)
-        if grad is not None:
-            _store(grad, g * grad_scale)
+            t = target_prob.reshape(n_rows, n_classes)
+            row_loss = _ce_probability_target(x, t, weight, label_smoothing, grad_scale, grad, a, k, s_hi, s_lo)
     _store(loss, row_loss)
     _block_sums(row_loss, rows_per_block, block_sums)
 
 
+def _class_terms(coef, nll, z):
+    """The loss terms b_j (-log p_j), the coefficients b_j scaled before the product (no overflow the loss
+    does not have).  A masked class without coefficient (b_j = 0 at z_j = -inf: no target mass, or a
+    class weight of 0) adds 0 (-log 0) = 0, not 0 * inf = NaN, as in the kernels."""
+    return np.where((coef == 0.0) & (z == -np.inf), 0.0, coef * nll)
+
+
+def _ce_index_target(x, target, weight, ignore_index, eps, grad_scale, grad, a, k, s_hi, s_lo):
+    """Pass 3 of ``ce`` with class-index targets: the gradient stored chunk by chunk, the row losses
+    returned."""
+    n_rows, n_classes = x.shape
+    s = s_hi + s_lo
+    log_s = np.log1p(s)[:, None]
+    valid = target != ignore_index
+    y = np.where(valid, target, 0)
+    coef = np.where(valid, (1.0 - eps) * (1.0 if weight is None else weight[y].astype(np.float64)), 0.0)
+    smooth = np.where(valid, eps / n_classes, 0.0)
+    if eps > 0:
+        weight_sum = None
+        for chunk in _column_chunks(n_classes):
+            weight_sum = _add_chunk(weight_sum, np.sum(_class_weights(weight, chunk)))
+        weight_sum = weight_sum[0]
+    row_loss, smoothed = np.empty(n_rows), None
+    for chunk, z, z_lo, p in _softmax_chunks(x, a, s_hi, s_lo):
+        nll = (log_s - z) - z_lo  # -log p_j = log1p(s) - z_j: both terms >= 0, no cancellation
+        w = _class_weights(weight, chunk)
+        rows, y_in_chunk = _in_chunk(y, chunk)
+        row_loss[rows] = coef[rows] * nll[rows, y_in_chunk]
+        if eps > 0:
+            smoothed = _add_chunk(smoothed, np.sum(_class_terms(smooth[:, None] * w, nll, z), axis=1))
+        if grad is not None:
+            # p_y - 1 = -sum_{j != y} p_j: at the row max that is -s/S; elsewhere p_y <= 1/2 (exact enough)
+            p_y_minus_1 = np.where(y[rows] == k[rows], -s[rows] / (1.0 + s[rows]), p[rows, y_in_chunk] - 1.0)
+            g = coef[:, None] * p
+            g[rows, y_in_chunk] = coef[rows] * p_y_minus_1
+            if eps > 0:
+                g += smooth[:, None] * (weight_sum * p - w)
+            g *= grad_scale
+            g[~valid] = 0.0  # ignored rows: 0 also where the scale is NaN (a zero total weight), as PyTorch
+            _store_columns(grad, chunk, g)
+    if eps > 0:
+        row_loss = row_loss + smoothed[0]
+    return np.where(valid, row_loss, 0.0)
+
+
+def _ce_probability_target(x, target_prob, weight, eps, grad_scale, grad, a, k, s_hi, s_lo):
+    """Pass 3 of ``ce`` with probability targets, after the sums of the coefficients w_j t_j: the
+    gradient stored chunk by chunk, the row losses returned."""
+    n_classes = x.shape[1]
+    s = s_hi + s_lo
+    log_s = np.log1p(s)[:, None]
+
+    def weighted_target(chunk):
+        t = (1.0 - eps) * _columns(target_prob, chunk) + eps / n_classes
+        return _class_weights(weight, chunk) * t
+
+    if grad is not None:
+        wt_sum = wt_others = None
+        for chunk in _column_chunks(n_classes):
+            wt = weighted_target(chunk)
+            wt_sum = _add_chunk(wt_sum, np.sum(wt, axis=1))
+            at_k = np.arange(chunk.start, chunk.stop) == k[:, None]
+            wt_others = _add_chunk(wt_others, np.sum(np.where(at_k, 0.0, wt), axis=1))  # not A - w_k t_k
+    row_loss = None
+    for chunk, z, z_lo, p in _softmax_chunks(x, a, s_hi, s_lo):
+        nll = (log_s - z) - z_lo  # -log p_j = log1p(s) - z_j: both terms >= 0, no cancellation
+        wt = weighted_target(chunk)
+        row_loss = _add_chunk(row_loss, np.sum(_class_terms(wt, nll, z), axis=1))
+        if grad is not None:
+            g = wt_sum[0][:, None] * p - wt
+            # at the argmax, T p_k - w_k t_k = (sum_{c != k} w_c t_c - w_k t_k s) / S: no 1 - p_k
+            rows, k_in_chunk = _in_chunk(k, chunk)
+            g[rows, k_in_chunk] = (wt_others[0][rows] - wt[rows, k_in_chunk] * s[rows]) / (1.0 + s[rows])
+            _store_columns(grad, chunk, g * grad_scale)
+    return row_loss[0]
+
+
 def lse(x, n_rows, n_cols, lse, log_softmax, softmax):
     """Row-wise log-sum-exp, log-softmax and softmax; see ``sl_lse_f32``."""
-    x = x.reshape(n_rows, n_cols).astype(np.float64)
+    x = x.reshape(n_rows, n_cols)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        z, z_lo, k, e, s, p = _shifted_exp(x)
-        log_s = np.log1p(s)
-        a = np.max(x, axis=1)  # NaN for a row holding a NaN
+        a, k, s_hi, s_lo = _softmax_scan(x)  # a is NaN for a row holding a NaN
+        log_s = np.log1p(s_hi + s_lo)
         _store(lse, np.where(np.isinf(a), a, a + log_s))  # an infinite max is the log-sum-exp itself
-        _store(log_softmax, (z - log_s[:, None]) + z_lo)  # z_j <= 0 and -log1p(s) <= 0: same sign
-        _store(softmax, p)
+        if log_softmax is not None or softmax is not None:
+            for chunk, z, z_lo, p in _softmax_chunks(x, a, s_hi, s_lo):
+                _store_columns(log_softmax, chunk, (z - log_s[:, None]) + z_lo)  # z_j <= 0, -log1p(s) <= 0: same sign
+                _store_columns(softmax, chunk, p)
 
 
 def _softplus_parts(x):
@@ -271,13 +416,41 @@ def bce(input, target, weight, pos_weight, n_rows, grad_scale, rows_per_block, l
         pos_term = np.where(y == 0.0, 0.0, np.where(np.isfinite(wpy), wpy * sp_neg, w * ((pw * y) * sp_neg)))
         neg_term = np.where(y == 1.0, 0.0, (w * (1.0 - y)) * sp_pos)
         value = pos_term + neg_term
+        g = None
         if grad is not None:
             # w ((1 - y) sigma(x) - pw y sigma(-x)) with one division last (no early underflow)
             g = (w * ((1.0 - y) * a - (pw * y) * b)) / (1.0 + e)
             g = _refine_bce_grad(g, x, y, w, pw)
+        if input.dtype == np.float64:
+            value, g = _bce_tiny_e(value, g, x, y, w, pw)
+        if grad is not None:
             _store(grad, g * grad_scale)
     _store(loss, value)
     _block_sums(value, rows_per_block, block_sums)
+
+
+def _bce_tiny_e(value, g, x, y, w, pw):
+    """Loss and gradient (None: not wanted) again where float64 |x| > SUBNORMAL_EXP (x, w, pw finite):
+    e = e^-|x| is subnormal or nearly while w pw y e need not be, so e is carried as
+    e^(-|x| + 512 ln 2) 2^-512 and each e-term rounds once.  There sigma = 1/(1 + e) is 1, e/(1 + e) is
+    e and log1p(e) is e."""
+    x, y, w, pw = np.broadcast_arrays(x, y, w, pw)
+    idx = np.nonzero((np.abs(x) > _constant("bce", "SUBNORMAL_EXP")) & np.isfinite(x) & np.isfinite(w)
+                     & np.isfinite(pw))
+    if not len(idx[0]):
+        return value, g
+    x, y, w, pw = x[idx], y[idx], w[idx], pw[idx]
+    positive = x > 0
+    e_label = np.where(positive, pw * y, 1.0 - y)  # the label of the term with e
+    x_factor = np.where(positive, w * (1.0 - y), w * (pw * y))  # the factor of the term with |x|
+    e_on, x_on = np.where(positive, y != 0.0, y != 1.0), np.where(positive, y != 1.0, y != 0.0)
+    e_term = np.ldexp(w * (e_label * _scaled_exp(-np.abs(x), 512)), -512)  # the label first: w pw y may overflow
+    value = np.array(value, copy=True)
+    value[idx] = np.where(x_on, x_factor * np.abs(x), 0.0) + np.where(e_on, e_term, 0.0)
+    if g is not None:
+        g = np.array(g, copy=True)
+        g[idx] = np.where(positive, x_factor - e_term, e_term - x_factor)
+    return value, g
 
 
 def _refine_bce_grad(g, x, y, w, pw):
@@ -366,11 +539,8 @@ def kl(input, target, n_rows, log_target, grad_scale, rows_per_block, loss, grad
         # 0 log 0 = 0, also where log q = -inf, but not against a log q of NaN or +inf
         value = np.where((p == 0.0) & (x < np.inf), 0.0, p * diff)
         if log_target:
-            # e^lp underflows below lp = -745 while e^lp (lp - x) may not: e^lp = 2^-1024 e^(lp + 1024 ln 2)
-            shift_hi, shift_lo = _two_prod(np.full_like(log_p, 1024.0), _LN2_HI)
-            up_hi, up_lo = _dd_add(log_p, np.zeros_like(log_p), shift_hi, shift_lo + 1024.0 * _LN2_LO)
-            up = np.exp(up_hi)
-            tail = np.ldexp((up + up * up_lo) * diff, -1024)
+            # e^lp underflows below lp = -745 while e^lp (lp - x) may not
+            tail = np.ldexp(_scaled_exp(log_p, 1024) * diff, -1024)
             value = np.where((log_p < _constant("kl", "LOG_TARGET_TAIL")) & (log_p > -np.inf), tail, value)
         else:
             value = np.where(p == np.inf, np.nan, value)  # a target of +inf is no probability

@@ -509,12 +509,19 @@ def lanes_total(lanes, cheap, off_max):
 
 
 @helper
-def sum_in_lanes(values, lo, hi, lanes, cheap, off_max):
-    lanes_clear(lanes)
+def lanes_add_values(lanes, values, lo, hi, cheap, off_max):
+    """Add values[lo:hi] to the lane sums, values[lo + i] to lane i % LANES: a sum that comes in chunks, each a
+    multiple of LANES long but the last, gets the same lanes, term by term, as one call on all of it."""
     for start in range(lo, hi, LANES):
         block = np.uint64(start)
         for lane in urange(0, min(LANES, hi - start)):
             lanes_add(lanes, lane, values[block + lane], cheap, off_max)
+
+
+@helper
+def sum_in_lanes(values, lo, hi, lanes, cheap, off_max):
+    lanes_clear(lanes)
+    lanes_add_values(lanes, values, lo, hi, cheap, off_max)
     return lanes_total(lanes, cheap, off_max)
 
 

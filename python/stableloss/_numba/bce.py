@@ -14,9 +14,9 @@ than 12 bits.
 import numpy as np
 
 from .._spec import KERNELS
-from ._jit import (CHUNK, EXPF_NEG_RANGE, INF, LANES, ONE, ONE_F, ZERO_F, add_block_sums, chunk_stop, dd_add,
-                   dd_div, dd_mul, exp_dd, exp_nonpos, expf_neg, flagged, helper, is_f32, jit, load_chunk, log1p,
-                   log1pf_q, log1pf_unit, store_chunk, two_prod, two_sum, urange)
+from ._jit import (CHUNK, EXPF_NEG_RANGE, INF, LANES, LN2_HI, LN2_LO, ONE, ONE_F, ZERO_F, add_block_sums, chunk_stop,
+                   dd_add, dd_div, dd_mul, exp_dd, exp_nonpos, expf_neg, flagged, helper, is_f32, jit, load_chunk,
+                   log1p, log1pf_q, log1pf_unit, pow2, store_chunk, two_prod, two_sum, urange)
 
 #: The hot loop's mark in the LLVM IR: the range reduction of exp (rint) on a vector, which no lane-sum helper emits
 #: (tests/test_numba.py finds it there, vectorized).
@@ -27,7 +27,7 @@ FLOAT32_LANES = r"@llvm\.fma\.v(\d+)f32"
 
 #: The contract of the declaration (stableloss/_api.py): float32 soft-label gradients whose float64
 #: difference is below SOFT_LABEL_CANCEL times its terms are redone; beyond SUBNORMAL_EXP, e^-|x| is
-#: subnormal or nearly, and the terms cannot cancel (no redo).
+#: subnormal or nearly (the terms cannot cancel), and float64 elements are redone by :func:`tiny_e`.
 SOFT_LABEL_CANCEL = np.float64(KERNELS["bce"].constant("SOFT_LABEL_CANCEL"))
 SUBNORMAL_EXP = np.float64(KERNELS["bce"].constant("SUBNORMAL_EXP"))
 
@@ -49,6 +49,27 @@ def grad_dd(v, y, w, pw, grad_scale):
     q_hi, q_lo = dd_div(num_hi, num_lo, den_hi, den_lo)
     g_hi, g_lo = dd_mul(q_hi, q_lo, grad_scale * w, 0.0)
     return g_hi + g_lo
+
+
+#: 512 ln 2 as a double-double (512 LN2_HI is exact): tiny_e's shift of the exponent.
+SHIFT_HI, SHIFT_LO = 512.0 * LN2_HI, 512.0 * LN2_LO
+
+
+@helper
+def tiny_e(v, y, w, pw, grad_scale):
+    """(loss, gradient) of a float64 element with SUBNORMAL_EXP < |v| < inf and finite weights (kernels/bce.c,
+    bce_eval_tiny_e): e = e^-|v| is subnormal or nearly while w pw y e need not be, so it is carried as
+    es 2^-512, es = e^(-|v| + 512 ln 2), and each e-term rounds once.  There sigma is 1 or e, log1p(e) is e."""
+    up, up_lo = two_sum(-abs(v), SHIFT_HI)
+    es = exp_nonpos(up, up_lo + SHIFT_LO, False)
+    positive = v > 0.0
+    e_label = pw * y if positive else ONE - y  # the label of the term with e
+    x_factor = w * (ONE - y) if positive else w * (pw * y)  # the factor of the term with |v|
+    e_on = y != 0.0 if positive else y != ONE
+    x_on = y != ONE if positive else y != 0.0
+    e_term = (w * (e_label * es)) * pow2(-512.0)  # the label first: w pw y alone may overflow; one rounding
+    grad = x_factor - e_term if positive else e_term - x_factor
+    return (x_factor * abs(v) if x_on else 0.0) + (e_term if e_on else 0.0), grad * grad_scale
 
 
 @helper
@@ -160,12 +181,16 @@ def kernel(input, target, weight, pos_weight, n_rows, grad_scale, rows_per_block
                 # soft labels with finite terms (an infinite weight leaves nothing to cancel)
                 soft = (y > 0.0) & (y < ONE) & (abs(v) < SUBNORMAL_EXP) & (abs(w) < np.inf) & (abs(w * (pw * y)) < np.inf)
                 redo = soft & ((not f32) | (abs(difference) < SOFT_LABEL_CANCEL * max(a_term, b_term)))
+                redo |= (not f32) & (abs(v) > SUBNORMAL_EXP) & (abs(v) < INF) & (abs(w) < INF) & (abs(pw) < INF)
                 redo_count += redo
                 redo_flags[j] = redo
             if redo_count > 0:
                 for j in redo_indices[:flagged(redo_flags, count, redo_indices)]:
-                    grads[j] = grad_dd(np.float64(input[first + j]), np.float64(target[first + j]), weights[j],
-                                       pos_weights[j], grad_scale)
+                    v, y = np.float64(input[first + j]), np.float64(target[first + j])
+                    if abs(v) > SUBNORMAL_EXP:  # float64 only
+                        values[j], grads[j] = tiny_e(v, y, weights[j], pos_weights[j], grad_scale)
+                    else:
+                        grads[j] = grad_dd(v, y, weights[j], pos_weights[j], grad_scale)
             store_chunk(grad, start, count, grads)
         store_chunk(loss, start, count, values)
         if block_sums.size > 0:

@@ -7,12 +7,16 @@ infinite (+inf, or an all -inf row) has that maximum as its log-sum-exp and NaN 
 (inf - inf), as in the reference.  Rows are handled in groups of about :data:`GROUP` elements so that
 the exp loop runs over whole groups of short rows as well as over one long row (vector lanes either
 way).
+
+Scratch is bounded whatever the row width: a long row goes in spans of :data:`CHUNK` columns, and its
+e_j are kept for the output pass only up to :data:`STORED_ROW` columns; a wider row's output pass
+recomputes them span by span, with the same function of the same z_j, hence the same values.
 """
 
 import numpy as np
 
-from ._jit import (INF, LANES, ONE, exp_nonpos, helper, is_f32, jit, lanes_add, lanes_clear, lanes_total, log1p,
-                   max_of, pasted, sum_in_order, two_diff, urange)
+from ._jit import (CHUNK, INF, LANES, ONE, exp_nonpos, helper, is_f32, jit, lanes_add_values, lanes_clear,
+                   lanes_total, log1p, max_of, pasted, sum_in_order, two_diff, urange)
 
 #: The hot loop's mark in the LLVM IR: the range reduction of exp (rint) on a vector, which no lane-sum helper emits
 #: (tests/test_numba.py finds it there, vectorized).
@@ -22,6 +26,11 @@ HOT_LOOP = r"@llvm\.rint\.v(\d+)f64"
 GROUP = 2048
 #: Rows this long are handled one at a time (the lane sums of sum_lanes need 4 LANES elements).
 LONG_ROW = 4 * LANES
+#: Rows of at most this many columns keep their e_j (512 KiB) for the output pass, which reads them
+#: back instead of recomputing them; wider ones recompute them, so that no scratch grows with the row.
+STORED_ROW = 2**16
+# an unstored row's spans of CHUNK columns go through e's first GROUP elements
+assert CHUNK <= GROUP
 
 
 @pasted
@@ -40,32 +49,53 @@ def group_rows(n_cols):
 
 
 @helper
-def softmax_buffers(n_cols):
-    """Scratch for :func:`softmax_rows`: (amax, e, s_hi, s_lo, log_s, lanes)."""
+def softmax_buffers(n_cols, keep_exps):
+    """Scratch for :func:`softmax_rows`: (stored, amax, e, s_hi, s_lo, log_s, lanes), at most STORED_ROW + 4 GROUP
+    + 96 doubles.  stored: whether the e_j of a row stay in e for an output pass (keep_exps: it wants them), which
+    takes a whole row up to STORED_ROW columns, else a group of short rows or one span of a long row."""
     rows = group_rows(n_cols)
-    return (np.empty(rows), np.empty(max(n_cols, GROUP)), np.empty(rows), np.empty(rows), np.empty(rows),
-            np.empty((3, LANES)))
+    stored = keep_exps and n_cols <= STORED_ROW
+    return (stored, np.empty(rows), np.empty(max(n_cols, GROUP) if stored else GROUP), np.empty(rows),
+            np.empty(rows), np.empty(rows), np.empty((3, LANES)))
 
 
 @helper
-def softmax_rows(x, first, count, n_cols, f32, amax, e, s_hi, s_lo, log_s, lanes):
+def exps(x, first, count, a, f32, e, e_first):
+    """e[e_first + j] = e^{x[first + j] - a} for j < count (first, e_first uint64): exactly 1 at a maximum."""
+    for j in urange(0, count):
+        z, z_lo = shift(x[first + j], a, f32)
+        e[e_first + j] = exp_nonpos(z, z_lo, f32)  # e^(z + z_lo): the rounding of x - a would cost u|z|
+
+
+@helper
+def span_exps(x, base, start, count, a, f32, stored, e, e_row):
+    """Where e holds the e_j of columns start .. start + count - 1 of the row at x[base] (base, e_row uint64),
+    whose maximum is a: from e_row + start where the row is stored (:func:`softmax_rows`, e_row its offset
+    there), else from 0, recomputed now (count <= CHUNK)."""
+    column = np.uint64(start)
+    if stored:
+        return e_row + column
+    exps(x, base + column, count, a, f32, e, np.uint64(0))
+    return np.uint64(0)
+
+
+@helper
+def softmax_rows(x, first, count, n_cols, f32, stored, amax, e, s_hi, s_lo, log_s, lanes):
     """The softmax pieces of rows first .. first + count - 1 of x (n_cols > 0 columns), i counted from
-    first: amax[i] = a, e[i * n_cols + j] = e^{z_j} (exactly 1 at every maximum), s = s_hi[i] + s_lo[i],
-    log_s[i] = log1p(s).  NaN anywhere in a row makes s and log_s NaN; a row whose maximum is +inf gets
-    a NaN e there (inf - inf), hence a NaN s.
+    first: amax[i] = a, e^{z_j} (exactly 1 at every maximum) in e[i * n_cols + j] for short rows and stored
+    long ones (else dropped span by span), s = s_hi[i] + s_lo[i], log_s[i] = log1p(s).  NaN anywhere in a
+    row makes s and log_s NaN; a row whose maximum is +inf gets a NaN e there (inf - inf), hence a NaN s.
     """
     offset = np.uint64(first * n_cols)
-    if n_cols >= LONG_ROW:  # one row: the exp loop also adds the lane sums
+    if n_cols >= LONG_ROW:  # one row, span by span: the exp loop, then its lane sums while the span is in L1
         a = max_of(x, first * n_cols, (first + 1) * n_cols)
         amax[0] = a
         lanes_clear(lanes)
-        for start in range(0, n_cols, LANES):
-            block = np.uint64(start)
-            for lane in urange(0, min(LANES, n_cols - start)):
-                z, z_lo = shift(x[offset + block + lane], a, f32)
-                value = exp_nonpos(z, z_lo, f32)  # e^(z + z_lo): the rounding of x - a would cost u|z|
-                e[block + lane] = value
-                lanes_add(lanes, lane, value, f32, True)
+        for start in range(0, n_cols, CHUNK):
+            span = min(CHUNK, n_cols - start)
+            e_first = start if stored else 0
+            exps(x, offset + np.uint64(start), span, a, f32, e, np.uint64(e_first))
+            lanes_add_values(lanes, e, e_first, e_first + span, f32, True)  # CHUNK: a multiple of LANES
         s_hi[0], s_lo[0] = lanes_total(lanes, f32, True)
     else:  # short rows: one exp loop over the whole group
         for i in range(count):
@@ -92,11 +122,11 @@ def kernel(x, n_rows, n_cols, lse, log_softmax, softmax):
     want_lse = lse.size > 0
     want_log_softmax = log_softmax.size > 0
     want_softmax = softmax.size > 0
-    amax, e, s_hi, s_lo, log_s, lanes = softmax_buffers(n_cols)
+    stored, amax, e, s_hi, s_lo, log_s, lanes = softmax_buffers(n_cols, want_softmax)
     group = group_rows(n_cols)
     for first in range(0, n_rows, group):
         count = min(group, n_rows - first)
-        softmax_rows(x, first, count, n_cols, f32, amax, e, s_hi, s_lo, log_s, lanes)
+        softmax_rows(x, first, count, n_cols, f32, stored, amax, e, s_hi, s_lo, log_s, lanes)
         for i in range(count):
             a = amax[i]
             base = np.uint64((first + i) * n_cols)
@@ -110,5 +140,9 @@ def kernel(x, n_rows, n_cols, lse, log_softmax, softmax):
                 inv = ONE / (ONE + s_hi[i])
                 inv = inv - inv * (s_lo[i] * inv)  # 1/(S + dS) = (1/S)(1 - dS/S)
                 e_row = np.uint64(i * n_cols)
-                for j in urange(0, n_cols):
-                    softmax[base + j] = e[e_row + j] * inv
+                for start in range(0, n_cols, CHUNK):
+                    span = min(CHUNK, n_cols - start)
+                    e_first = span_exps(x, base, start, span, a, f32, stored, e, e_row)
+                    out = base + np.uint64(start)
+                    for j in urange(0, span):
+                        softmax[out + j] = e[e_first + j] * inv

@@ -376,11 +376,12 @@ def grid(dtype, rng):
 @family("bce")
 def tails(dtype, rng):
     """Confident predictions in both tails (y = 0 with x << 0, y = 1 with x >> 0, and wrong ones):
-    losses and gradients down to the subnormal range."""
+    losses and gradients down to the subnormal range; also weighted by w pw = 2000, where w pw e^-|x|
+    is normal although e^-|x| is not (float64 |x| > 700)."""
     g = np.geomspace(5.0, 110.0 if dtype == np.float32 else 760.0, 60)
-    x = np.concatenate([g, -g, g, -g])
-    y = np.concatenate([np.ones(60), np.zeros(60), np.zeros(60), np.ones(60)])
-    return [_bce(x.astype(dtype), y.astype(dtype))]
+    x = np.concatenate([g, -g, g, -g]).astype(dtype)
+    y = np.concatenate([np.ones(60), np.zeros(60), np.zeros(60), np.ones(60)]).astype(dtype)
+    return [_bce(x, y), _bce(x, y, weight=np.full_like(x, 2.0), pos_weight=np.full_like(x, 1000.0))]
 
 
 @family("bce")

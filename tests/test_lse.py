@@ -139,3 +139,12 @@ def test_fuzz(native_backend, func, data, dtype, shape):
     axis = data.draw(st.integers(-len(shape), len(shape) - 1))
     compare(lambda b: func(x, axis=axis, backend=b), native_backend, dtype, "lse", x,
             outputs=(func.__name__.replace("logsumexp", "lse"),))
+
+
+@pytest.mark.parametrize("func", [stableloss.logsumexp, stableloss.log_softmax, stableloss.softmax])
+def test_wide_rows_match_the_reference(native_backend, dtype, func):
+    """A row wider than Numba's stored row (2^16 columns: recomputed exponentials) and the reference's
+    column chunks (2^15) gives the reference's values."""
+    x = (np.random.default_rng(3).standard_normal((2, 2**16 + 17)) * 4).astype(dtype)
+    compare(lambda b: func(x, axis=1, backend=b), native_backend, dtype, "lse", x,
+            outputs=(func.__name__.replace("logsumexp", "lse"),))

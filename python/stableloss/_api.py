@@ -8,13 +8,13 @@ import math
 
 import numpy as np
 
-from . import _outputs, _validate as check
+from . import _linear, _outputs, _validate as check
 from ._dispatch import exact_sum, resolve, run
 from ._spec import FLOAT, IN, INDEX, INT, OUT, SHARED, Bench, Kernel, Workload, declare, loss_kernel
 
 #: The public functions, in the order of the documentation; the package exports them.
-__all__ = ["cross_entropy", "binary_cross_entropy_with_logits", "gaussian_nll_loss", "kl_div", "mse_loss",
-           "logsumexp", "log_softmax", "softmax"]
+__all__ = ["cross_entropy", "linear_cross_entropy", "binary_cross_entropy_with_logits", "gaussian_nll_loss", "kl_div",
+           "mse_loss", "logsumexp", "log_softmax", "softmax"]
 from ._reference import sum_dd
 
 
@@ -227,6 +227,115 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     if reduction == "none":
         result = result.reshape(x.shape[:1] + x.shape[2:] if x.ndim >= 2 else ())
     return (result, restore(grads[0])) if return_grad else result
+
+
+def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None, reduction="mean",
+                         ignore_index=-100, label_smoothing=0.0, chunk_size=None, backend=None, return_grad=False):
+    r"""Cross-entropy of the logits ``input @ linear_weight.T + linear_bias``, never all held at once.
+
+    The loss of a language model's head: the logits of a chunk of rows at a time by one BLAS product,
+    the cross-entropy kernel on them, and the gradients by two more products, so that the ``(N, V)``
+    logits and their gradient never exist whole.
+
+    Parameters
+    ----------
+    input : ndarray, float32 or float64
+        Features of shape ``(D,)`` or ``(..., D)``; leading dimensions are flattened into rows.
+    linear_weight : ndarray
+        The output matrix ``(V, D)``, in the input's dtype.
+    target : ndarray
+        Class indices of shape ``input.shape[:-1]`` (any integer dtype), or class probabilities of
+        shape ``input.shape[:-1] + (V,)``.
+    linear_bias : ndarray, optional
+        ``(V,)``, added to the logits.
+    weight : ndarray, optional
+        Per-class weight ``(V,)``, as in :func:`cross_entropy`.
+    reduction : {"mean", "sum", "none"}
+        As in :func:`cross_entropy`; ``"none"`` returns a loss of shape ``input.shape[:-1]``.
+    ignore_index : int, default -100
+        Rows whose index target equals it count for nothing and cost no product.
+    label_smoothing : float in [0, 1]
+        As in :func:`cross_entropy`.
+    chunk_size : int, optional
+        Rows per chunk.  Default: as many as 60 MiB of per-chunk buffers hold (logits and their
+        gradient in the input's dtype, and the chunk's rows).
+    backend : {"c", "numba", "numpy"}, optional
+        The backend of the cross-entropy step; the products are numpy's BLAS.  Default: the first of
+        :func:`available_backends`.
+    return_grad : bool, default False
+        Also return ``(grad_input, grad_weight, grad_bias)`` (``grad_bias`` None without a bias).
+
+    Returns
+    -------
+    loss : ndarray or scalar
+    grads : tuple of ndarray
+        Only with ``return_grad``.
+
+    Notes
+    -----
+    With :math:`Z = X W^T + b` and :math:`G = \partial L/\partial Z` from the cross-entropy kernel (its
+    stable formulas, float64 accumulation), :math:`\partial L/\partial X = G W`,
+    :math:`\partial L/\partial W = G^T X` and :math:`\partial L/\partial b = \sum_i G_i` (summed in
+    float64).  Rows whose target is ``ignore_index`` are dropped before the products.  The extra memory
+    of a call is its chunk buffers, whatever ``V``; :func:`set_num_threads` governs the BLAS calls as
+    well as the kernel, so the two never oversubscribe the cores.  Results equal
+    :func:`cross_entropy` of the materialised logits up to the rounding of the products.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stableloss import linear_cross_entropy
+    >>> x = np.array([[1.0, 0.0], [0.0, 2.0]])
+    >>> w = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    >>> float(linear_cross_entropy(x, w, np.array([2, 1])))  # cross_entropy(x @ w.T, [2, 1])
+    0.8103...
+    >>> loss, (gx, gw, gb) = linear_cross_entropy(x, w, np.array([2, 1]), return_grad=True)
+    >>> gw.shape, gb is None
+    ((3, 2), True)
+    """
+    func = "linear_cross_entropy"
+    x = check.float_input(func, "input", input)
+    matrix = check.linear_weight(func, linear_weight, x)
+    n_classes, n_features = matrix.shape
+    bias = None
+    if linear_bias is not None:
+        bias = np.asarray(linear_bias)
+        check.same_shape(func, "linear_bias", bias, (n_classes,))
+        bias = check.float_like(func, "linear_bias", bias, x.dtype, (n_classes,))
+    reduction = check.reduction(func, reduction)
+    ignore_index = check.integer(func, "ignore_index", ignore_index)
+    smoothing = check.real(func, "label_smoothing", label_smoothing, 0.0, 1.0)
+    n_chunk = None if chunk_size is None else check.positive_integer(func, "chunk_size", chunk_size)
+    rows = np.ascontiguousarray(x).reshape(-1, n_features)
+    n_rows = rows.shape[0]
+    logits_shape = (n_rows, n_classes) if x.ndim >= 2 else (n_classes,)  # the logits' layout, never allocated
+    indices, probabilities, counted = check.ce_target(
+        func, check.linear_ce_target(func, target, x.shape[:-1], n_classes, logits_shape),
+        np.broadcast_to(np.zeros((), x.dtype), logits_shape), ignore_index)
+    class_weight = check.class_weight(func, weight, n_classes, x.dtype)
+    backend = resolve(backend)
+    if indices is not None:
+        n_counted = len(counted)
+        counted_rows = None if n_counted == n_rows else np.flatnonzero(indices != ignore_index)
+        denominator = n_counted if class_weight is None else _total_weight(class_weight[counted])
+        if reduction == "mean":
+            class_weight, denominator = _mean_weights(class_weight, denominator)
+    else:
+        probabilities = probabilities.reshape(n_rows, n_classes)
+        denominator = n_counted = n_rows
+        counted_rows = None
+    total, loss_rows, grads = _linear.run(
+        backend, CE, rows, matrix, bias, indices, probabilities, counted_rows,
+        dict(weight=class_weight, n_classes=n_classes, ignore_index=ignore_index, label_smoothing=smoothing),
+        _grad_scale(reduction, denominator, n_counted),
+        _linear.chunk_rows(n_classes, n_features, x.dtype.itemsize, n_chunk), reduction == "none", return_grad)
+    result = _reduce(total, denominator, reduction, loss_rows, x.dtype)
+    if reduction == "none":
+        result = result.reshape(x.shape[:-1])
+    if not return_grad:
+        return result
+    grad_input, grad_weight, grad_bias = grads
+    return result, (grad_input.reshape(x.shape), grad_weight, grad_bias)
 
 
 BCE = declare(loss_kernel("bce", "binary_cross_entropy_with_logits",

@@ -87,6 +87,41 @@ def integer(func, name, value):
         raise TypeError(f"{func}: {name} must be an integer, got {value!r}") from None
 
 
+def positive_integer(func, name, value):
+    number = integer(func, name, value)
+    if number < 1:
+        raise ValueError(f"{func}: {name} must be at least 1, got {number}")
+    return number
+
+
+def linear_weight(func, value, input):
+    """The output matrix ``(V, D)`` of a linear layer on ``input`` (``(..., D)``), C-contiguous in the
+    input's dtype."""
+    matrix = np.asarray(value)
+    if matrix.dtype.kind != "f":
+        raise TypeError(f"{func}: linear_weight must be a floating-point array, got dtype {matrix.dtype}")
+    if input.ndim == 0:
+        raise ValueError(f"{func}: input must have a feature axis, shape (D,) or (..., D), got shape ()")
+    if matrix.ndim != 2 or matrix.shape[1] != input.shape[-1]:
+        raise ValueError(f"{func}: linear_weight must have shape (V, {input.shape[-1]}) for input of shape "
+                         f"{input.shape}, got {matrix.shape}")
+    return np.ascontiguousarray(matrix, dtype=input.dtype)
+
+
+def linear_ce_target(func, target, batch_shape, n_classes, logits_shape):
+    """The target of a linear cross-entropy, indices of shape ``batch_shape`` or probabilities of
+    ``batch_shape + (V,)``, reshaped to the layout of the logits ``logits_shape`` (checked further by
+    :func:`ce_target`)."""
+    target = np.asarray(target)
+    probabilities = target.dtype.kind == "f"
+    shape = batch_shape + (n_classes,) if probabilities else batch_shape
+    if target.shape != shape:
+        kind = "probability" if probabilities else "class-index"
+        raise ValueError(f"{func}: {kind} target must have shape {shape} for input of shape "
+                         f"{batch_shape + ('D',)} and {n_classes} classes, got {target.shape}")
+    return target.reshape(logits_shape if probabilities else logits_shape[:-1])
+
+
 def real(func, name, value, low=-np.inf, high=np.inf):
     if type(value) is not float:  # a Python float needs no conversion (and skips the slower ABC check)
         if isinstance(value, bool) or not isinstance(value, numbers.Real):

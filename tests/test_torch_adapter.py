@@ -78,6 +78,11 @@ def _gradcheck_cases():
             cases[f"kl-{reduction}-log_target{log_target}"] = (
                 lambda x, t, r=reduction, lt=log_target: slt.kl_div(x, t, reduction=r, log_target=lt),
                 [torch.log(_probabilities(3, 6)).requires_grad_(), target])
+    for reduction in ("mean", "sum"):
+        cases[f"linear_ce-{reduction}"] = (
+            lambda x, w, b, r=reduction: slt.linear_cross_entropy(x, w, torch.tensor([0, 4, -100, 2]), linear_bias=b,
+                                                                  reduction=r, label_smoothing=0.1),
+            [_randn(4, 3), _randn(5, 3, scale=3.0), _randn(5)])
     for dim in (0, 1, -1, (0, 2)):
         cases[f"logsumexp-dim{dim}"] = (lambda x, d=dim: slt.logsumexp(x, d), [_randn(3, 4, 5, scale=10.0)])
         cases[f"logsumexp-keepdim-dim{dim}"] = (lambda x, d=dim: slt.logsumexp(x, d, keepdim=True),
@@ -147,6 +152,32 @@ def test_logsumexp_like_torch(dim, keepdim):
                  _grads(lambda input: torch.logsumexp(input, dim, keepdim), tensors), 1e-12)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("targets", ["index", "probabilities"])
+def test_linear_cross_entropy_like_torch(dtype, targets):
+    """Values and the gradients of input, weight and bias are torch's (its reference path), with class
+    weights, smoothing, an ignored row, and chunks of 4 rows through options."""
+    target = torch.tensor([0, 6, -100, 3, 3, 1]) if targets == "index" else _probabilities(6, 7).to(dtype)
+    tensors = dict(input=_randn(6, 4, dtype=dtype), linear_weight=_randn(7, 4, dtype=dtype),
+                   linear_bias=_randn(7, dtype=dtype))
+    options = dict(weight=torch.rand(7, generator=RNG, dtype=dtype) + 0.5, label_smoothing=0.1)
+    chunked = torch.nn.LinearCrossEntropyOptions(batch_chunk_size=4)
+    for reduction in ("mean", "sum", "none"):
+        _assert_same(_grads(lambda **t: slt.linear_cross_entropy(**t, target=target, reduction=reduction,
+                                                                 options=chunked, **options), tensors),
+                     _grads(lambda **t: F.linear_cross_entropy(**t, target=target, reduction=reduction, **options),
+                            tensors),
+                     1e-5 if dtype == torch.float32 else 1e-12)
+
+
+def test_linear_cross_entropy_none_needs_a_uniform_incoming_gradient():
+    """reduction='none' gives the gradients of the sum: a per-row incoming gradient is refused."""
+    x, w = _randn(3, 4), _randn(5, 4)
+    loss = slt.linear_cross_entropy(x, w, torch.tensor([0, 1, 2]), reduction="none")
+    with pytest.raises(RuntimeError, match="the same for every row"):
+        loss.backward(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
+
+
 @pytest.mark.parametrize("name", ["log_softmax", "softmax"])
 @pytest.mark.parametrize("dim", [0, 1, 2])
 def test_softmax_family_like_torch(name, dim):
@@ -198,6 +229,8 @@ class _Model(torch.nn.Module):
         return self.loss(self.body(x), target)
 
 
+_HEAD = torch.randn(9, 5, generator=RNG)  # a fixed output matrix over the body's 5 features
+
 COMPILED_LOSSES = {
     "cross_entropy": (lambda out, y: slt.cross_entropy(out, y, label_smoothing=0.1), lambda: torch.randint(0, 5, (7,))),
     "CrossEntropyLoss": (slt.CrossEntropyLoss(weight=torch.rand(5) + 0.5), lambda: torch.randint(0, 5, (7,))),
@@ -206,6 +239,8 @@ COMPILED_LOSSES = {
     "kl": (lambda out, y: slt.kl_div(slt.log_softmax(out, 1), y, reduction="batchmean"),
            lambda: torch.softmax(torch.randn(7, 5), 1)),
     "mse": (lambda out, y: slt.mse_loss(out, y), lambda: torch.randn(7, 5)),
+    "linear_cross_entropy": (lambda out, y: slt.linear_cross_entropy(torch.tanh(out), _HEAD, y),
+                             lambda: torch.randint(0, 9, (7,))),
     "logsumexp": (lambda out, y: (slt.logsumexp(out, 1) * y).sum(), lambda: torch.randn(7)),
     "softmax": (lambda out, y: (slt.softmax(out, 1) * y).sum(), lambda: torch.randn(7, 5)),
 }

@@ -22,12 +22,13 @@ except ImportError as exc:
     raise ImportError("stableloss.torch needs PyTorch; install its CPU build: "
                       "pip install torch --index-url https://download.pytorch.org/whl/cpu") from exc
 
-from ._functional import (binary_cross_entropy_with_logits, cross_entropy, gaussian_nll_loss, kl_div, log_softmax,
-                          logsumexp, mse_loss, softmax)
+from ._functional import (binary_cross_entropy_with_logits, cross_entropy, gaussian_nll_loss, kl_div,
+                          linear_cross_entropy, log_softmax, logsumexp, mse_loss, softmax)
 from ._modules import BCEWithLogitsLoss, CrossEntropyLoss, GaussianNLLLoss, KLDivLoss, MSELoss
 
 __all__ = [
     "cross_entropy",
+    "linear_cross_entropy",
     "binary_cross_entropy_with_logits",
     "gaussian_nll_loss",
     "kl_div",

@@ -121,6 +121,71 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     return _in_dtype(loss, input.dtype)
 
 
+def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None, reduction="mean",
+                         ignore_index=None, label_smoothing=0.0, options=None, backend=None):
+    r"""Cross-entropy of a linear layer's logits: :func:`torch.nn.functional.linear_cross_entropy`, chunked.
+
+    ``input @ linear_weight.T + linear_bias`` a chunk of rows at a time, the ``(N, V)`` logits never
+    held whole.
+
+    Parameters
+    ----------
+    input : Tensor
+        Features ``(D,)`` or ``(N, D)`` (leading dimensions are flattened) on the CPU, float32 or float64
+        (float16 and bfloat16 compute in float32).  Differentiable.
+    linear_weight : Tensor
+        ``(V, D)``.  Differentiable.
+    target : Tensor
+        Class indices ``input.shape[:-1]`` or class probabilities ``input.shape[:-1] + (V,)``.
+    linear_bias : Tensor, optional
+        ``(V,)``.  Differentiable.
+    weight : Tensor, optional
+        Per-class weights ``(V,)``.
+    reduction : {"mean", "sum", "none"}
+    ignore_index : int, optional
+        Default (None): -100, as torch maps it.
+    label_smoothing : float, default 0.0
+    options : torch.nn.LinearCrossEntropyOptions, optional
+        Only its ``batch_chunk_size`` is read, as the rows per chunk; the computation is always chunked
+        (by default chunks of 60 MiB of buffers).
+    backend : {"c", "numba", "numpy"}, optional
+        The backend of the cross-entropy step.  Default: the first of :func:`stableloss.available_backends`.
+
+    Returns
+    -------
+    Tensor
+        The loss in the input's dtype, differentiable w.r.t. ``input``, ``linear_weight`` and ``linear_bias``.
+
+    Notes
+    -----
+    :func:`stableloss.linear_cross_entropy` computes the loss and the three gradients in one pass (logits
+    by a BLAS product per chunk, the stable cross-entropy kernel on them, two more products); backward
+    scales them.  With ``reduction="none"`` the incoming gradient must be the same for every row (as for
+    ``loss.sum()``): the gradients are those of the sum.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import stableloss.torch as F
+    >>> x = torch.tensor([[1.0, 0.0], [0.0, 2.0]], requires_grad=True)
+    >>> w = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], requires_grad=True)
+    >>> loss = F.linear_cross_entropy(x, w, torch.tensor([2, 1]))
+    >>> loss.backward()
+    >>> round(loss.item(), 4), tuple(w.grad.shape)
+    (0.8103, (3, 2))
+    """
+    func = "linear_cross_entropy"
+    x, other = _prepare(func, input, linear_weight=linear_weight, target=target, linear_bias=linear_bias,
+                        weight=weight)
+    _no_grad_for(func, "input, linear_weight and linear_bias", target=target, weight=weight)
+    chunk_size = getattr(options, "batch_chunk_size", None) or 0
+    want = _wants(x) or _wants(other["linear_weight"]) or _wants(other["linear_bias"])
+    loss, *_ = _ops.linear_cross_entropy(x, other["linear_weight"], other["target"], other["linear_bias"],
+                                         other["weight"], reduction, -100 if ignore_index is None else ignore_index,
+                                         label_smoothing, chunk_size, backend or "", want)
+    return _in_dtype(loss, input.dtype)
+
+
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None, reduction="mean",
                                      pos_weight=None, *, backend=None):
     r"""BCE of logit tensors: :func:`torch.nn.functional.binary_cross_entropy_with_logits`, stableloss's kernels.

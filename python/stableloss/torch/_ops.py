@@ -159,6 +159,64 @@ cross_entropy = _define(
 
 
 # ---------------------------------------------------------------------------------------------------
+# linear_cross_entropy: gradients for the input, the linear weight and bias, from one chunked pass
+
+_LINEAR_CE = ("input", "linear_weight", "target", "linear_bias", "weight", "reduction", "ignore_index",
+              "label_smoothing", "chunk_size", "backend", "want_grad")
+
+
+def _linear_ce_impl(input, linear_weight, target, linear_bias, weight, reduction, ignore_index, label_smoothing,
+                    chunk_size, backend, want_grad):
+    result = stableloss.linear_cross_entropy(
+        _array(input), _array(linear_weight), _array(target), linear_bias=_array(linear_bias), weight=_array(weight),
+        reduction=reduction, ignore_index=ignore_index, label_smoothing=label_smoothing,
+        chunk_size=chunk_size or None, backend=backend or None, return_grad=want_grad)
+    if not want_grad:
+        return _tensor(result), _empty(input), _empty(input), _empty(input)
+    loss, (grad_input, grad_weight, grad_bias) = result
+    return (_tensor(loss), _tensor(grad_input), _tensor(grad_weight),
+            _empty(input) if grad_bias is None else _tensor(grad_bias))
+
+
+def _linear_ce_fake(input, linear_weight, target, linear_bias, weight, reduction, ignore_index, label_smoothing,
+                    chunk_size, backend, want_grad):
+    if not want_grad:
+        return (input.new_empty(_reduced_shape(reduction, input.shape[:-1])), _empty(input), _empty(input),
+                _empty(input))
+    return (input.new_empty(_reduced_shape(reduction, input.shape[:-1])), input.new_empty(input.shape),
+            input.new_empty(linear_weight.shape),
+            input.new_empty(linear_bias.shape) if linear_bias is not None else _empty(input))
+
+
+def _linear_ce_backward(ctx, grad_loss, *_):
+    """The saved gradients scaled by the incoming one.  They are those of the sum of the losses, so for
+    ``reduction="none"`` the incoming gradient must be the same for every row (as for ``loss.sum()``):
+    the weight's gradient is a sum over rows that one pass cannot weigh afterwards."""
+    grad_input, grad_weight, grad_bias = ctx.saved_tensors
+    if grad_loss.dim() != 0:
+        if grad_loss.numel() and not bool((grad_loss == grad_loss.reshape(-1)[0]).all()):
+            raise RuntimeError("stableloss.torch.linear_cross_entropy: with reduction='none' the gradients come "
+                               "from one fused pass over the sum of the losses, so the incoming gradient must be "
+                               "the same for every row (as for loss.sum()); weigh the rows with weight= or use "
+                               "reduction='sum' or 'mean'")
+        grad_loss = grad_loss.reshape(-1)[0] if grad_loss.numel() else grad_loss.new_zeros(())
+    grads = dict.fromkeys(_LINEAR_CE)
+    grads["input"] = _scaled(grad_input, grad_loss, ctx.dtypes["input"])
+    grads["linear_weight"] = _scaled(grad_weight, grad_loss, ctx.dtypes["linear_weight"])
+    if "linear_bias" in ctx.shapes:
+        grads["linear_bias"] = _scaled(grad_bias, grad_loss, ctx.dtypes["linear_bias"])
+    return tuple(grads.values())
+
+
+linear_cross_entropy = _define(
+    "linear_cross_entropy",
+    "(Tensor input, Tensor linear_weight, Tensor target, Tensor? linear_bias, Tensor? weight, str reduction, "
+    "int ignore_index, float label_smoothing, int chunk_size, str backend, bool want_grad) "
+    "-> (Tensor, Tensor, Tensor, Tensor)",
+    _linear_ce_impl, _linear_ce_fake, _linear_ce_backward, _save_grads(_LINEAR_CE))
+
+
+# ---------------------------------------------------------------------------------------------------
 # binary_cross_entropy_with_logits
 
 _BCE = ("input", "target", "weight", "reduction", "pos_weight", "backend", "want_input")

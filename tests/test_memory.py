@@ -9,18 +9,15 @@ float64 temporaries (``_reference``'s module docstring), none of them growing wi
 ``STABLELOSS_SLOW=1`` adds the single row of 2^31 + 17 float32 logits (8 GiB, a few seconds per backend).
 """
 
-import gc
 import os
 import re
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import stableloss
-from stableloss import _dispatch, _reference, _workloads
-from stableloss._spec import KERNELS
+from stableloss import _reference, _workloads
 from stableloss._stability import families
 
 MiB = 2**20
@@ -34,19 +31,6 @@ SHAPES = {"wide row": (1, 2**20 + 17), "many rows": (2**13, 128)}
 ROWS = ("ce", "kl")  # losses whose inputs are rows
 
 
-def _extra(call):
-    """Bytes allocated by call() at its peak beyond what it still holds after returning."""
-    gc.collect()
-    tracemalloc.start()
-    try:
-        result = call()
-        held, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    del result
-    return peak - held
-
-
 def _call(stem, backend, shape, dtype, options):
     inputs = families.typical(stem, shape if stem in ROWS else (np.prod(shape),), dtype, options=options)
     call = _workloads.prepare(stem, backend, inputs, grad=True)
@@ -58,7 +42,7 @@ def _call(stem, backend, shape, dtype, options):
 @pytest.mark.parametrize("shape", list(SHAPES.values()), ids=list(SHAPES))
 @pytest.mark.parametrize("stem", _workloads.STEMS)
 def test_loss_call_memory_bounded(backend, stem, shape, options):
-    extra = _extra(_call(stem, backend, shape, np.float32, options))
+    extra = _workloads.extra_bytes(_call(stem, backend, shape, np.float32, options))
     assert extra <= BOUND[backend], f"{stem} {shape}: {extra / MiB:.1f} MiB beyond the outputs"
 
 
@@ -67,13 +51,13 @@ def test_softmax_memory_bounded(backend, shape):
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     call = lambda: stableloss.log_softmax(x, axis=1, backend=backend)  # noqa: E731
     call()
-    assert _extra(call) <= BOUND[backend]
+    assert _workloads.extra_bytes(call) <= BOUND[backend]
 
 
 def test_numpy_block_bound_holds_for_a_larger_input():
     """The numpy backend's extra memory stays the same for an input 8 times as large."""
-    small, large = (_extra(_call("bce", "numpy", (2**18,), np.float64, True)),
-                    _extra(_call("bce", "numpy", (2**21,), np.float64, True)))
+    small, large = (_workloads.extra_bytes(_call("bce", "numpy", (2**18,), np.float64, True)),
+                    _workloads.extra_bytes(_call("bce", "numpy", (2**21,), np.float64, True)))
     assert large <= small + MiB
 
 

@@ -96,6 +96,13 @@ def _parser():
                             f"call ({', '.join(_call_label(w.stem, w.shape) for w in wl.SMALL_WORKLOADS)}; the "
                             f"median of {_SMALL_CALLS} calls, {_SMALL_CALLS // 10} with --quick, in interleaved "
                             f"rounds of {_SMALL_BLOCK}) and what stableloss.torch adds to the numpy API's")
+    bench.add_argument("--linear-ce", action="store_true",
+                       help=f"instead, the linear cross-entropy table (float32 fwd+grad, (N, D, V) = "
+                            f"{', '.join(map(str, wl.LINEAR_CE_SHAPES))}): each backend next to "
+                            f"torch.nn.functional.linear_cross_entropy's reference and chunked paths and to "
+                            f"numpy's three matrix products alone (the floor), with the memory a call "
+                            f"allocates beyond its outputs (tracemalloc; numpy-based implementations) and the "
+                            f"peak resident memory above the inputs (each in a fresh process)")
     bench.add_argument("--json", metavar="FILE", help="also write the results, settings and versions as JSON")
     bench.add_argument("--plot", type=_plot_path, metavar="FILE.png",
                        help=f"also draw the speed-ups per workload and backend (needs matplotlib: "
@@ -341,6 +348,8 @@ _TORCH_API_TARGETS = {"overhead_percent": 10.0, "speedup": 5.0, "added_us": 15.0
 
 
 def _bench(args):
+    if args.linear_ce:
+        return _bench_linear_ce(args)
     if args.torch_api and peers.optional("torch") is None:
         args.parser.error(f"--torch-api needs torch, which is not installed: {INSTALL_TORCH}")
     implementations, baseline = _implementations_and_baseline(args.backends, args.torch_api)
@@ -393,6 +402,65 @@ def _bench(args):
     if args.plot:
         _plot(report, args.plot)
     return 0
+
+
+def _bench_linear_ce(args):
+    """The linear cross-entropy table: ms per call, x over torch's two paths, the ratio to the three
+    products, extra MiB (tracemalloc) and peak RSS above the inputs."""
+    wl.set_threads(args.threads)
+    environment = wl.environment()
+    backends = [name for name in (args.backends or stableloss.available_backends()) if name in BACKENDS]
+    peers_here = [name for name in wl.LINEAR_CE_PEERS if name == "products" or peers.optional("torch")]
+    rows = []
+    for shape in wl.LINEAR_CE_QUICK if args.quick else wl.LINEAR_CE_SHAPES:
+        inputs = wl.linear_ce_inputs(shape)
+        reference = wl.prepare_linear_ce("numpy", inputs)()
+        row = {"shape": list(shape), "results": {}}
+        for name in backends + peers_here:
+            call = wl.prepare_linear_ce(name, inputs)
+            got = call()
+            if name != "products":  # checked normwise, as a peer: elementwise, the products' rounding shows
+                problem = wl.disagreement(got, reference, "torch")
+                if problem:
+                    row["results"][name] = {"error": problem}
+                    continue
+            times = [_timed(call) for _ in range(max(1, min(args.repeat, 3)))]
+            result = {"ms": 1e3 * min(times)}
+            if name in BACKENDS or name == "products":
+                result["extra_MiB"] = wl.extra_bytes(call) / 2**20
+            result["peak_rss_MiB"] = wl.linear_ce_peak_rss(name, shape, args.threads)
+            row["results"][name] = result
+        rows.append(row)
+    print(_format_linear_ce(rows, environment))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump({"environment": environment, "linear_ce": rows}, out, indent=2)
+    return 0
+
+
+def _format_linear_ce(rows, environment):
+    lines = [f"linear cross-entropy, float32, forward + gradient, {environment['threads']} thread(s), "
+             f"{environment['cpu']}"]
+    header = ("implementation", "ms", "x torch", "x torch-chunked", "/ products", "extra MiB", "peak RSS MiB")
+    for row in rows:
+        n, d, v = row["shape"]
+        lines += ["", f"N = {n}, D = {d}, V = {v}", "  ".join(f"{h:>15}" for h in header)]
+        results = row["results"]
+        for name, result in results.items():
+            if "error" in result:
+                lines.append(f"{name:>15}  wrong answer: {result['error']}")
+                continue
+
+            def ratio(other, inverse=False):
+                if other not in results or "ms" not in results[other]:
+                    return "-"
+                value = results[other]["ms"] / result["ms"]
+                return f"{1 / value if inverse else value:.2f}"
+            cells = (name, f"{result['ms']:.0f}", ratio("torch"), ratio("torch-chunked"), ratio("products", True),
+                     f"{result['extra_MiB']:.0f}" if "extra_MiB" in result else "-",
+                     "-" if result["peak_rss_MiB"] is None else f"{result['peak_rss_MiB']:.0f}")
+            lines.append("  ".join(f"{cell:>15}" for cell in cells))
+    return "\n".join(lines)
 
 
 def _implementations_and_baseline(requested, torch_api=False):

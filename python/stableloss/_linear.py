@@ -11,9 +11,13 @@ output (BLAS ``beta = 1``), so each chunk's share is formed a slab of about 1 Mi
 (:data:`SLAB_BYTES`: a slab of classes, all of ``D``) and added to the gradient while it is in cache:
 like ``beta = 1``, one read and one write of the gradient per chunk, and no temporary the size of
 the gradient.  The first chunk writes it directly.
+
+The price of the fixed budget: the rows per chunk fall as V grows (59 at V = 2^17), and with them the
+products' efficiency and the number of passes over the weight's gradient; bench/README.md has the
+figures.  A kernel that wrote the logits' gradient over the logits would double the rows in the same
+memory.
 """
 
-import contextlib
 import functools
 import math
 
@@ -40,7 +44,8 @@ def chunk_rows(n_classes, n_features, itemsize, chunk_size=None):
 
 @functools.cache
 def _blas_controller():
-    """threadpoolctl's view of the BLAS libraries loaded (inspected once)."""
+    """threadpoolctl's view of the BLAS libraries loaded (inspected once, on the first call: importing
+    threadpoolctl with stableloss would cost every import)."""
     import threadpoolctl
 
     return threadpoolctl.ThreadpoolController()
@@ -48,10 +53,7 @@ def _blas_controller():
 
 def blas_threads(n_threads):
     """A context in which BLAS uses at most ``n_threads`` threads, as the kernels do."""
-    try:
-        return _blas_controller().limit(limits=n_threads, user_api="blas")
-    except ImportError:  # threadpoolctl missing: BLAS keeps its own setting
-        return contextlib.nullcontext()
+    return _blas_controller().limit(limits=n_threads, user_api="blas")
 
 
 def run(backend, kernel, rows, linear_weight, linear_bias, indices, probabilities, counted_rows, kernel_args,

@@ -12,19 +12,21 @@ values, so timing and checking treat them alike.  :data:`WORKLOADS` are the perf
 """
 
 import dataclasses
+import gc
 import os
 import platform
 import shutil
 import sys
 import threading
 import time
+import tracemalloc
 
 import numpy as np
 
 import stableloss
 from ._dispatch import BACKENDS
 from ._spec import KERNELS
-from ._stability import families, peers
+from ._stability import peers
 
 #: Implementations that are not stableloss backends, in display order.
 PEERS = tuple(peers.MODULES)
@@ -157,8 +159,12 @@ SMALL_WORKLOADS = tuple(Workload(stem, KERNELS[stem].bench.sizes[0], KERNELS[ste
 
 
 def set_threads(n):
-    """Use ``n`` threads in stableloss and, when installed, in torch."""
+    """Use ``n`` threads in stableloss, numpy's BLAS (the products of the linear cross-entropy table)
+    and, when installed, torch."""
+    import threadpoolctl
+
     stableloss.set_num_threads(n)
+    threadpoolctl.threadpool_limits(n, user_api="blas")
     torch = peers.optional("torch")
     if torch is not None:
         torch.set_num_threads(n)
@@ -247,3 +253,91 @@ class Progress:
         if self.active:
             self.stream.write("\r" + " " * self.columns + "\r")
             self.stream.flush()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Linear cross-entropy (the language-model head): its own table, next to torch's two paths and to the
+# three matrix products alone, the floor of any implementation
+
+#: (N, D, V) of the linear cross-entropy workloads, float32, forward + gradient: a 32k vocabulary, and a
+#: 128k one with the same logits' size, to show that memory stays flat as V grows.
+LINEAR_CE_SHAPES = ((2048, 1024, 32768), (1024, 512, 131072))
+#: The --quick shape.
+LINEAR_CE_QUICK = ((256, 256, 4096),)
+#: What the backends are set next to: torch.nn.functional.linear_cross_entropy's reference path and its
+#: chunked path (options=LinearCrossEntropyOptions()), and numpy's three products (X W^T, G W, G^T X).
+LINEAR_CE_PEERS = ("torch", "torch-chunked", "products")
+
+
+def extra_bytes(call):
+    """The bytes ``call()`` allocates (numpy's and Numba's allocations, seen by tracemalloc) at its peak
+    beyond what it still holds when it returns: its temporaries, not its outputs."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        result = call()
+        held, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    del result
+    return peak - held
+
+
+def linear_ce_inputs(shape, dtype="float32", seed=0):
+    """Hidden states (N, D) of unit-scale logits, an output matrix (V, D) and index targets, drawn in
+    ``dtype`` (no float64 temporary that would raise the process's peak memory before the call)."""
+    n, d, v = shape
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d), dtype=dtype)
+    x /= np.sqrt(d)
+    return dict(input=x, linear_weight=rng.standard_normal((v, d), dtype=dtype), target=rng.integers(0, v, n))
+
+
+def prepare_linear_ce(implementation, inputs):
+    """A zero-argument callable: the loss and the gradients of input and weight (fwd+grad) by
+    ``implementation`` (a stableloss backend or one of :data:`LINEAR_CE_PEERS`), as numpy values; for
+    "products", the three products alone."""
+    x, w, y = inputs["input"], inputs["linear_weight"], inputs["target"]
+    if implementation in BACKENDS:
+        def call():
+            loss, (grad_input, grad_weight, _) = stableloss.linear_cross_entropy(x, w, y, backend=implementation,
+                                                                                 return_grad=True)
+            return loss, grad_input, grad_weight
+        return call
+    if implementation == "products":
+        def call():
+            z = x @ w.T
+            return None, z @ w, z.T @ x
+        return call
+    torch = peers.optional("torch")
+    options = torch.nn.LinearCrossEntropyOptions() if implementation == "torch-chunked" else None
+    xt, wt, yt = torch.from_numpy(x).requires_grad_(), torch.from_numpy(w).requires_grad_(), torch.from_numpy(y)
+
+    def call():
+        xt.grad = wt.grad = None
+        loss = torch.nn.functional.linear_cross_entropy(xt, wt, yt, options=options)
+        loss.backward()
+        return loss.detach().numpy(), xt.grad.numpy(), wt.grad.numpy()
+    return call
+
+
+def peak_rss_kib():
+    """The peak resident memory of this process so far, in KiB: Linux's VmHWM, which starts afresh at
+    exec (getrusage's ru_maxrss carries the parent's peak over into a child)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+
+
+def linear_ce_peak_rss(implementation, shape, threads):
+    """The peak resident memory (MiB) of one call of ``implementation`` above its inputs, in a fresh
+    process (the peak of a process only grows, so each measurement needs its own); None off Linux."""
+    import json
+    import subprocess
+
+    if not os.path.exists("/proc/self/status"):
+        return None
+    code = (f"import stableloss._workloads as wl; wl.set_threads({threads}); "
+            f"inputs = wl.linear_ce_inputs({tuple(shape)}); call = wl.prepare_linear_ce({implementation!r}, inputs); "
+            f"before = wl.peak_rss_kib(); call(); print((wl.peak_rss_kib() - before) / 1024)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])

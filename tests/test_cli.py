@@ -51,7 +51,7 @@ def test_help_lists_the_commands():
 
 @pytest.mark.parametrize("command, options", [
     ("demo", []),
-    ("bench", ["--threads", "--quick", "--repeat", "--backends", "--torch-api", "--json", "--plot"]),
+    ("bench", ["--threads", "--quick", "--repeat", "--backends", "--torch-api", "--linear-ce", "--json", "--plot"]),
 ])
 def test_command_help(command, options):
     result = run_cli(command, "--help")
@@ -194,6 +194,22 @@ def test_bench_quick_json_has_every_workload_and_implementation(tmp_path):
         assert row["workload"] in result.stdout
     if plot:
         assert (tmp_path / "speedups.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_linear_ce_quick(tmp_path):
+    """The linear cross-entropy table: every backend and peer checked and timed, with its memory."""
+    result, report = bench_json(tmp_path, "--linear-ce", "--backends", "c,numba")
+    (row,) = report["linear_ce"]
+    assert row["shape"] == list(wl.LINEAR_CE_QUICK[0])
+    names = [name for name in ("c", "numba") if name in stableloss.available_backends()]
+    names += ["torch", "torch-chunked"] if _HAS_TORCH else []
+    assert list(row["results"]) == names + ["products"]
+    for name, outcome in row["results"].items():
+        assert outcome["ms"] > 0 and outcome["peak_rss_MiB"] >= 0, (name, outcome)
+        assert ("extra_MiB" in outcome) == (name in ("c", "numba", "products"))
+    assert "N = 256, D = 256, V = 4096" in result.stdout
+    if _HAS_TORCH:  # torch's get_cpu_capability() in the heading
+        assert f"torch {report['environment']['simd']['torch']}" in result.stdout
 
 
 def test_bench_backends_and_threads(tmp_path):

@@ -439,8 +439,9 @@ def _bench_linear_ce(args):
 
 
 def _format_linear_ce(rows, environment):
+    levels = ", ".join(f"{key} {value}" for key, value in environment["simd"].items() if key != "cpu")
     lines = [f"linear cross-entropy, float32, forward + gradient, {environment['threads']} thread(s), "
-             f"{environment['cpu']}"]
+             f"{environment['cpu']} ({levels})"]
     header = ("implementation", "ms", "x torch", "x torch-chunked", "/ products", "extra MiB", "peak RSS MiB")
     for row in rows:
         n, d, v = row["shape"]
@@ -591,8 +592,9 @@ def _format(report):
     versions = env["versions"]
     libraries = ", ".join(f"{name} {versions[name]}" for name in ("numpy", "numba", "cffi", "scipy", "torch")
                           if versions[name])
-    simd = " ".join(env["simd"]["cpu"]) + (f" (C backend: {env['simd']['c_backend']})"
-                                            if "c_backend" in env["simd"] else "")
+    levels = [f"{label}: {env['simd'][key]}" for key, label in
+              (("c_backend", "C backend"), ("numba_cpu", "Numba for"), ("torch", "torch")) if key in env["simd"]]
+    simd = " ".join(env["simd"]["cpu"]) + (f" ({', '.join(levels)})" if levels else "")
     baseline = settings["baseline"]
     width = max(9, *(len(name) + 1 for name in settings["implementations"]))
     load = "?" if env["load_average_1min"] is None else f"{env['load_average_1min']:.1f}"

@@ -182,7 +182,8 @@ def _cpu_model():
 
 
 def _simd():
-    """The SIMD extensions the CPU offers (numpy's view), and the level the C kernels run at, if built."""
+    """The SIMD extensions the CPU offers (numpy's view), the level the C kernels run at if built, the CPU
+    Numba compiles for (LLVM's name of the host), and torch's ``get_cpu_capability()`` if installed."""
     try:
         from numpy._core._multiarray_umath import __cpu_features__ as features
     except ImportError:  # numpy < 2
@@ -192,6 +193,12 @@ def _simd():
     c_kernels = getattr(sys.modules.get("stableloss._c"), "lib", None)
     if hasattr(c_kernels, "sl_simd_level"):  # kernels/stableloss.h: 0 scalar, 1 AVX2+FMA
         info["c_backend"] = ("scalar", "AVX2+FMA")[c_kernels.sl_simd_level()]
+    llvm = peers.optional("llvmlite.binding")
+    if llvm is not None:
+        info["numba_cpu"] = llvm.get_host_cpu_name()
+    torch = peers.optional("torch")
+    if torch is not None:
+        info["torch"] = torch.backends.cpu.get_cpu_capability()
     return info
 
 

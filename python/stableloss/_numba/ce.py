@@ -250,9 +250,15 @@ def kernel(input, target, target_prob, weight, n_rows, n_classes, ignore_index, 
                 scale -= scale * (big_s_lo / big_s)  # grad_scale / (S + dS)
                 # the other classes' b_j, for grad_at_max (all 0 for index targets without smoothing)
                 sum_others = has_prob or (e_y == ONE and smoothing)
-                y, coef_y, others = grad_pass(input, target_prob, weight, grad, base, n_classes, a, f32, stored, e,
-                                              e_row, a_hi * scale, grad_scale, y, sum_others, keep, eps_c, smoothing,
-                                              refill, weights, coef)
+                if smoothing or has_prob or not stored:
+                    y, coef_y, others = grad_pass(input, target_prob, weight, grad, base, n_classes, a, f32, stored, e,
+                                                  e_row, a_hi * scale, grad_scale, y, sum_others, keep, eps_c,
+                                                  smoothing, refill, weights, coef)
+                else:  # no b_j (all 0) and the row's e_j at hand: grad_scale A p_j in one loop, no call per row
+                    factor = a_hi * scale
+                    for j in urange(0, n_classes):
+                        grad[base + j] = factor * e[e_row + j]
+                    coef_y = others = 0.0
                 if y >= 0:
                     b_y = coef_y if has_prob else coef_y + w_y
                     if e_y == ONE:

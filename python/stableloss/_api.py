@@ -52,6 +52,24 @@ def _grad_scale(reduction, denominator, counted=None):
     return math.nan if denominator == 0 else 1.0 / denominator
 
 
+def _denominator(weight, counted_weight, count, reduction):
+    """The weights for the kernel and the ``mean`` denominator: ``count``, or with ``weight`` the total
+    of ``counted_weight`` (the weights of what counts), for ``mean`` rescaled (:func:`_mean_weights`)."""
+    if weight is None:
+        return None, count
+    total = _total_weight(counted_weight)
+    return _mean_weights(weight, total) if reduction == "mean" else (weight, total)
+
+
+def _ce_denominator(indices, counted, n_rows, weight, reduction):
+    """(weight, denominator, number counted) of a cross-entropy: with index targets PyTorch's rule, the
+    weights of the targets that count (``counted``); with probability targets the number of rows."""
+    if indices is None:
+        return weight, n_rows, n_rows
+    weight, denominator = _denominator(weight, None if weight is None else weight[counted], len(counted), reduction)
+    return weight, denominator, len(counted)
+
+
 def _total_weight(weight):
     """The sum of the weights, the denominator of a weighted ``mean``.
 
@@ -74,7 +92,7 @@ def _mean_weights(weight, denominator):
     sooner than the mean.  The total is brought into [1, 2), or as close as the largest weight allows
     without overflowing.
     """
-    if weight is None or not math.isfinite(denominator) or denominator == 0 or 1.0 <= denominator < 2.0**64:
+    if not math.isfinite(denominator) or denominator == 0 or 1.0 <= denominator < 2.0**64:
         return weight, denominator
     largest = float(np.max(np.abs(weight)))
     if not math.isfinite(largest):
@@ -211,15 +229,8 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 
     rows, restore = _class_rows(x, axis)
     n_rows = rows.shape[0]
-    if indices is not None:
-        n_counted = len(counted)
-        denominator = n_counted if weight is None else _total_weight(weight[counted])
-        if reduction == "mean":
-            weight, denominator = _mean_weights(weight, denominator)
-        probability_rows = None
-    else:
-        denominator = n_counted = n_rows
-        probability_rows = _class_rows(probabilities, axis)[0]
+    weight, denominator, n_counted = _ce_denominator(indices, counted, n_rows, weight, reduction)
+    probability_rows = None if probabilities is None else _class_rows(probabilities, axis)[0]
     result, grads = _run_loss(backend, CE, x.dtype, n_rows, reduction, denominator, n_counted,
                               return_grad, dict(input=rows, target=indices, target_prob=probability_rows,
                                                 weight=weight, n_classes=n_classes, ignore_index=ignore_index,
@@ -314,16 +325,10 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
         np.broadcast_to(np.zeros((), x.dtype), logits_shape), ignore_index)
     class_weight = check.class_weight(func, weight, n_classes, x.dtype)
     backend = resolve(backend)
-    if indices is not None:
-        n_counted = len(counted)
-        counted_rows = None if n_counted == n_rows else np.flatnonzero(indices != ignore_index)
-        denominator = n_counted if class_weight is None else _total_weight(class_weight[counted])
-        if reduction == "mean":
-            class_weight, denominator = _mean_weights(class_weight, denominator)
-    else:
+    class_weight, denominator, n_counted = _ce_denominator(indices, counted, n_rows, class_weight, reduction)
+    counted_rows = None if n_counted == n_rows else np.flatnonzero(indices != ignore_index)
+    if probabilities is not None:
         probabilities = probabilities.reshape(n_rows, n_classes)
-        denominator = n_counted = n_rows
-        counted_rows = None
     total, loss_rows, grads = _linear.run(
         backend, CE, rows, matrix, bias, indices, probabilities, counted_rows,
         dict(weight=class_weight, n_classes=n_classes, ignore_index=ignore_index, label_smoothing=smoothing),
@@ -611,9 +616,7 @@ def mse_loss(input, target, reduction="mean", weight=None, *, backend=None, retu
         check.same_shape(func, "weight", weight, x.shape)
         weight = check.float_like(func, "weight", weight, x.dtype, x.shape).reshape(-1)
     backend = resolve(backend)
-    denominator = x.size if weight is None else _total_weight(weight)
-    if reduction == "mean":
-        weight, denominator = _mean_weights(weight, denominator)
+    weight, denominator = _denominator(weight, weight, x.size, reduction)
     return _elementwise(backend, MSE, x, reduction, denominator, return_grad,
                         input=np.ascontiguousarray(x).reshape(-1), target=target, weight=weight)
 

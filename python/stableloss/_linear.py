@@ -75,13 +75,9 @@ def run(backend, kernel, rows, linear_weight, linear_bias, indices, probabilitie
     grad_logits = np.empty((n_chunk, n_classes), dtype) if want_grad else None
     loss_rows = np.zeros(n_rows, dtype) if want_loss_rows else None
     grad_input = grad_weight = None
-    if want_grad:  # reused buffers (_outputs): zeroed where no chunk writes them
-        grad_input = _outputs.empty((n_rows, n_features), dtype)
-        if n_counted < n_rows:
-            grad_input[np.setdiff1d(np.arange(n_rows), counted_rows)] = 0.0
-        grad_weight = _outputs.empty((n_classes, n_features), dtype)
-        if n_counted == 0:
-            grad_weight[...] = 0.0
+    if want_grad:  # reused buffers (_outputs), or zeros where some rows are never written
+        grad_input = (_outputs.empty if n_counted == n_rows else np.zeros)((n_rows, n_features), dtype)
+        grad_weight = (_outputs.empty if n_counted else np.zeros)((n_classes, n_features), dtype)
     bias_sum = np.zeros(n_classes) if want_grad and linear_bias is not None else None  # float64
     slab = max(1, SLAB_BYTES // (n_features * dtype.itemsize))
     share = np.empty((min(slab, n_classes), n_features), dtype) if want_grad else None

@@ -180,12 +180,11 @@ def _linear_ce_impl(input, linear_weight, target, linear_bias, weight, reduction
 
 def _linear_ce_fake(input, linear_weight, target, linear_bias, weight, reduction, ignore_index, label_smoothing,
                     chunk_size, backend, want_grad):
+    loss = input.new_empty(_reduced_shape(reduction, input.shape[:-1]))
     if not want_grad:
-        return (input.new_empty(_reduced_shape(reduction, input.shape[:-1])), _empty(input), _empty(input),
-                _empty(input))
-    return (input.new_empty(_reduced_shape(reduction, input.shape[:-1])), input.new_empty(input.shape),
-            input.new_empty(linear_weight.shape),
-            input.new_empty(linear_bias.shape) if linear_bias is not None else _empty(input))
+        return loss, _empty(input), _empty(input), _empty(input)
+    return (loss, input.new_empty(input.shape), input.new_empty(linear_weight.shape),
+            _empty(input) if linear_bias is None else input.new_empty(linear_bias.shape))
 
 
 def _linear_ce_backward(ctx, grad_loss, *_):

@@ -121,75 +121,74 @@ SL_INLINE void bce_scalar(const bce_args *a, int f32)
 
 #if SL_X86
 /* The lanes in `mask` (cancelling soft-label gradients, float64 |x| > 700) from the scalar path. */
-SL_AVX2 SL_OUTLINE void bce_slow_lanes(__m256d x, __m256d y, __m256d w, __m256d pw, int mask, __m256d *value,
-                                      __m256d *g, int f32)
+SL_VEC SL_OUTLINE void bce_slow_lanes(sl_vd x, sl_vd y, sl_vd w, sl_vd pw, int mask, sl_vd *value,
+                                      sl_vd *g, int f32)
 {
-    double xs[4], ys[4], ws[4], pws[4], vs[4], gs[4];
-    _mm256_storeu_pd(xs, x);
-    _mm256_storeu_pd(ys, y);
-    _mm256_storeu_pd(ws, w);
-    _mm256_storeu_pd(pws, pw);
-    _mm256_storeu_pd(vs, *value);
-    _mm256_storeu_pd(gs, *g);
-    for (int l = 0; l < 4; l++)
+    double xs[SL_L], ys[SL_L], ws[SL_L], pws[SL_L], vs[SL_L], gs[SL_L];
+    sl_vstoreu(xs, x);
+    sl_vstoreu(ys, y);
+    sl_vstoreu(ws, w);
+    sl_vstoreu(pws, pw);
+    sl_vstoreu(vs, *value);
+    sl_vstoreu(gs, *g);
+    for (int l = 0; l < SL_L; l++)
         if (mask >> l & 1)
             vs[l] = bce_eval(xs[l], ys[l], ws[l], pws[l], &gs[l], f32);
-    *value = _mm256_loadu_pd(vs);
-    *g = _mm256_loadu_pd(gs);
+    *value = sl_vloadu(vs);
+    *g = sl_vloadu(gs);
 }
 
-SL_AVX2 SL_INLINE __m256d bce_row4(const void *args, int64_t i, const sl_tail *tail, int f32)
+SL_VEC SL_INLINE sl_vd bce_lanes(const void *args, int64_t i, const sl_tail *tail, int f32)
 {
     const bce_args *a = (const bce_args *)args;
-    __m256d zero = _mm256_setzero_pd(), one = SL_V(1.0);
-    __m256d x = sl_load_v(a->input, i, tail, f32), y = sl_load_v(a->target, i, tail, f32);
-    __m256d w = a->weight ? sl_load_v(a->weight, i, tail, f32) : one;
-    __m256d pw = a->pos_weight ? sl_load_v(a->pos_weight, i, tail, f32) : one;
-    __m256d e, log_term = sl_softplus_tail_v(x, &e, f32);
+    sl_vd zero = sl_vzero(), one = SL_V(1.0);
+    sl_vd x = sl_load_v(a->input, i, tail, f32), y = sl_load_v(a->target, i, tail, f32);
+    sl_vd w = a->weight ? sl_load_v(a->weight, i, tail, f32) : one;
+    sl_vd pw = a->pos_weight ? sl_load_v(a->pos_weight, i, tail, f32) : one;
+    sl_vd e, log_term = sl_softplus_tail_v(x, &e, f32);
     /* max(0, v) returns v when v is NaN (second operand) */
-    __m256d sp_neg = _mm256_add_pd(_mm256_max_pd(zero, _mm256_sub_pd(zero, x)), log_term);
-    __m256d sp_pos = _mm256_add_pd(_mm256_max_pd(zero, x), log_term);
-    __m256d pwy = _mm256_mul_pd(pw, y);
-    __m256d wpy = _mm256_mul_pd(w, pwy); /* as bce_eval: the weights first unless their product overflows */
-    __m256d pos_term = sl_select_v(sl_isfinite_v(wpy), _mm256_mul_pd(wpy, sp_neg),
-                                   _mm256_mul_pd(w, _mm256_mul_pd(pwy, sp_neg)));
-    __m256d neg_term = _mm256_mul_pd(_mm256_mul_pd(w, _mm256_sub_pd(one, y)), sp_pos);
-    pos_term = _mm256_andnot_pd(_mm256_cmp_pd(y, zero, _CMP_EQ_OQ), pos_term); /* label factor 0: term 0 */
-    neg_term = _mm256_andnot_pd(_mm256_cmp_pd(y, one, _CMP_EQ_OQ), neg_term);
-    __m256d value = _mm256_add_pd(pos_term, neg_term);
-    __m256d g = zero, slow = zero;
+    sl_vd sp_neg = sl_vadd(sl_vmax(zero, sl_vsub(zero, x)), log_term);
+    sl_vd sp_pos = sl_vadd(sl_vmax(zero, x), log_term);
+    sl_vd pwy = sl_vmul(pw, y);
+    sl_vd wpy = sl_vmul(w, pwy); /* as bce_eval: the weights first unless their product overflows */
+    sl_vd pos_term = sl_vselect(sl_isfinite_v(wpy), sl_vmul(wpy, sp_neg),
+                                   sl_vmul(w, sl_vmul(pwy, sp_neg)));
+    sl_vd neg_term = sl_vmul(sl_vmul(w, sl_vsub(one, y)), sp_pos);
+    pos_term = sl_vdrop(sl_vcmp(y, zero, _CMP_EQ_OQ), pos_term); /* label factor 0: term 0 */
+    neg_term = sl_vdrop(sl_vcmp(y, one, _CMP_EQ_OQ), neg_term);
+    sl_vd value = sl_vadd(pos_term, neg_term);
+    sl_vd g = zero;
+    sl_vm slow = sl_vcmp(zero, zero, _CMP_NEQ_OQ); /* no lane */
     if (a->grad) {
         /* as bce_eval: ((1 - y) A - pw y B) w / (1 + e) */
-        __m256d x_nonneg = _mm256_cmp_pd(x, zero, _CMP_GE_OQ);
-        __m256d sig_pos = _mm256_mul_pd(_mm256_sub_pd(one, y), sl_select_v(x_nonneg, one, e));
-        __m256d sig_neg = _mm256_mul_pd(pwy, sl_select_v(x_nonneg, e, one));
-        __m256d diff = _mm256_sub_pd(sig_pos, sig_neg);
-        g = _mm256_div_pd(_mm256_mul_pd(w, diff), _mm256_add_pd(one, e));
+        sl_vm x_nonneg = sl_vcmp(x, zero, _CMP_GE_OQ);
+        sl_vd sig_pos = sl_vmul(sl_vsub(one, y), sl_vselect(x_nonneg, one, e));
+        sl_vd sig_neg = sl_vmul(pwy, sl_vselect(x_nonneg, e, one));
+        sl_vd diff = sl_vsub(sig_pos, sig_neg);
+        g = sl_vdiv(sl_vmul(w, diff), sl_vadd(one, e));
         /* soft labels whose gradient terms cancel (see above) */
-        slow = _mm256_and_pd(_mm256_cmp_pd(y, zero, _CMP_GT_OQ), _mm256_cmp_pd(y, one, _CMP_LT_OQ));
-        slow = _mm256_and_pd(slow, _mm256_and_pd(sl_isfinite_v(x), /* finite terms only */
-                                                 _mm256_and_pd(sl_isfinite_v(w),
-                                                               sl_isfinite_v(_mm256_mul_pd(w, pwy)))));
+        slow = sl_vm_and(sl_vcmp(y, zero, _CMP_GT_OQ), sl_vcmp(y, one, _CMP_LT_OQ));
+        slow = sl_vm_and(slow, sl_vm_and(sl_isfinite_v(x), /* finite terms only */
+                                         sl_vm_and(sl_isfinite_v(w), sl_isfinite_v(sl_vmul(w, pwy)))));
         if (f32) {
-            __m256d cut = _mm256_mul_pd(SL_V(BCE_SOFT_LABEL_CANCEL), _mm256_max_pd(sig_pos, sig_neg));
-            slow = _mm256_and_pd(slow, _mm256_cmp_pd(sl_abs_v(diff), cut, _CMP_LT_OQ));
+            sl_vd cut = sl_vmul(SL_V(BCE_SOFT_LABEL_CANCEL), sl_vmax(sig_pos, sig_neg));
+            slow = sl_vm_and(slow, sl_vcmp(sl_abs_v(diff), cut, _CMP_LT_OQ));
         }
     }
     if (!f32) /* e^-|x| near underflow */
-        slow = _mm256_or_pd(slow, _mm256_and_pd(_mm256_cmp_pd(sl_abs_v(x), SL_V(BCE_SUBNORMAL_EXP), _CMP_GT_OQ),
-                                                sl_isfinite_v(x)));
-    int mask = _mm256_movemask_pd(slow) & sl_tail_bits(tail);
+        slow = sl_vm_or(slow, sl_vm_and(sl_vcmp(sl_abs_v(x), SL_V(BCE_SUBNORMAL_EXP), _CMP_GT_OQ), sl_isfinite_v(x)));
+    int mask = sl_vm_bits(slow) & sl_tail_bits(tail);
     if (__builtin_expect(mask != 0, 0))
         bce_slow_lanes(x, y, w, pw, mask, &value, &g, f32);
     if (a->loss)
         sl_store_v(a->loss, i, value, tail, f32);
     if (a->grad)
-        sl_store_v(a->grad, i, _mm256_mul_pd(g, SL_V(a->grad_scale)), tail, f32);
+        sl_store_v(a->grad, i, sl_vmul(g, SL_V(a->grad_scale)), tail, f32);
     return value;
 }
 
-/* float32: BCE_SPAN vectors of eight elements, taken together when their labels are all 0 or 1,
- * |x| <= 86 and the weights finite (else in fours, bce_row4).  With flip = x for y = 0 and -x for
+/* float32: BCE_SPAN vectors of 2 SL_L float lanes, taken together when their labels are all 0 or 1,
+ * |x| <= 86 and the weights finite (else SL_L at a time, bce_lanes).  With flip = x for y = 0 and -x for
  * y = 1, the one term left is c softplus(flip), c = w (y = 0) or w pw (y = 1): softplus(flip) =
  * max(flip, 0) + log1p(e) from sl_expf_neg_v and sl_log1pf_unit_v (float lanes, log1p finished in
  * double), added and scaled in double and rounded once; the gradient c (+-sigma(flip)) with
@@ -199,96 +198,99 @@ SL_AVX2 SL_INLINE __m256d bce_row4(const void *args, int64_t i, const sl_tail *t
  * keeps the out-of-order window busy (four vectors measured fastest, against one and two). */
 #define BCE_SPAN 4
 
-SL_AVX2 SL_OUTLINE __m256d bce_span_in_fours(const void *args, int64_t i)
+#define BCE_SPAN_ROWS (2 * SL_L * BCE_SPAN)
+
+SL_VEC SL_OUTLINE sl_vd bce_span_in_lanes(const void *args, int64_t i)
 {
-    __m256d value = bce_row4(args, i, NULL, 1);
+    sl_vd value = bce_lanes(args, i, NULL, 1);
     for (int k = 1; k < 2 * BCE_SPAN; k++)
-        value = _mm256_add_pd(value, bce_row4(args, i + 4 * k, NULL, 1));
+        value = sl_vadd(value, bce_lanes(args, i + SL_L * k, NULL, 1));
     return value;
 }
 
-SL_AVX2 SL_INLINE __m256d bce_span_f32(const void *args, int64_t i)
+SL_VEC SL_INLINE sl_vd bce_span_f32(const void *args, int64_t i)
 {
     const bce_args *a = (const bce_args *)args;
-    const __m256 one = SL_VF(1.0f), zero = _mm256_setzero_ps(), sign = SL_VF(-0.0f);
+    const sl_vf one = SL_VF(1.0f), zero = sl_vzerof(), sign = SL_VF(-0.0f);
     const float *xs = (const float *)a->input + i, *ys = (const float *)a->target + i;
-    __m256 x[BCE_SPAN], label1[BCE_SPAN], fast = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    const int W = 2 * SL_L; /* floats per vector */
+    sl_vf x[BCE_SPAN];
+    sl_vfm label1[BCE_SPAN], fast = sl_vcmpf(one, one, _CMP_EQ_OQ); /* every lane */
     for (int h = 0; h < BCE_SPAN; h++) {
-        __m256 y = _mm256_loadu_ps(ys + 8 * h);
-        x[h] = _mm256_loadu_ps(xs + 8 * h);
-        label1[h] = _mm256_cmp_ps(y, one, _CMP_EQ_OQ);
-        fast = _mm256_and_ps(fast, _mm256_and_ps(_mm256_or_ps(label1[h], _mm256_cmp_ps(y, zero, _CMP_EQ_OQ)),
-                                                 _mm256_cmp_ps(_mm256_andnot_ps(sign, x[h]), SL_VF(SL_EXPF_NEG_RANGE),
-                                                               _CMP_LE_OQ)));
+        sl_vf y = sl_vloaduf(ys + W * h);
+        x[h] = sl_vloaduf(xs + W * h);
+        label1[h] = sl_vcmpf(y, one, _CMP_EQ_OQ);
+        fast = sl_vfm_and(fast, sl_vfm_and(sl_vfm_or(label1[h], sl_vcmpf(y, zero, _CMP_EQ_OQ)),
+                                           sl_vcmpf(sl_vandnotf(sign, x[h]), SL_VF(SL_EXPF_NEG_RANGE), _CMP_LE_OQ)));
         if (a->weight || a->pos_weight) { /* |w|, |pw| < inf: false for NaN */
-            __m256 w = a->weight ? _mm256_loadu_ps((const float *)a->weight + i + 8 * h) : one;
-            __m256 pw = a->pos_weight ? _mm256_loadu_ps((const float *)a->pos_weight + i + 8 * h) : one;
-            fast = _mm256_and_ps(fast, _mm256_and_ps(
-                                           _mm256_cmp_ps(_mm256_andnot_ps(sign, w), SL_VF(INFINITY), _CMP_LT_OQ),
-                                           _mm256_cmp_ps(_mm256_andnot_ps(sign, pw), SL_VF(INFINITY), _CMP_LT_OQ)));
+            sl_vf w = a->weight ? sl_vloaduf((const float *)a->weight + i + W * h) : one;
+            sl_vf pw = a->pos_weight ? sl_vloaduf((const float *)a->pos_weight + i + W * h) : one;
+            fast = sl_vfm_and(fast, sl_vfm_and(sl_vcmpf(sl_vandnotf(sign, w), SL_VF(INFINITY), _CMP_LT_OQ),
+                                               sl_vcmpf(sl_vandnotf(sign, pw), SL_VF(INFINITY), _CMP_LT_OQ)));
         }
     }
-    if (__builtin_expect(_mm256_movemask_ps(fast) != 0xff, 0))
-        return bce_span_in_fours(args, i);
-    __m256 label_sign[BCE_SPAN], flip[BCE_SPAN], e[BCE_SPAN];
-    __m256d sp_lo[BCE_SPAN], sp_hi[BCE_SPAN], c_lo[BCE_SPAN], c_hi[BCE_SPAN];
+    if (__builtin_expect(sl_vfm_bits(fast) != SL_LANES_ALL_F, 0))
+        return bce_span_in_lanes(args, i);
+    sl_vf label_sign[BCE_SPAN], flip[BCE_SPAN], e[BCE_SPAN];
+    sl_vd sp_lo[BCE_SPAN], sp_hi[BCE_SPAN], c_lo[BCE_SPAN], c_hi[BCE_SPAN];
     for (int h = 0; h < BCE_SPAN; h++) {
-        label_sign[h] = _mm256_and_ps(label1[h], sign);
-        flip[h] = _mm256_xor_ps(x[h], label_sign[h]);
-        e[h] = sl_expf_neg_v(_mm256_or_ps(x[h], sign)); /* e^-|x|, normal for |x| <= 86 */
+        label_sign[h] = sl_vkeepf(label1[h], sign);
+        flip[h] = sl_vxorf(x[h], label_sign[h]);
+        e[h] = sl_expf_neg_v(sl_vorf(x[h], sign)); /* e^-|x|, normal for |x| <= 86 */
     }
     for (int h = 0; h < BCE_SPAN; h++) {
-        __m256d l_lo, l_hi;
-        sl_widen_v(_mm256_max_ps(flip[h], zero), &sp_lo[h], &sp_hi[h]);
+        sl_vd l_lo, l_hi;
+        sl_widen_v(sl_vmaxf(flip[h], zero), &sp_lo[h], &sp_hi[h]);
         sl_log1pf_unit_v(e[h], &l_lo, &l_hi);
-        sp_lo[h] = _mm256_add_pd(sp_lo[h], l_lo); /* two terms >= 0 */
-        sp_hi[h] = _mm256_add_pd(sp_hi[h], l_hi);
+        sp_lo[h] = sl_vadd(sp_lo[h], l_lo); /* two terms >= 0 */
+        sp_hi[h] = sl_vadd(sp_hi[h], l_hi);
     }
     for (int h = 0; h < BCE_SPAN; h++) {
         c_lo[h] = c_hi[h] = SL_V(1.0);
         if (a->weight || a->pos_weight) {
-            __m256d pw_lo, pw_hi;
-            __m256 w = a->weight ? _mm256_loadu_ps((const float *)a->weight + i + 8 * h) : one;
-            __m256 pw = a->pos_weight ? _mm256_loadu_ps((const float *)a->pos_weight + i + 8 * h) : one;
+            sl_vd pw_lo, pw_hi;
+            sl_vf w = a->weight ? sl_vloaduf((const float *)a->weight + i + W * h) : one;
+            sl_vf pw = a->pos_weight ? sl_vloaduf((const float *)a->pos_weight + i + W * h) : one;
             sl_widen_v(w, &c_lo[h], &c_hi[h]);
-            sl_widen_v(_mm256_blendv_ps(one, pw, label1[h]), &pw_lo, &pw_hi); /* pw for y = 1, 1 for y = 0 */
-            c_lo[h] = _mm256_mul_pd(c_lo[h], pw_lo);
-            c_hi[h] = _mm256_mul_pd(c_hi[h], pw_hi);
-            sp_lo[h] = _mm256_mul_pd(c_lo[h], sp_lo[h]);
-            sp_hi[h] = _mm256_mul_pd(c_hi[h], sp_hi[h]);
+            sl_widen_v(sl_vselectf(label1[h], pw, one), &pw_lo, &pw_hi); /* pw for y = 1, 1 for y = 0 */
+            c_lo[h] = sl_vmul(c_lo[h], pw_lo);
+            c_hi[h] = sl_vmul(c_hi[h], pw_hi);
+            sp_lo[h] = sl_vmul(c_lo[h], sp_lo[h]);
+            sp_hi[h] = sl_vmul(c_hi[h], sp_hi[h]);
         }
     }
     if (a->loss)
         for (int h = 0; h < BCE_SPAN; h++)
-            _mm256_storeu_ps((float *)a->loss + i + 8 * h, sl_narrow_v(sp_lo[h], sp_hi[h]));
+            sl_vstoreuf((float *)a->loss + i + W * h, sl_narrow_v(sp_lo[h], sp_hi[h]));
     if (a->grad) {
-        __m256d scale = SL_V(a->grad_scale);
+        sl_vd scale = SL_V(a->grad_scale);
         for (int h = 0; h < BCE_SPAN; h++) {
-            __m256 numer = _mm256_blendv_ps(e[h], one, _mm256_cmp_ps(flip[h], zero, _CMP_GE_OQ));
-            __m256 sigma = _mm256_xor_ps(_mm256_div_ps(numer, _mm256_add_ps(one, e[h])), label_sign[h]);
-            __m256d g_lo, g_hi;
+            sl_vf numer = sl_vselectf(sl_vcmpf(flip[h], zero, _CMP_GE_OQ), one, e[h]);
+            sl_vf sigma = sl_vxorf(sl_vdivf(numer, sl_vaddf(one, e[h])), label_sign[h]);
+            sl_vd g_lo, g_hi;
             sl_widen_v(sigma, &g_lo, &g_hi);
-            _mm256_storeu_ps((float *)a->grad + i + 8 * h,
-                             sl_narrow_v(_mm256_mul_pd(_mm256_mul_pd(c_lo[h], scale), g_lo),
-                                         _mm256_mul_pd(_mm256_mul_pd(c_hi[h], scale), g_hi)));
+            sl_vstoreuf((float *)a->grad + i + W * h, sl_narrow_v(sl_vmul(sl_vmul(c_lo[h], scale), g_lo),
+                                                                 sl_vmul(sl_vmul(c_hi[h], scale), g_hi)));
         }
     }
-    __m256d value = _mm256_add_pd(sp_lo[0], sp_hi[0]);
+    sl_vd value = sl_vadd(sp_lo[0], sp_hi[0]);
     for (int h = 1; h < BCE_SPAN; h++)
-        value = _mm256_add_pd(value, _mm256_add_pd(sp_lo[h], sp_hi[h]));
+        value = sl_vadd(value, sl_vadd(sp_lo[h], sp_hi[h]));
     return value;
 }
 
-SL_AVX2 SL_INLINE void bce_avx2(const bce_args *a, int f32)
+SL_VEC SL_INLINE void bce_vec(const bce_args *a, int f32)
 {
     if (f32)
-        sl_rows_span(a, a->n_rows, a->rows_per_block, a->block_sums, bce_span_f32, 8 * BCE_SPAN, bce_row4, 1);
+        sl_rows_span(a, a->n_rows, a->rows_per_block, a->block_sums, bce_span_f32, BCE_SPAN_ROWS, bce_lanes, 1);
     else
-        sl_rows_v(a, a->n_rows, a->rows_per_block, a->block_sums, bce_row4, f32);
+        sl_rows_v(a, a->n_rows, a->rows_per_block, a->block_sums, bce_lanes, f32);
 }
 #endif
 
 SL_KERNEL(bce, bce_args)
+
+#ifndef SL_AVX512_UNIT /* the entry points, in the main unit only (avx512.c) */
 
 void sl_bce_f32(const float *input, const float *target, const float *weight, const float *pos_weight,
                 int64_t n_rows, double grad_scale, int64_t rows_per_block,
@@ -305,3 +307,4 @@ void sl_bce_f64(const double *input, const double *target, const double *weight,
     const bce_args a = {input, target, weight, pos_weight, n_rows, grad_scale, rows_per_block, loss, grad, block_sums};
     bce_run(&a, 0);
 }
+#endif

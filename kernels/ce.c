@@ -20,8 +20,8 @@
  *   (1 - eps) w_y (p_y - 1) term is written as -s/S when y holds the max, never as p_y - 1, and with
  *   probability targets the argmax gets (sum_{j != k} c_j - c_k s)/S, never (sum_j c_j) p_k - c_k.
  *
- * Rows of at most CE_NARROW classes (index targets, no smoothing) take the AVX2 passes four rows at a
- * time, one row per lane (ce_rows4_avx2): the same formulas, the sums over j in order per row.
+ * Rows of at most CE_NARROW classes (index targets, no smoothing) take the vector passes a vector of
+ * rows at a time, one row per lane (ce_lanes_vec): the same formulas, the sums over j in order per row.
  *
  * Special cases (as PyTorch unless noted).  A NaN anywhere in a row: NaN loss and NaN gradient row.
  * +inf logit or an all -inf row: NaN.  Target logit -inf (finite max): +inf loss, gradient finite.
@@ -42,9 +42,11 @@
 #include "sl_kernel.h"
 #include "sl_softmax.h"
 
-/* Rows of at most this many classes go four to a vector (ce_rows4_avx2): faster than a row at a time
+/* Rows of at most this many classes go one per lane (ce_lanes_vec): faster than a row at a time
  * up to C = 32, slower from 64 on (measured; the figures are in the commit that added it). */
 #define CE_NARROW 32
+/* ... up to this many rows at once: the lanes of the widest vectors (AVX-512) */
+#define CE_NARROW_ROWS 8
 /* Float32 rows of at most this many classes keep their e_j for the gradient pass in a scratch row (8
  * bytes a class, 8 MiB at most): reusing them beats recomputing them by a third; wider rows recompute
  * them, so that a call's memory beyond its outputs stays bounded (and a fresh scratch of hundreds of
@@ -172,36 +174,36 @@ SL_INLINE void ce_scalar(const ce_args *a, int f32)
 }
 
 #if SL_X86
-SL_AVX2 SL_INLINE double ce_row_avx2(const void *args, int64_t i, int f32)
+SL_VEC SL_INLINE double ce_row_vec(const void *args, int64_t i, int f32)
 {
     return ce_row(args, i, f32, sl_softmax_scan_v, sl_softmax_grad_v);
 }
 
-/* The four rows at x, the last `count - 1`-th repeated past the tail, as columns: t[4 j + l] =
+/* The SL_L rows at x, the last `count - 1`-th repeated past the tail, as columns: t[SL_L j + l] =
  * x_{l, j} in double (scalar loads and stores: AMD's gathers cost several times more). */
-SL_INLINE void ce_transpose4(const void *x, int64_t C, int count, int f32, double *t)
+SL_INLINE void ce_transpose(const void *x, int64_t C, int count, int f32, double *t)
 {
-    for (int l = 0; l < 4; l++) {
+    for (int l = 0; l < SL_L; l++) {
         const void *row = sl_row_in(x, l < count ? l : count - 1, C, f32);
         for (int64_t j = 0; j < C; j++)
-            t[4 * j + l] = sl_load(row, j, f32);
+            t[SL_L * j + l] = sl_load(row, j, f32);
     }
 }
 
-/* s = sum_{j != k} e_j of four rows (lanes) with max m first attained at k; e_j stored at
+/* s = sum_{j != k} e_j of SL_L rows (lanes) with max m first attained at k; e_j stored at
  * e_out[l C + j] for the first `count` lanes (e_k = 1). */
-SL_AVX2 SL_INLINE __m256d ce_narrow_sums_v(const double *t, int64_t C, __m256d m, __m256d k, double *e_out,
+SL_VEC SL_INLINE sl_vd ce_narrow_sums_v(const double *t, int64_t C, sl_vd m, sl_vd k, double *e_out,
                                            int count, int normal, int cheap)
 {
     sl_acc_v acc = sl_acc_v_zero();
     for (int64_t j = 0; j < C; j++) {
-        __m256d z_lo, z = sl_shift_v(_mm256_loadu_pd(t + 4 * j), m, &z_lo, cheap);
-        __m256d e = sl_shifted_exp_v(z, z_lo, normal, cheap);
-        __m256d at_k = _mm256_cmp_pd(k, SL_V((double)j), _CMP_EQ_OQ);
-        sl_acc_v_add(&acc, _mm256_andnot_pd(at_k, e), cheap);
+        sl_vd z_lo, z = sl_shift_v(sl_vloadu(t + SL_L * j), m, &z_lo, cheap);
+        sl_vd e = sl_shifted_exp_v(z, z_lo, normal, cheap);
+        sl_vm at_k = sl_vcmp(k, SL_V((double)j), _CMP_EQ_OQ);
+        sl_acc_v_add(&acc, sl_vdrop(at_k, e), cheap);
         if (e_out) {
-            double lanes[4];
-            _mm256_storeu_pd(lanes, sl_select_v(at_k, SL_V(1.0), e));
+            double lanes[SL_L];
+            sl_vstoreu(lanes, sl_vselect(at_k, SL_V(1.0), e));
             for (int l = 0; l < count; l++)
                 e_out[l * C + j] = lanes[l];
         }
@@ -209,44 +211,44 @@ SL_AVX2 SL_INLINE __m256d ce_narrow_sums_v(const double *t, int64_t C, __m256d m
     return sl_acc_v_lanes(&acc, cheap);
 }
 
-/* Rows i .. i + 3 of at most CE_NARROW classes (index targets, no smoothing), one row per lane: the
- * range pass (max, its first index, min, NaN), the exponential sum and log1p run once for four rows,
+/* Rows i .. i + SL_L - 1 of at most CE_NARROW classes (index targets, no smoothing), one row per lane:
+ * the range pass (max, its first index, min, NaN), the exponential sum and log1p run once for SL_L rows,
  * where a row of its own would fill a few lanes and pay the horizontal steps and log1p alone; then
  * each row's loss and gradient from its lane (ce_index_finish, as ce_row).  Lanes past the tail read
  * the last row again, their results dropped.  A row that is ignored or has no finite max (NaN, +inf,
  * all -inf) is done by ce_row instead (its scratch row is the first lane's, done by then). */
-SL_AVX2 SL_INLINE __m256d ce_rows4_avx2(const void *args, int64_t i, const sl_tail *tail, int f32)
+SL_VEC SL_INLINE sl_vd ce_lanes_vec(const void *args, int64_t i, const sl_tail *tail, int f32)
 {
     const ce_args *a = (const ce_args *)args;
     int64_t C = a->n_classes;
-    int count = tail ? __builtin_popcount((unsigned)sl_tail_bits(tail)) : 4;
+    int count = tail ? __builtin_popcount((unsigned)sl_tail_bits(tail)) : SL_L;
     int cheap = f32 ? SL_CHEAP_SUM : 0; /* as ce_row without smoothing */
-    double t[4 * CE_NARROW];
-    ce_transpose4(sl_row_in(a->input, i, C, f32), C, count, f32, t);
-    __m256d m = _mm256_loadu_pd(t), low = m, k = _mm256_setzero_pd();
-    __m256d nan = _mm256_cmp_pd(m, m, _CMP_UNORD_Q);
+    double t[SL_L * CE_NARROW];
+    ce_transpose(sl_row_in(a->input, i, C, f32), C, count, f32, t);
+    sl_vd m = sl_vloadu(t), low = m, k = sl_vzero();
+    sl_vm nan = sl_vcmp(m, m, _CMP_UNORD_Q);
     for (int64_t j = 1; j < C; j++) {
-        __m256d v = _mm256_loadu_pd(t + 4 * j);
-        __m256d above = _mm256_cmp_pd(v, m, _CMP_GT_OQ); /* strictly: k stays the first index */
-        m = sl_select_v(above, v, m);
-        k = sl_select_v(above, SL_V((double)j), k);
-        low = _mm256_min_pd(low, v);
-        nan = _mm256_or_pd(nan, _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
+        sl_vd v = sl_vloadu(t + SL_L * j);
+        sl_vm above = sl_vcmp(v, m, _CMP_GT_OQ); /* strictly: k stays the first index */
+        m = sl_vselect(above, v, m);
+        k = sl_vselect(above, SL_V((double)j), k);
+        low = sl_vmin(low, v);
+        nan = sl_vm_or(nan, sl_vcmp(v, v, _CMP_UNORD_Q));
     }
-    int special = (_mm256_movemask_pd(nan) | ~_mm256_movemask_pd(sl_isfinite_v(m))) & 15;
+    int special = (sl_vm_bits(nan) | ~sl_vm_bits(sl_isfinite_v(m))) & SL_LANES_ALL;
     /* every lane's min within SL_EXP_NORMAL of its max: exp without the range check */
-    int normal = _mm256_movemask_pd(_mm256_cmp_pd(_mm256_sub_pd(low, m), SL_V(-SL_EXP_NORMAL), _CMP_GE_OQ)) == 15;
-    __m256d s = normal ? ce_narrow_sums_v(t, C, m, k, a->exps, count, 1, cheap)
-                       : ce_narrow_sums_v(t, C, m, k, a->exps, count, 0, cheap);
-    double ms[4], ks[4], ss[4], log_ss[4], losses[4] = {0.0, 0.0, 0.0, 0.0};
-    _mm256_storeu_pd(ms, m);
-    _mm256_storeu_pd(ks, k);
-    _mm256_storeu_pd(ss, s);
-    _mm256_storeu_pd(log_ss, sl_log1p_v(s, cheap));
+    int normal = sl_vm_bits(sl_vcmp(sl_vsub(low, m), SL_V(-SL_EXP_NORMAL), _CMP_GE_OQ)) == SL_LANES_ALL;
+    sl_vd s = normal ? ce_narrow_sums_v(t, C, m, k, a->exps, count, 1, cheap)
+                     : ce_narrow_sums_v(t, C, m, k, a->exps, count, 0, cheap);
+    double ms[SL_L], ks[SL_L], ss[SL_L], log_ss[SL_L], losses[SL_L] = {0.0};
+    sl_vstoreu(ms, m);
+    sl_vstoreu(ks, k);
+    sl_vstoreu(ss, s);
+    sl_vstoreu(log_ss, sl_log1p_v(s, cheap));
     for (int l = 0; l < count; l++) {
         int64_t row = i + l, y = a->target[row];
         if (((special >> l) & 1) || y == a->ignore_index) {
-            losses[l] = ce_row_avx2(args, row, f32);
+            losses[l] = ce_row_vec(args, row, f32);
             continue;
         }
         sl_softmax r = {ms[l], (int64_t)ks[l], ss[l], log_ss[l], 0.0, 0.0, 0.0, 0.0};
@@ -255,21 +257,23 @@ SL_AVX2 SL_INLINE __m256d ce_rows4_avx2(const void *args, int64_t i, const sl_ta
         if (a->loss)
             sl_store(a->loss, row, losses[l], f32);
     }
-    return _mm256_loadu_pd(losses);
+    return sl_vloadu(losses);
 }
 
-SL_AVX2 SL_INLINE void ce_avx2(const ce_args *a, int f32)
+SL_VEC SL_INLINE void ce_vec(const ce_args *a, int f32)
 {
     if (a->target && a->label_smoothing == 0.0 && a->n_classes > 0 && a->n_classes <= CE_NARROW)
-        sl_rows_v(a, a->n_rows, a->rows_per_block, a->block_sums, ce_rows4_avx2, f32);
+        sl_rows_v(a, a->n_rows, a->rows_per_block, a->block_sums, ce_lanes_vec, f32);
     else
-        sl_rows(a, a->n_rows, a->rows_per_block, a->block_sums, ce_row_avx2, f32);
+        sl_rows(a, a->n_rows, a->rows_per_block, a->block_sums, ce_row_vec, f32);
 }
 #endif
 
 SL_KERNEL(ce, ce_args)
 
-/* With a gradient wanted, scratch rows for e_j (ce_exps): four rows of at most CE_NARROW classes, or
+#ifndef SL_AVX512_UNIT /* the entry points, in the main unit only (avx512.c) */
+
+/* With a gradient wanted, scratch rows for e_j (ce_exps): CE_NARROW_ROWS rows of at most CE_NARROW classes, or
  * one float32 row of at most CE_SCRATCH_CLASSES classes.  Without (wider rows, or a failed
  * allocation) the row's e_j go to the float64 gradient row or are recomputed: a call's memory beyond
  * its outputs is at most 8 MiB whatever its size. */
@@ -277,7 +281,7 @@ static void ce_call(ce_args *a, int f32)
 {
     int64_t C = a->n_classes;
     int wanted = a->grad && a->n_rows > 0 && C > 0 && (C <= CE_NARROW || (f32 && C <= CE_SCRATCH_CLASSES));
-    size_t rows = C <= CE_NARROW ? 4 : 1;
+    size_t rows = C <= CE_NARROW ? CE_NARROW_ROWS : 1;
     a->exps = wanted ? malloc(rows * (size_t)C * sizeof(double)) : NULL;
     ce_run(a, f32);
     free(a->exps);
@@ -300,3 +304,4 @@ void sl_ce_f64(const double *input, const int64_t *target, const double *target_
                  label_smoothing, grad_scale, rows_per_block, loss, grad, block_sums, NULL};
     ce_call(&a, 0);
 }
+#endif

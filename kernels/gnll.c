@@ -4,7 +4,8 @@
  *
  * Method.  v = var < eps ? eps : var, d = x - t, r = d/v, h = d/2, with c = log(2 pi)/2 when full:
  *   loss = (log(v)/2 + c) + h r              (h r = d^2/(2v): finite whenever the loss is)
- *   grad_input = r grad_scale,  grad_var = ((v - d^2)/v)/v/2 grad_scale
+ *   grad_input = r grad_scale,  grad_var = ((v - d^2)/v)/v/2 grad_scale  (float32: (v - d^2) i i/2
+ *   with i = 1/v: two divisions fewer, within 2^-51 relative of the quotients: invisible in a float)
  * v - d^2 is formed from the exact square (FMA) and cancels exactly (Sterbenz) where 1/v and d^2/v^2
  * would cancel.  float64 carries the low parts d + d_lo = x - t (TwoSum), r + r_lo = (d + d_lo)/v (the
  * division residual is exact with FMA) and h r + q_lo; float32 computes in double, rounded once.
@@ -73,7 +74,9 @@ SL_INLINE double gnll_eval(double x, double t, double v, int full, double *g_in,
     double sq_lo, sq = sl_two_prod(d, d, &sq_lo);
     double excess = ((v - sq) - sq_lo) - 2.0 * d * d_lo; /* v - (d + d_lo)^2 */
     /* v = inf: the plain form gives the limit 0 */
-    *g_var = isfinite(sq) && isfinite(v) ? 0.5 * ((excess / v) / v) : 0.5 * (1.0 / v - r * r);
+    double inv = 1.0 / v;
+    double g_var_exact = f32 ? 0.5 * ((excess * inv) * inv) : 0.5 * ((excess / v) / v);
+    *g_var = isfinite(sq) && isfinite(v) ? g_var_exact : 0.5 * (inv - r * r);
     return value;
 }
 
@@ -100,85 +103,86 @@ SL_INLINE void gnll_scalar(const gnll_args *a, int f32)
 
 #if SL_X86
 /* The lanes in `mask` (cancelling losses, overflowing differences) from the scalar path. */
-SL_AVX2 SL_OUTLINE void gnll_slow_lanes(__m256d x, __m256d t, __m256d v, int full, int mask, __m256d *value,
-                                       __m256d *g_in, __m256d *g_var, int f32)
+SL_VEC SL_OUTLINE void gnll_slow_lanes(sl_vd x, sl_vd t, sl_vd v, int full, int mask, sl_vd *value,
+                                       sl_vd *g_in, sl_vd *g_var, int f32)
 {
-    double xs[4], ts[4], vs[4], ls[4], gis[4], gvs[4];
-    _mm256_storeu_pd(xs, x);
-    _mm256_storeu_pd(ts, t);
-    _mm256_storeu_pd(vs, v);
-    _mm256_storeu_pd(ls, *value);
-    _mm256_storeu_pd(gis, *g_in);
-    _mm256_storeu_pd(gvs, *g_var);
-    for (int l = 0; l < 4; l++)
+    double xs[SL_L], ts[SL_L], vs[SL_L], ls[SL_L], gis[SL_L], gvs[SL_L];
+    sl_vstoreu(xs, x);
+    sl_vstoreu(ts, t);
+    sl_vstoreu(vs, v);
+    sl_vstoreu(ls, *value);
+    sl_vstoreu(gis, *g_in);
+    sl_vstoreu(gvs, *g_var);
+    for (int l = 0; l < SL_L; l++)
         if (mask >> l & 1)
             ls[l] = gnll_eval(xs[l], ts[l], vs[l], full, &gis[l], &gvs[l], f32);
-    *value = _mm256_loadu_pd(ls);
-    *g_in = _mm256_loadu_pd(gis);
-    *g_var = _mm256_loadu_pd(gvs);
+    *value = sl_vloadu(ls);
+    *g_in = sl_vloadu(gis);
+    *g_var = sl_vloadu(gvs);
 }
 
-SL_AVX2 SL_INLINE __m256d gnll_row4(const void *args, int64_t i, const sl_tail *tail, int f32)
+SL_VEC SL_INLINE sl_vd gnll_lanes(const void *args, int64_t i, const sl_tail *tail, int f32)
 {
     const gnll_args *a = (const gnll_args *)args;
-    __m256d zero = _mm256_setzero_pd();
-    __m256d x = sl_load_v(a->input, i, tail, f32), t = sl_load_v(a->target, i, tail, f32);
-    __m256d v = sl_load_v(a->var, i, tail, f32), eps = SL_V(a->eps);
-    v = sl_select_v(_mm256_cmp_pd(v, eps, _CMP_LT_OQ), eps, v);
-    __m256d d = _mm256_sub_pd(x, t), d_lo = zero;
+    sl_vd zero = sl_vzero();
+    sl_vd x = sl_load_v(a->input, i, tail, f32), t = sl_load_v(a->target, i, tail, f32);
+    sl_vd v = sl_load_v(a->var, i, tail, f32), eps = SL_V(a->eps);
+    v = sl_vselect(sl_vcmp(v, eps, _CMP_LT_OQ), eps, v);
+    sl_vd d = sl_vsub(x, t), d_lo = zero;
     if (!f32) {
-        sl_two_sum_v(x, _mm256_sub_pd(zero, t), &d_lo);
-        d_lo = _mm256_and_pd(d_lo, sl_isfinite_v(d));
+        sl_two_sum_v(x, sl_vsub(zero, t), &d_lo);
+        d_lo = sl_vkeep(sl_isfinite_v(d), d_lo);
     }
-    __m256d r = _mm256_div_pd(d, v);
-    __m256d half_d = _mm256_mul_pd(SL_V(0.5), d);
-    __m256d q = _mm256_mul_pd(half_d, r); /* d^2/(2v), finite iff the loss is */
-    __m256d r_lo = zero, q_lo = zero;
+    sl_vd r = sl_vdiv(d, v);
+    sl_vd half_d = sl_vmul(SL_V(0.5), d);
+    sl_vd q = sl_vmul(half_d, r); /* d^2/(2v), finite iff the loss is */
+    sl_vd r_lo = zero, q_lo = zero;
     if (!f32) {
         /* (d + d_lo)/v - r = ((d - r v) + d_lo)/v, d - r v exact by FMA */
-        r_lo = sl_finite_or_zero_v(_mm256_div_pd(_mm256_add_pd(_mm256_fnmadd_pd(r, v, d), d_lo), v));
-        __m256d cross = _mm256_mul_pd(SL_V(0.5), _mm256_fmadd_pd(d, r_lo, _mm256_mul_pd(d_lo, r)));
-        q_lo = _mm256_add_pd(sl_finite_or_zero_v(_mm256_fmsub_pd(half_d, r, q)), sl_finite_or_zero_v(cross));
+        r_lo = sl_finite_or_zero_v(sl_vdiv(sl_vadd(sl_vfnma(r, v, d), d_lo), v));
+        sl_vd cross = sl_vmul(SL_V(0.5), sl_vfma(d, r_lo, sl_vmul(d_lo, r)));
+        q_lo = sl_vadd(sl_finite_or_zero_v(sl_vfms(half_d, r, q)), sl_finite_or_zero_v(cross));
     }
-    __m256d log_half = _mm256_mul_pd(SL_V(0.5), sl_log_v(v, f32)), c = SL_V(a->full ? SL_HALF_LOG_2PI : 0.0);
-    __m256d value = _mm256_add_pd(_mm256_add_pd(_mm256_add_pd(log_half, c), q), q_lo);
-    __m256d g_in = _mm256_add_pd(r, r_lo);
+    sl_vd log_half = sl_vmul(SL_V(0.5), sl_log_v(v, f32)), c = SL_V(a->full ? SL_HALF_LOG_2PI : 0.0);
+    sl_vd value = sl_vadd(sl_vadd(sl_vadd(log_half, c), q), q_lo);
+    sl_vd g_in = sl_vadd(r, r_lo);
     /* (1/v - d^2/v^2)/2 = ((v - d^2)/v)/v/2, v - (d + d_lo)^2 from the exact square */
-    __m256d sq = _mm256_mul_pd(d, d);
-    __m256d excess = _mm256_sub_pd(_mm256_sub_pd(_mm256_sub_pd(v, sq), _mm256_fmsub_pd(d, d, sq)),
-                                   _mm256_mul_pd(_mm256_add_pd(d, d), d_lo));
-    __m256d g_var = _mm256_mul_pd(SL_V(0.5), _mm256_div_pd(_mm256_div_pd(excess, v), v));
+    sl_vd sq = sl_vmul(d, d);
+    sl_vd excess = sl_vsub(sl_vsub(sl_vsub(v, sq), sl_vfms(d, d, sq)),
+                                   sl_vmul(sl_vadd(d, d), d_lo));
+    sl_vd inv = sl_vdiv(SL_V(1.0), v); /* float32: products instead of two divisions (see above) */
+    sl_vd g_var = sl_vmul(SL_V(0.5), f32 ? sl_vmul(sl_vmul(excess, inv), inv) : sl_vdiv(sl_vdiv(excess, v), v));
     /* d^2 or v infinite: the plain form (for v = inf its limit 0) */
-    __m256d sq_inf = _mm256_or_pd(_mm256_cmp_pd(sq, SL_V(INFINITY), _CMP_EQ_OQ),
-                                  _mm256_cmp_pd(v, SL_V(INFINITY), _CMP_EQ_OQ));
-    __m256d g_var_plain = _mm256_mul_pd(SL_V(0.5), _mm256_fnmadd_pd(r, r, _mm256_div_pd(SL_V(1.0), v)));
-    g_var = sl_select_v(sq_inf, g_var_plain, g_var);
+    sl_vm sq_inf = sl_vm_or(sl_vcmp(sq, SL_V(INFINITY), _CMP_EQ_OQ), sl_vcmp(v, SL_V(INFINITY), _CMP_EQ_OQ));
+    sl_vd g_var_plain = sl_vmul(SL_V(0.5), sl_vfnma(r, r, inv));
+    g_var = sl_vselect(sq_inf, g_var_plain, g_var);
     /* rare lanes: cancelling loss; x - t overflowing with x, t finite (float64) */
-    __m256d largest = _mm256_max_pd(sl_abs_v(log_half), _mm256_add_pd(c, q));
-    __m256d slow = _mm256_cmp_pd(sl_abs_v(value), _mm256_mul_pd(SL_V(GNLL_CANCEL(f32)), largest), _CMP_LT_OQ);
+    sl_vd largest = sl_vmax(sl_abs_v(log_half), sl_vadd(c, q));
+    sl_vm slow = sl_vcmp(sl_abs_v(value), sl_vmul(SL_V(GNLL_CANCEL(f32)), largest), _CMP_LT_OQ);
     if (!f32)
-        slow = _mm256_or_pd(slow, _mm256_andnot_pd(sl_isfinite_v(d),
-                                                   _mm256_and_pd(sl_isfinite_v(x), sl_isfinite_v(t))));
-    int mask = _mm256_movemask_pd(slow) & sl_tail_bits(tail);
+        slow = sl_vm_or(slow, sl_vm_andnot(sl_isfinite_v(d), sl_vm_and(sl_isfinite_v(x), sl_isfinite_v(t))));
+    int mask = sl_vm_bits(slow) & sl_tail_bits(tail);
     if (__builtin_expect(mask != 0, 0))
         gnll_slow_lanes(x, t, v, (int)a->full, mask, &value, &g_in, &g_var, f32);
     if (a->loss)
         sl_store_v(a->loss, i, value, tail, f32);
-    __m256d scale = SL_V(a->grad_scale);
+    sl_vd scale = SL_V(a->grad_scale);
     if (a->grad_input)
-        sl_store_v(a->grad_input, i, _mm256_mul_pd(g_in, scale), tail, f32);
+        sl_store_v(a->grad_input, i, sl_vmul(g_in, scale), tail, f32);
     if (a->grad_var)
-        sl_store_v(a->grad_var, i, _mm256_mul_pd(g_var, scale), tail, f32);
+        sl_store_v(a->grad_var, i, sl_vmul(g_var, scale), tail, f32);
     return value;
 }
 
-SL_AVX2 SL_INLINE void gnll_avx2(const gnll_args *a, int f32)
+SL_VEC SL_INLINE void gnll_vec(const gnll_args *a, int f32)
 {
-    sl_rows_v(a, a->n_rows, a->rows_per_block, a->block_sums, gnll_row4, f32);
+    sl_rows_v(a, a->n_rows, a->rows_per_block, a->block_sums, gnll_lanes, f32);
 }
 #endif
 
 SL_KERNEL(gnll, gnll_args)
+
+#ifndef SL_AVX512_UNIT /* the entry points, in the main unit only (avx512.c) */
 
 void sl_gnll_f32(const float *input, const float *target, const float *var,
                  int64_t n_rows, double eps, int64_t full, double grad_scale, int64_t rows_per_block,
@@ -197,3 +201,4 @@ void sl_gnll_f64(const double *input, const double *target, const double *var,
                          loss, grad_input, grad_var, block_sums};
     gnll_run(&a, 0);
 }
+#endif

@@ -98,61 +98,61 @@ SL_INLINE void kl_scalar(const kl_args *a, int f32)
 
 #if SL_X86
 /* The lanes in `mask` from the scalar slow path. */
-SL_AVX2 SL_OUTLINE __m256d kl_slow_lanes(__m256d p, __m256d lp, __m256d x, __m256d diff, __m256d value, int mask,
+SL_VEC SL_OUTLINE sl_vd kl_slow_lanes(sl_vd p, sl_vd lp, sl_vd x, sl_vd diff, sl_vd value, int mask,
                                         int log_target)
 {
-    double ps[4], lps[4], xs[4], ds[4], vs[4];
-    _mm256_storeu_pd(ps, p);
-    _mm256_storeu_pd(lps, lp);
-    _mm256_storeu_pd(xs, x);
-    _mm256_storeu_pd(ds, diff);
-    _mm256_storeu_pd(vs, value);
-    for (int l = 0; l < 4; l++)
+    double ps[SL_L], lps[SL_L], xs[SL_L], ds[SL_L], vs[SL_L];
+    sl_vstoreu(ps, p);
+    sl_vstoreu(lps, lp);
+    sl_vstoreu(xs, x);
+    sl_vstoreu(ds, diff);
+    sl_vstoreu(vs, value);
+    for (int l = 0; l < SL_L; l++)
         if (mask >> l & 1)
             vs[l] = kl_slow_value(ps[l], lps[l], xs[l], ds[l], log_target);
-    return _mm256_loadu_pd(vs);
+    return sl_vloadu(vs);
 }
 
-SL_AVX2 SL_INLINE __m256d kl_row4(const void *args, int64_t i, const sl_tail *tail, int f32)
+SL_VEC SL_INLINE sl_vd kl_lanes(const void *args, int64_t i, const sl_tail *tail, int f32)
 {
     const kl_args *a = (const kl_args *)args;
-    __m256d zero = _mm256_setzero_pd();
-    __m256d x = sl_load_v(a->input, i, tail, f32), t = sl_load_v(a->target, i, tail, f32);
-    __m256d p = a->log_target ? sl_exp_v(t, f32) : t;
-    __m256d lp = a->log_target ? t : sl_log_v(t, f32);
-    __m256d diff = _mm256_sub_pd(lp, x);
-    __m256d p_zero = _mm256_cmp_pd(p, zero, _CMP_EQ_OQ);
-    __m256d zero_term = _mm256_and_pd(p_zero, _mm256_cmp_pd(x, SL_V(INFINITY), _CMP_LT_OQ)); /* kl_zero_term */
-    __m256d value = _mm256_andnot_pd(zero_term, _mm256_mul_pd(p, diff));
-    __m256d slow;
+    sl_vd zero = sl_vzero();
+    sl_vd x = sl_load_v(a->input, i, tail, f32), t = sl_load_v(a->target, i, tail, f32);
+    sl_vd p = a->log_target ? sl_exp_v(t, f32) : t;
+    sl_vd lp = a->log_target ? t : sl_log_v(t, f32);
+    sl_vd diff = sl_vsub(lp, x);
+    sl_vm p_zero = sl_vcmp(p, zero, _CMP_EQ_OQ);
+    sl_vm zero_term = sl_vm_and(p_zero, sl_vcmp(x, SL_V(INFINITY), _CMP_LT_OQ)); /* kl_zero_term */
+    sl_vd value = sl_vdrop(zero_term, sl_vmul(p, diff));
+    sl_vm slow;
     if (a->log_target)
-        slow = _mm256_and_pd(_mm256_cmp_pd(lp, SL_V(KL_LOG_TARGET_TAIL), _CMP_LT_OQ),
-                             _mm256_cmp_pd(lp, SL_V(-INFINITY), _CMP_GT_OQ));
+        slow = sl_vm_and(sl_vcmp(lp, SL_V(KL_LOG_TARGET_TAIL), _CMP_LT_OQ), sl_vcmp(lp, SL_V(-INFINITY), _CMP_GT_OQ));
     else
-        slow = _mm256_and_pd(_mm256_cmp_pd(sl_abs_v(diff), _mm256_mul_pd(SL_V(KL_CANCEL(f32)), sl_abs_v(x)),
-                                           _CMP_LT_OQ),
-                             _mm256_and_pd(sl_isfinite_v(x), _mm256_cmp_pd(p, zero, _CMP_GT_OQ)));
-    int mask = _mm256_movemask_pd(slow) & sl_tail_bits(tail);
+        slow = sl_vm_and(sl_vcmp(sl_abs_v(diff), sl_vmul(SL_V(KL_CANCEL(f32)), sl_abs_v(x)), _CMP_LT_OQ),
+                         sl_vm_and(sl_isfinite_v(x), sl_vcmp(p, zero, _CMP_GT_OQ)));
+    int mask = sl_vm_bits(slow) & sl_tail_bits(tail);
     if (__builtin_expect(mask != 0, 0))
         value = kl_slow_lanes(p, lp, x, diff, value, mask, (int)a->log_target);
-    if (!a->log_target) /* p = +inf: all bits set, a NaN */
-        value = _mm256_or_pd(value, _mm256_cmp_pd(p, SL_V(INFINITY), _CMP_EQ_OQ));
+    if (!a->log_target) /* p = +inf: NaN */
+        value = sl_vselect(sl_vcmp(p, SL_V(INFINITY), _CMP_EQ_OQ), SL_V(NAN), value);
     if (a->loss)
         sl_store_v(a->loss, i, value, tail, f32);
     if (a->grad) {
-        __m256d g = _mm256_andnot_pd(p_zero, _mm256_sub_pd(zero, p));
-        sl_store_v(a->grad, i, _mm256_mul_pd(g, SL_V(a->grad_scale)), tail, f32);
+        sl_vd g = sl_vdrop(p_zero, sl_vsub(zero, p));
+        sl_store_v(a->grad, i, sl_vmul(g, SL_V(a->grad_scale)), tail, f32);
     }
     return value;
 }
 
-SL_AVX2 SL_INLINE void kl_avx2(const kl_args *a, int f32)
+SL_VEC SL_INLINE void kl_vec(const kl_args *a, int f32)
 {
-    sl_rows_v(a, a->n_rows, a->rows_per_block, a->block_sums, kl_row4, f32);
+    sl_rows_v(a, a->n_rows, a->rows_per_block, a->block_sums, kl_lanes, f32);
 }
 #endif
 
 SL_KERNEL(kl, kl_args)
+
+#ifndef SL_AVX512_UNIT /* the entry points, in the main unit only (avx512.c) */
 
 void sl_kl_f32(const float *input, const float *target, int64_t n_rows, int64_t log_target,
                double grad_scale, int64_t rows_per_block, float *loss, float *grad, double *block_sums)
@@ -167,3 +167,4 @@ void sl_kl_f64(const double *input, const double *target, int64_t n_rows, int64_
     const kl_args a = {input, target, n_rows, log_target, grad_scale, rows_per_block, loss, grad, block_sums};
     kl_run(&a, 0);
 }
+#endif

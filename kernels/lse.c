@@ -66,18 +66,20 @@ SL_INLINE void lse_scalar(const lse_args *a, int f32)
 }
 
 #if SL_X86
-SL_AVX2 SL_INLINE double lse_row_avx2(const void *args, int64_t i, int f32)
+SL_VEC SL_INLINE double lse_row_avx2(const void *args, int64_t i, int f32)
 {
     return lse_row(args, i, f32, sl_softmax_scan_v, sl_softmax_write_v);
 }
 
-SL_AVX2 SL_INLINE void lse_avx2(const lse_args *a, int f32)
+SL_VEC SL_INLINE void lse_vec(const lse_args *a, int f32)
 {
     sl_rows(a, a->n_rows, 0, NULL, lse_row_avx2, f32);
 }
 #endif
 
 SL_KERNEL(lse, lse_args)
+
+#ifndef SL_AVX512_UNIT /* the entry points, in the main unit only (avx512.c) */
 
 void sl_lse_f32(const float *x, int64_t n_rows, int64_t n_cols, float *lse, float *log_softmax, float *softmax)
 {
@@ -91,3 +93,4 @@ void sl_lse_f64(const double *x, int64_t n_rows, int64_t n_cols, double *lse, do
     const lse_args a = {x, n_rows, n_cols, lse, log_softmax, softmax};
     lse_run(&a, 0);
 }
+#endif

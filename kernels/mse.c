@@ -57,49 +57,50 @@ SL_INLINE void mse_scalar(const mse_args *a, int f32)
 }
 
 #if SL_X86
-SL_AVX2 SL_INLINE __m256d mse_row4(const void *args, int64_t i, const sl_tail *tail, int f32)
+SL_VEC SL_INLINE sl_vd mse_lanes(const void *args, int64_t i, const sl_tail *tail, int f32)
 {
     const mse_args *a = (const mse_args *)args;
-    __m256d x = sl_load_v(a->input, i, tail, f32), t = sl_load_v(a->target, i, tail, f32);
-    __m256d w = a->weight ? sl_load_v(a->weight, i, tail, f32) : SL_V(1.0);
-    __m256d d_lo = _mm256_setzero_pd();
-    __m256d d = _mm256_sub_pd(x, t);
-    __m256d sq = _mm256_mul_pd(d, d);
-    __m256d value = _mm256_mul_pd(w, sq);
+    sl_vd x = sl_load_v(a->input, i, tail, f32), t = sl_load_v(a->target, i, tail, f32);
+    sl_vd w = a->weight ? sl_load_v(a->weight, i, tail, f32) : SL_V(1.0);
+    sl_vd d_lo = sl_vzero();
+    sl_vd d = sl_vsub(x, t);
+    sl_vd sq = sl_vmul(d, d);
+    sl_vd value = sl_vmul(w, sq);
     if (!f32) {
-        sl_two_sum_v(x, _mm256_sub_pd(_mm256_setzero_pd(), t), &d_lo);
-        d_lo = _mm256_and_pd(d_lo, sl_isfinite_v(d));
+        sl_two_sum_v(x, sl_vsub(sl_vzero(), t), &d_lo);
+        d_lo = sl_vkeep(sl_isfinite_v(d), d_lo);
         /* (d + d_lo)^2 = sq + sq_lo + 2 d d_lo + O(d_lo^2), sq_lo = d^2 - sq exact by FMA */
-        __m256d corr = _mm256_fmadd_pd(_mm256_add_pd(d, d), d_lo, _mm256_fmsub_pd(d, d, sq));
-        value = _mm256_mul_pd(w, _mm256_add_pd(sq, sl_finite_or_zero_v(corr)));
+        sl_vd corr = sl_vfma(sl_vadd(d, d), d_lo, sl_vfms(d, d, sq));
+        value = sl_vmul(w, sl_vadd(sq, sl_finite_or_zero_v(corr)));
         /* d^2 overflows or underflows, w d^2 may not */
-        __m256d sq_out = _mm256_or_pd(_mm256_cmp_pd(sq, SL_V(INFINITY), _CMP_EQ_OQ),
-                                      _mm256_cmp_pd(sq, SL_V(SL_SMALLEST_NORMAL), _CMP_LT_OQ));
-        value = sl_select_v(sq_out, _mm256_mul_pd(_mm256_mul_pd(w, d), d), value);
+        sl_vm sq_out = sl_vm_or(sl_vcmp(sq, SL_V(INFINITY), _CMP_EQ_OQ),
+                                sl_vcmp(sq, SL_V(SL_SMALLEST_NORMAL), _CMP_LT_OQ));
+        value = sl_vselect(sq_out, sl_vmul(sl_vmul(w, d), d), value);
     }
     if (a->loss)
         sl_store_v(a->loss, i, value, tail, f32);
     if (a->grad) {
-        __m256d sw = _mm256_mul_pd(SL_V(a->grad_scale), w); /* s w first: 2 w alone can overflow */
-        __m256d g = _mm256_mul_pd(SL_V(2.0), _mm256_mul_pd(sw, _mm256_add_pd(d, d_lo)));
+        sl_vd sw = sl_vmul(SL_V(a->grad_scale), w); /* s w first: 2 w alone can overflow */
+        sl_vd g = sl_vmul(SL_V(2.0), sl_vmul(sw, sl_vadd(d, d_lo)));
         if (!f32) { /* x - t overflows with x, t finite: 2 s w (x - t) = 4 (s w (x/2 - t/2)) */
-            __m256d huge = _mm256_andnot_pd(sl_isfinite_v(d),
-                                            _mm256_and_pd(sl_isfinite_v(x), sl_isfinite_v(t)));
-            __m256d half_d = _mm256_fmsub_pd(SL_V(0.5), x, _mm256_mul_pd(SL_V(0.5), t));
-            g = sl_select_v(huge, _mm256_mul_pd(SL_V(4.0), _mm256_mul_pd(sw, half_d)), g);
+            sl_vm huge = sl_vm_andnot(sl_isfinite_v(d), sl_vm_and(sl_isfinite_v(x), sl_isfinite_v(t)));
+            sl_vd half_d = sl_vfms(SL_V(0.5), x, sl_vmul(SL_V(0.5), t));
+            g = sl_vselect(huge, sl_vmul(SL_V(4.0), sl_vmul(sw, half_d)), g);
         }
         sl_store_v(a->grad, i, g, tail, f32);
     }
     return value;
 }
 
-SL_AVX2 SL_INLINE void mse_avx2(const mse_args *a, int f32)
+SL_VEC SL_INLINE void mse_vec(const mse_args *a, int f32)
 {
-    sl_rows_v(a, a->n_rows, a->rows_per_block, a->block_sums, mse_row4, f32);
+    sl_rows_v(a, a->n_rows, a->rows_per_block, a->block_sums, mse_lanes, f32);
 }
 #endif
 
 SL_KERNEL(mse, mse_args)
+
+#ifndef SL_AVX512_UNIT /* the entry points, in the main unit only (avx512.c) */
 
 void sl_mse_f32(const float *input, const float *target, const float *weight, int64_t n_rows,
                 double grad_scale, int64_t rows_per_block, float *loss, float *grad, double *block_sums)
@@ -114,3 +115,4 @@ void sl_mse_f64(const double *input, const double *target, const double *weight,
     const mse_args a = {input, target, weight, n_rows, grad_scale, rows_per_block, loss, grad, block_sums};
     mse_run(&a, 0);
 }
+#endif

@@ -1,8 +1,9 @@
 /*
- * simd.c -- the run-time choice between the scalar and the AVX2+FMA kernels.
+ * simd.c -- the run-time choice between the scalar, AVX2+FMA and AVX-512 kernels.
  *
- * Detected once (__builtin_cpu_supports) on first use; sl_set_simd_level lets tests force the
- * scalar path and compare both.  A level the CPU lacks is never selected.
+ * Detected once (__builtin_cpu_supports, which also checks that the OS saves the vector registers)
+ * on first use; sl_set_simd_level lets tests and benchmarks force a lower level and compare them.  A
+ * level the CPU lacks is never selected.
  */
 #include "stableloss.h"
 #include "sl_math.h"
@@ -13,7 +14,12 @@ static int sl_simd_supported(void)
 {
 #if SL_X86
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")))
+        return 0;
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                   __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")
+               ? 2
+               : 1;
 #else
     return 0;
 #endif
@@ -27,6 +33,11 @@ int sl_simd_level(void)
         __atomic_store_n(&sl_level, level, __ATOMIC_RELAXED);
     }
     return level;
+}
+
+int sl_simd_best_level(void)
+{
+    return sl_simd_supported();
 }
 
 void sl_set_simd_level(int level)

@@ -1,7 +1,7 @@
 /*
  * sl_math.h -- numeric primitives shared by every kernel family, as static inline functions in two
  * forms: scalar (portable C, compiled for the baseline ISA, no FMA needed) and AVX2+FMA vector
- * (__m256d, 4 doubles, `SL_AVX2` functions).  Both forms use the same formulas and constants.
+ * (sl_vd, 4 doubles, `SL_VEC` functions).  Both forms use the same formulas and constants.
  *
  * Grades.  Every primitive that approximates takes `int cheap` (a compile-time constant once inlined):
  *   cheap = 1: for float32 outputs computed in double and rounded once: shorter polynomials, relative
@@ -34,13 +34,14 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define SL_X86 1
-#include <immintrin.h>
-#define SL_AVX2 __attribute__((target("avx2,fma")))
 #else
 #define SL_X86 0
 #endif
 
 #define SL_INLINE static inline __attribute__((always_inline))
+#if SL_X86
+#include "sl_vec.h"
+#endif
 /* A kernel's slow path (rare for typical inputs, though some take it throughout, e.g. soft labels),
  * kept out of line so that it does not shape the hot loop's code and register allocation.  Not
  * `cold`: that would optimise it for size. */
@@ -374,176 +375,223 @@ SL_INLINE double sl_exp_dd(double t, double *lo)
 
 #if SL_X86
 /* ------------------------------------------------------------------------------------------------
- * AVX2+FMA: tails, loads and stores of either dtype */
+ * Vectors: tails, loads and stores of either dtype */
 
-#define SL_V(c) _mm256_set1_pd(c)
-
-/* The first `count` (1..3) lanes of a 4-lane vector, as 64-bit (double) and 32-bit (float) masks. */
+/* The first `count` (1 .. SL_L - 1) lanes of a vector: as 64-bit and 32-bit lane masks (AVX2) or a
+ * mask register (AVX-512). */
 typedef struct {
+#if SL_EVEX
+    __mmask8 m;
+#else
     __m256i m64;
     __m128i m32;
+#endif
 } sl_tail;
 
-SL_AVX2 SL_INLINE sl_tail sl_tail_mask(int64_t count)
+SL_VEC SL_INLINE sl_tail sl_tail_mask(int64_t count)
 {
     sl_tail t;
+#if SL_EVEX
+    t.m = (__mmask8)((1u << count) - 1);
+#else
     t.m64 = _mm256_cmpgt_epi64(_mm256_set1_epi64x(count), _mm256_setr_epi64x(0, 1, 2, 3));
     t.m32 = _mm_cmpgt_epi32(_mm_set1_epi32((int)count), _mm_setr_epi32(0, 1, 2, 3));
+#endif
     return t;
 }
 
-/* Four elements from p + i as doubles; tail != NULL: only its lanes are read (others are 0). */
-SL_AVX2 SL_INLINE __m256d sl_load_v(const void *p, int64_t i, const sl_tail *tail, int f32)
+/* SL_L elements from p + i as doubles; tail != NULL: only its lanes are read (others are 0). */
+SL_VEC SL_INLINE sl_vd sl_load_v(const void *p, int64_t i, const sl_tail *tail, int f32)
 {
     if (f32) {
         const float *q = (const float *)p + i;
-        return _mm256_cvtps_pd(tail ? _mm_maskload_ps(q, tail->m32) : _mm_loadu_ps(q));
+#if SL_EVEX && SL_VBITS == 512
+        return sl_vwiden_half(tail ? _mm256_maskz_loadu_ps(tail->m, q) : _mm256_loadu_ps(q));
+#elif SL_EVEX
+        return sl_vwiden_half(tail ? _mm_maskz_loadu_ps(tail->m, q) : _mm_loadu_ps(q));
+#else
+        return sl_vwiden_half(tail ? _mm_maskload_ps(q, tail->m32) : _mm_loadu_ps(q));
+#endif
     }
     const double *q = (const double *)p + i;
-    return tail ? _mm256_maskload_pd(q, tail->m64) : _mm256_loadu_pd(q);
+#if SL_EVEX
+    return tail ? SL_MM(maskz_loadu_pd)(tail->m, q) : sl_vloadu(q);
+#else
+    return tail ? _mm256_maskload_pd(q, tail->m64) : sl_vloadu(q);
+#endif
 }
 
-/* Four doubles to p + i, rounded once to the dtype; tail != NULL: only its lanes are written. */
-SL_AVX2 SL_INLINE void sl_store_v(void *p, int64_t i, __m256d v, const sl_tail *tail, int f32)
+/* SL_L doubles to p + i, rounded once to the dtype; tail != NULL: only its lanes are written. */
+SL_VEC SL_INLINE void sl_store_v(void *p, int64_t i, sl_vd v, const sl_tail *tail, int f32)
 {
     if (f32) {
         float *q = (float *)p + i;
-        __m128 f = _mm256_cvtpd_ps(v);
+        sl_vh f = sl_vnarrow_half(v);
+#if SL_EVEX && SL_VBITS == 512
+        if (tail)
+            _mm256_mask_storeu_ps(q, tail->m, f);
+        else
+            _mm256_storeu_ps(q, f);
+#elif SL_EVEX
+        if (tail)
+            _mm_mask_storeu_ps(q, tail->m, f);
+        else
+            _mm_storeu_ps(q, f);
+#else
         if (tail)
             _mm_maskstore_ps(q, tail->m32, f);
         else
             _mm_storeu_ps(q, f);
+#endif
     } else {
         double *q = (double *)p + i;
+#if SL_EVEX
+        if (tail)
+            SL_MM(mask_storeu_pd)(q, tail->m, v);
+#else
         if (tail)
             _mm256_maskstore_pd(q, tail->m64, v);
+#endif
         else
-            _mm256_storeu_pd(q, v);
+            sl_vstoreu(q, v);
     }
 }
 
-/* The lanes of a tail as a movemask (all four without a tail). */
-SL_AVX2 SL_INLINE int sl_tail_bits(const sl_tail *tail)
+/* The lanes of a tail as a mask (every lane without a tail). */
+SL_VEC SL_INLINE sl_vm sl_tail_lanes(const sl_tail *tail)
 {
-    return tail ? _mm256_movemask_pd(_mm256_castsi256_pd(tail->m64)) : 15;
+#if SL_EVEX
+    return tail ? tail->m : (sl_vm)SL_LANES_ALL;
+#else
+    return tail ? _mm256_castsi256_pd(tail->m64) : _mm256_castsi256_pd(_mm256_set1_epi64x(-1));
+#endif
 }
 
-/* The first `count` (1..7) lanes of an 8-float vector. */
-SL_AVX2 SL_INLINE __m256i sl_tail8_mask(int64_t count)
+/* The lanes of a tail as bits (SL_LANES_ALL without a tail). */
+SL_VEC SL_INLINE int sl_tail_bits(const sl_tail *tail)
 {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return tail ? sl_vm_bits(sl_tail_lanes(tail)) : SL_LANES_ALL;
+}
+
+/* The first `count` (1 .. 2 SL_L - 1) lanes of a float vector. */
+SL_VEC SL_INLINE sl_vfm sl_tailf_mask(int64_t count)
+{
+#if SL_EVEX
+    return (sl_vfm)((1u << count) - 1);
+#else
+    return _mm256_castsi256_ps(
+        _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+#endif
+}
+
+/* The float lanes of such a mask from p (the others 0). */
+SL_VEC SL_INLINE sl_vf sl_loadf_tail(const float *p, sl_vfm lanes)
+{
+#if SL_EVEX
+    return SL_MM(maskz_loadu_ps)(lanes, p);
+#else
+    return _mm256_maskload_ps(p, _mm256_castps_si256(lanes));
+#endif
 }
 
 /* v in the tail's lanes, 0 elsewhere. */
-SL_AVX2 SL_INLINE __m256d sl_keep_v(__m256d v, const sl_tail *tail)
+SL_VEC SL_INLINE sl_vd sl_keep_v(sl_vd v, const sl_tail *tail)
 {
-    return tail ? _mm256_and_pd(v, _mm256_castsi256_pd(tail->m64)) : v;
+    return tail ? sl_vkeep(sl_tail_lanes(tail), v) : v;
 }
 
-SL_AVX2 SL_INLINE __m256d sl_abs_v(__m256d x)
+SL_VEC SL_INLINE sl_vd sl_abs_v(sl_vd x)
 {
-    return _mm256_andnot_pd(SL_V(-0.0), x);
+    return sl_vandnot(SL_V(-0.0), x);
 }
 
-/* cond ? a : b, lane-wise, cond a comparison result. */
-SL_AVX2 SL_INLINE __m256d sl_select_v(__m256d cond, __m256d a, __m256d b)
+/* Lanes where x is finite (not +-inf, not NaN). */
+SL_VEC SL_INLINE sl_vm sl_isfinite_v(sl_vd x)
 {
-    return _mm256_blendv_pd(b, a, cond);
-}
-
-/* All-ones lanes where x is finite (not +-inf, not NaN). */
-SL_AVX2 SL_INLINE __m256d sl_isfinite_v(__m256d x)
-{
-    return _mm256_cmp_pd(sl_abs_v(x), SL_V(INFINITY), _CMP_LT_OQ);
+    return sl_vcmp(sl_abs_v(x), SL_V(INFINITY), _CMP_LT_OQ);
 }
 
 /* x where finite, 0 where +-inf or NaN (corrections dropped once their main term overflowed). */
-SL_AVX2 SL_INLINE __m256d sl_finite_or_zero_v(__m256d x)
+SL_VEC SL_INLINE sl_vd sl_finite_or_zero_v(sl_vd x)
 {
-    return _mm256_and_pd(x, sl_isfinite_v(x));
-}
-
-SL_AVX2 SL_INLINE double sl_hsum_v(__m256d v)
-{
-    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
-    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+    return sl_vkeep(sl_isfinite_v(x), x);
 }
 
 /* sum_i c[i] x^i, n coefficients.  Horner for the short cheap-grade polynomials (fewest registers: with
  * 16 ymm registers, holding Estrin's constants makes gcc spill the loop accumulators; the
  * SL_CHEAP_SUM exp's five fit in pairs); Estrin's scheme for the long full-grade ones (pairs
  * c[i] + c[i+1] x, then pairs of those with x^2, x^4, ...: a shorter dependency chain). */
-SL_AVX2 SL_INLINE __m256d sl_horner_v(const double *c, int n, __m256d x)
+SL_VEC SL_INLINE sl_vd sl_horner_v(const double *c, int n, sl_vd x)
 {
-    __m256d p = SL_V(c[n - 1]);
+    sl_vd p = SL_V(c[n - 1]);
     for (int i = n - 2; i >= 0; i--)
-        p = _mm256_fmadd_pd(p, x, SL_V(c[i]));
+        p = sl_vfma(p, x, SL_V(c[i]));
     return p;
 }
 
-SL_AVX2 SL_INLINE __m256d sl_estrin_v(const double *c, int n, __m256d x)
+SL_VEC SL_INLINE sl_vd sl_estrin_v(const double *c, int n, sl_vd x)
 {
-    __m256d p[8];
+    sl_vd p[8];
     int m = 0;
     for (int i = 0; i < n; i += 2)
-        p[m++] = i + 1 < n ? _mm256_fmadd_pd(SL_V(c[i + 1]), x, SL_V(c[i])) : SL_V(c[i]);
-    for (__m256d xx = _mm256_mul_pd(x, x); m > 1; xx = _mm256_mul_pd(xx, xx)) {
+        p[m++] = i + 1 < n ? sl_vfma(SL_V(c[i + 1]), x, SL_V(c[i])) : SL_V(c[i]);
+    for (sl_vd xx = sl_vmul(x, x); m > 1; xx = sl_vmul(xx, xx)) {
         int k = 0;
         for (int i = 0; i < m; i += 2)
-            p[k++] = i + 1 < m ? _mm256_fmadd_pd(p[i + 1], xx, p[i]) : p[i];
+            p[k++] = i + 1 < m ? sl_vfma(p[i + 1], xx, p[i]) : p[i];
         m = k;
     }
     return p[0];
 }
 
 /* ------------------------------------------------------------------------------------------------
- * AVX2+FMA: error-free transformations and compensated sums */
+ * Vectors: error-free transformations and compensated sums */
 
-SL_AVX2 SL_INLINE __m256d sl_two_sum_v(__m256d a, __m256d b, __m256d *err)
+SL_VEC SL_INLINE sl_vd sl_two_sum_v(sl_vd a, sl_vd b, sl_vd *err)
 {
-    __m256d s = _mm256_add_pd(a, b);
-    __m256d b_virtual = _mm256_sub_pd(s, a);
-    *err = _mm256_add_pd(_mm256_sub_pd(a, _mm256_sub_pd(s, b_virtual)), _mm256_sub_pd(b, b_virtual));
+    sl_vd s = sl_vadd(a, b);
+    sl_vd b_virtual = sl_vsub(s, a);
+    *err = sl_vadd(sl_vsub(a, sl_vsub(s, b_virtual)), sl_vsub(b, b_virtual));
     return s;
 }
 
 typedef struct {
-    __m256d hi, lo;
+    sl_vd hi, lo;
 } sl_acc_v;
 
-SL_AVX2 SL_INLINE sl_acc_v sl_acc_v_zero(void)
+SL_VEC SL_INLINE sl_acc_v sl_acc_v_zero(void)
 {
-    sl_acc_v a = {_mm256_setzero_pd(), _mm256_setzero_pd()};
+    sl_acc_v a = {sl_vzero(), sl_vzero()};
     return a;
 }
 
-SL_AVX2 SL_INLINE void sl_acc_v_add(sl_acc_v *a, __m256d x, int cheap)
+SL_VEC SL_INLINE void sl_acc_v_add(sl_acc_v *a, sl_vd x, int cheap)
 {
     if (cheap) {
-        a->hi = _mm256_add_pd(a->hi, x);
+        a->hi = sl_vadd(a->hi, x);
     } else {
-        __m256d err;
+        sl_vd err;
         a->hi = sl_two_sum_v(a->hi, x, &err);
-        a->lo = _mm256_add_pd(a->lo, err);
+        a->lo = sl_vadd(a->lo, err);
     }
 }
 
 /* Each lane's own sum: hi + lo (full grade; hi alone once it is not finite, as sl_acc_value) or hi. */
-SL_AVX2 SL_INLINE __m256d sl_acc_v_lanes(const sl_acc_v *a, int cheap)
+SL_VEC SL_INLINE sl_vd sl_acc_v_lanes(const sl_acc_v *a, int cheap)
 {
-    return cheap ? a->hi : sl_select_v(sl_isfinite_v(a->hi), _mm256_add_pd(a->hi, a->lo), a->hi);
+    return cheap ? a->hi : sl_vselect(sl_isfinite_v(a->hi), sl_vadd(a->hi, a->lo), a->hi);
 }
 
-/* The lanes' total: compensated over the 4 lanes (full grade) or plain (cheap). */
-SL_AVX2 SL_INLINE double sl_acc_v_value(const sl_acc_v *a, int cheap)
+/* The lanes' total: compensated over the lanes in order (full grade) or plain (cheap). */
+SL_VEC SL_INLINE double sl_acc_v_value(const sl_acc_v *a, int cheap)
 {
     if (cheap)
-        return sl_hsum_v(a->hi);
-    double hi[4], lo[4];
-    _mm256_storeu_pd(hi, a->hi);
-    _mm256_storeu_pd(lo, a->lo);
+        return sl_vhsum(a->hi);
+    double hi[SL_L], lo[SL_L];
+    sl_vstoreu(hi, a->hi);
+    sl_vstoreu(lo, a->lo);
     sl_acc t = {0.0, 0.0};
-    for (int l = 0; l < 4; l++) {
+    for (int l = 0; l < SL_L; l++) {
         sl_acc_add(&t, hi[l], 0);
         t.lo += lo[l];
     }
@@ -551,119 +599,115 @@ SL_AVX2 SL_INLINE double sl_acc_v_value(const sl_acc_v *a, int cheap)
 }
 
 /* ------------------------------------------------------------------------------------------------
- * AVX2+FMA: exp, log, log1p (formulas and constants of the scalar forms above) */
+ * Vectors: exp, log, log1p (formulas and constants of the scalar forms above) */
 
 /* exp(r), r = x - n ln2 the reduced argument, as the scalar form: 1 + r + r^2 q(r) (cheap grade) or
  * s + (s_lo + r_lo (1 + r) + r^2 q(r)) with s + s_lo = 1 + r (f64 grade). */
-SL_AVX2 SL_INLINE __m256d sl_exp_reduced_v(__m256d x, __m256d n, int cheap)
+SL_VEC SL_INLINE sl_vd sl_exp_reduced_v(sl_vd x, sl_vd n, int cheap)
 {
     if (cheap == SL_CHEAP_SUM) { /* as the scalar form: (1 + r) + r^2 q, q from pairs (a shorter chain) */
-        __m256d r = _mm256_fnmadd_pd(n, SL_V(SL_LN2_HI + SL_LN2_LO), x);
-        __m256d r2 = _mm256_mul_pd(r, r);
+        sl_vd r = sl_vfnma(n, SL_V(SL_LN2_HI + SL_LN2_LO), x);
+        sl_vd r2 = sl_vmul(r, r);
         const double *c = sl_exp_q_sum;
-        __m256d q = _mm256_fmadd_pd(_mm256_fmadd_pd(SL_V(c[4]), r2, _mm256_fmadd_pd(SL_V(c[3]), r, SL_V(c[2]))), r2,
-                                    _mm256_fmadd_pd(SL_V(c[1]), r, SL_V(c[0])));
-        return _mm256_fmadd_pd(r2, q, _mm256_add_pd(SL_V(1.0), r));
+        sl_vd q = sl_vfma(sl_vfma(SL_V(c[4]), r2, sl_vfma(SL_V(c[3]), r, SL_V(c[2]))), r2,
+                                    sl_vfma(SL_V(c[1]), r, SL_V(c[0])));
+        return sl_vfma(r2, q, sl_vadd(SL_V(1.0), r));
     }
     if (cheap) {
-        __m256d r = _mm256_fnmadd_pd(n, SL_V(SL_LN2_HI + SL_LN2_LO), x);
-        __m256d q = sl_horner_v(sl_exp_q_cheap, 7, r);
-        return _mm256_fmadd_pd(r, _mm256_fmadd_pd(r, q, SL_V(1.0)), SL_V(1.0));
+        sl_vd r = sl_vfnma(n, SL_V(SL_LN2_HI + SL_LN2_LO), x);
+        sl_vd q = sl_horner_v(sl_exp_q_cheap, 7, r);
+        return sl_vfma(r, sl_vfma(r, q, SL_V(1.0)), SL_V(1.0));
     }
-    __m256d r1 = _mm256_fnmadd_pd(n, SL_V(SL_LN2_HI), x);
-    __m256d r = _mm256_fnmadd_pd(n, SL_V(SL_LN2_LO), r1);
-    __m256d r_lo = _mm256_fnmadd_pd(n, SL_V(SL_LN2_LO), _mm256_sub_pd(r1, r));
-    __m256d s = _mm256_add_pd(SL_V(1.0), r);
-    __m256d s_lo = _mm256_sub_pd(r, _mm256_sub_pd(s, SL_V(1.0)));
-    __m256d small = _mm256_fmadd_pd(_mm256_mul_pd(r, r), sl_estrin_v(sl_exp_q_full, 11, r),
-                                    _mm256_fmadd_pd(r_lo, s, s_lo));
-    return _mm256_add_pd(s, small);
+    sl_vd r1 = sl_vfnma(n, SL_V(SL_LN2_HI), x);
+    sl_vd r = sl_vfnma(n, SL_V(SL_LN2_LO), r1);
+    sl_vd r_lo = sl_vfnma(n, SL_V(SL_LN2_LO), sl_vsub(r1, r));
+    sl_vd s = sl_vadd(SL_V(1.0), r);
+    sl_vd s_lo = sl_vsub(r, sl_vsub(s, SL_V(1.0)));
+    sl_vd small = sl_vfma(sl_vmul(r, r), sl_estrin_v(sl_exp_q_full, 11, r),
+                                    sl_vfma(r_lo, s, s_lo));
+    return sl_vadd(s, small);
 }
 
 /* 2^n for integer-valued n in [-1022, 1023]. */
-SL_AVX2 SL_INLINE __m256d sl_pow2i_v(__m256d n)
+SL_VEC SL_INLINE sl_vd sl_pow2i_v(sl_vd n)
 {
-    __m256i bits = _mm256_castpd_si256(_mm256_add_pd(n, SL_V(SL_ROUND_MAGIC + 1023.0)));
-    return _mm256_castsi256_pd(_mm256_slli_epi64(bits, 52));
+    return sl_vfrom_bits(sl_vi_shl(sl_vbits(sl_vadd(n, SL_V(SL_ROUND_MAGIC + 1023.0))), 52));
 }
 
 /* exp(x) for the lanes with |x| > 708 (and any others): x clamped to [-746, 710], beyond which the
  * result is 0 or inf anyway (NaN passes: max/min return their second operand then), and 2^n p as
  * two products, exact then rounded once, so that subnormal results round once.  Rare, but inlined:
  * a call in a loop makes gcc keep the loop's vector values in memory (no callee-saved ymm). */
-SL_AVX2 SL_INLINE __m256d sl_exp_wide_v(__m256d x, int cheap)
+SL_VEC SL_INLINE sl_vd sl_exp_wide_v(sl_vd x, int cheap)
 {
-    x = _mm256_min_pd(SL_V(710.0), _mm256_max_pd(SL_V(-746.0), x));
-    __m256d n = _mm256_round_pd(_mm256_mul_pd(x, SL_V(SL_LOG2E)), _MM_FROUND_TO_NEAREST_INT);
-    __m256d p = sl_exp_reduced_v(x, n, cheap);
-    __m256d n1 = _mm256_floor_pd(_mm256_mul_pd(n, SL_V(0.5)));
-    return _mm256_mul_pd(_mm256_mul_pd(p, sl_pow2i_v(n1)), sl_pow2i_v(_mm256_sub_pd(n, n1)));
+    x = sl_vmin(SL_V(710.0), sl_vmax(SL_V(-746.0), x));
+    sl_vd n = sl_vround(sl_vmul(x, SL_V(SL_LOG2E)));
+    sl_vd p = sl_exp_reduced_v(x, n, cheap);
+    sl_vd n1 = sl_vfloor(sl_vmul(n, SL_V(0.5)));
+    return sl_vmul(sl_vmul(p, sl_pow2i_v(n1)), sl_pow2i_v(sl_vsub(n, n1)));
 }
 
 /* exp(x) for x in [-708, 708] (not NaN): n = round(x / ln2) from the low bits of x log2e + 1.5 2^52,
  * p = exp(x - n ln2) and 2^n p by adding n to the exponent field of p (p in [0.7, 1.42]: exact in the
  * normal range).  For callers that know the range (a row's min and max). */
-SL_AVX2 SL_INLINE __m256d sl_exp_normal_v(__m256d x, int cheap)
+SL_VEC SL_INLINE sl_vd sl_exp_normal_v(sl_vd x, int cheap)
 {
-    __m256d t = _mm256_fmadd_pd(x, SL_V(SL_LOG2E), SL_V(SL_ROUND_MAGIC));
-    __m256d n = _mm256_sub_pd(t, SL_V(SL_ROUND_MAGIC));
-    __m256d p = sl_exp_reduced_v(x, n, cheap);
-    __m256i n_exp = _mm256_slli_epi64(_mm256_castpd_si256(t), 52); /* low bits of t hold n: n 2^52 */
-    return _mm256_castsi256_pd(_mm256_add_epi64(_mm256_castpd_si256(p), n_exp));
+    sl_vd t = sl_vfma(x, SL_V(SL_LOG2E), SL_V(SL_ROUND_MAGIC));
+    sl_vd n = sl_vsub(t, SL_V(SL_ROUND_MAGIC));
+    sl_vd p = sl_exp_reduced_v(x, n, cheap);
+    sl_vi n_exp = sl_vi_shl(sl_vbits(t), 52); /* low bits of t hold n: n 2^52 */
+    return sl_vfrom_bits(sl_vi_add(sl_vbits(p), n_exp));
 }
 
 /* exp(x) for any x: lanes outside [-708, 708], NaN included (whose payload bits would otherwise move
  * the exponent field), take sl_exp_wide_v. */
-SL_AVX2 SL_INLINE __m256d sl_exp_v(__m256d x, int cheap)
+SL_VEC SL_INLINE sl_vd sl_exp_v(sl_vd x, int cheap)
 {
-    __m256d y = sl_exp_normal_v(x, cheap);
-    __m256d wide = _mm256_cmp_pd(sl_abs_v(x), SL_V(SL_EXP_NORMAL), _CMP_NLE_UQ);
-    if (__builtin_expect(_mm256_movemask_pd(wide) != 0, 0))
-        y = sl_select_v(wide, sl_exp_wide_v(x, cheap), y);
+    sl_vd y = sl_exp_normal_v(x, cheap);
+    sl_vm wide = sl_vcmp(sl_abs_v(x), SL_V(SL_EXP_NORMAL), _CMP_NLE_UQ);
+    if (__builtin_expect(sl_vm_bits(wide) != 0, 0))
+        y = sl_vselect(wide, sl_exp_wide_v(x, cheap), y);
     return y;
 }
 
-SL_AVX2 SL_INLINE __m256d sl_log_reduced_v(__m256d f, __m256d k, __m256d c, int cheap)
+SL_VEC SL_INLINE sl_vd sl_log_reduced_v(sl_vd f, sl_vd k, sl_vd c, int cheap)
 {
-    __m256d s = _mm256_div_pd(f, _mm256_add_pd(SL_V(2.0), f));
-    __m256d z = _mm256_mul_pd(s, s);
-    __m256d r = _mm256_mul_pd(z, cheap ? sl_horner_v(sl_log_p_cheap, 5, z) : sl_estrin_v(sl_log_p_full, 7, z));
-    __m256d hfsq = _mm256_mul_pd(_mm256_mul_pd(SL_V(0.5), f), f);
-    __m256d tail = _mm256_fmadd_pd(s, _mm256_add_pd(hfsq, r), _mm256_fmadd_pd(k, SL_V(SL_LN2_LO), c));
-    return _mm256_fmsub_pd(k, SL_V(SL_LN2_HI), _mm256_sub_pd(_mm256_sub_pd(hfsq, tail), f));
+    sl_vd s = sl_vdiv(f, sl_vadd(SL_V(2.0), f));
+    sl_vd z = sl_vmul(s, s);
+    sl_vd r = sl_vmul(z, cheap ? sl_horner_v(sl_log_p_cheap, 5, z) : sl_estrin_v(sl_log_p_full, 7, z));
+    sl_vd hfsq = sl_vmul(sl_vmul(SL_V(0.5), f), f);
+    sl_vd tail = sl_vfma(s, sl_vadd(hfsq, r), sl_vfma(k, SL_V(SL_LN2_LO), c));
+    return sl_vfms(k, SL_V(SL_LN2_HI), sl_vsub(sl_vsub(hfsq, tail), f));
 }
 
-SL_AVX2 SL_INLINE __m256d sl_log_split_v(__m256d x, __m256d *k)
+SL_VEC SL_INLINE sl_vd sl_log_split_v(sl_vd x, sl_vd *k)
 {
-    __m256i u = _mm256_add_epi64(_mm256_castpd_si256(x),
-                                 _mm256_set1_epi64x((long long)(0x3ff0000000000000ULL - SL_SQRT_HALF_BITS)));
-    __m256i e = _mm256_or_si256(_mm256_srli_epi64(u, 52), _mm256_castpd_si256(SL_V(0x1p52)));
-    *k = _mm256_sub_pd(_mm256_castsi256_pd(e), SL_V(0x1p52 + 1023.0)); /* exact int64 -> double */
-    __m256i m = _mm256_add_epi64(_mm256_and_si256(u, _mm256_set1_epi64x(0x000fffffffffffffLL)),
-                                 _mm256_set1_epi64x((long long)SL_SQRT_HALF_BITS));
-    return _mm256_sub_pd(_mm256_castsi256_pd(m), SL_V(1.0));
+    sl_vi u = sl_vi_add(sl_vbits(x), sl_vi_set((long long)(0x3ff0000000000000ULL - SL_SQRT_HALF_BITS)));
+    sl_vi e = sl_vi_or(sl_vi_shr(u, 52), sl_vbits(SL_V(0x1p52)));
+    *k = sl_vsub(sl_vfrom_bits(e), SL_V(0x1p52 + 1023.0)); /* exact int64 -> double */
+    sl_vi m = sl_vi_add(sl_vi_and(u, sl_vi_set(0x000fffffffffffffLL)), sl_vi_set((long long)SL_SQRT_HALF_BITS));
+    return sl_vsub(sl_vfrom_bits(m), SL_V(1.0));
 }
 
 /* Lanes of log(x) outside the positive normal range, from the scalar form.  Rare (inlined, as above). */
-SL_AVX2 SL_INLINE __m256d sl_log_special_v(__m256d x, __m256d y, int mask, int cheap)
+SL_VEC SL_INLINE sl_vd sl_log_special_v(sl_vd x, sl_vd y, int mask, int cheap)
 {
-    double xs[4], ys[4];
-    _mm256_storeu_pd(xs, x);
-    _mm256_storeu_pd(ys, y);
-    for (int l = 0; l < 4; l++)
+    double xs[SL_L], ys[SL_L];
+    sl_vstoreu(xs, x);
+    sl_vstoreu(ys, y);
+    for (int l = 0; l < SL_L; l++)
         if (mask >> l & 1)
             ys[l] = sl_log(xs[l], cheap);
-    return _mm256_loadu_pd(ys);
+    return sl_vloadu(ys);
 }
 
-SL_AVX2 SL_INLINE __m256d sl_log_v(__m256d x, int cheap)
+SL_VEC SL_INLINE sl_vd sl_log_v(sl_vd x, int cheap)
 {
-    __m256d k;
-    __m256d f = sl_log_split_v(x, &k);
-    __m256d y = sl_log_reduced_v(f, k, _mm256_setzero_pd(), cheap);
-    __m256d normal = _mm256_and_pd(_mm256_cmp_pd(x, SL_V(SL_SMALLEST_NORMAL), _CMP_GE_OQ),
-                                   _mm256_cmp_pd(x, SL_V(INFINITY), _CMP_LT_OQ));
-    int special = _mm256_movemask_pd(normal) ^ 15;
+    sl_vd k;
+    sl_vd f = sl_log_split_v(x, &k);
+    sl_vd y = sl_log_reduced_v(f, k, sl_vzero(), cheap);
+    sl_vm normal = sl_vm_and(sl_vcmp(x, SL_V(SL_SMALLEST_NORMAL), _CMP_GE_OQ), sl_vcmp(x, SL_V(INFINITY), _CMP_LT_OQ));
+    int special = sl_vm_bits(normal) ^ SL_LANES_ALL;
     if (__builtin_expect(special != 0, 0))
         y = sl_log_special_v(x, y, special, cheap);
     return y;
@@ -671,29 +715,29 @@ SL_AVX2 SL_INLINE __m256d sl_log_v(__m256d x, int cheap)
 
 /* log1p(x), x >= 0, as the scalar form: f = x below sqrt(2) - 1, else split u = fl(1 + x) with the
  * TwoSum error c added as c/u (f64 grade).  +inf and NaN pass through. */
-SL_AVX2 SL_INLINE __m256d sl_log1p_v(__m256d x, int cheap)
+SL_VEC SL_INLINE sl_vd sl_log1p_v(sl_vd x, int cheap)
 {
-    __m256d err, k;
-    __m256d u = sl_two_sum_v(SL_V(1.0), x, &err);
-    __m256d f = sl_log_split_v(u, &k);
-    __m256d small = _mm256_cmp_pd(x, SL_V(SL_SQRT2_M1), _CMP_LT_OQ);
-    f = sl_select_v(small, x, f);
-    k = _mm256_andnot_pd(small, k);
-    __m256d c = cheap ? _mm256_setzero_pd() : _mm256_andnot_pd(small, _mm256_div_pd(err, u));
-    __m256d y = sl_log_reduced_v(f, k, c, cheap);
-    __m256d finite = _mm256_cmp_pd(x, SL_V(INFINITY), _CMP_LT_OQ); /* false for +inf and NaN */
-    return sl_select_v(finite, y, x);
+    sl_vd err, k;
+    sl_vd u = sl_two_sum_v(SL_V(1.0), x, &err);
+    sl_vd f = sl_log_split_v(u, &k);
+    sl_vm small = sl_vcmp(x, SL_V(SL_SQRT2_M1), _CMP_LT_OQ);
+    f = sl_vselect(small, x, f);
+    k = sl_vdrop(small, k);
+    sl_vd c = cheap ? sl_vzero() : sl_vdrop(small, sl_vdiv(err, u));
+    sl_vd y = sl_log_reduced_v(f, k, c, cheap);
+    sl_vm finite = sl_vcmp(x, SL_V(INFINITY), _CMP_LT_OQ); /* false for +inf and NaN */
+    return sl_vselect(finite, y, x);
 }
 
-SL_AVX2 SL_INLINE __m256d sl_softplus_tail_v(__m256d x, __m256d *e, int cheap)
+SL_VEC SL_INLINE sl_vd sl_softplus_tail_v(sl_vd x, sl_vd *e, int cheap)
 {
-    *e = sl_exp_v(_mm256_or_pd(x, SL_V(-0.0)), cheap); /* -|x| */
+    *e = sl_exp_v(sl_vor(x, SL_V(-0.0)), cheap); /* -|x| */
     return sl_log1p_v(*e, cheap);
 }
 
 /* ------------------------------------------------------------------------------------------------
- * AVX2+FMA, float32, 8 lanes: the fast paths of float32 kernels whose outputs do not cancel.  Inputs
- * stay float32 (8 lanes instead of 4); sums and the final products are still formed in double.
+ * Float lanes: the fast paths of float32 kernels whose outputs do not cancel.  Inputs stay float32
+ * (2 SL_L lanes instead of SL_L); sums and the final products are still formed in double.
  * Measured over every float32 argument of the range against glibc's double exp / log1p (whose own
  * error is far below a float ulp) by tests/primitives.c (tests/test_primitives.py runs it on a
  * sample of the arguments; `STRIDE=1` there for all of them):
@@ -702,7 +746,6 @@ SL_AVX2 SL_INLINE __m256d sl_softplus_tail_v(__m256d x, __m256d *e, int cheap)
  * No special values: callers send only arguments in these ranges (and fall back to the double forms
  * above otherwise). */
 
-#define SL_VF(c) _mm256_set1_ps(c)
 #define SL_LOG2E_F 0x1.715476p+0f
 #define SL_LN2_HI_F 0x1.62e400p-1f /* 16 bits: n SL_LN2_HI_F is exact for |n| <= 2^8 */
 #define SL_LN2_LO_F 0x1.7f7d1cp-20f
@@ -721,55 +764,41 @@ static const float sl_log1pf_q[10] = {-0x1.000000p-1f, 0x1.55549cp-2f,  -0x1.ffd
 
 /* c[0] + c[1] x + ... + c[n-1] x^(n-1) for even n: the pairs c[2k] + c[2k+1] x in Horner's scheme on
  * x2 = x^2, half the dependent steps of plain Horner (these loops wait on latency, not throughput) */
-SL_AVX2 SL_INLINE __m256 sl_poly_pairsf_v(const float *c, int n, __m256 x, __m256 x2)
+SL_VEC SL_INLINE sl_vf sl_poly_pairsf_v(const float *c, int n, sl_vf x, sl_vf x2)
 {
-    __m256 p = _mm256_fmadd_ps(SL_VF(c[n - 1]), x, SL_VF(c[n - 2]));
+    sl_vf p = sl_vfmaf(SL_VF(c[n - 1]), x, SL_VF(c[n - 2]));
     for (int i = n - 4; i >= 0; i -= 2)
-        p = _mm256_fmadd_ps(p, x2, _mm256_fmadd_ps(SL_VF(c[i + 1]), x, SL_VF(c[i])));
+        p = sl_vfmaf(p, x2, sl_vfmaf(SL_VF(c[i + 1]), x, SL_VF(c[i])));
     return p;
 }
 
 /* exp(z) for z in [-86, 0]: the result is normal.  n = round(z log2e) by the 1.5 2^23 shift (no
  * reassociation in these builds), r = z - n ln2 with n SL_LN2_HI_F exact, e^r = 1 + (r + r^2 q(r))
  * rounded once at the end, and 2^n added to the exponent field. */
-SL_AVX2 SL_INLINE __m256 sl_expf_neg_v(__m256 z)
+SL_VEC SL_INLINE sl_vf sl_expf_neg_v(sl_vf z)
 {
-    __m256 t = _mm256_fmadd_ps(z, SL_VF(SL_LOG2E_F), SL_VF(0x1.8p23f)); /* low bits of t: n */
-    __m256 n = _mm256_sub_ps(t, SL_VF(0x1.8p23f));
-    __m256 r = _mm256_fnmadd_ps(n, SL_VF(SL_LN2_LO_F), _mm256_fnmadd_ps(n, SL_VF(SL_LN2_HI_F), z));
-    __m256 r2 = _mm256_mul_ps(r, r);
+    sl_vf t = sl_vfmaf(z, SL_VF(SL_LOG2E_F), SL_VF(0x1.8p23f)); /* low bits of t: n */
+    sl_vf n = sl_vsubf(t, SL_VF(0x1.8p23f));
+    sl_vf r = sl_vfnmaf(n, SL_VF(SL_LN2_LO_F), sl_vfnmaf(n, SL_VF(SL_LN2_HI_F), z));
+    sl_vf r2 = sl_vmulf(r, r);
     /* q = c0 + r (c1 + r Q(r)): Horner for the two leading terms (the pairs scheme for all six would
      * exceed 1 ulp), Q in pairs (two steps fewer than Horner) */
-    __m256 q = sl_poly_pairsf_v(sl_expf_q + 2, 4, r, r2);
-    q = _mm256_fmadd_ps(_mm256_fmadd_ps(q, r, SL_VF(sl_expf_q[1])), r, SL_VF(sl_expf_q[0]));
-    __m256 p = _mm256_fmadd_ps(r2, q, r);
-    __m256i scale = _mm256_slli_epi32(_mm256_castps_si256(t), 23); /* n 2^23: the exponent field */
-    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(_mm256_add_ps(SL_VF(1.0f), p)), scale));
+    sl_vf q = sl_poly_pairsf_v(sl_expf_q + 2, 4, r, r2);
+    q = sl_vfmaf(sl_vfmaf(q, r, SL_VF(sl_expf_q[1])), r, SL_VF(sl_expf_q[0]));
+    sl_vf p = sl_vfmaf(r2, q, r);
+    return sl_vf_add_exponent(sl_vaddf(SL_VF(1.0f), p), t); /* + n 2^23: n in the exponent field */
 }
 
-/* The 8 floats of v as two 4-lane doubles (exact). */
-SL_AVX2 SL_INLINE void sl_widen_v(__m256 v, __m256d *lo, __m256d *hi)
-{
-    *lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
-    *hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
-}
-
-/* Two 4-lane doubles rounded once to 8 floats. */
-SL_AVX2 SL_INLINE __m256 sl_narrow_v(__m256d lo, __m256d hi)
-{
-    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)), _mm256_cvtpd_ps(hi), 1);
-}
-
-/* log1p(e) for e in [0, 1], as two 4-lane doubles: e + e^2 Q(e) with Q in float lanes and the last
+/* log1p(e) for e in [0, 1], as two vectors of doubles: e + e^2 Q(e) with Q in float lanes and the last
  * step (the largest terms) in double, where e^2 is exact and the FMA's rounding is far below a float
  * ulp; the caller rounds once, to float, after its own additions. */
-SL_AVX2 SL_INLINE void sl_log1pf_unit_v(__m256 e, __m256d *lo, __m256d *hi)
+SL_VEC SL_INLINE void sl_log1pf_unit_v(sl_vf e, sl_vd *lo, sl_vd *hi)
 {
-    __m256d e_lo, e_hi, q_lo, q_hi;
-    sl_widen_v(sl_poly_pairsf_v(sl_log1pf_q, 10, e, _mm256_mul_ps(e, e)), &q_lo, &q_hi);
+    sl_vd e_lo, e_hi, q_lo, q_hi;
+    sl_widen_v(sl_poly_pairsf_v(sl_log1pf_q, 10, e, sl_vmulf(e, e)), &q_lo, &q_hi);
     sl_widen_v(e, &e_lo, &e_hi);
-    *lo = _mm256_fmadd_pd(_mm256_mul_pd(e_lo, e_lo), q_lo, e_lo);
-    *hi = _mm256_fmadd_pd(_mm256_mul_pd(e_hi, e_hi), q_hi, e_hi);
+    *lo = sl_vfma(sl_vmul(e_lo, e_lo), q_lo, e_lo);
+    *hi = sl_vfma(sl_vmul(e_hi, e_hi), q_hi, e_hi);
 }
 
 #endif /* SL_X86 */

@@ -1,5 +1,5 @@
 /*
- * sl_softmax.h -- the passes over one row of logits shared by ce.c and lse.c, scalar and AVX2.
+ * sl_softmax.h -- the passes over one row of logits shared by ce.c and lse.c, scalar and vector.
  *
  * Notation of stableloss.h: a = max_j x_j, first attained at k; z_j = x_j - a; s = sum_{j != k} e_j,
  * e_j = exp(z_j); S = 1 + s.  Leaving the max term (e_k = 1) out of s keeps log-sum-exp = a + log1p(s)
@@ -158,31 +158,32 @@ SL_INLINE void sl_softmax_write(const void *x, int64_t C, double a, double log_s
 
 #if SL_X86
 /* ------------------------------------------------------------------------------------------------
- * AVX2+FMA: the same passes, 4 classes per step (8 floats per step for the range of float32 rows) */
+ * Vectors (sl_vec.h): the same passes, SL_L classes per step (2 SL_L floats per step for the range of
+ * float32 rows) */
 
-SL_AVX2 SL_INLINE __m256d sl_shift_v(__m256d x, __m256d a, __m256d *z_lo, int cheap)
+SL_VEC SL_INLINE sl_vd sl_shift_v(sl_vd x, sl_vd a, sl_vd *z_lo, int cheap)
 {
     if (cheap) {
-        *z_lo = _mm256_setzero_pd();
-        return _mm256_sub_pd(x, a);
+        *z_lo = sl_vzero();
+        return sl_vsub(x, a);
     }
-    __m256d err, z = sl_two_sum_v(x, _mm256_sub_pd(_mm256_setzero_pd(), a), &err);
-    *z_lo = _mm256_and_pd(err, _mm256_cmp_pd(z, SL_V(-INFINITY), _CMP_GT_OQ));
+    sl_vd err, z = sl_two_sum_v(x, sl_vsub(sl_vzero(), a), &err);
+    *z_lo = sl_vkeep(sl_vcmp(z, SL_V(-INFINITY), _CMP_GT_OQ), err);
     return z;
 }
 
 /* normal: z known to lie in [-708, 0] (the row's min is within 708 of its max), no range check. */
-SL_AVX2 SL_INLINE __m256d sl_shifted_exp_v(__m256d z, __m256d z_lo, int normal, int cheap)
+SL_VEC SL_INLINE sl_vd sl_shifted_exp_v(sl_vd z, sl_vd z_lo, int normal, int cheap)
 {
-    __m256d e = normal ? sl_exp_normal_v(z, cheap) : sl_exp_v(z, cheap);
-    return cheap ? e : _mm256_fmadd_pd(e, z_lo, e);
+    sl_vd e = normal ? sl_exp_normal_v(z, cheap) : sl_exp_v(z, cheap);
+    return cheap ? e : sl_vfma(e, z_lo, e);
 }
 
-/* c_j for the 4 classes at j, 0 outside the tail. */
-SL_AVX2 SL_INLINE __m256d sl_coef_v(const sl_coefs *cf, int64_t j, const sl_tail *tail, int f32)
+/* c_j for the SL_L classes at j, 0 outside the tail. */
+SL_VEC SL_INLINE sl_vd sl_coef_v(const sl_coefs *cf, int64_t j, const sl_tail *tail, int f32)
 {
-    __m256d c = cf->w ? sl_load_v(cf->w, j, tail, f32) : sl_keep_v(SL_V(1.0), tail);
-    c = _mm256_mul_pd(c, cf->t ? _mm256_fmadd_pd(SL_V(cf->t_scale), sl_load_v(cf->t, j, tail, f32),
+    sl_vd c = cf->w ? sl_load_v(cf->w, j, tail, f32) : sl_keep_v(SL_V(1.0), tail);
+    c = sl_vmul(c, cf->t ? sl_vfma(SL_V(cf->t_scale), sl_load_v(cf->t, j, tail, f32),
                                                  SL_V(cf->t_shift))
                                : SL_V(cf->t_scale));
     return c;
@@ -195,154 +196,153 @@ typedef struct {
     int nan;
 } sl_range;
 
-SL_AVX2 SL_INLINE sl_range sl_row_range_v(const void *x, int64_t C, int f32)
+SL_VEC SL_INLINE sl_range sl_row_range_v(const void *x, int64_t C, int f32)
 {
     int64_t j = 0;
     sl_range rg;
     if (f32) {
         const float *p = (const float *)x;
-        __m256 hi = _mm256_set1_ps(-INFINITY), lo = _mm256_set1_ps(INFINITY), nan = _mm256_setzero_ps();
-        __m256 hi2 = hi, lo2 = lo, nan2 = nan; /* two sets of chains: one set left this loop at half speed */
-        for (; C - j >= 16; j += 16) {
-            __m256 v = _mm256_loadu_ps(p + j), w = _mm256_loadu_ps(p + j + 8);
-            hi = _mm256_max_ps(hi, v);
-            hi2 = _mm256_max_ps(hi2, w);
-            lo = _mm256_min_ps(lo, v);
-            lo2 = _mm256_min_ps(lo2, w);
-            nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-            nan2 = _mm256_or_ps(nan2, _mm256_cmp_ps(w, w, _CMP_UNORD_Q));
+        const int64_t W = 2 * SL_L; /* floats per vector */
+        sl_vf hi = SL_VF(-INFINITY), lo = SL_VF(INFINITY);
+        sl_vfm nan = sl_vcmpf(hi, hi, _CMP_UNORD_Q); /* no lane */
+        sl_vf hi2 = hi, lo2 = lo;
+        sl_vfm nan2 = nan; /* two sets of chains: one set left this loop at half speed */
+        for (; C - j >= 2 * W; j += 2 * W) {
+            sl_vf v = sl_vloaduf(p + j), w = sl_vloaduf(p + j + W);
+            hi = sl_vmaxf(hi, v);
+            hi2 = sl_vmaxf(hi2, w);
+            lo = sl_vminf(lo, v);
+            lo2 = sl_vminf(lo2, w);
+            nan = sl_vfm_or(nan, sl_vcmpf(v, v, _CMP_UNORD_Q));
+            nan2 = sl_vfm_or(nan2, sl_vcmpf(w, w, _CMP_UNORD_Q));
         }
-        hi = _mm256_max_ps(hi, hi2);
-        lo = _mm256_min_ps(lo, lo2);
-        nan = _mm256_or_ps(nan, nan2);
-        for (; C - j >= 8; j += 8) {
-            __m256 v = _mm256_loadu_ps(p + j);
-            hi = _mm256_max_ps(hi, v);
-            lo = _mm256_min_ps(lo, v);
-            nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        hi = sl_vmaxf(hi, hi2);
+        lo = sl_vminf(lo, lo2);
+        nan = sl_vfm_or(nan, nan2);
+        for (; C - j >= W; j += W) {
+            sl_vf v = sl_vloaduf(p + j);
+            hi = sl_vmaxf(hi, v);
+            lo = sl_vminf(lo, v);
+            nan = sl_vfm_or(nan, sl_vcmpf(v, v, _CMP_UNORD_Q));
         }
         if (j < C) {
-            __m256i in = sl_tail8_mask(C - j);
-            __m256 v = _mm256_maskload_ps(p + j, in);
-            hi = _mm256_max_ps(hi, _mm256_blendv_ps(hi, v, _mm256_castsi256_ps(in)));
-            lo = _mm256_min_ps(lo, _mm256_blendv_ps(lo, v, _mm256_castsi256_ps(in)));
-            nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+            sl_vfm in = sl_tailf_mask(C - j);
+            sl_vf v = sl_loadf_tail(p + j, in);
+            hi = sl_vmaxf(hi, sl_vselectf(in, v, hi));
+            lo = sl_vminf(lo, sl_vselectf(in, v, lo));
+            nan = sl_vfm_or(nan, sl_vcmpf(v, v, _CMP_UNORD_Q));
         }
-        __m128 h = _mm_max_ps(_mm256_castps256_ps128(hi), _mm256_extractf128_ps(hi, 1));
-        __m128 l = _mm_min_ps(_mm256_castps256_ps128(lo), _mm256_extractf128_ps(lo, 1));
-        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-        l = _mm_min_ps(l, _mm_movehl_ps(l, l));
-        rg.max = (double)_mm_cvtss_f32(_mm_max_ss(h, _mm_shuffle_ps(h, h, 1)));
-        rg.min = (double)_mm_cvtss_f32(_mm_min_ss(l, _mm_shuffle_ps(l, l, 1)));
-        rg.nan = _mm256_movemask_ps(nan) != 0;
+        rg.max = (double)sl_vhmaxf(hi);
+        rg.min = (double)sl_vhminf(lo);
+        rg.nan = sl_vfm_bits(nan) != 0;
         return rg;
     }
     const double *p = (const double *)x;
-    __m256d hi = SL_V(-INFINITY), lo = SL_V(INFINITY), nan = _mm256_setzero_pd();
-    __m256d hi2 = hi, lo2 = lo, nan2 = nan;
-    for (; C - j >= 8; j += 8) {
-        __m256d v = _mm256_loadu_pd(p + j), w = _mm256_loadu_pd(p + j + 4);
-        hi = _mm256_max_pd(hi, v);
-        hi2 = _mm256_max_pd(hi2, w);
-        lo = _mm256_min_pd(lo, v);
-        lo2 = _mm256_min_pd(lo2, w);
-        nan = _mm256_or_pd(nan, _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
-        nan2 = _mm256_or_pd(nan2, _mm256_cmp_pd(w, w, _CMP_UNORD_Q));
+    sl_vd hi = SL_V(-INFINITY), lo = SL_V(INFINITY);
+    sl_vm nan = sl_vcmp(hi, hi, _CMP_UNORD_Q); /* no lane */
+    sl_vd hi2 = hi, lo2 = lo;
+    sl_vm nan2 = nan;
+    for (; C - j >= 2 * SL_L; j += 2 * SL_L) {
+        sl_vd v = sl_vloadu(p + j), w = sl_vloadu(p + j + SL_L);
+        hi = sl_vmax(hi, v);
+        hi2 = sl_vmax(hi2, w);
+        lo = sl_vmin(lo, v);
+        lo2 = sl_vmin(lo2, w);
+        nan = sl_vm_or(nan, sl_vcmp(v, v, _CMP_UNORD_Q));
+        nan2 = sl_vm_or(nan2, sl_vcmp(w, w, _CMP_UNORD_Q));
     }
-    hi = _mm256_max_pd(hi, hi2);
-    lo = _mm256_min_pd(lo, lo2);
-    nan = _mm256_or_pd(nan, nan2);
-    for (; C - j >= 4; j += 4) {
-        __m256d v = _mm256_loadu_pd(p + j);
-        hi = _mm256_max_pd(hi, v);
-        lo = _mm256_min_pd(lo, v);
-        nan = _mm256_or_pd(nan, _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
+    hi = sl_vmax(hi, hi2);
+    lo = sl_vmin(lo, lo2);
+    nan = sl_vm_or(nan, nan2);
+    for (; C - j >= SL_L; j += SL_L) {
+        sl_vd v = sl_vloadu(p + j);
+        hi = sl_vmax(hi, v);
+        lo = sl_vmin(lo, v);
+        nan = sl_vm_or(nan, sl_vcmp(v, v, _CMP_UNORD_Q));
     }
     if (j < C) {
         sl_tail tail = sl_tail_mask(C - j);
-        __m256d v = sl_load_v(p, j, &tail, 0), in = _mm256_castsi256_pd(tail.m64);
-        hi = _mm256_max_pd(hi, _mm256_blendv_pd(hi, v, in));
-        lo = _mm256_min_pd(lo, _mm256_blendv_pd(lo, v, in));
-        nan = _mm256_or_pd(nan, _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
+        sl_vd v = sl_load_v(p, j, &tail, 0);
+        sl_vm in = sl_tail_lanes(&tail);
+        hi = sl_vmax(hi, sl_vselect(in, v, hi));
+        lo = sl_vmin(lo, sl_vselect(in, v, lo));
+        nan = sl_vm_or(nan, sl_vcmp(v, v, _CMP_UNORD_Q));
     }
-    __m128d h = _mm_max_pd(_mm256_castpd256_pd128(hi), _mm256_extractf128_pd(hi, 1));
-    __m128d l = _mm_min_pd(_mm256_castpd256_pd128(lo), _mm256_extractf128_pd(lo, 1));
-    rg.max = _mm_cvtsd_f64(_mm_max_sd(h, _mm_unpackhi_pd(h, h)));
-    rg.min = _mm_cvtsd_f64(_mm_min_sd(l, _mm_unpackhi_pd(l, l)));
-    rg.nan = _mm256_movemask_pd(nan) != 0;
+    rg.max = sl_vhmax(hi);
+    rg.min = sl_vhmin(lo);
+    rg.nan = sl_vm_bits(nan) != 0;
     return rg;
 }
 
 /* First j with x_j == a (a a finite value of the row). */
-SL_AVX2 SL_INLINE int64_t sl_first_index_v(const void *x, int64_t C, double a, int f32)
+SL_VEC SL_INLINE int64_t sl_first_index_v(const void *x, int64_t C, double a, int f32)
 {
     int64_t j = 0;
     int hit = 0;
     if (f32) {
         const float *p = (const float *)x;
-        __m256 av = _mm256_set1_ps((float)a); /* exact: a is one of the floats */
-        for (; C - j >= 8 && !hit; j += 8)
-            hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(p + j), av, _CMP_EQ_OQ));
+        const int64_t W = 2 * SL_L;
+        sl_vf av = SL_VF((float)a); /* exact: a is one of the floats */
+        for (; C - j >= W && !hit; j += W)
+            hit = sl_vfm_bits(sl_vcmpf(sl_vloaduf(p + j), av, _CMP_EQ_OQ));
         if (!hit && j < C) {
-            __m256 v = _mm256_maskload_ps(p + j, sl_tail8_mask(C - j));
-            hit = _mm256_movemask_ps(_mm256_cmp_ps(v, av, _CMP_EQ_OQ)) & ((1 << (C - j)) - 1);
-            j += 8;
+            sl_vf v = sl_loadf_tail(p + j, sl_tailf_mask(C - j));
+            hit = sl_vfm_bits(sl_vcmpf(v, av, _CMP_EQ_OQ)) & ((1 << (C - j)) - 1);
+            j += W;
         }
-        return hit ? j - 8 + __builtin_ctz((unsigned)hit) : 0;
+        return hit ? j - W + __builtin_ctz((unsigned)hit) : 0;
     }
     const double *p = (const double *)x;
-    __m256d av = SL_V(a);
-    for (; C - j >= 4 && !hit; j += 4)
-        hit = _mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(p + j), av, _CMP_EQ_OQ));
+    sl_vd av = SL_V(a);
+    for (; C - j >= SL_L && !hit; j += SL_L)
+        hit = sl_vm_bits(sl_vcmp(sl_vloadu(p + j), av, _CMP_EQ_OQ));
     if (!hit && j < C) {
         sl_tail tail = sl_tail_mask(C - j);
-        __m256d v = sl_load_v(p, j, &tail, 0);
-        hit = _mm256_movemask_pd(_mm256_cmp_pd(v, av, _CMP_EQ_OQ)) & ((1 << (C - j)) - 1);
-        j += 4;
+        sl_vd v = sl_load_v(p, j, &tail, 0);
+        hit = sl_vm_bits(sl_vcmp(v, av, _CMP_EQ_OQ)) & ((1 << (C - j)) - 1);
+        j += SL_L;
     }
-    return hit ? j - 4 + __builtin_ctz((unsigned)hit) : 0;
+    return hit ? j - SL_L + __builtin_ctz((unsigned)hit) : 0;
 }
 
 typedef struct {
     sl_acc_v s, cs, czs;
 } sl_scan_acc_v;
 
-SL_AVX2 SL_INLINE void sl_scan_step_v(const void *x, int64_t j, const sl_tail *tail, __m256d a,
+SL_VEC SL_INLINE void sl_scan_step_v(const void *x, int64_t j, const sl_tail *tail, sl_vd a,
                                       const sl_coefs *cf, double *e_out, sl_scan_acc_v *acc, int normal,
                                       int f32, int cheap)
 {
-    __m256d z_lo, z = sl_shift_v(sl_load_v(x, j, tail, f32), a, &z_lo, cheap);
-    __m256d e = sl_keep_v(sl_shifted_exp_v(z, z_lo, normal, cheap), tail);
+    sl_vd z_lo, z = sl_shift_v(sl_load_v(x, j, tail, f32), a, &z_lo, cheap);
+    sl_vd e = sl_keep_v(sl_shifted_exp_v(z, z_lo, normal, cheap), tail);
     if (e_out)
         sl_store_v(e_out, j, e, tail, 0);
     sl_acc_v_add(&acc->s, e, cheap);
     if (cf) { /* outside the tail c = 0 and z = -a is finite: nothing added */
-        __m256d c = sl_coef_v(cf, j, tail, f32);
+        sl_vd c = sl_coef_v(cf, j, tail, f32);
         sl_acc_v_add(&acc->cs, c, cheap);
         /* c (-z) = 0 at z = 0, also for c = inf (its term c log1p(s) is in the coefficient sum), and
          * nothing for a masked class (sl_masked_class) */
-        __m256d masked = _mm256_and_pd(_mm256_cmp_pd(c, _mm256_setzero_pd(), _CMP_EQ_OQ),
-                                       _mm256_cmp_pd(z, SL_V(-INFINITY), _CMP_EQ_OQ));
-        __m256d nonzero = _mm256_andnot_pd(masked, _mm256_cmp_pd(z, _mm256_setzero_pd(), _CMP_NEQ_UQ));
-        sl_acc_v_add(&acc->czs, _mm256_and_pd(nonzero, _mm256_mul_pd(c, _mm256_sub_pd(_mm256_setzero_pd(), z))),
-                     cheap);
+        sl_vm masked = sl_vm_and(sl_vcmp(c, sl_vzero(), _CMP_EQ_OQ), sl_vcmp(z, SL_V(-INFINITY), _CMP_EQ_OQ));
+        sl_vm nonzero = sl_vm_andnot(masked, sl_vcmp(z, sl_vzero(), _CMP_NEQ_UQ));
+        sl_acc_v_add(&acc->czs, sl_vkeep(nonzero, sl_vmul(c, sl_vsub(sl_vzero(), z))), cheap);
         if (!cheap)
-            acc->czs.lo = _mm256_sub_pd(acc->czs.lo, _mm256_and_pd(nonzero, _mm256_mul_pd(c, z_lo)));
+            acc->czs.lo = sl_vsub(acc->czs.lo, sl_vkeep(nonzero, sl_vmul(c, z_lo)));
     }
 }
 
 /* Classes [lo, hi); the next row's bytes at the same offsets are prefetched meanwhile (rows of
  * SL_PREFETCH_ROW classes and more).  The hint is T0, all cache levels: the next row's range pass reads
  * it first, and T1 (L2 only) measured slower.  The sums live in locals (registers). */
-SL_AVX2 SL_INLINE void sl_scan_span_v(const void *x, int64_t lo, int64_t hi, __m256d a, const sl_coefs *cf,
+SL_VEC SL_INLINE void sl_scan_span_v(const void *x, int64_t lo, int64_t hi, sl_vd a, const sl_coefs *cf,
                                       const void *next, double *e_out, sl_scan_acc_v *acc, int normal,
                                       int f32, int cheap)
 {
     sl_scan_acc_v sums = *acc;
     int64_t j = lo;
-    for (; hi - j >= 4; j += 4) {
+    for (; hi - j >= SL_L; j += SL_L) {
         size_t offset = (size_t)j * (f32 ? 4 : 8);
-        if (next && offset % 64 < (f32 ? 16 : 32)) /* once per cache line, wherever the span starts */
+        if (next && offset % 64 < SL_L * (f32 ? 4 : 8)) /* once per cache line, wherever the span starts */
             _mm_prefetch((const char *)next + offset, _MM_HINT_T0);
         sl_scan_step_v(x, j, NULL, a, cf, e_out, &sums, normal, f32, cheap);
     }
@@ -354,7 +354,7 @@ SL_AVX2 SL_INLINE void sl_scan_span_v(const void *x, int64_t lo, int64_t hi, __m
 }
 
 /* Both spans around k. */
-SL_AVX2 SL_INLINE void sl_scan_spans_v(const void *x, int64_t C, int64_t k, __m256d a, const sl_coefs *cf,
+SL_VEC SL_INLINE void sl_scan_spans_v(const void *x, int64_t C, int64_t k, sl_vd a, const sl_coefs *cf,
                                        const void *next, double *e_out, sl_scan_acc_v *acc, int normal,
                                        int f32, int cheap)
 {
@@ -363,7 +363,7 @@ SL_AVX2 SL_INLINE void sl_scan_spans_v(const void *x, int64_t C, int64_t k, __m2
 }
 
 /* sl_scan_spans_v with `normal` a compile-time constant in each loop. */
-SL_AVX2 SL_INLINE void sl_scan_normal_or_not_v(const void *x, int64_t C, int64_t k, __m256d a,
+SL_VEC SL_INLINE void sl_scan_normal_or_not_v(const void *x, int64_t C, int64_t k, sl_vd a,
                                                const sl_coefs *cf, const void *next, double *e_out,
                                                sl_scan_acc_v *acc, int normal, int f32, int cheap)
 {
@@ -373,7 +373,7 @@ SL_AVX2 SL_INLINE void sl_scan_normal_or_not_v(const void *x, int64_t C, int64_t
         sl_scan_spans_v(x, C, k, a, cf, next, e_out, acc, 0, f32, cheap);
 }
 
-SL_AVX2 SL_INLINE sl_softmax sl_softmax_scan_v(const void *x, int64_t C, const sl_coefs *cf, const void *next,
+SL_VEC SL_INLINE sl_softmax sl_softmax_scan_v(const void *x, int64_t C, const sl_coefs *cf, const void *next,
                                                double *e_out, int f32, int cheap)
 {
     sl_range rg = sl_row_range_v(x, C, f32);
@@ -383,7 +383,7 @@ SL_AVX2 SL_INLINE sl_softmax sl_softmax_scan_v(const void *x, int64_t C, const s
     r.k = sl_first_index_v(x, C, r.a, f32);
     r.c_others = r.c_k = r.c_sum = r.cz_sum = 0.0;
     sl_scan_acc_v acc = {sl_acc_v_zero(), sl_acc_v_zero(), sl_acc_v_zero()};
-    __m256d a = SL_V(r.a);
+    sl_vd a = SL_V(r.a);
     if (C < SL_PREFETCH_ROW)
         next = NULL;
     /* specialised loops: with or without coefficients, storing e_j or not, with or without the range
@@ -400,7 +400,7 @@ SL_AVX2 SL_INLINE sl_softmax sl_softmax_scan_v(const void *x, int64_t C, const s
     if (e_out)
         e_out[r.k] = 1.0;
     r.s = sl_acc_v_value(&acc.s, cheap);
-    r.log_s = _mm256_cvtsd_f64(sl_log1p_v(SL_V(r.s), cheap)); /* the vector form: shorter chain */
+    r.log_s = sl_vfirst(sl_log1p_v(SL_V(r.s), cheap)); /* the vector form: shorter chain */
     if (cf) { /* k's coefficient (its z term is 0) */
         r.c_others = sl_acc_v_value(&acc.cs, cheap);
         r.c_k = sl_coef(cf, r.k, f32);
@@ -412,28 +412,28 @@ SL_AVX2 SL_INLINE sl_softmax sl_softmax_scan_v(const void *x, int64_t C, const s
     return r;
 }
 
-SL_AVX2 SL_INLINE void sl_grad_step_v(const void *x, int64_t j, const sl_tail *tail, __m256d a, __m256d K,
-                                      const sl_coefs *cf, __m256d b, __m256d scale, const double *e_in,
+SL_VEC SL_INLINE void sl_grad_step_v(const void *x, int64_t j, const sl_tail *tail, sl_vd a, sl_vd K,
+                                      const sl_coefs *cf, sl_vd b, sl_vd scale, const double *e_in,
                                       void *g, int f32, int cheap)
 {
-    __m256d e;
+    sl_vd e;
     if (e_in) {
         e = sl_load_v(e_in, j, tail, 0);
     } else {
-        __m256d z_lo, z = sl_shift_v(sl_load_v(x, j, tail, f32), a, &z_lo, cheap);
+        sl_vd z_lo, z = sl_shift_v(sl_load_v(x, j, tail, f32), a, &z_lo, cheap);
         e = sl_shifted_exp_v(z, z_lo, 0, cheap);
     }
-    __m256d v = cf ? _mm256_mul_pd(_mm256_fmsub_pd(K, e, _mm256_mul_pd(b, sl_coef_v(cf, j, tail, f32))), scale)
-                   : _mm256_mul_pd(K, e);
+    sl_vd v = cf ? sl_vmul(sl_vfms(K, e, sl_vmul(b, sl_coef_v(cf, j, tail, f32))), scale)
+                   : sl_vmul(K, e);
     sl_store_v(g, j, v, tail, f32);
 }
 
-SL_AVX2 SL_INLINE void sl_softmax_grad_v(const void *x, int64_t C, double a, double K, const sl_coefs *cf,
+SL_VEC SL_INLINE void sl_softmax_grad_v(const void *x, int64_t C, double a, double K, const sl_coefs *cf,
                                          double b, double scale, const double *e_in, void *g, int f32,
                                          int cheap)
 {
     int64_t j = 0;
-    for (; C - j >= 4; j += 4)
+    for (; C - j >= SL_L; j += SL_L)
         sl_grad_step_v(x, j, NULL, SL_V(a), SL_V(K), cf, SL_V(b), SL_V(scale), e_in, g, f32, cheap);
     if (j < C) {
         sl_tail tail = sl_tail_mask(C - j);
@@ -441,21 +441,21 @@ SL_AVX2 SL_INLINE void sl_softmax_grad_v(const void *x, int64_t C, double a, dou
     }
 }
 
-SL_AVX2 SL_INLINE void sl_write_step_v(const void *x, int64_t j, const sl_tail *tail, __m256d a, __m256d log_s,
-                                       __m256d S, void *log_softmax, void *softmax, int f32, int cheap)
+SL_VEC SL_INLINE void sl_write_step_v(const void *x, int64_t j, const sl_tail *tail, sl_vd a, sl_vd log_s,
+                                       sl_vd S, void *log_softmax, void *softmax, int f32, int cheap)
 {
-    __m256d z_lo, z = sl_shift_v(sl_load_v(x, j, tail, f32), a, &z_lo, cheap);
+    sl_vd z_lo, z = sl_shift_v(sl_load_v(x, j, tail, f32), a, &z_lo, cheap);
     if (log_softmax)
-        sl_store_v(log_softmax, j, _mm256_add_pd(_mm256_sub_pd(z, log_s), z_lo), tail, f32);
+        sl_store_v(log_softmax, j, sl_vadd(sl_vsub(z, log_s), z_lo), tail, f32);
     if (softmax)
-        sl_store_v(softmax, j, _mm256_div_pd(sl_shifted_exp_v(z, z_lo, 0, cheap), S), tail, f32);
+        sl_store_v(softmax, j, sl_vdiv(sl_shifted_exp_v(z, z_lo, 0, cheap), S), tail, f32);
 }
 
-SL_AVX2 SL_INLINE void sl_softmax_write_v(const void *x, int64_t C, double a, double log_s, double S,
+SL_VEC SL_INLINE void sl_softmax_write_v(const void *x, int64_t C, double a, double log_s, double S,
                                           void *log_softmax, void *softmax, int f32, int cheap)
 {
     int64_t j = 0;
-    for (; C - j >= 4; j += 4)
+    for (; C - j >= SL_L; j += SL_L)
         sl_write_step_v(x, j, NULL, SL_V(a), SL_V(log_s), SL_V(S), log_softmax, softmax, f32, cheap);
     if (j < C) {
         sl_tail tail = sl_tail_mask(C - j);

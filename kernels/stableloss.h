@@ -86,8 +86,10 @@ void sl_lse_f32(const float *x, int64_t n_rows, int64_t n_cols,
 void sl_lse_f64(const double *x, int64_t n_rows, int64_t n_cols,
                 double *lse, double *log_softmax, double *softmax);
 
-/* SIMD level of the C kernels: 0 = portable scalar code, 1 = AVX2+FMA.  Detected once on first use;
- * sl_set_simd_level(level) selects min(level, best supported), level < 0 restores the detected
- * default, so that tests can run and compare both paths.  (C backend only.)                        */
+/* SIMD level of the C kernels: 0 = portable scalar code, 1 = AVX2+FMA, 2 = AVX-512 (F, DQ, BW, VL).
+ * The best the CPU supports (sl_simd_best_level), detected once on first use; sl_set_simd_level(level) selects
+ * min(level, best supported), level < 0 restores the detected default, so that tests can run and
+ * compare every level the CPU has.  (C backend only.)                                               */
 int sl_simd_level(void);
+int sl_simd_best_level(void);
 void sl_set_simd_level(int level);

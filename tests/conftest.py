@@ -1,8 +1,9 @@
 """Shared fixtures: the backend and dtype parametrisation, hypothesis settings, and the ulp summary.
 
 - ``backend``: every name of :func:`stableloss.available_backends` (or the comma-separated list in the
-  environment variable ``STABLELOSS_TEST_BACKENDS``, to test one backend at a time), plus
-  ``c-scalar``, the C kernels' portable scalar path, where the CPU has AVX2+FMA;
+  environment variable ``STABLELOSS_TEST_BACKENDS``, to test one backend at a time), plus the C
+  kernels' SIMD levels below the best the CPU supports: ``c-avx2`` (on AVX-512 CPUs) and
+  ``c-scalar``, the portable scalar path;
   ``native_backend``: the same without the numpy reference.
 - ``dtype``: float32 and float64.
 - Hypothesis runs ``STABLELOSS_HYPOTHESIS_EXAMPLES`` examples per property (default 50), without a
@@ -41,23 +42,23 @@ def _backends():
     return names
 
 
-#: The C kernels' portable scalar path as a parametrisation of its own: backend "c" with the SIMD
-#: level forced to 0 (kernels/simd.c) for the tests of that parameter, where the CPU would otherwise
-#: run the AVX2+FMA kernels.  The same families and budgets hold for both paths.
-SCALAR_C = "c-scalar"
+#: The C kernels' lower SIMD levels as parametrisations of their own: backend "c" runs the best level
+#: the CPU supports (kernels/simd.c); "c-avx2" and "c-scalar" are backend "c" with the level forced
+#: down for the tests of that parameter.  The same families and budgets hold at every level.
+C_LEVEL_PREFIX = "c-"
 
 
-def _with_scalar_c(names):
+def _with_c_levels(names):
     if "c" not in names:
         return names
     from stableloss import _c
-    if _c.simd_level() == 0:  # the scalar path is what "c" runs already
-        return names
+    best = _c.SIMD_LEVELS.index(_c.best_simd_level())
+    lower = [C_LEVEL_PREFIX + level for level in reversed(_c.SIMD_LEVELS[:best])]
     at = names.index("c") + 1
-    return names[:at] + [SCALAR_C] + names[at:]
+    return names[:at] + lower + names[at:]
 
 
-BACKENDS = _with_scalar_c(_backends())
+BACKENDS = _with_c_levels(_backends())
 DTYPES = (np.float32, np.float64)
 
 # Hypothesis imports its patch writer (and through it libcst) while reporting a failing example, inside
@@ -78,11 +79,11 @@ settings.load_profile("stableloss")
 @contextlib.contextmanager
 def _selected(param):
     """The backend name a parameter stands for, with the C SIMD level it needs while in use."""
-    if param != SCALAR_C:
+    if not param.startswith(C_LEVEL_PREFIX):
         yield param
         return
     from stableloss import _c
-    _c.set_simd_level(0)
+    _c.set_simd_level(param[len(C_LEVEL_PREFIX):])
     try:
         yield "c"
     finally:

@@ -84,7 +84,9 @@ def _parser():
                             f"once {_TIME_BUDGET:g} s are spent, for the slow reference)")
     bench.add_argument("--backends", type=_implementations, metavar="LIST",
                        help=f"comma-separated subset of {','.join(BACKENDS + tuple(BASELINES))} (default: "
-                            f"every available backend, and torch when installed, else textbook)")
+                            f"every available backend, and torch when installed, else textbook); also "
+                            f"{wl.C_LEVEL}scalar, {wl.C_LEVEL}avx2 and {wl.C_LEVEL}avx512: backend c forced to that "
+                            f"SIMD level (c alone runs the best the CPU supports)")
     bench.add_argument("--torch-api", action="store_true",
                        help=f"also time each of {' and '.join(wl.TORCH_API_BACKENDS)} in --backends through "
                             f"stableloss.torch, named {wl.torch_api('c')!r} and {wl.torch_api('numba')!r}: "
@@ -158,9 +160,15 @@ def _implementations(text):
                 resolve(name)
             except BackendUnavailable as exc:
                 raise argparse.ArgumentTypeError(str(exc)) from None
+        elif wl.simd_level_of(name):
+            from . import _c
+            best = _c.best_simd_level()
+            if _c.SIMD_LEVELS.index(wl.simd_level_of(name)) > _c.SIMD_LEVELS.index(best):
+                raise argparse.ArgumentTypeError(f"{name}: this CPU supports SIMD levels up to {best!r}")
         elif name != "textbook":
             raise argparse.ArgumentTypeError(
-                f"unknown name {name!r}; choose from {', '.join(BACKENDS + tuple(BASELINES))}")
+                f"unknown name {name!r}; choose from {', '.join(BACKENDS + tuple(BASELINES))}, or "
+                f"{wl.C_LEVEL}scalar, {wl.C_LEVEL}avx2, {wl.C_LEVEL}avx512 (the C kernels at one SIMD level)")
     return list(dict.fromkeys(names))
 
 

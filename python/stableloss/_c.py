@@ -78,12 +78,50 @@ def kernel(spec, dtype):
     return _caller(f"sl_{spec.stem}_{_SUFFIX[np.dtype(dtype)]}", len(spec.args))
 
 
+#: The SIMD levels of kernels/simd.c, by number.
+SIMD_LEVELS = ("scalar", "avx2", "avx512")
+#: What each level runs, for reports.
+SIMD_DESCRIPTIONS = {"scalar": "scalar", "avx2": "AVX2+FMA", "avx512": "AVX-512"}
+
+
+def best_simd_level():
+    """The best level this CPU supports (what the kernels run unless told otherwise), by name."""
+    return SIMD_LEVELS[lib.sl_simd_best_level()]
+
+
 def simd_level():
-    """The instruction set the C kernels use: 0 = portable scalar code, 1 = AVX2+FMA."""
-    return lib.sl_simd_level()
+    """The instruction set the C kernels use now: ``"scalar"`` (portable C), ``"avx2"`` (AVX2+FMA) or
+    ``"avx512"`` (AVX-512 F, DQ, BW and VL)."""
+    return SIMD_LEVELS[lib.sl_simd_level()]
 
 
 def set_simd_level(level):
-    """Use ``level`` (0 scalar, 1 AVX2+FMA) if the CPU supports it, else the best it supports;
-    ``None`` or a negative level restores the detected default.  For tests and benchmarks."""
-    lib.sl_set_simd_level(-1 if level is None else int(level))
+    """Run the C kernels at ``level`` (a name of :data:`SIMD_LEVELS`); ``None`` restores the default:
+    the level ``STABLELOSS_SIMD`` named when stableloss was imported, else the best the CPU supports.
+    For tests and benchmarks.
+
+    Raises
+    ------
+    ValueError
+        If ``level`` is not a level's name, or names a level this CPU does not support.
+    """
+    if level is None:
+        level = _default_level
+    if level is None:
+        lib.sl_set_simd_level(-1)
+        return
+    if level not in SIMD_LEVELS:
+        raise ValueError(f"unknown SIMD level {level!r}: expected one of {', '.join(SIMD_LEVELS)}")
+    best = best_simd_level()
+    if SIMD_LEVELS.index(level) > SIMD_LEVELS.index(best):
+        raise ValueError(f"SIMD level {level!r} is not supported by this CPU (the best it supports: {best!r})")
+    lib.sl_set_simd_level(SIMD_LEVELS.index(level))
+
+
+_default_level = None
+if os.environ.get("STABLELOSS_SIMD"):
+    try:
+        set_simd_level(os.environ["STABLELOSS_SIMD"])
+    except ValueError as exc:
+        raise ValueError(f"STABLELOSS_SIMD: {exc}") from None
+    _default_level = os.environ["STABLELOSS_SIMD"]

@@ -35,6 +35,9 @@ MODES = ("fwd", "fwd+grad")
 TORCH_API = "torch-api:"
 #: The backends timed through stableloss.torch (not numpy: the slow reference is no performance target).
 TORCH_API_BACKENDS = ("c", "numba")
+#: The prefix of the C backend forced to a SIMD level: "c-avx2" is backend c on AVX2+FMA code (plain "c"
+#: runs the best level the CPU supports; the levels: stableloss._c.SIMD_LEVELS).
+C_LEVEL = "c-"
 #: The benchmarked losses, in the order of their declarations.
 STEMS = tuple(stem for stem, kernel in KERNELS.items() if kernel.bench)
 
@@ -52,10 +55,32 @@ def torch_api(backend):
 
 
 def backend_of(implementation):
-    """The stableloss backend that computes ``implementation``: itself, or the one a ``torch-api:``
-    implementation passes to stableloss.torch; None for a peer."""
+    """The stableloss backend that computes ``implementation``: itself, the one a ``torch-api:``
+    implementation passes to stableloss.torch, or c for ``c-<level>``; None for a peer."""
     name = implementation.removeprefix(TORCH_API)
-    return name if name in BACKENDS else None
+    return name if name in BACKENDS else "c" if simd_level_of(name) else None
+
+
+def simd_level_of(implementation):
+    """The SIMD level a ``c-<level>`` implementation forces (e.g. ``"avx2"``), else None."""
+    level = implementation.removeprefix(C_LEVEL)
+    if implementation.startswith(C_LEVEL) and "c" in stableloss.available_backends():
+        from . import _c
+        return level if level in _c.SIMD_LEVELS else None
+    return None
+
+
+def _at_simd_level(call, level):
+    """``call`` with the C kernels forced to ``level`` while it runs."""
+    from . import _c
+
+    def forced():
+        _c.set_simd_level(level)
+        try:
+            return call()
+        finally:
+            _c.set_simd_level(None)
+    return forced
 
 
 def implementations(stem, with_peers=PEERS):
@@ -69,12 +94,15 @@ def implementations(stem, with_peers=PEERS):
 def prepare(stem, implementation, inputs, grad):
     """A zero-argument callable computing ``stem`` on ``inputs`` with ``implementation``.
 
-    ``implementation`` is a stableloss backend name, ``"torch-api:<backend>"`` (:func:`torch_api`) or one
-    of :data:`PEERS` (see :func:`implementations`).  The callable returns ``(loss, *grads)`` as numpy
+    ``implementation`` is a stableloss backend name, ``"c-<level>"`` (the C backend at a SIMD level),
+    ``"torch-api:<backend>"`` (:func:`torch_api`) or one of :data:`PEERS` (see :func:`implementations`).  The callable returns ``(loss, *grads)`` as numpy
     values: the outputs of the kernel, the gradients those of the reduced loss (with ``grad``).
     """
     kernel = KERNELS[stem]
     reduction = kernel.bench.reduction
+    level = simd_level_of(implementation)
+    if level:
+        return _at_simd_level(prepare(stem, "c", inputs, grad), level)
     if implementation in BACKENDS:
         function = getattr(stableloss, kernel.function)
 
@@ -190,9 +218,9 @@ def _simd():
         from numpy.core._multiarray_umath import __cpu_features__ as features
     info = {"cpu": [name for name in ("SSE42", "AVX", "AVX2", "FMA3", "AVX512F", "NEON", "ASIMD")
                     if features.get(name)]}
-    c_kernels = getattr(sys.modules.get("stableloss._c"), "lib", None)
-    if hasattr(c_kernels, "sl_simd_level"):  # kernels/stableloss.h: 0 scalar, 1 AVX2+FMA
-        info["c_backend"] = ("scalar", "AVX2+FMA")[c_kernels.sl_simd_level()]
+    c_backend = sys.modules.get("stableloss._c")
+    if c_backend is not None:
+        info["c_backend"] = c_backend.SIMD_DESCRIPTIONS[c_backend.simd_level()]
     llvm = peers.optional("llvmlite.binding")
     if llvm is not None:
         info["numba_cpu"] = llvm.get_host_cpu_name()

@@ -127,7 +127,7 @@ SL_INLINE double ce_index_row(const ce_args *a, const void *x, const void *next,
     return ce_index_finish(a, x, g, y, cf, &r, e, f32, cheap, grad);
 }
 
-/* One row: its outputs stored, its loss returned.  The passes come in as arguments (scalar or AVX2). */
+/* One row: its outputs stored, its loss returned.  The passes come in as arguments (scalar or vector). */
 SL_INLINE double ce_row(const void *args, int64_t i, int f32, sl_scan_fn scan, sl_grad_fn grad)
 {
     const ce_args *a = (const ce_args *)args;

@@ -66,14 +66,14 @@ SL_INLINE void lse_scalar(const lse_args *a, int f32)
 }
 
 #if SL_X86
-SL_VEC SL_INLINE double lse_row_avx2(const void *args, int64_t i, int f32)
+SL_VEC SL_INLINE double lse_row_vec(const void *args, int64_t i, int f32)
 {
     return lse_row(args, i, f32, sl_softmax_scan_v, sl_softmax_write_v);
 }
 
 SL_VEC SL_INLINE void lse_vec(const lse_args *a, int f32)
 {
-    sl_rows(a, a->n_rows, 0, NULL, lse_row_avx2, f32);
+    sl_rows(a, a->n_rows, 0, NULL, lse_row_vec, f32);
 }
 #endif
 

@@ -1,7 +1,8 @@
 /*
  * sl_math.h -- numeric primitives shared by every kernel family, as static inline functions in two
- * forms: scalar (portable C, compiled for the baseline ISA, no FMA needed) and AVX2+FMA vector
- * (sl_vd, 4 doubles, `SL_VEC` functions).  Both forms use the same formulas and constants.
+ * forms: scalar (portable C, compiled for the baseline ISA, no FMA needed) and vector (sl_vd of SL_L
+ * doubles, `SL_VEC` functions: AVX2+FMA, or AVX-512 in the AVX-512 unit; sl_vec.h).  Both forms use
+ * the same formulas and constants.
  *
  * Grades.  Every primitive that approximates takes `int cheap` (a compile-time constant once inlined):
  *   cheap = 1: for float32 outputs computed in double and rounded once: shorter polynomials, relative
@@ -14,7 +15,8 @@
  * Measured errors: 2^22 random arguments per range (uniform, and log-uniform over the whole
  * exponent range) plus the range ends and special values, against x87 long double expl / logl /
  * log1pl (whose own error is below 0.001 ulp of double); "ulp" = ulp of the exact result, subnormal
- * results included.  Scalar and AVX2 forms alike unless two figures are given (scalar / AVX2).
+ * results included.  Scalar and vector forms alike unless two figures are given (scalar / vector; the
+ * AVX2 and AVX-512 vector forms compute the same values, tests/primitives.c).
  *   sl_exp      full: 0.75 / 0.78 ulp on [-745.13, 709.78]    cheap: relative 3.9e-12
  *                                                              SL_CHEAP_SUM: relative 3.1e-9
  *   sl_log      full: 0.86 ulp on [2^-1074, DBL_MAX]           cheap: relative 9.8e-14

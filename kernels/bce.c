@@ -152,7 +152,7 @@ SL_VEC SL_INLINE sl_vd bce_lanes(const void *args, int64_t i, const sl_tail *tai
     sl_vd pwy = sl_vmul(pw, y);
     sl_vd wpy = sl_vmul(w, pwy); /* as bce_eval: the weights first unless their product overflows */
     sl_vd pos_term = sl_vselect(sl_isfinite_v(wpy), sl_vmul(wpy, sp_neg),
-                                   sl_vmul(w, sl_vmul(pwy, sp_neg)));
+                                sl_vmul(w, sl_vmul(pwy, sp_neg)));
     sl_vd neg_term = sl_vmul(sl_vmul(w, sl_vsub(one, y)), sp_pos);
     pos_term = sl_vdrop(sl_vcmp(y, zero, _CMP_EQ_OQ), pos_term); /* label factor 0: term 0 */
     neg_term = sl_vdrop(sl_vcmp(y, one, _CMP_EQ_OQ), neg_term);
@@ -270,7 +270,7 @@ SL_VEC SL_INLINE sl_vd bce_span_f32(const void *args, int64_t i)
             sl_vd g_lo, g_hi;
             sl_widen_v(sigma, &g_lo, &g_hi);
             sl_vstoreuf((float *)a->grad + i + W * h, sl_narrow_v(sl_vmul(sl_vmul(c_lo[h], scale), g_lo),
-                                                                 sl_vmul(sl_vmul(c_hi[h], scale), g_hi)));
+                                                                  sl_vmul(sl_vmul(c_hi[h], scale), g_hi)));
         }
     }
     sl_vd value = sl_vadd(sp_lo[0], sp_hi[0]);

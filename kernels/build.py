@@ -3,7 +3,9 @@
 setup.py names it in ``cffi_modules``.  The cdef is kernels/stableloss.h itself with its
 preprocessor lines dropped (one copy of the declarations).  Flags keep IEEE semantics (no
 -ffast-math, no -march): the AVX2+FMA kernels are compiled per function and chosen at run time.
-STABLELOSS_SANITIZE=1 builds with AddressSanitizer and UndefinedBehaviorSanitizer instead.
+STABLELOSS_SANITIZE=1 builds with AddressSanitizer and UndefinedBehaviorSanitizer instead;
+STABLELOSS_AVX512_BITS=256 gives the AVX-512 kernels 4-lane vectors instead of 8 (kernels/sl_vec.h: the
+measurement that chose 8, docs/design.md).
 """
 import glob
 import os
@@ -22,6 +24,11 @@ def _relative(path):
 
 def _flags():
     common = ["-std=gnu11", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"]
+    bits = os.environ.get("STABLELOSS_AVX512_BITS")
+    if bits:
+        if bits not in ("256", "512"):
+            raise ValueError(f"STABLELOSS_AVX512_BITS={bits!r}: expected 256 or 512")
+        common.append(f"-DSL_AVX512_BITS={bits}")
     if os.environ.get("STABLELOSS_SANITIZE") == "1":
         sanitize = ["-fsanitize=address,undefined"]
         return (common + ["-O1", "-g", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]

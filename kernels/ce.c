@@ -193,7 +193,7 @@ SL_INLINE void ce_transpose(const void *x, int64_t C, int count, int f32, double
 /* s = sum_{j != k} e_j of SL_L rows (lanes) with max m first attained at k; e_j stored at
  * e_out[l C + j] for the first `count` lanes (e_k = 1). */
 SL_VEC SL_INLINE sl_vd ce_narrow_sums_v(const double *t, int64_t C, sl_vd m, sl_vd k, double *e_out,
-                                           int count, int normal, int cheap)
+                                        int count, int normal, int cheap)
 {
     sl_acc_v acc = sl_acc_v_zero();
     for (int64_t j = 0; j < C; j++) {

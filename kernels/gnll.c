@@ -149,7 +149,7 @@ SL_VEC SL_INLINE sl_vd gnll_lanes(const void *args, int64_t i, const sl_tail *ta
     /* (1/v - d^2/v^2)/2 = ((v - d^2)/v)/v/2, v - (d + d_lo)^2 from the exact square */
     sl_vd sq = sl_vmul(d, d);
     sl_vd excess = sl_vsub(sl_vsub(sl_vsub(v, sq), sl_vfms(d, d, sq)),
-                                   sl_vmul(sl_vadd(d, d), d_lo));
+                           sl_vmul(sl_vadd(d, d), d_lo));
     sl_vd inv = sl_vdiv(SL_V(1.0), v); /* float32: products instead of two divisions (see above) */
     sl_vd g_var = sl_vmul(SL_V(0.5), f32 ? sl_vmul(sl_vmul(excess, inv), inv) : sl_vdiv(sl_vdiv(excess, v), v));
     /* d^2 or v infinite: the plain form (for v = inf its limit 0) */

@@ -99,7 +99,7 @@ SL_INLINE void kl_scalar(const kl_args *a, int f32)
 #if SL_X86
 /* The lanes in `mask` from the scalar slow path. */
 SL_VEC SL_OUTLINE sl_vd kl_slow_lanes(sl_vd p, sl_vd lp, sl_vd x, sl_vd diff, sl_vd value, int mask,
-                                        int log_target)
+                                      int log_target)
 {
     double ps[SL_L], lps[SL_L], xs[SL_L], ds[SL_L], vs[SL_L];
     sl_vstoreu(ps, p);

@@ -53,7 +53,7 @@ SL_INLINE void sl_rows(const void *args, int64_t n, int64_t rows_per_block, doub
 typedef sl_vd (*sl_lanes_fn)(const void *args, int64_t i, const sl_tail *tail, int f32);
 
 SL_VEC SL_INLINE void sl_rows_v(const void *args, int64_t n, int64_t rows_per_block,
-                                 double *block_sums, sl_lanes_fn lanes, int f32)
+                                double *block_sums, sl_lanes_fn lanes, int f32)
 {
     int64_t block = block_sums && rows_per_block > 0 ? rows_per_block : n;
     for (int64_t start = 0, b = 0; start < n; start += block, b++) {
@@ -79,7 +79,7 @@ SL_VEC SL_INLINE void sl_rows_v(const void *args, int64_t n, int64_t rows_per_bl
 typedef sl_vd (*sl_span_fn)(const void *args, int64_t i);
 
 SL_VEC SL_INLINE void sl_rows_span(const void *args, int64_t n, int64_t rows_per_block, double *block_sums,
-                                    sl_span_fn span, int64_t span_rows, sl_lanes_fn lanes, int f32)
+                                   sl_span_fn span, int64_t span_rows, sl_lanes_fn lanes, int f32)
 {
     int64_t block = block_sums && rows_per_block > 0 ? rows_per_block : n;
     for (int64_t start = 0, b = 0; start < n; start += block, b++) {

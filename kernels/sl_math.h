@@ -612,7 +612,7 @@ SL_VEC SL_INLINE sl_vd sl_exp_reduced_v(sl_vd x, sl_vd n, int cheap)
         sl_vd r2 = sl_vmul(r, r);
         const double *c = sl_exp_q_sum;
         sl_vd q = sl_vfma(sl_vfma(SL_V(c[4]), r2, sl_vfma(SL_V(c[3]), r, SL_V(c[2]))), r2,
-                                    sl_vfma(SL_V(c[1]), r, SL_V(c[0])));
+                          sl_vfma(SL_V(c[1]), r, SL_V(c[0])));
         return sl_vfma(r2, q, sl_vadd(SL_V(1.0), r));
     }
     if (cheap) {
@@ -626,7 +626,7 @@ SL_VEC SL_INLINE sl_vd sl_exp_reduced_v(sl_vd x, sl_vd n, int cheap)
     sl_vd s = sl_vadd(SL_V(1.0), r);
     sl_vd s_lo = sl_vsub(r, sl_vsub(s, SL_V(1.0)));
     sl_vd small = sl_vfma(sl_vmul(r, r), sl_estrin_v(sl_exp_q_full, 11, r),
-                                    sl_vfma(r_lo, s, s_lo));
+                          sl_vfma(r_lo, s, s_lo));
     return sl_vadd(s, small);
 }
 

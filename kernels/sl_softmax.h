@@ -183,9 +183,8 @@ SL_VEC SL_INLINE sl_vd sl_shifted_exp_v(sl_vd z, sl_vd z_lo, int normal, int che
 SL_VEC SL_INLINE sl_vd sl_coef_v(const sl_coefs *cf, int64_t j, const sl_tail *tail, int f32)
 {
     sl_vd c = cf->w ? sl_load_v(cf->w, j, tail, f32) : sl_keep_v(SL_V(1.0), tail);
-    c = sl_vmul(c, cf->t ? sl_vfma(SL_V(cf->t_scale), sl_load_v(cf->t, j, tail, f32),
-                                                 SL_V(cf->t_shift))
-                               : SL_V(cf->t_scale));
+    c = sl_vmul(c, cf->t ? sl_vfma(SL_V(cf->t_scale), sl_load_v(cf->t, j, tail, f32), SL_V(cf->t_shift))
+                         : SL_V(cf->t_scale));
     return c;
 }
 
@@ -310,7 +309,7 @@ typedef struct {
 } sl_scan_acc_v;
 
 SL_VEC SL_INLINE void sl_scan_step_v(const void *x, int64_t j, const sl_tail *tail, sl_vd a,
-                                      const sl_coefs *cf, double *e_out, sl_scan_acc_v *acc, int normal,
+                                     const sl_coefs *cf, double *e_out, sl_scan_acc_v *acc, int normal,
                                       int f32, int cheap)
 {
     sl_vd z_lo, z = sl_shift_v(sl_load_v(x, j, tail, f32), a, &z_lo, cheap);
@@ -335,7 +334,7 @@ SL_VEC SL_INLINE void sl_scan_step_v(const void *x, int64_t j, const sl_tail *ta
  * SL_PREFETCH_ROW classes and more).  The hint is T0, all cache levels: the next row's range pass reads
  * it first, and T1 (L2 only) measured slower.  The sums live in locals (registers). */
 SL_VEC SL_INLINE void sl_scan_span_v(const void *x, int64_t lo, int64_t hi, sl_vd a, const sl_coefs *cf,
-                                      const void *next, double *e_out, sl_scan_acc_v *acc, int normal,
+                                     const void *next, double *e_out, sl_scan_acc_v *acc, int normal,
                                       int f32, int cheap)
 {
     sl_scan_acc_v sums = *acc;
@@ -355,7 +354,7 @@ SL_VEC SL_INLINE void sl_scan_span_v(const void *x, int64_t lo, int64_t hi, sl_v
 
 /* Both spans around k. */
 SL_VEC SL_INLINE void sl_scan_spans_v(const void *x, int64_t C, int64_t k, sl_vd a, const sl_coefs *cf,
-                                       const void *next, double *e_out, sl_scan_acc_v *acc, int normal,
+                                      const void *next, double *e_out, sl_scan_acc_v *acc, int normal,
                                        int f32, int cheap)
 {
     sl_scan_span_v(x, 0, k, a, cf, next, e_out, acc, normal, f32, cheap); /* every class but k */
@@ -364,7 +363,7 @@ SL_VEC SL_INLINE void sl_scan_spans_v(const void *x, int64_t C, int64_t k, sl_vd
 
 /* sl_scan_spans_v with `normal` a compile-time constant in each loop. */
 SL_VEC SL_INLINE void sl_scan_normal_or_not_v(const void *x, int64_t C, int64_t k, sl_vd a,
-                                               const sl_coefs *cf, const void *next, double *e_out,
+                                              const sl_coefs *cf, const void *next, double *e_out,
                                                sl_scan_acc_v *acc, int normal, int f32, int cheap)
 {
     if (normal)
@@ -374,7 +373,7 @@ SL_VEC SL_INLINE void sl_scan_normal_or_not_v(const void *x, int64_t C, int64_t 
 }
 
 SL_VEC SL_INLINE sl_softmax sl_softmax_scan_v(const void *x, int64_t C, const sl_coefs *cf, const void *next,
-                                               double *e_out, int f32, int cheap)
+                                              double *e_out, int f32, int cheap)
 {
     sl_range rg = sl_row_range_v(x, C, f32);
     sl_softmax r = {rg.max, 0, NAN, NAN, NAN, NAN, NAN, NAN};
@@ -413,7 +412,7 @@ SL_VEC SL_INLINE sl_softmax sl_softmax_scan_v(const void *x, int64_t C, const sl
 }
 
 SL_VEC SL_INLINE void sl_grad_step_v(const void *x, int64_t j, const sl_tail *tail, sl_vd a, sl_vd K,
-                                      const sl_coefs *cf, sl_vd b, sl_vd scale, const double *e_in,
+                                     const sl_coefs *cf, sl_vd b, sl_vd scale, const double *e_in,
                                       void *g, int f32, int cheap)
 {
     sl_vd e;
@@ -429,7 +428,7 @@ SL_VEC SL_INLINE void sl_grad_step_v(const void *x, int64_t j, const sl_tail *ta
 }
 
 SL_VEC SL_INLINE void sl_softmax_grad_v(const void *x, int64_t C, double a, double K, const sl_coefs *cf,
-                                         double b, double scale, const double *e_in, void *g, int f32,
+                                        double b, double scale, const double *e_in, void *g, int f32,
                                          int cheap)
 {
     int64_t j = 0;
@@ -442,7 +441,7 @@ SL_VEC SL_INLINE void sl_softmax_grad_v(const void *x, int64_t C, double a, doub
 }
 
 SL_VEC SL_INLINE void sl_write_step_v(const void *x, int64_t j, const sl_tail *tail, sl_vd a, sl_vd log_s,
-                                       sl_vd S, void *log_softmax, void *softmax, int f32, int cheap)
+                                      sl_vd S, void *log_softmax, void *softmax, int f32, int cheap)
 {
     sl_vd z_lo, z = sl_shift_v(sl_load_v(x, j, tail, f32), a, &z_lo, cheap);
     if (log_softmax)
@@ -452,7 +451,7 @@ SL_VEC SL_INLINE void sl_write_step_v(const void *x, int64_t j, const sl_tail *t
 }
 
 SL_VEC SL_INLINE void sl_softmax_write_v(const void *x, int64_t C, double a, double log_s, double S,
-                                          void *log_softmax, void *softmax, int f32, int cheap)
+                                         void *log_softmax, void *softmax, int f32, int cheap)
 {
     int64_t j = 0;
     for (; C - j >= SL_L; j += SL_L)

@@ -5,8 +5,9 @@
  *   AVX2+FMA (the main unit): SL_L = 4 double lanes in a __m256d; comparisons give all-ones lanes.
  *   AVX-512 F/DQ/BW/VL (avx512.c, SL_AVX512_UNIT): 8 double lanes in a __m512d; comparisons give
  *     mask registers (__mmask8), and tails are masked loads and stores.  Building with
- *     SL_AVX512_BITS=256 keeps 4 lanes with the AVX-512 instructions (EVEX, 32 registers, masks): the
- *     comparison that chose 512-bit vectors (docs/design.md).
+ *     SL_AVX512_BITS=256 (STABLELOSS_AVX512_BITS=256, kernels/build.py) keeps 4 lanes with the AVX-512
+ *     instructions (EVEX, 32 registers, masks): the comparison that chose 512-bit vectors
+ *     (docs/design.md).
  *
  * Types: sl_vd, SL_L doubles; sl_vm, a mask of SL_L lanes; sl_vf, 2 SL_L floats (the float-lane fast
  * paths), sl_vfm its mask; sl_vh, SL_L floats (what one sl_vd holds once narrowed).
@@ -75,7 +76,6 @@ SL_VEC SL_INLINE sl_vd sl_vfms(sl_vd a, sl_vd b, sl_vd c) { return SL_MM(fmsub_p
 /* max(a, b) and min(a, b) return b where either is NaN (the x86 rule the kernels rely on) */
 SL_VEC SL_INLINE sl_vd sl_vmax(sl_vd a, sl_vd b) { return SL_MM(max_pd)(a, b); }
 SL_VEC SL_INLINE sl_vd sl_vmin(sl_vd a, sl_vd b) { return SL_MM(min_pd)(a, b); }
-SL_VEC SL_INLINE sl_vd sl_vand(sl_vd a, sl_vd b) { return SL_MM(and_pd)(a, b); }
 SL_VEC SL_INLINE sl_vd sl_vor(sl_vd a, sl_vd b) { return SL_MM(or_pd)(a, b); }
 SL_VEC SL_INLINE sl_vd sl_vandnot(sl_vd a, sl_vd b) { return SL_MM(andnot_pd)(a, b); } /* ~a & b */
 SL_VEC SL_INLINE sl_vd sl_vloadu(const double *p) { return SL_MM(loadu_pd)(p); }
@@ -152,7 +152,6 @@ SL_VEC SL_INLINE sl_vf sl_vfmaf(sl_vf a, sl_vf b, sl_vf c) { return SL_MM(fmadd_
 SL_VEC SL_INLINE sl_vf sl_vfnmaf(sl_vf a, sl_vf b, sl_vf c) { return SL_MM(fnmadd_ps)(a, b, c); }
 SL_VEC SL_INLINE sl_vf sl_vmaxf(sl_vf a, sl_vf b) { return SL_MM(max_ps)(a, b); }
 SL_VEC SL_INLINE sl_vf sl_vminf(sl_vf a, sl_vf b) { return SL_MM(min_ps)(a, b); }
-SL_VEC SL_INLINE sl_vf sl_vandf(sl_vf a, sl_vf b) { return SL_MM(and_ps)(a, b); }
 SL_VEC SL_INLINE sl_vf sl_vorf(sl_vf a, sl_vf b) { return SL_MM(or_ps)(a, b); }
 SL_VEC SL_INLINE sl_vf sl_vxorf(sl_vf a, sl_vf b) { return SL_MM(xor_ps)(a, b); }
 SL_VEC SL_INLINE sl_vf sl_vandnotf(sl_vf a, sl_vf b) { return SL_MM(andnot_ps)(a, b); }

@@ -18,7 +18,8 @@
  *   gradient: g_j = (K e^{z_j} - b_j) grad_scale with K = (coefficient sum)/S, the difference rounded
  *   once (FMA) before the scaling (without coefficients: grad_scale K e^{z_j}); at the target the
  *   (1 - eps) w_y (p_y - 1) term is written as -s/S when y holds the max, never as p_y - 1, and with
- *   probability targets the argmax gets (sum_{j != k} c_j - c_k s)/S, never (sum_j c_j) p_k - c_k.
+ *   coefficients the argmax gets (sum_{j != k} b_j - b_k s)/S, never (sum_j b_j) p_k - b_k (b_j: c_j, plus
+ *   (1 - eps) w_y at y).
  *
  * Rows of at most CE_NARROW classes (index targets, no smoothing) take the vector passes a vector of
  * rows at a time, one row per lane (ce_lanes_vec): the same formulas, the sums over j in order per row.
@@ -115,6 +116,12 @@ SL_INLINE double ce_index_finish(const ce_args *a, const void *x, void *g, int64
         double p_y_m1 = z == 0.0 ? -r->s / S : p_y - 1.0;
         double g_y = coef * p_y_m1 + (cf ? r->c_sum * p_y - smooth * w_y : 0.0);
         sl_store(g, y, a->grad_scale * g_y, f32);
+        if (cf) { /* at the argmax K e_k - b_k = ((A - b_k) - b_k s)/S, A - b_k the other classes' sum: never
+                   * A/S - b_k, which cancels where b_k holds nearly all of A (y's too, if k = y) */
+            int at_y = y == r->k;
+            double b_k = r->c_k + (at_y ? coef : 0.0), others = r->c_others + (at_y ? 0.0 : coef);
+            sl_store(g, r->k, a->grad_scale * ((others - b_k * r->s) / S), f32);
+        }
     }
     return loss;
 }

@@ -316,10 +316,25 @@ def _ce_index_target(x, target, weight, ignore_index, eps, grad_scale, grad, a, 
     coef = np.where(valid, (1.0 - eps) * (1.0 if weight is None else weight[y].astype(np.float64)), 0.0)
     smooth = np.where(valid, eps / n_classes, 0.0)
     if eps > 0:
-        weight_sum = None
+        weight_sum = weight_others = None  # W, and per row sum_{j != k} w_j (not W - w_k), double-doubles
         for chunk in _column_chunks(n_classes):
-            weight_sum = _add_chunk(weight_sum, np.sum(_class_weights(weight, chunk)))
-        weight_sum = weight_sum[0]
+            w = _class_weights(weight, chunk)
+            weight_sum = _add_chunk(weight_sum, *sum_dd(w[None, :]))
+            at_k = np.arange(chunk.start, chunk.stop) == k[:, None]
+            weight_others = _add_chunk(weight_others, *sum_dd(np.where(at_k, 0.0, w)))
+        # A = (1 - eps) w_y + (eps/C) W as a double-double: A p_j - b_j cancels where b_j is close to A p_j,
+        # and A rounded to double (three roundings) would leave up to 5 ulp there
+        keep_hi, keep_lo = _two_sum(1.0, -eps)
+        smooth_hi = eps / n_classes
+        product_hi, product_lo = _two_prod(smooth_hi, float(n_classes))
+        smooth_lo = ((eps - product_hi) - product_lo) / n_classes  # eps/C - smooth_hi
+        w_y = np.where(valid, 1.0 if weight is None else weight[y].astype(np.float64), 0.0)
+        total_hi, total_lo = _dd_add(*_dd_mul(keep_hi, keep_lo, w_y, 0.0),
+                                     *_dd_mul(smooth_hi, smooth_lo, weight_sum[0][0], weight_sum[1][0]))
+        weight_sum, weight_others = weight_sum[0][0] + weight_sum[1][0], weight_others[0] + weight_others[1]
+        exact = valid & np.isfinite(total_hi)  # not for infinite weights: there A is coef + smooth W as it is
+        total_hi = np.where(exact, total_hi, coef + smooth * weight_sum)
+        total_lo = np.where(exact, total_lo, 0.0)
     row_loss, smoothed = np.empty(n_rows), None
     for chunk, z, z_lo, p in _softmax_chunks(x, a, s_hi, s_lo):
         nll = (log_s - z) - z_lo  # -log p_j = log1p(s) - z_j: both terms >= 0, no cancellation
@@ -329,12 +344,24 @@ def _ce_index_target(x, target, weight, ignore_index, eps, grad_scale, grad, a, 
         if eps > 0:
             smoothed = _add_chunk(smoothed, np.sum(_class_terms(smooth[:, None] * w, nll, z), axis=1))
         if grad is not None:
-            # p_y - 1 = -sum_{j != y} p_j: at the row max that is -s/S; elsewhere p_y <= 1/2 (exact enough)
+            # g_j = A p_j - b_j, A = sum_j b_j, b_j = (eps/C) w_j (+ (1 - eps) w_y at y): one product and one
+            # difference.  At y, p_y - 1 = -sum_{j != y} p_j: at the row max that is -s/S; elsewhere
+            # p_y <= 1/2 (exact enough)
             p_y_minus_1 = np.where(y[rows] == k[rows], -s[rows] / (1.0 + s[rows]), p[rows, y_in_chunk] - 1.0)
-            g = coef[:, None] * p
+            if eps > 0:
+                g = (total_hi[:, None] * p - smooth[:, None] * w) + _finite_or_zero(total_lo[:, None] * p)
+            else:
+                g = coef[:, None] * p
             g[rows, y_in_chunk] = coef[rows] * p_y_minus_1
             if eps > 0:
-                g += smooth[:, None] * (weight_sum * p - w)
+                g[rows, y_in_chunk] += smooth[rows] * (weight_sum * p[rows, y_in_chunk] - w[y_in_chunk])
+                # at the argmax A p_k - b_k = ((A - b_k) - b_k s) / S, A - b_k the other classes' sum: never
+                # A/S - b_k, which cancels where b_k holds nearly all of A (y's share too, if k = y)
+                rows_k, k_in_chunk = _in_chunk(k, chunk)
+                at_y = y[rows_k] == k[rows_k]
+                b_k = smooth[rows_k] * w[k_in_chunk] + np.where(at_y, coef[rows_k], 0.0)
+                others = smooth[rows_k] * weight_others[rows_k] + np.where(at_y, 0.0, coef[rows_k])
+                g[rows_k, k_in_chunk] = (others - b_k * s[rows_k]) / (1.0 + s[rows_k])
             g *= grad_scale
             g[~valid] = 0.0  # ignored rows: 0 also where the scale is NaN (a zero total weight), as PyTorch
             _store_columns(grad, chunk, g)

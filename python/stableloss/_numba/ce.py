@@ -129,10 +129,10 @@ def loss_terms(x, target_prob, weight, base, n_classes, a, log1p_s, keep, eps_c,
 def grad_pass(x, target_prob, weight, grad, base, n_classes, a, f32, stored, e, e_row, factor, grad_scale, y,
               sum_others, keep, eps_c, smoothing, refill, weights, coef):
     """g_j = grad_scale (A p_j - b_j) = fma(factor, e_j, -grad_scale b_j) for every class of the row, chunk by
-    chunk (e_j from :func:`.lse.span_exps`).  Returns (y, b_y, others): with probability targets y (-1 given)
-    becomes the first class at the row's maximum a, where the gradient needs :func:`grad_at_max`, else -1; b_y is
-    that class's coef (0 if y = -1); with sum_others, others = sum_{j != y} b_j, compensated and in order."""
-    find_y = target_prob.size > 0
+    chunk (e_j from :func:`.lse.span_exps`).  Returns (y, b_y, others): y = -1 given becomes the first class at
+    the row's maximum a, where the gradient needs :func:`grad_at_max`; b_y is that class's coef (0 if y = -1);
+    with sum_others, others = sum_{j != y} b_j, compensated and in order."""
+    find_y = y < 0
     coef_y = 0.0
     others, others_lo = 0.0, 0.0
     for start in range(0, n_classes, CHUNK):
@@ -249,11 +249,20 @@ def kernel(input, target, target_prob, weight, n_rows, n_classes, ignore_index, 
                 scale = grad_scale / big_s
                 scale -= scale * (big_s_lo / big_s)  # grad_scale / (S + dS)
                 # the other classes' b_j, for grad_at_max (all 0 for index targets without smoothing)
-                sum_others = has_prob or (e_y == ONE and smoothing)
+                sum_others = has_prob or smoothing
+                # with smoothing and y off the maximum, the first maximum k needs grad_at_max too: A p_k - b_k
+                # cancels where b_k holds nearly all of A
+                off_max = smoothing and not has_prob and e_y != ONE
                 if smoothing or has_prob or not stored:
-                    y, coef_y, others = grad_pass(input, target_prob, weight, grad, base, n_classes, a, f32, stored, e,
-                                                  e_row, a_hi * scale, grad_scale, y, sum_others, keep, eps_c,
-                                                  smoothing, refill, weights, coef)
+                    k, coef_k, others = grad_pass(input, target_prob, weight, grad, base, n_classes, a, f32, stored, e,
+                                                  e_row, a_hi * scale, grad_scale, -1 if off_max else y, sum_others,
+                                                  keep, eps_c, smoothing, refill, weights, coef)
+                    if off_max:  # b_k = coef[k]; A - b_k = the others' coef plus y's (1 - eps) w_y
+                        if k >= 0:  # -1: no maximum found (a NaN row)
+                            grad[base + np.uint64(k)] = grad_at_max(others + w_y, coef_k, s, scale)
+                        coef_y = eps_c * (np.float64(weight[y]) if weight.size > 0 else ONE)
+                    else:
+                        y, coef_y = k, coef_k
                 else:  # no b_j (all 0) and the row's e_j at hand: grad_scale A p_j in one loop, no call per row
                     factor = a_hi * scale
                     for j in urange(0, n_classes):

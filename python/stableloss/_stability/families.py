@@ -261,7 +261,8 @@ def weights(dtype, rng):
 
 @family("ce")
 def label_smoothing(dtype, rng):
-    """Label smoothing 0.05, 0.3, 1 on random rows, with weights, and 1e-3 on confident rows."""
+    """Label smoothing 0.05, 0.3, 1 on random rows, with weights, 1e-3 on confident rows, and 0.1 on rows
+    led by a class that holds nearly all of the class weight (its gradient a tiny difference)."""
     c = 21
     w = np.exp(rng.standard_normal(c)).astype(dtype)
     parts = [_ce(_normal(rng, (10, c), 3.0, dtype), _targets(rng, 10, c), label_smoothing=eps)
@@ -274,6 +275,16 @@ def label_smoothing(dtype, rng):
     ignored = _targets(rng, 10, c)
     ignored[::2] = -100
     parts.append(_ce(_normal(rng, (10, c), 3.0, dtype), ignored, label_smoothing=0.2))
+    # class 0 leads by 5 ... 80 (float32) / 600 (float64) and holds nearly all of the weight: its
+    # gradient A p_0 - b_0 is a tiny difference, whether the target is class 0 or another
+    gaps = np.geomspace(5.0, 80.0 if dtype == np.float32 else 600.0, 10)
+    led = _normal(rng, (10, c), 0.5, dtype)
+    led[:, 0] = gaps.astype(dtype)
+    heavy = np.full(c, 1e-6, dtype)
+    heavy[0] = 1.0
+    off_target = 1 + _targets(rng, 10, c - 1)
+    parts += [_ce(led, off_target, weight=heavy, label_smoothing=0.1),
+              _ce(led, np.where(np.arange(10) % 2 == 0, 0, off_target), weight=heavy, label_smoothing=0.1)]
     return parts
 
 

@@ -52,7 +52,7 @@ def _check_family(backend, dtype, name):
                "softmax": stableloss.softmax(x, axis=axis, backend=backend)}
         for output, value in got.items():
             failures.run(ulp.check, value, exact[output], budgets.max_ulp("lse", dtype, output),
-                         key=(backend, "lse", dtype.name, output), family=name,
+                         key=(helpers.report_name(backend), "lse", dtype.name, output), family=name,
                          describe=functools.partial(_describe, x, output))
     failures.raise_any()
 

@@ -588,7 +588,7 @@ SL_VEC SL_INLINE sl_vd sl_acc_v_lanes(const sl_acc_v *a, int cheap)
 SL_VEC SL_INLINE double sl_acc_v_value(const sl_acc_v *a, int cheap)
 {
     if (cheap)
-        return sl_vhsum(a->hi);
+        return sl_vhadd(a->hi);
     double hi[SL_L], lo[SL_L];
     sl_vstoreu(hi, a->hi);
     sl_vstoreu(lo, a->lo);

@@ -215,63 +215,38 @@ SL_VEC SL_INLINE sl_vf sl_narrow_v(sl_vd lo, sl_vd hi)
 /* ------------------------------------------------------------------------------------------------
  * Horizontal steps */
 
-/* max and min of the lanes (the range pass: NaNs are flagged apart) */
-SL_VEC SL_INLINE double sl_vhmax(sl_vd v)
-{
+/* The lanes of v folded with op (add, max or min) in a fixed order, halves first: sl_vhadd, sl_vhmax and
+ * sl_vhmin for doubles, sl_vhmaxf and sl_vhminf for floats (the range pass flags NaNs apart, so the
+ * operand order of max and min does not matter there). */
 #if SL_VBITS == 512
-    __m256d h4 = _mm256_max_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd(v, 1));
+#define SL_FOLD_TO_256_PD(v, op) _mm256_##op##_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd(v, 1))
+#define SL_FOLD_TO_256_PS(v, op) _mm256_##op##_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1))
 #else
-    __m256d h4 = v;
+#define SL_FOLD_TO_256_PD(v, op) (v)
+#define SL_FOLD_TO_256_PS(v, op) (v)
 #endif
-    __m128d h = _mm_max_pd(_mm256_castpd256_pd128(h4), _mm256_extractf128_pd(h4, 1));
-    return _mm_cvtsd_f64(_mm_max_sd(h, _mm_unpackhi_pd(h, h)));
-}
 
-SL_VEC SL_INLINE double sl_vhmin(sl_vd v)
-{
-#if SL_VBITS == 512
-    __m256d h4 = _mm256_min_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd(v, 1));
-#else
-    __m256d h4 = v;
-#endif
-    __m128d h = _mm_min_pd(_mm256_castpd256_pd128(h4), _mm256_extractf128_pd(h4, 1));
-    return _mm_cvtsd_f64(_mm_min_sd(h, _mm_unpackhi_pd(h, h)));
-}
+#define SL_FOLD_PD(op)                                                                               \
+    SL_VEC SL_INLINE double sl_vh##op(sl_vd v)                                                       \
+    {                                                                                                \
+        __m256d h4 = SL_FOLD_TO_256_PD(v, op);                                                       \
+        __m128d h = _mm_##op##_pd(_mm256_castpd256_pd128(h4), _mm256_extractf128_pd(h4, 1));         \
+        return _mm_cvtsd_f64(_mm_##op##_sd(h, _mm_unpackhi_pd(h, h)));                               \
+    }
 
-SL_VEC SL_INLINE float sl_vhmaxf(sl_vf v)
-{
-#if SL_VBITS == 512
-    __m256 h8 = _mm256_max_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-#else
-    __m256 h8 = v;
-#endif
-    __m128 h = _mm_max_ps(_mm256_castps256_ps128(h8), _mm256_extractf128_ps(h8, 1));
-    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-    return _mm_cvtss_f32(_mm_max_ss(h, _mm_shuffle_ps(h, h, 1)));
-}
+#define SL_FOLD_PS(op)                                                                               \
+    SL_VEC SL_INLINE float sl_vh##op##f(sl_vf v)                                                     \
+    {                                                                                                \
+        __m256 h8 = SL_FOLD_TO_256_PS(v, op);                                                        \
+        __m128 h = _mm_##op##_ps(_mm256_castps256_ps128(h8), _mm256_extractf128_ps(h8, 1));          \
+        h = _mm_##op##_ps(h, _mm_movehl_ps(h, h));                                                   \
+        return _mm_cvtss_f32(_mm_##op##_ss(h, _mm_shuffle_ps(h, h, 1)));                             \
+    }
 
-SL_VEC SL_INLINE float sl_vhminf(sl_vf v)
-{
-#if SL_VBITS == 512
-    __m256 h8 = _mm256_min_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-#else
-    __m256 h8 = v;
-#endif
-    __m128 h = _mm_min_ps(_mm256_castps256_ps128(h8), _mm256_extractf128_ps(h8, 1));
-    h = _mm_min_ps(h, _mm_movehl_ps(h, h));
-    return _mm_cvtss_f32(_mm_min_ss(h, _mm_shuffle_ps(h, h, 1)));
-}
-
-/* The sum of the lanes, in a fixed order: pairwise halves. */
-SL_VEC SL_INLINE double sl_vhsum(sl_vd v)
-{
-#if SL_VBITS == 512
-    __m256d h = _mm256_add_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd(v, 1));
-#else
-    __m256d h = v;
-#endif
-    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd(h, 1));
-    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
-}
+SL_FOLD_PD(add)
+SL_FOLD_PD(max)
+SL_FOLD_PD(min)
+SL_FOLD_PS(max)
+SL_FOLD_PS(min)
 
 #endif /* SL_VEC_H */

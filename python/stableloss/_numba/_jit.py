@@ -124,19 +124,25 @@ def fma(typingctx, a, b, c):
     return a(a, b, c), codegen
 
 
-@intrinsic
-def maximum(typingctx, a, b):
-    """IEEE 754-2019 maximum: NaN if either is NaN.  LLVM vectorizes it as a reduction, unlike a
-    compare-and-select max, which also drops NaN depending on the operand order."""
-    if a != b or _float_type(a) is None:
-        return None
+def _nan_propagating(name):
+    """The LLVM intrinsic ``name`` (llvm.maximum, llvm.minimum) of two floats of one type."""
+    def typer(typingctx, a, b):
+        if a != b or _float_type(a) is None:
+            return None
 
-    def codegen(context, builder, signature, args):
-        t = _float_type(signature.args[0])
-        fn = builder.module.declare_intrinsic("llvm.maximum", [t], ir.FunctionType(t, [t, t]))
-        return builder.call(fn, args)
+        def codegen(context, builder, signature, args):
+            t = _float_type(signature.args[0])
+            fn = builder.module.declare_intrinsic(name, [t], ir.FunctionType(t, [t, t]))
+            return builder.call(fn, args)
 
-    return a(a, b), codegen
+        return a(a, b), codegen
+    return typer
+
+
+#: IEEE 754-2019 maximum and minimum: NaN if either is NaN.  LLVM vectorizes them as reductions, unlike a
+#: compare-and-select, which also drops NaN depending on the operand order.
+maximum = intrinsic(_nan_propagating("llvm.maximum"))
+minimum = intrinsic(_nan_propagating("llvm.minimum"))
 
 
 #: The integer type of each float type's bits, and back.
@@ -198,6 +204,7 @@ SQRT_HALF_BITS = np.int64(0x3FE6A09E667F3BCD)
 TWO_M64 = np.float64(2.0**-64)
 TWO_P54 = np.float64(C.SUBNORMAL_SCALE)
 SMALLEST_NORMAL = np.float64(C.SMALLEST_NORMAL)
+EXP_NORMAL = np.float64(C.EXP_NORMAL)  # |x| <= EXP_NORMAL: e^x is a normal double (exp_normal)
 EXP_UNDERFLOW = np.float64(C.EXP_MIN_ARG)  # e^x < 2**-1075 below: rounds to 0 (and 2**(n + 64) stays normal)
 EXP_OVERFLOW = np.float64(709.79)  # just above log(DBL_MAX) = 709.7827
 
@@ -286,6 +293,14 @@ def exp_nonpos(x, x_lo, cheap):
     m, n = _exp_reduced(x, x_lo, cheap)
     value = (m * pow2(n + 64.0)) * TWO_M64  # 2**(n + 64) stays normal; one rounding into subnormals
     return 0.0 if x < EXP_UNDERFLOW else value  # "x < cut ? 0 : e" keeps NaN, maps -inf to 0
+
+
+@pasted
+def exp_normal(x, x_lo, cheap):
+    """e^(x + x_lo) for x in [-EXP_NORMAL, 0], a normal result (callers know it: a row's range): 2**n m in one
+    exact product, no range check; the same value as :func:`exp_nonpos` there."""
+    m, n = _exp_reduced(x, x_lo, cheap)
+    return m * pow2(n)
 
 
 @pasted
@@ -461,6 +476,17 @@ def max_of(values, lo, hi):
     for j in urange(lo, hi):
         m = maximum(m, values[j])
     return np.float64(m)
+
+
+@lane_jit
+def max_min_of(values, lo, hi):
+    """(max, min) of values[lo:hi] (hi > lo) as float64, both NaN if any is NaN, in one pass (as max_of)."""
+    m = values[lo]
+    low = values[lo]
+    for j in urange(lo, hi):
+        m = maximum(m, values[j])
+        low = minimum(low, values[j])
+    return np.float64(m), np.float64(low)
 
 
 # The lane sums: LANES explicit accumulators lanes[0] (with the TwoSum error of each addition in

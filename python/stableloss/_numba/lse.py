@@ -15,8 +15,9 @@ recomputes them span by span, with the same function of the same z_j, hence the 
 
 import numpy as np
 
-from ._jit import (CHUNK, INF, LANES, ONE, exp_nonpos, helper, is_f32, jit, lanes_add_values, lanes_clear,
-                   lanes_total, log1p, max_of, pasted, sum_in_order, two_diff, urange)
+from ._jit import (CHUNK, EXP_NORMAL, INF, LANES, ONE, exp_nonpos, exp_normal, helper, is_f32, jit, lanes_add,
+                   lanes_add_values, lanes_clear, lanes_total, log1p, max_min_of, max_of, pasted, sum_in_order,
+                   two_diff, urange)
 
 #: The hot loop's mark in the LLVM IR: the range reduction of exp (rint) on a vector, which no lane-sum helper emits
 #: (tests/test_numba.py finds it there, vectorized).
@@ -68,6 +69,20 @@ def exps(x, first, count, a, f32, e, e_first):
 
 
 @helper
+def exp_sums(x, first, count, a, f32, normal, lanes):
+    """Add e^{x[first + j] - a} for j < count (first uint64) to the lanes of :func:`lanes_add_values`, term j
+    to lane j % LANES, as :func:`exps` then lanes_add_values would, without the buffer between them: the
+    pass of a long row whose e_j are not kept.  normal (a literal): every x - a lies in [-EXP_NORMAL, 0],
+    so exp needs no range check (the same values)."""
+    for start in range(0, count, LANES):
+        block = first + np.uint64(start)
+        for lane in urange(0, min(LANES, count - start)):
+            z, z_lo = shift(x[block + lane], a, f32)
+            e = exp_normal(z, z_lo, f32) if normal else exp_nonpos(z, z_lo, f32)
+            lanes_add(lanes, lane, e, f32, True)
+
+
+@helper
 def span_exps(x, base, start, count, a, f32, stored, e, e_row):
     """Where e holds the e_j of columns start .. start + count - 1 of the row at x[base] (base, e_row uint64),
     whose maximum is a: from e_row + start where the row is stored (:func:`softmax_rows`, e_row its offset
@@ -88,14 +103,19 @@ def softmax_rows(x, first, count, n_cols, f32, stored, amax, e, s_hi, s_lo, log_
     """
     offset = np.uint64(first * n_cols)
     if n_cols >= LONG_ROW:  # one row, span by span: the exp loop, then its lane sums while the span is in L1
-        a = max_of(x, first * n_cols, (first + 1) * n_cols)
+        a, low = max_min_of(x, first * n_cols, (first + 1) * n_cols)
         amax[0] = a
+        normal = low - a >= -EXP_NORMAL  # false for a NaN row
         lanes_clear(lanes)
         for start in range(0, n_cols, CHUNK):
             span = min(CHUNK, n_cols - start)
-            e_first = start if stored else 0
-            exps(x, offset + np.uint64(start), span, a, f32, e, np.uint64(e_first))
-            lanes_add_values(lanes, e, e_first, e_first + span, f32, True)  # CHUNK: a multiple of LANES
+            if stored:
+                exps(x, offset + np.uint64(start), span, a, f32, e, np.uint64(start))
+                lanes_add_values(lanes, e, start, start + span, f32, True)  # CHUNK: a multiple of LANES
+            elif normal:
+                exp_sums(x, offset + np.uint64(start), span, a, f32, True, lanes)
+            else:
+                exp_sums(x, offset + np.uint64(start), span, a, f32, False, lanes)
         s_hi[0], s_lo[0] = lanes_total(lanes, f32, True)
     else:  # short rows: one exp loop over the whole group
         for i in range(count):

@@ -6,9 +6,10 @@ IEEE arithmetic; ``nogil=True``, the dispatcher runs kernels on several threads)
   and the error-free transformations below are evaluated exactly as written.  ``contract`` is never
   used: every fused multiply-add is an explicit :func:`fma`, so results do not depend on the
   compiler's fusion choices.
-- :func:`lane_jit`: adds the single flag ``reassoc``, on the maximum reductions only (:func:`max_of`):
-  without it LLVM must combine the elements in source order, with it it keeps one running maximum per
-  vector lane.  The loop holds nothing but llvm.maximum, which is exactly associative, so the flag
+- :func:`lane_jit`: adds the single flag ``reassoc``, on the maximum and minimum reductions only
+  (:func:`max_of`, :func:`max_min_of`): without it LLVM must combine the elements in source order, with
+  it it keeps one running maximum (minimum) per vector lane.  The loop holds nothing but llvm.maximum and
+  llvm.minimum, which are exactly associative, so the flag
   changes nothing but the speed.  Sums never need it: they run in explicit lanes (:func:`lanes_add`),
   a plain map that LLVM vectorizes under strict rules, so no rounding-error term can be folded away
   and no magic-number rounding broken (docs/design.md, Numba notes; exp rounds with ``np.rint``).

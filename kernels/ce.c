@@ -32,7 +32,7 @@
  *
  * Accuracy, worst measured against mpmath (the test families and our own adversarial rows: confident
  * rows with losses down to 1e-300, C = 8192 with one peak in a flat row, logits near the dtype max,
- * +-inf and NaN, C = 1..17 around the lanes), scalar and AVX2 alike: float32 loss 0.51 ulp, gradient
+ * +-inf and NaN, C = 1..17 around the lanes), every SIMD level alike: float32 loss 0.51 ulp, gradient
  * 0.56 ulp (0.5 for both with smoothing or probability targets); float64 loss 1.7 ulp, gradient 1.9
  * ulp, and 3.6 ulp of the larger term where the gradient is a difference of two (label smoothing,
  * probability targets).  Budget: 4 ulp.

@@ -18,7 +18,7 @@
  * d/0, as the formulas give.  Correction terms are dropped once they are not finite.
  *
  * Accuracy (against mpmath: variances 1e-8 to the dtype max and below eps, residuals whose square
- * overflows, standardized residuals where the loss cancels; scalar and AVX2 alike): float32 0.5 ulp
+ * overflows, standardized residuals where the loss cancels; every SIMD level alike): float32 0.5 ulp
  * (grad_var 1.0); float64 loss 1.7, grad_input 0.5, grad_var 2.7 ulp.  Budget: 4 ulp.
  */
 #include "sl_kernel.h"

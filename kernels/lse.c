@@ -9,7 +9,7 @@
  * lse = that max (+inf, or -inf for an all -inf row: log of a sum of zeros), log_softmax and softmax
  * NaN (x - a = NaN).  -inf logits: log_softmax -inf, softmax 0.  n_cols == 0: lse = -inf, nothing read.
  *
- * Accuracy (against mpmath, scalar and AVX2 alike): float32 0.5 ulp for all three outputs; float64
+ * Accuracy (against mpmath, every SIMD level alike): float32 0.5 ulp for all three outputs; float64
  * lse 2.1, log-softmax 1.5, softmax 2.7 ulp.  Budget: 4 ulp.
  */
 #include "sl_kernel.h"

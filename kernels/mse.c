@@ -11,7 +11,7 @@
  * dropped once they are not finite).  float64 d^2 out of the normal range while w d^2 is not: (w d) d; x - t
  * overflowing with x, t finite: grad = 4 ((grad_scale w)(x/2 - t/2)).
  *
- * Accuracy (against mpmath, scalar and AVX2 alike): float32 0.5 ulp; float64 1.4 ulp (loss, with a
+ * Accuracy (against mpmath, every SIMD level alike): float32 0.5 ulp; float64 1.4 ulp (loss, with a
  * weight: the product w d^2 rounds twice) and 1.1 ulp (gradient).  Budget: 4 ulp.
  */
 #include "sl_kernel.h"

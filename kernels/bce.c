@@ -19,10 +19,10 @@
  * gives the limit (0 for the matching label, +inf otherwise) instead of PyTorch's NaN.  NaN in x, y,
  * w or pw: NaN out.
  *
- * float32 vectors: runs of 8 SL_L elements (32 on AVX2, 64 on AVX-512) with hard labels, |x| <= 86 and finite weights (the common case
- * in training) take float lanes instead (bce_span_f32): e in float32 and log1p(e) from a
- * division-free float polynomial finished in double (0.98 and 0.71 ulp, sl_math.h), the rest in
- * double.  It costs accuracy within the budget (1.4 ulp of loss and 2.2 of gradient there, against 0.5
+ * float32 vectors: runs of 8 SL_L elements (32 on AVX2, 64 on AVX-512) with hard labels, |x| <= 86
+ * and finite weights (the common case in training) take float lanes instead (bce_span_f32): e in
+ * float32 and log1p(e) from a division-free float polynomial finished in double (0.98 and 0.71 ulp,
+ * sl_math.h), the rest in double.  It costs accuracy within the budget (1.4 ulp of loss and 2.2 of gradient there, against 0.5
  * on the double path) for about a quarter of the time.
  *
  * Accuracy (against mpmath: random, soft and hard labels, |x| up to 1e30 and the dtype max, +-inf,

@@ -95,8 +95,9 @@ def prepare(stem, implementation, inputs, grad):
     """A zero-argument callable computing ``stem`` on ``inputs`` with ``implementation``.
 
     ``implementation`` is a stableloss backend name, ``"c-<level>"`` (the C backend at a SIMD level),
-    ``"torch-api:<backend>"`` (:func:`torch_api`) or one of :data:`PEERS` (see :func:`implementations`).  The callable returns ``(loss, *grads)`` as numpy
-    values: the outputs of the kernel, the gradients those of the reduced loss (with ``grad``).
+    ``"torch-api:<backend>"`` (:func:`torch_api`) or one of :data:`PEERS` (see :func:`implementations`).
+    The callable returns ``(loss, *grads)`` as numpy values: the outputs of the kernel, the gradients
+    those of the reduced loss (with ``grad``).
     """
     kernel = KERNELS[stem]
     reduction = kernel.bench.reduction

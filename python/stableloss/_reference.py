@@ -313,7 +313,8 @@ def _ce_index_target(x, target, weight, ignore_index, eps, grad_scale, grad, a, 
     log_s = np.log1p(s)[:, None]
     valid = target != ignore_index
     y = np.where(valid, target, 0)
-    coef = np.where(valid, (1.0 - eps) * (1.0 if weight is None else weight[y].astype(np.float64)), 0.0)
+    w_y = np.where(valid, 1.0 if weight is None else weight[y].astype(np.float64), 0.0)
+    coef = (1.0 - eps) * w_y
     smooth = np.where(valid, eps / n_classes, 0.0)
     if eps > 0:
         weight_sum = weight_others = None  # W, and per row sum_{j != k} w_j (not W - w_k), double-doubles
@@ -328,7 +329,6 @@ def _ce_index_target(x, target, weight, ignore_index, eps, grad_scale, grad, a, 
         smooth_hi = eps / n_classes
         product_hi, product_lo = _two_prod(smooth_hi, float(n_classes))
         smooth_lo = ((eps - product_hi) - product_lo) / n_classes  # eps/C - smooth_hi
-        w_y = np.where(valid, 1.0 if weight is None else weight[y].astype(np.float64), 0.0)
         total_hi, total_lo = _dd_add(*_dd_mul(keep_hi, keep_lo, w_y, 0.0),
                                      *_dd_mul(smooth_hi, smooth_lo, weight_sum[0][0], weight_sum[1][0]))
         weight_sum, weight_others = weight_sum[0][0] + weight_sum[1][0], weight_others[0] + weight_others[1]

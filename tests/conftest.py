@@ -134,6 +134,21 @@ def dtype(request):
     return np.dtype(request.param)
 
 
+def pytest_sessionfinish(session):
+    """On a pytest-xdist worker: hand the worst errors it measured to the controller (below)."""
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["ulp_worst"] = [
+            (list(key), unit, float(error), family, float(budget))
+            for (key, unit), (error, family, budget) in ulp.WORST.items()]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """On the pytest-xdist controller: merge a finished worker's worst errors into the summary."""
+    for key, unit, worst, family, budget in getattr(node, "workeroutput", {}).get("ulp_worst", ()):
+        ulp.record(tuple(key), worst, unit, family, budget)
+
+
 def pytest_terminal_summary(terminalreporter):
     table = ulp.summary_table()
     if table:

@@ -79,10 +79,11 @@ def _public_modules():
 def test_docstring_examples_run(backend):
     """The doctests of the modules defining the public functions (stableloss._api, stableloss._dispatch,
     and stableloss.torch._functional where torch is installed), with each backend as the default
-    (STABLELOSS_BACKEND)."""
+    (STABLELOSS_BACKEND).  pytest-benchmark, if installed, is off: under an xdist worker it would refuse
+    to start."""
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(ROOT),
-         "-c", str(ROOT / "pyproject.toml"), "--doctest-modules", *_public_modules()],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:benchmark",
+         "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"), "--doctest-modules", *_public_modules()],
         cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "STABLELOSS_BACKEND": backend})
     assert result.returncode == 0, f"doctests failed:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}"
 

@@ -13,7 +13,8 @@
  *   sl_exp_dd, 1 - y and pw y exact) on a scalar path: every soft label for float64, and for float32
  *   those where the double result cancels by more than 2^8 (below that, the 4e-12 exp of the cheap
  *   grade leaves 1e-9).  float64 |x| > 700, where e is subnormal or nearly while w pw y e need not be,
- *   carries e scaled by 2^512 (scalar path).
+ *   carries e scaled by 2^512 (scalar path); float64 |x| < 2^-900, where the gradient's part in x can
+ *   lie below the normal range, is formed with x scaled by 2^600 (bce_grad_linear).
  *
  * Special cases.  A term whose label factor (y, resp. 1 - y) is exactly 0 counts as 0, so x = +-inf
  * gives the limit (0 for the matching label, +inf otherwise) instead of PyTorch's NaN.  NaN in x, y,
@@ -46,10 +47,31 @@ typedef struct {
  * takes the double-double path; beyond BCE_SUBNORMAL_EXP, e^-|x| is subnormal or nearly (float64). */
 #define BCE_SOFT_LABEL_CANCEL 0x1p-8
 #define BCE_SUBNORMAL_EXP 700.0
+#define BCE_LINEAR_X 0x1p-900
+
+/* |x| < BCE_LINEAR_X: sigma(+-x) = 1/2 +- x/4 (the next term, x^3/48, is 2^-1800 of x/4), so the gradient
+ * is g0 + g1 x with g0 = w (1 - y - pw y)/2, g1 = w (1 - y + pw y)/4.  Where g0 is small the result is
+ * mostly g1 x, below the normal range like x: x is scaled by 2^600 (unless g0 or g1 exceeds 2^400, when
+ * nothing is that small) and the double-double sum rounded once, back at scale. */
+SL_INLINE double bce_grad_linear(double x, double y, double w, double pw)
+{
+    double neg_lo, neg = sl_two_sum(1.0, -y, &neg_lo); /* 1 - y */
+    double pwy_lo, pwy = sl_two_prod(pw, y, &pwy_lo);
+    double c0_lo, c0 = sl_dd_add(neg, neg_lo, -pwy, -pwy_lo, &c0_lo);
+    double c1_lo, c1 = sl_dd_add(neg, neg_lo, pwy, pwy_lo, &c1_lo);
+    double g0_lo, g0 = sl_dd_mul(c0, c0_lo, w, 0.0, &g0_lo); /* 2 g0 */
+    double g1_lo, g1 = sl_dd_mul(c1, c1_lo, w, 0.0, &g1_lo); /* 4 g1 */
+    int k = fabs(g0) > 0x1p400 || fabs(g1) > 0x1p400 ? 0 : 600;
+    double t_lo, t = sl_dd_mul(g1, g1_lo, ldexp(x, k), 0.0, &t_lo); /* 4 g1 x 2^k */
+    double s_lo, s = sl_dd_add(ldexp(g0, k - 1), ldexp(g0_lo, k - 1), ldexp(t, -2), ldexp(t_lo, -2), &s_lo);
+    return ldexp(s + s_lo, -k);
+}
 
 /* w ((1 - y) sigma(x) - pw y sigma(-x)) in double-double, rounded once (finite x). */
 SL_INLINE double bce_grad_dd(double x, double y, double w, double pw)
 {
+    if (fabs(x) < BCE_LINEAR_X)
+        return bce_grad_linear(x, y, w, pw);
     double e_lo, e = sl_exp_dd(-fabs(x), &e_lo);
     double den_lo, den = sl_dd_add(1.0, 0.0, e, e_lo, &den_lo);
     double inv_lo, inv = sl_dd_div(1.0, 0.0, den, den_lo, &inv_lo); /* 1/(1+e) */

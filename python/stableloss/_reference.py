@@ -508,7 +508,24 @@ def _refine_bce_grad(g, x, y, w, pw):
     d_hi, d_lo = _dd_mul(d_hi, d_lo, ws, np.zeros_like(ws))
     g = g.copy()
     g[idx] = d_hi + d_lo
+    linear = np.abs(xs) < _constant("bce", "LINEAR_X")
+    g[tuple(i[linear] for i in idx)] = _bce_grad_linear(xs[linear], ys[linear], ws[linear], pws[linear])
     return g
+
+
+def _bce_grad_linear(x, y, w, pw):
+    """w ((1 - y) sigma(x) - pw y sigma(-x)) for |x| < LINEAR_X, where sigma(+-x) = 1/2 +- x/4 to 2^-1800:
+    g0 + g1 x with g0 = w (1 - y - pw y)/2 and g1 = w (1 - y + pw y)/4, in double-double with x scaled by
+    2^600 (unless g0 or g1 exceeds 2^400), so that g1 x keeps its bits below the normal range."""
+    zero = np.zeros_like(x)
+    one_y = _two_diff(np.ones_like(y), y)
+    pw_y = _two_prod(pw, y)
+    g0 = _dd_mul(*_dd_add(*one_y, -pw_y[0], -pw_y[1]), w, zero)  # 2 g0
+    g1 = _dd_mul(*_dd_add(*one_y, *pw_y), w, zero)  # 4 g1
+    k = np.where((np.abs(g0[0]) > 2.0**400) | (np.abs(g1[0]) > 2.0**400), 0, 600)
+    t = _dd_mul(*g1, np.ldexp(x, k), zero)  # 4 g1 x 2^k
+    s_hi, s_lo = _dd_add(*(np.ldexp(part, k - 1) for part in g0), *(np.ldexp(part, -2) for part in t))
+    return np.ldexp(s_hi + s_lo, -k)
 
 
 def gnll(input, target, var, n_rows, eps, full, grad_scale, rows_per_block, loss, grad_input, grad_var, block_sums):

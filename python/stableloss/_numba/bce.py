@@ -30,11 +30,32 @@ FLOAT32_LANES = r"@llvm\.fma\.v(\d+)f32"
 #: subnormal or nearly (the terms cannot cancel), and float64 elements are redone by :func:`tiny_e`.
 SOFT_LABEL_CANCEL = np.float64(KERNELS["bce"].constant("SOFT_LABEL_CANCEL"))
 SUBNORMAL_EXP = np.float64(KERNELS["bce"].constant("SUBNORMAL_EXP"))
+#: Below it, float64 soft-label gradients take :func:`grad_linear`.
+LINEAR_X = np.float64(KERNELS["bce"].constant("LINEAR_X"))
+
+
+@helper
+def grad_linear(v, y, w, pw):
+    """w ((1 - y) sigma(v) - pw y sigma(-v)) for |v| < LINEAR_X, where sigma(+-v) = 1/2 +- v/4 to 2^-1800:
+    g0 + g1 v with g0 = w (1 - y - pw y)/2, g1 = w (1 - y + pw y)/4, v scaled by 2^600 (unless g0 or g1
+    exceeds 2^400) so that g1 v keeps its bits below the normal range; rounded once, back at scale."""
+    one_y_hi, one_y_lo = two_sum(ONE, -y)
+    pw_y_hi, pw_y_lo = two_prod(pw, y)
+    c0_hi, c0_lo = dd_add(one_y_hi, one_y_lo, -pw_y_hi, -pw_y_lo)
+    c1_hi, c1_lo = dd_add(one_y_hi, one_y_lo, pw_y_hi, pw_y_lo)
+    g0_hi, g0_lo = dd_mul(c0_hi, c0_lo, w, 0.0)  # 2 g0
+    g1_hi, g1_lo = dd_mul(c1_hi, c1_lo, w, 0.0)  # 4 g1
+    k = 0 if abs(g0_hi) > 2.0**400 or abs(g1_hi) > 2.0**400 else 600
+    t_hi, t_lo = dd_mul(g1_hi, g1_lo, np.ldexp(v, k), 0.0)  # 4 g1 v 2^k
+    s_hi, s_lo = dd_add(np.ldexp(g0_hi, k - 1), np.ldexp(g0_lo, k - 1), np.ldexp(t_hi, -2), np.ldexp(t_lo, -2))
+    return np.ldexp(s_hi + s_lo, -k)
 
 
 @helper
 def grad_dd(v, y, w, pw, grad_scale):
     """grad_scale w ((1 - y) A - pw y B)/(1 + e) in double-double, rounded once at the end."""
+    if abs(v) < LINEAR_X:
+        return grad_linear(v, y, w, pw) * grad_scale
     e_hi, e_lo = exp_dd(-abs(v))
     one_y_hi, one_y_lo = two_sum(ONE, -y)
     pw_y_hi, pw_y_lo = two_prod(pw, y)

@@ -421,6 +421,22 @@ def random_soft(dtype, rng):
 
 
 @family("bce")
+def tiny_logits(dtype, rng):
+    """Soft labels at logits down to the smallest subnormal, where the gradient w (c0/2 + s x/4)
+    (c0 = 1 - y - pw y, s = 1 - y + pw y) is all in its x term (y = 1/2 or c0 ~ 2^-54) and that term
+    lies below the normal range, for weights from 1e-300 to 2^400."""
+    tiny = np.finfo(dtype).smallest_subnormal
+    g = np.geomspace(float(tiny), 1e-20, 12)
+    x = np.concatenate([g, -g])
+    y = np.array([0.5, 1.0 / 3.0, 0.25])  # with pw = 2, 1 - y - pw y is 2^-54 at y = 1/3 (rounded)
+    w = np.array([1.0, 9.0, 2.0**400 if dtype == np.float64 else 3e30, 1e-300 if dtype == np.float64 else 1e-30])
+    shape = (len(x), len(y), len(w))
+    grid = [np.broadcast_to(a, shape).astype(dtype) for a in (x[:, None, None], y[None, :, None], w[None, None, :])]
+    return [_bce(grid[0], grid[1], weight=grid[2], pos_weight=np.full(shape, 2.0, dtype)),
+            _bce(grid[0], grid[1], weight=grid[2])]
+
+
+@family("bce")
 def nan_inputs(dtype, rng):  # noqa: F811
     """NaN logits or labels give NaN."""
     x = np.array([np.nan, 1.0, np.nan, -np.inf, np.inf, 0.5])

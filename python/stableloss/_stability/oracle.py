@@ -226,7 +226,12 @@ def _bce_element(x, y, w, pw):
     # A term whose label factor (y, resp. 1 - y) is exactly 0 counts as 0, also against softplus = inf.
     positive = 0 if y == 0 else pw * y * _softplus(-x)
     negative = 0 if y == 1 else (1 - y) * _softplus(x)
-    grad = (1 - y) * _sigmoid(x) - pw * y * _sigmoid(-x)
+    if abs(x) < 1:
+        # sigma(+-x) = 1/2 +- tanh(x/2)/2: near the root at y = 1/2, x = 1e-300, the two terms cancel below
+        # any working precision as 1/(1 + e^-x); in tanh(x/2) the part that survives is exact
+        grad = ((1 - y) - pw * y) / 2 + ((1 - y) + pw * y) * mpmath.tanh(x / 2) / 2
+    else:
+        grad = (1 - y) * _sigmoid(x) - pw * y * _sigmoid(-x)
     return w * (positive + negative), w * grad
 
 

@@ -19,7 +19,9 @@
  * s_lo) m and (w (d + d_lo)/2) (r + r_lo) (two_prod), so that no spurious inf or lost bits remain.
  * These lanes go to the scalar path.
  *
- * Accuracy (against mpmath, every SIMD level alike): see the test suite's summary.  Budget: 4 ulp.
+ * Accuracy (against mpmath: thresholds from the smallest subnormal to max/4, differences at the
+ * kinks, around sqrt(tiny) and sqrt(max), overflowing x - t; every SIMD level alike): float32 0.5 ulp;
+ * float64 loss 1.3 ulp (with a weight: the product w u rounds again), gradient 1.1 ulp.  Budget: 4 ulp.
  */
 #include "sl_kernel.h"
 

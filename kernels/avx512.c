@@ -9,6 +9,7 @@
 #include "bce.c"
 #include "ce.c"
 #include "gnll.c"
+#include "huber.c"
 #include "kl.c"
 #include "lse.c"
 #include "mse.c"

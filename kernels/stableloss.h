@@ -8,7 +8,7 @@
  * Calling convention, shared by every loss kernel:
  *   inputs ..., sizes and scalar parameters ..., rows_per_block, outputs ..., block_sums
  *   - Arrays are C-contiguous.  A "row" is one sample: n_classes logits for ce and lse, one element
- *     for the elementwise losses (bce, gnll, kl, mse), so that n_rows counts elements there.
+ *     for the elementwise losses (bce, gnll, kl, mse, huber), so that n_rows counts elements there.
  *   - Optional inputs and every output may be NULL (numpy/Numba: None), meaning "absent" for an
  *     input and "not wanted" for an output.
  *   - loss[i] is the per-row loss, rounded once to the input type.  grad (same shape as the
@@ -77,6 +77,16 @@ void sl_mse_f32(const float *input, const float *target, const float *weight, in
                 double grad_scale, int64_t rows_per_block, float *loss, float *grad, double *block_sums);
 void sl_mse_f64(const double *input, const double *target, const double *weight, int64_t n_rows,
                 double grad_scale, int64_t rows_per_block, double *loss, double *grad, double *block_sums);
+
+/* Huber, smooth L1 and L1, elementwise, d = x - t, weight optional: loss = w (|d| < delta ? d^2/(2q) :
+ * m (|d| - delta/2)) with q = delta, m = 1 when smooth != 0 (smooth_l1; l1 is delta = 0) and q = 1,
+ * m = delta when smooth == 0 (huber); grad = w (|d| < delta ? d/q : m sign(d)), sign(0) = 0.       */
+void sl_huber_f32(const float *input, const float *target, const float *weight, int64_t n_rows, double delta,
+                  int64_t smooth, double grad_scale, int64_t rows_per_block, float *loss, float *grad,
+                  double *block_sums);
+void sl_huber_f64(const double *input, const double *target, const double *weight, int64_t n_rows, double delta,
+                  int64_t smooth, double grad_scale, int64_t rows_per_block, double *loss, double *grad,
+                  double *block_sums);
 
 /* Row-wise log-sum-exp of x[n_rows][n_cols]: lse = a + log1p(s), log_softmax_j = z_j - log1p(s),
  * softmax_j = e^{z_j} / S (notation of sl_ce); each output optional.  No block sums.  A row with an

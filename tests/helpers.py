@@ -28,8 +28,8 @@ class Loss:
     def call(self, part, reduction, backend):
         """The public function on ``part``: {output: value} with the outputs the declaration names."""
         kernel = KERNELS[self.stem]
-        loss, grads = getattr(stableloss, kernel.function)(**part, reduction=reduction, backend=backend,
-                                                          return_grad=True)
+        loss, grads = getattr(stableloss, kernel.function_of(part))(**part, reduction=reduction, backend=backend,
+                                                                    return_grad=True)
         return dict(zip(kernel.outputs, (loss, *grads) if isinstance(grads, tuple) else (loss, grads)))
 
 
@@ -54,8 +54,8 @@ def family_tests(loss, reductions=("mean", "sum")):
 def typical_calls(shape, dtype, options=False, seed=0):
     """(stem, public function, keyword arguments) of a typical call of every declared loss, on inputs of
     ``shape`` (families.typical; with ``options``, every optional argument too)."""
-    return [(stem, getattr(stableloss, KERNELS[stem].function), families.typical(stem, shape, dtype, seed, options))
-            for stem in families.TYPICAL]
+    calls = [(stem, families.typical(stem, shape, dtype, seed, options)) for stem in families.TYPICAL]
+    return [(stem, getattr(stableloss, KERNELS[stem].function_of(kwargs)), kwargs) for stem, kwargs in calls]
 
 
 @dataclasses.dataclass(frozen=True)

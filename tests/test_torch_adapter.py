@@ -71,6 +71,14 @@ def _gradcheck_cases():
                                      [_randn(4, 3, scale=1e3), _randn(4, 3, scale=1e3)])
         cases[f"mse-broadcast-target-{reduction}"] = (lambda x, t, r=reduction: slt.mse_loss(x, t, reduction=r),
                                                       [_randn(4, 3), _randn(3)])
+        weight = torch.rand(4, 3, generator=RNG, dtype=torch.float64) + 0.5
+        cases[f"l1-{reduction}"] = (lambda x, t, r=reduction, w=weight: slt.l1_loss(x, t, reduction=r, weight=w),
+                                    [_randn(4, 3), _randn(4, 3)])
+        cases[f"smooth_l1-broadcast-target-{reduction}"] = (
+            lambda x, t, r=reduction: slt.smooth_l1_loss(x, t, reduction=r, beta=0.7), [_randn(4, 3), _randn(3)])
+        cases[f"huber-{reduction}"] = (
+            lambda x, t, r=reduction, w=weight: slt.huber_loss(x, t, reduction=r, delta=0.7, weight=w),
+            [_randn(4, 3), _randn(4, 3)])
     for reduction in ("batchmean", "sum", "none"):
         for log_target in (False, True):
             target = _probabilities(3, 6, spread=1.0)  # p >= ~0.02: finite differences of p log p stay exact
@@ -123,13 +131,16 @@ def _assert_same(ours, theirs, rtol):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
-def test_mse_target_gradient(dtype, reduction):
-    """The target's gradient (a learned target) is torch's, also for a broadcast target."""
+@pytest.mark.parametrize("name, options", [("mse_loss", {}), ("l1_loss", {}), ("smooth_l1_loss", {"beta": 0.5}),
+                                           ("huber_loss", {"delta": 0.5})], ids=str)
+def test_target_gradient(name, options, dtype, reduction):
+    """The target's gradient (a learned target) of the losses of x - t is torch's, also for a broadcast
+    target."""
     for target_shape in ((5, 4), (4,)):
         tensors = dict(input=_randn(5, 4, dtype=dtype), target=_randn(*target_shape, dtype=dtype))
-        _assert_same(_grads(lambda **t: slt.mse_loss(**t, reduction=reduction), tensors),
-                     _grads(lambda **t: F.mse_loss(t["input"], t["target"].expand(5, 4), reduction=reduction),
-                            tensors),
+        _assert_same(_grads(lambda **t: getattr(slt, name)(**t, reduction=reduction, **options), tensors),
+                     _grads(lambda **t: getattr(F, name)(t["input"], t["target"].expand(5, 4), reduction=reduction,
+                                                         **options), tensors),
                      1e-5 if dtype == torch.float32 else 1e-12)
 
 
@@ -230,6 +241,7 @@ class _Model(torch.nn.Module):
 
 
 _HEAD = torch.randn(9, 5, generator=RNG)  # a fixed output matrix over the body's 5 features
+_WEIGHT = torch.rand(7, 5, generator=RNG)  # fixed element weights of the body's output
 
 COMPILED_LOSSES = {
     "cross_entropy": (lambda out, y: slt.cross_entropy(out, y, label_smoothing=0.1), lambda: torch.randint(0, 5, (7,))),
@@ -239,6 +251,9 @@ COMPILED_LOSSES = {
     "kl": (lambda out, y: slt.kl_div(slt.log_softmax(out, 1), y, reduction="batchmean"),
            lambda: torch.softmax(torch.randn(7, 5), 1)),
     "mse": (lambda out, y: slt.mse_loss(out, y), lambda: torch.randn(7, 5)),
+    "l1": (lambda out, y: slt.l1_loss(out, y), lambda: torch.randn(7, 5)),
+    "SmoothL1Loss": (slt.SmoothL1Loss(beta=0.5), lambda: torch.randn(7, 5)),
+    "huber": (lambda out, y: slt.huber_loss(out, y, delta=0.5, weight=_WEIGHT), lambda: torch.randn(7, 5)),
     "linear_cross_entropy": (lambda out, y: slt.linear_cross_entropy(torch.tanh(out), _HEAD, y),
                              lambda: torch.randint(0, 9, (7,))),
     "logsumexp": (lambda out, y: (slt.logsumexp(out, 1) * y).sum(), lambda: torch.randn(7)),
@@ -307,6 +322,9 @@ MODULES = [
     ("KLDivLoss", dict(reduction="batchmean", log_target=True),
      lambda: (torch.log_softmax(torch.randn(4, 3), 1), torch.log_softmax(torch.randn(4, 3), 1))),
     ("MSELoss", dict(reduction="none"), lambda: (torch.randn(4, 2), torch.randn(4, 2))),
+    ("L1Loss", dict(reduction="sum"), lambda: (torch.randn(4, 2), torch.randn(4, 2))),
+    ("SmoothL1Loss", dict(beta=0.5), lambda: (torch.randn(4, 2), torch.randn(4, 2))),
+    ("HuberLoss", dict(delta=0.5, reduction="none"), lambda: (torch.randn(4, 2), torch.randn(4, 2))),
 ]
 
 
@@ -392,9 +410,10 @@ def test_other_device_is_refused():
     (lambda w: slt.cross_entropy(torch.randn(2, 3), torch.tensor([0, 1]), weight=w), "weight"),
     (lambda w: slt.binary_cross_entropy_with_logits(torch.randn(2, 3), torch.rand(2, 3), pos_weight=w), "pos_weight"),
     (lambda w: slt.mse_loss(torch.randn(2, 3), torch.randn(2, 3), weight=w.expand(2, 3)), "weight"),
+    (lambda w: slt.huber_loss(torch.randn(2, 3), torch.randn(2, 3), weight=w.expand(2, 3)), "weight"),
     (lambda t: slt.gaussian_nll_loss(torch.randn(2, 3), t.expand(2, 3), torch.ones(2, 3)), "target"),
     (lambda t: slt.cross_entropy(torch.randn(2, 3), torch.softmax(t.expand(2, 3), 1)), "target"),
-], ids=["ce-weight", "bce-pos_weight", "mse-weight", "gnll-target", "ce-probabilities"])
+], ids=["ce-weight", "bce-pos_weight", "mse-weight", "huber-weight", "gnll-target", "ce-probabilities"])
 def test_gradient_not_given_is_an_error(call, name):
     """A tensor that requires grad where no gradient is given would silently get none: an error names it."""
     with pytest.raises(RuntimeError, match=rf"{name} requires grad, but stableloss gives gradients only w.r.t."):

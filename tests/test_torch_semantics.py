@@ -325,6 +325,43 @@ def test_mse_weight_of_another_shape(backend, weight_shape):
 
 
 # ---------------------------------------------------------------------------------------------------
+# L1, smooth L1, Huber (one kernel): beta 0 is l1 through smooth_l1_loss; a threshold of 1.5 puts the
+# N(0, 8) differences on both sides; a weighted mean divides by the weights' sum for l1_loss and by N
+# for huber_loss, as torch
+
+HUBER_FUNCTIONS = [("l1_loss", {}), ("smooth_l1_loss", {"beta": 0.0}), ("smooth_l1_loss", {"beta": 1.5}),
+                   ("huber_loss", {"delta": 1.5})]
+HUBER_GRID = [(function, options, weighted, reduction) for function, options in HUBER_FUNCTIONS
+              for weighted in ([False] if function == "smooth_l1_loss" else [False, True])  # it takes no weight
+              for reduction in ("none", "mean", "sum")]
+
+
+@pytest.mark.parametrize("function, options, weighted, reduction", HUBER_GRID, ids=str)
+def test_l1_smooth_l1_huber(api, backend, dtype, function, options, weighted, reduction):
+    x, t = _random((5, 3), dtype), _random((5, 3), dtype)
+    t[0] = x[0]  # d = 0: gradient sign(0) = 0 (l1), 0 (quadratic)
+    weight = RNG.uniform(0.1, 3, (5, 3)).astype(dtype) if weighted else None
+    arrays = dict(input=x, target=t) | ({"weight": weight} if weighted else {})
+    loss, (grad,) = _ours(api, function, arrays, ["input"], backend, reduction=reduction, **options)
+    tensors = dict(input=_tensor(x, grad=True), target=_tensor(t)) | ({"weight": _tensor(weight)} if weighted else {})
+    want, (want_grad,) = _torch_loss_and_grads(lambda **kw: getattr(F, function)(**kw, **options), tensors,
+                                               reduction, ["input"])
+    _close(loss, want, dtype, "loss")
+    _close(grad, want_grad, dtype, "grad")
+
+
+@pytest.mark.parametrize("function", ["l1_loss", "huber_loss"])
+@pytest.mark.parametrize("weight_shape", [(3,), (5, 1), ()])
+def test_l1_huber_weight_of_another_shape(backend, function, weight_shape):
+    """A weight not of the input's shape raises ValueError, as in PyTorch (no broadcasting)."""
+    x, t = _random((5, 3), np.float64), _random((5, 3), np.float64)
+    weight = np.ones(weight_shape)
+    with pytest.raises(ValueError, match="Weights and input must have the same size"):
+        getattr(F, function)(_tensor(x), _tensor(t), weight=_tensor(weight))
+    with pytest.raises(ValueError, match=rf"{function}: weight shape .* must equal the input shape \(5, 3\)"):
+        getattr(stableloss, function)(x, t, weight=weight, backend=backend)
+
+# ---------------------------------------------------------------------------------------------------
 # Bad input: where PyTorch raises RuntimeError, stableloss keeps Python's type (docs/bad_inputs.md)
 
 X_BAD, Y_BAD, T_BAD = _random((3, 5), np.float32), np.array([0, 1, 2]), RNG.uniform(size=(3, 5)).astype(np.float32)
@@ -336,6 +373,9 @@ RUNTIME_ERRORS_IN_TORCH = {
                                                  target=np.zeros((3, 2), np.int64)), ValueError),
     "GNLL target broadcast": ("gaussian_nll_loss", dict(input=X_BAD, target=T_BAD[:2], var=np.ones((3, 5), np.float32)),
                               ValueError),
+    "smooth_l1 beta < 0": ("smooth_l1_loss", dict(input=X_BAD, target=T_BAD, beta=-1.0), ValueError),
+    "smooth_l1 beta NaN": ("smooth_l1_loss", dict(input=X_BAD, target=T_BAD, beta=float("nan")), ValueError),
+    "huber delta 0": ("huber_loss", dict(input=X_BAD, target=T_BAD, delta=0.0), ValueError),
 }
 
 

@@ -14,7 +14,7 @@ from ._spec import FLOAT, IN, INDEX, INT, OUT, SHARED, Bench, Kernel, Workload, 
 
 #: The public functions, in the order of the documentation; the package exports them.
 __all__ = ["cross_entropy", "linear_cross_entropy", "binary_cross_entropy_with_logits", "gaussian_nll_loss", "kl_div",
-           "mse_loss", "logsumexp", "log_softmax", "softmax"]
+           "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "logsumexp", "log_softmax", "softmax"]
 from ._reference import sum_dd
 
 
@@ -614,15 +614,175 @@ def mse_loss(input, target, reduction="mean", weight=None, *, backend=None, retu
     x = check.float_input(func, "input", input)
     reduction = check.reduction(func, reduction)
     target = check.float_like(func, "target", target, x.dtype, x.shape).reshape(-1)
-    if weight is not None:
-        weight = np.asarray(weight)
-        check.same_shape(func, "weight", weight, x.shape)
-        weight = check.float_like(func, "weight", weight, x.dtype, x.shape).reshape(-1)
+    weight = check.element_weight(func, weight, x)
     backend = resolve(backend)
     weight, denominator = _denominator(weight, weight, x.size, reduction)
     return _elementwise(backend, MSE, x, reduction, denominator, return_grad,
                         input=np.ascontiguousarray(x).reshape(-1), target=target, weight=weight)
 
+
+HUBER = declare(loss_kernel("huber", "l1_loss", inputs=(("input", IN), ("target", IN), ("weight", IN)),
+                            parameters=(("delta", FLOAT), ("smooth", INT)),
+                            variants=(("beta", "smooth_l1_loss"), ("delta", "huber_loss"))))
+
+
+def _huber(func, input, target, reduction, weight, delta, smooth, weights_mean, backend, return_grad):
+    """A loss of the huber kernel, whose ``delta`` and ``smooth`` select the form (kernels/stableloss.h):
+    l1_loss, smooth_l1_loss or huber_loss.  A weighted ``mean`` divides by the weights' sum where
+    ``weights_mean`` (l1_loss), else by the number of elements (huber_loss), as PyTorch does."""
+    x = check.float_input(func, "input", input)
+    reduction = check.reduction(func, reduction)
+    target = check.float_like(func, "target", target, x.dtype, x.shape).reshape(-1)
+    weight = check.element_weight(func, weight, x)
+    backend = resolve(backend)
+    weight, denominator = _denominator(weight, weight, x.size, reduction) if weights_mean else (weight, x.size)
+    return _elementwise(backend, HUBER, x, reduction, denominator, return_grad,
+                        input=np.ascontiguousarray(x).reshape(-1), target=target, weight=weight, delta=delta,
+                        smooth=int(smooth))
+
+
+def l1_loss(input, target, reduction="mean", weight=None, *, backend=None, return_grad=False):
+    r"""Mean absolute error: the negative log-likelihood of a Laplace model at unit scale, up to a constant.
+
+    Parameters
+    ----------
+    input : ndarray, float32 or float64
+    target : ndarray, float
+        Broadcastable to the input's shape.
+    reduction : {"mean", "sum", "none"}
+        With ``weight``, ``mean`` is :math:`\sum w |x - t| / \sum w`, as PyTorch does.
+    weight : ndarray, optional
+        Element weights of the input's shape exactly (as PyTorch, no broadcasting).
+    backend : {"c", "numba", "numpy"}, optional
+    return_grad : bool, default False
+        Also return the gradient of the returned loss w.r.t. ``input``.
+
+    Returns
+    -------
+    loss : ndarray or scalar
+    grad : ndarray
+        Only with ``return_grad``.
+
+    Notes
+    -----
+    :math:`\ell = w |x - t|` and :math:`\partial\ell/\partial x = w \operatorname{sign}(x - t)`, 0 at
+    :math:`x = t` as in PyTorch (NaN for a NaN input or target, where PyTorch gives 0).  The difference
+    is exact (float32 in float64, float64 as a double-double, TwoSum) and the loss rounded once before
+    the weight; where :math:`x - t` overflows with x and t finite it is taken as
+    :math:`2 (x/2 - t/2)`, so :math:`w |x - t|` is finite wherever it is in exact arithmetic (PyTorch:
+    inf).  The same kernel computes :func:`smooth_l1_loss` and :func:`huber_loss`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stableloss import l1_loss
+    >>> float(l1_loss(np.array([1.0, 2.0, 3.0]), np.zeros(3), weight=np.array([1.0, 2.0, 0.5])))
+    1.857142...
+    >>> loss, grad = l1_loss(np.array([1.0, 0.0, -2.0]), np.zeros(3), reduction="sum", return_grad=True)
+    >>> float(loss), grad.tolist()
+    (3.0, [1.0, 0.0, -1.0])
+    >>> float(l1_loss(np.array([1e308]), np.array([-1e308]), reduction="sum", weight=np.array([0.25])))
+    5e+307
+    """
+    return _huber("l1_loss", input, target, reduction, weight, 0.0, True, True, backend, return_grad)
+
+
+def smooth_l1_loss(input, target, reduction="mean", beta=1.0, *, backend=None, return_grad=False):
+    r"""Smooth L1 loss: quadratic below ``beta``, then the absolute error less ``beta/2``.
+
+    Parameters
+    ----------
+    input : ndarray, float32 or float64
+    target : ndarray, float
+        Broadcastable to the input's shape.
+    reduction : {"mean", "sum", "none"}
+    beta : float >= 0, default 1.0
+        The threshold of :math:`|x - t|` where the loss turns linear; 0 gives :func:`l1_loss`.
+    backend : {"c", "numba", "numpy"}, optional
+    return_grad : bool, default False
+        Also return the gradient of the returned loss w.r.t. ``input``.
+
+    Returns
+    -------
+    loss : ndarray or scalar
+    grad : ndarray
+        Only with ``return_grad``.
+
+    Notes
+    -----
+    With :math:`d = x - t`: :math:`\ell = d^2 / (2\beta)` and :math:`\partial\ell/\partial x = d/\beta`
+    where :math:`|d| < \beta`, else :math:`\ell = |d| - \beta/2` and
+    :math:`\partial\ell/\partial x = \operatorname{sign}(d)` (0 at :math:`d = 0`), as PyTorch.  The
+    branch is decided on the exact difference; the quadratic is formed as :math:`d \cdot (d/\beta)`
+    from the double-double quotient (finite and normal wherever the loss is, e.g.
+    :math:`d = 10^{-160}, \beta = 10^{-150}`), the linear form as the exact :math:`|d| - \beta/2`,
+    each rounded once.  ``beta = inf`` gives 0 for every finite :math:`d`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stableloss import smooth_l1_loss
+    >>> loss, grad = smooth_l1_loss(np.array([0.5, 3.0]), np.zeros(2), reduction="none", return_grad=True)
+    >>> loss.tolist(), grad.tolist()
+    ([0.125, 2.5], [0.5, 1.0])
+    >>> float(smooth_l1_loss(np.array([1e-160]), np.zeros(1), beta=1e-150))
+    5e-171
+    """
+    func = "smooth_l1_loss"
+    beta = check.real(func, "beta", beta, 0.0)
+    return _huber(func, input, target, reduction, None, beta, True, False, backend, return_grad)
+
+
+def huber_loss(input, target, reduction="mean", delta=1.0, weight=None, *, backend=None, return_grad=False):
+    r"""Huber loss: quadratic below ``delta``, then linear with slope ``delta``.
+
+    Parameters
+    ----------
+    input : ndarray, float32 or float64
+    target : ndarray, float
+        Broadcastable to the input's shape.
+    reduction : {"mean", "sum", "none"}
+        With ``weight``, ``mean`` is :math:`\sum w \ell / N` over the N elements, as PyTorch does (unlike
+        :func:`l1_loss` and :func:`mse_loss`, which divide by :math:`\sum w`).
+    delta : float > 0, default 1.0
+        The threshold of :math:`|x - t|` where the loss turns linear.
+    weight : ndarray, optional
+        Element weights of the input's shape exactly (as PyTorch, no broadcasting).
+    backend : {"c", "numba", "numpy"}, optional
+    return_grad : bool, default False
+        Also return the gradient of the returned loss w.r.t. ``input``.
+
+    Returns
+    -------
+    loss : ndarray or scalar
+    grad : ndarray
+        Only with ``return_grad``.
+
+    Notes
+    -----
+    With :math:`d = x - t`: :math:`\ell = w d^2/2` and :math:`\partial\ell/\partial x = w d` where
+    :math:`|d| < \delta`, else :math:`\ell = w \delta (|d| - \delta/2)` and
+    :math:`\partial\ell/\partial x = w \delta \operatorname{sign}(d)`, as PyTorch.  The branch is
+    decided on the exact difference and each form computed directly from it (never as :math:`\delta`
+    times the smooth L1 loss), rounded once before the weight.  Where :math:`d^2/2` or
+    :math:`\delta (|d| - \delta/2)` leaves the double range (overflow, or below the normals) while the
+    weighted loss need not, the weight is taken in first; where :math:`x - t` overflows with x and t
+    finite the loss is formed from :math:`x/2 - t/2`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stableloss import huber_loss
+    >>> loss, grad = huber_loss(np.array([0.5, -3.0]), np.zeros(2), delta=2.0, reduction="none",
+    ...                         return_grad=True)
+    >>> loss.tolist(), grad.tolist()
+    ([0.125, 4.0], [0.5, -2.0])
+    >>> float(huber_loss(np.array([1.5e154]), np.zeros(1), delta=1e155, weight=np.array([0.5])))
+    5.625...e+307
+    """
+    func = "huber_loss"
+    delta = check.positive_real(func, "delta", delta)
+    return _huber(func, input, target, reduction, weight, delta, False, False, backend, return_grad)
 
 def _elementwise(backend, kernel, like, reduction, denominator, return_grad, **args):
     """Run an elementwise loss kernel on arrays shaped ``like``; gradients come back in that shape."""

@@ -630,6 +630,54 @@ def mse(input, target, weight, n_rows, grad_scale, rows_per_block, loss, grad, b
     _block_sums(value, rows_per_block, block_sums)
 
 
+
+def huber(input, target, weight, n_rows, delta, smooth, grad_scale, rows_per_block, loss, grad, block_sums):
+    """Huber, smooth L1 and L1 terms, elementwise; see ``sl_huber_f32``."""
+    x, t = input.astype(np.float64), target.astype(np.float64)
+    w = 1.0 if weight is None else weight.astype(np.float64)
+    q, m = (delta, 1.0) if smooth else (1.0, delta)  # loss d^2/(2q) within delta, m (|d| - delta/2) beyond
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore", under="ignore"):
+        h, h_lo = _two_diff(x, t)
+        # x - t overflows with x, t finite: h = x/2 - t/2, d = 2h (halving such x and t is exact)
+        huge = np.isinf(h) & np.isfinite(x) & np.isfinite(t)
+        k = np.where(huge, 2.0, 1.0)  # d = k (h + h_lo)
+        if huge.any():
+            half_h, half_lo = _two_diff(0.5 * x, 0.5 * t)
+            h, h_lo = np.where(huge, half_h, h), np.where(huge, half_lo, h_lo)
+        a, a_lo = np.abs(h), np.where(h < 0, -h_lo, h_lo)  # |d| = k (a + a_lo)
+        c = delta / k
+        quad = (a < c) | ((a == c) & (a_lo < 0))  # |d| < delta, decided on the exact |d|
+        # quadratic: r + r_lo = (h + h_lo)/q (q = 1: r = h exactly), d^2/(2q) = k^2 (h + h_lo)(r + r_lo)/2
+        r = h / q
+        rq, rq_lo = _two_prod(r, q)
+        r_lo = _finite_or_zero(((h - rq) - rq_lo + h_lo) / q)
+        p, p_lo = _two_prod(h, r)
+        u_quad = k * k * (0.5 * (p + _finite_or_zero(p_lo + (h * r_lo + h_lo * r))))
+        # linear: m (|d| - delta/2) = k m (s + e), s + s_lo = a - c/2 >= c/2 (no cancellation)
+        s, s_lo = _two_sum(a, -0.5 * c)
+        e = s_lo + a_lo
+        ms, ms_lo = _two_prod(m, s)
+        u_lin = k * (ms + _finite_or_zero(ms_lo + m * e))  # m e overflows only where m s does
+        u = np.where(quad, u_quad, u_lin)
+        # u overflowed (d finite) or fell below the normals (d != 0) where w u may be neither: the weight
+        # first, (w h/2)(r + r_lo), resp. (w (s + e)) m, with the products' errors
+        wh, wh_lo = _two_prod(w, h)
+        half, half_lo = 0.5 * wh, _finite_or_zero(0.5 * (wh_lo + w * h_lo))
+        hr, hr_lo = _two_prod(half, r)
+        ws, ws_lo = _two_prod(w, s)
+        wsm, wsm_lo = _two_prod(ws, m)
+        ws_lo = _finite_or_zero(ws_lo + w * e)
+        redone = np.where(quad, k * k * (hr + _finite_or_zero(hr_lo + (half * r_lo + half_lo * r))),
+                          k * (wsm + _finite_or_zero(wsm_lo + ws_lo * m)))
+        redo = ((u == np.inf) & np.isfinite(h)) | ((u < 2.0**-1022) & (h != 0))
+        value = np.where(redo, redone, w * u)
+        if grad is not None:
+            sw = grad_scale * w  # s w first: as the other kernels
+            _store(grad, np.where(quad, k * (sw * (r + r_lo)), (sw * m) * np.sign(h)))  # sign(0) = 0
+    _store(loss, value)
+    _block_sums(value, rows_per_block, block_sums)
+
+
 def kernel(spec, dtype):
     """The reference kernel declared by ``spec`` (the same function serves float32 and float64), taking
     the list of its arguments in the header's order like the other backends' kernels."""

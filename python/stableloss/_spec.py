@@ -46,7 +46,9 @@ class Kernel:
 
     ``outputs``: the output arrays in order (for a loss: ``loss``, then its gradients, each of the
     shape of the input it belongs to); ``row_width``: the argument holding the number of elements per
-    row (None: one element per row); ``function``: the public function; ``families``: the stem whose
+    row (None: one element per row); ``function``: the public function; ``variants``: ((keyword,
+    function), ...), the other public functions computed by the kernel, each told apart by a keyword
+    only it takes (see :meth:`function_of`); ``families``: the stem whose
     stability families it is tested on (default its own); ``bench``: how the benchmarks call it (None:
     not benchmarked); ``constants``: ((name, value), ...), the numeric contract of the kernel, the
     constants that decide a path or a result, the same in every backend (the C kernel defines each as
@@ -57,6 +59,7 @@ class Kernel:
     function: str
     args: tuple
     row_width: str = None
+    variants: tuple = ()
     families: str = None
     bench: Bench = None
     constants: tuple = ()
@@ -64,6 +67,11 @@ class Kernel:
     def constant(self, name):
         """The value of the constant ``name`` of the contract."""
         return dict(self.constants)[name]
+
+    def function_of(self, part):
+        """The public function that the keyword arguments ``part`` (a family part, typical inputs) are a
+        call of: the variant whose keyword ``part`` holds, else ``function``."""
+        return next((function for keyword, function in self.variants if keyword in part), self.function)
 
     @functools.cached_property
     def family_stem(self):
@@ -107,13 +115,14 @@ class Kernel:
 
 
 def loss_kernel(stem, function, inputs, parameters=(), gradients=("grad",), row_width=None, bench=None,
-                constants=None):
+                constants=None, variants=()):
     """The kernel of a loss, in the header's calling convention: ``inputs`` ((name, kind) of the arrays
     read), ``n_rows``, ``parameters`` ((name, kind) of the scalars), ``grad_scale``, ``rows_per_block``,
     ``loss``, ``gradients`` (names), ``block_sums``; ``constants`` a dict, name -> value."""
     args = (*inputs, ("n_rows", INT), *parameters, ("grad_scale", FLOAT), ("rows_per_block", INT),
             ("loss", OUT), *((name, OUT) for name in gradients), ("block_sums", SUMS))
-    return Kernel(stem, function, args, row_width, bench=bench, constants=tuple((constants or {}).items()))
+    return Kernel(stem, function, args, row_width, variants=variants, bench=bench,
+                  constants=tuple((constants or {}).items()))
 
 
 #: Every declared kernel by stem, in the order of declaration.

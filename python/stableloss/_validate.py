@@ -73,6 +73,17 @@ def same_shape(func, name, array, shape):
         raise ValueError(f"{func}: {name} shape {array.shape} must equal the input shape {tuple(shape)}")
 
 
+def element_weight(func, weight, input):
+    """Element weights of the input's shape exactly (as PyTorch: no broadcasting, which would make a
+    ``(3,)`` weight per column of a ``(4, 3)`` input but per row of a ``(3, 3)`` one), flat, in the
+    input's dtype; None stays None."""
+    if weight is None:
+        return None
+    weight = np.asarray(weight)
+    same_shape(func, "weight", weight, input.shape)
+    return float_like(func, "weight", weight, input.dtype, input.shape).reshape(-1)
+
+
 def reduction(func, value, allowed=REDUCTIONS):
     if not isinstance(value, str) or value not in allowed:
         choices = ", ".join(repr(r) for r in allowed)
@@ -122,14 +133,28 @@ def linear_ce_target(func, target, batch_shape, n_classes, logits_shape):
     return target.reshape(logits_shape if probabilities else logits_shape[:-1])
 
 
-def real(func, name, value, low=-np.inf, high=np.inf):
+def _number(func, name, value):
+    """``value`` as a Python float, if it is a real number (not a bool)."""
     if type(value) is not float:  # a Python float needs no conversion (and skips the slower ABC check)
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise TypeError(f"{func}: {name} must be a real number, got {value!r}")
         value = float(value)
+    return value
+
+
+def real(func, name, value, low=-np.inf, high=np.inf):
+    value = _number(func, name, value)
     if not low <= value <= high:
         raise ValueError(f"{func}: {name} must be between {low} and {high}, got {value}")
     return value
+
+
+def positive_real(func, name, value):
+    """A real number > 0 (+inf included)."""
+    number = _number(func, name, value)
+    if not number > 0:
+        raise ValueError(f"{func}: {name} must be > 0, got {number}")
+    return number
 
 
 def class_axis_input(func, value):

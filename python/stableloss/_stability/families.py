@@ -700,6 +700,154 @@ def special_values(dtype, rng):  # noqa: F811
 
 
 # ---------------------------------------------------------------------------------------------------
+# Huber, smooth L1, L1: one kernel; a part holding beta calls smooth_l1_loss, delta huber_loss, neither
+# l1_loss (the declaration's variants)
+
+def _l1(x, t, **options):
+    return dict(input=x, target=t, **options)
+
+
+def _smooth(x, t, beta, **options):
+    return dict(input=x, target=t, beta=beta, **options)
+
+
+def _huber(x, t, delta, **options):
+    return dict(input=x, target=t, delta=delta, **options)
+
+
+def _three(x, t, threshold, weight=None):
+    """The same x, t through l1_loss, smooth_l1_loss (beta = threshold) and huber_loss (delta =
+    threshold), l1 and huber with ``weight`` where given."""
+    weighted = {} if weight is None else {"weight": weight}
+    return [_l1(x, t, **weighted), _smooth(x, t, threshold), _huber(x, t, threshold, **weighted)]
+
+
+def _spread(rng, center, n, decades, dtype):
+    """n values of random sign, log-uniform within ``decades`` around ``center`` (inf beyond the range)."""
+    with np.errstate(over="ignore"):
+        magnitude = center * 10.0 ** rng.uniform(-decades, decades, n)
+        return (magnitude * rng.choice([-1.0, 1.0], n)).astype(dtype)
+
+
+@family("huber")
+def random_scales(dtype, rng):  # noqa: F811 (one name per stem)
+    """Random x, t at scales 1e-30, 1, 1e15, the threshold at the scale: both branches."""
+    parts = []
+    for scale in (1e-30, 1.0, 1e15):
+        parts += _three(_normal(rng, 150, scale, dtype), _normal(rng, 150, scale, dtype), scale)
+    return parts
+
+
+@family("huber")
+def kinks(dtype, rng):
+    """|x - t| at the threshold (exactly, a few ulps either side, and a float64 x - t that rounds to it
+    but is not it), and x = t: beta 1, delta 1 and 0.1, beta 0 (l1 through smooth_l1_loss), l1."""
+    eps = float(np.finfo(dtype).eps)
+    steps = np.array([-3, -2, -1, -0.5, 0, 0.5, 1, 2, 3])
+    parts = []
+    for threshold in (1.0, 0.1):
+        c = float(dtype.type(threshold))  # a threshold of the dtype: |x - t| can equal it
+        d = np.concatenate([c * (1 + steps * eps), -c * (1 + steps * eps), [0.0, -0.0]])
+        exact_t = rng.integers(-64, 64, d.size) / 8.0  # x - t exact: |d| = c exactly where d is
+        rounded_t = _normal(rng, d.size, 3.0, dtype).astype(np.float64)  # x - t need not be d
+        t = np.concatenate([exact_t, rounded_t]).astype(dtype)
+        x = (t.astype(np.float64) + np.concatenate([d, d])).astype(dtype)
+        parts += [_smooth(x, t, c), _huber(x, t, c)]
+    parts += [_smooth(x, t, 0.0), _l1(x, t)]
+    return parts
+
+
+@family("huber")
+def thresholds(dtype, rng):
+    """Thresholds from the smallest subnormal to near the dtype's max, |x - t| within 3 decades of
+    them (both branches at every scale) and a few 20 decades above (so that the sums are normal: a
+    subnormal term carries its rounding into the sum)."""
+    parts = []
+    for threshold in (_tiny(dtype), 1e-30, 1e-8, 1e8, 1e30, _max(dtype) / 4):
+        d = _spread(rng, threshold, 60, 3, np.float64)
+        with np.errstate(over="ignore"):
+            d[:3] *= 1e20
+        d = np.clip(d, -_max(dtype) / 2, _max(dtype) / 2)
+        t = np.clip(rng.standard_normal(60) * threshold, -_max(dtype) / 4, _max(dtype) / 4).astype(dtype)
+        x = (t.astype(np.float64) + d).astype(dtype)
+        parts += [_smooth(x, t, threshold), _huber(x, t, threshold)]
+    return parts
+
+
+@family("huber")
+def tiny_differences(dtype, rng):
+    """|x - t| around the square root of the smallest normal: d^2/2 subnormal; against a small beta
+    d^2/(2 beta) is normal again, and with weights up to 2^60 so is w d^2/2."""
+    root = np.sqrt(float(np.finfo(dtype).tiny))
+    x = _spread(rng, root, 200, 2, dtype)
+    t = np.zeros(200, dtype)
+    t[::2] = (x[::2].astype(np.float64) * 0.5).astype(dtype)
+    weight = (2.0 ** rng.uniform(0, 60, 200)).astype(dtype)
+    return [_smooth(x, t, root * 1e-2), _smooth(x, t, root * 1e3), _huber(x, t, 1.0),
+            _huber(x, t, 1.0, weight=weight), _l1(x, t, weight=weight)]
+
+
+@family("huber")
+def near_overflow(dtype, rng):  # noqa: F811
+    """d^2/2 (delta above |d|) and delta (|d| - delta/2) (delta = sqrt(max)) crossing the top of the
+    range, unweighted (the mean overflows too), and weighted so that every weighted term is finite
+    although the unweighted one overflows."""
+    root = np.sqrt(_max(dtype))
+    d = root * np.geomspace(0.5, 4.0, 100) * rng.choice([-1.0, 1.0], 100)
+    t = rng.standard_normal(100)
+    x, t = (t + d).astype(dtype), t.astype(dtype)
+    quadratic_weight = (rng.uniform(0.5, 1.0, 100) * (root / d) ** 2).astype(dtype)  # w d^2/2 <= max/2
+    linear_weight = (rng.uniform(0.5, 1.0, 100) * root / (4 * np.abs(d))).astype(dtype)  # w delta |d| <= max/4
+    return [_huber(x, t, 8 * root), _huber(x, t, 8 * root, weight=quadratic_weight), _huber(x, t, root),
+            _huber(x, t, root, weight=linear_weight)]
+
+
+@family("huber")
+def overflowing_difference(dtype, rng):
+    """x - t beyond the dtype's max with x, t finite (float32 computes in double; float64 must halve):
+    l1 with weights below 1/2 (finite), smooth_l1 (inf), huber with small deltas (finite) and beta,
+    delta = inf (d^2/(2 beta) = 0, d^2/2 = inf)."""
+    big = _max(dtype)
+    x = np.array([0.9, 0.75, 0.6, 0.55, -0.8, -0.51]) * big
+    t = -x * np.array([1.0, 0.9, 1.0, 0.95, 0.7, 1.0])
+    x, t = x.astype(dtype), t.astype(dtype)
+    weight = np.array([0.25, 0.5, 0.1, 0.4, 2**-10, 0.3], dtype)
+    return [_l1(x, t, weight=weight), _smooth(x, t, 1.0), _smooth(x, t, np.inf), _huber(x, t, 0.25),
+            _huber(x, t, 2**-10, weight=weight), _huber(x, t, np.inf)]
+
+
+@family("huber")
+def weighted(dtype, rng):
+    """Element weights spread over e^{+-4}, and a zero weight: l1 (mean over the weights' sum) and
+    huber (mean over the number of elements, as torch)."""
+    x = _normal(rng, (20, 15), 3.0, dtype)
+    t = _normal(rng, (20, 15), 3.0, dtype)
+    w = np.exp(rng.standard_normal((20, 15)) * 2).astype(dtype)
+    w[0, 0] = 0.0
+    return [_l1(x, t, weight=w), _huber(x, t, 1.5, weight=w)]
+
+
+@family("huber")
+def nearly_equal(dtype, rng):  # noqa: F811
+    """x close to t (the difference is exact, the forms must not lose it)."""
+    t = rng.standard_normal(200) * 10
+    eps = np.finfo(dtype).eps
+    x = (t * (1 + eps * rng.integers(-100, 100, 200))).astype(dtype)
+    return _three(x, t.astype(dtype), 1.0)
+
+
+@family("huber")
+def special_values(dtype, rng):  # noqa: F811
+    """inf - finite gives inf (NaN against a zero weight or an infinite threshold, as torch), inf - inf
+    and NaN give NaN; beta = inf gives 0 for finite d."""
+    x = np.array([np.inf, -np.inf, np.inf, np.nan, 1.0, 2.0, -np.inf, 3.0])
+    t = np.array([1.0, 1.0, np.inf, 0.0, np.nan, 1.0, 5.0, 3.0])
+    w = np.array([1.0, 0.0, 1.0, 1.0, 1.0, np.inf, 2.0, np.inf])
+    x, t, w = x.astype(dtype), t.astype(dtype), w.astype(dtype)
+    return [_l1(x, t), _l1(x, t, weight=w), _smooth(x, t, 0.0), _smooth(x, t, 1.0), _smooth(x, t, np.inf),
+            _huber(x, t, 1.0, weight=w), _huber(x, t, np.inf)]
+
+# ---------------------------------------------------------------------------------------------------
 # Typical inputs: random data of the kind each loss sees in training
 
 def _log_softmax_rows(logits):
@@ -754,4 +902,13 @@ def _mse_typical(rng, shape, dtype, options):
               "target": rng.standard_normal(shape, dtype=dtype)}
     if options:
         inputs.update(weight=_weights(rng, shape, dtype))
+    return inputs
+
+
+@typical_of("huber")
+def _huber_typical(rng, shape, dtype, options):
+    inputs = {"input": rng.standard_normal(shape, dtype=dtype),
+              "target": rng.standard_normal(shape, dtype=dtype)}
+    if options:  # huber_loss: both branches, weighted
+        inputs.update(delta=0.5, weight=_weights(rng, shape, dtype))
     return inputs

@@ -299,6 +299,30 @@ def mse(x, t, weight=None):
     return _elementwise(_mse_element, 2, x, t, 1.0 if weight is None else weight)
 
 
+
+def _huber_element(smooth, c, x, t, w):
+    if any(_isnan(v) for v in (x, t, w)):
+        return NAN, NAN
+    d = mpmath.fsub(x, t, exact=True)  # exact: |d| < c decides the branch
+    sign = mpmath.sign(d)  # sign(0) = 0
+    if smooth:  # smooth_l1 with beta = c (l1: c = 0)
+        loss, grad = (d * d / (2 * c), d / c) if abs(d) < c else (abs(d) - c / 2, sign)
+    else:  # huber with delta = c
+        loss, grad = (d * d / 2, d) if abs(d) < c else (c * (abs(d) - c / 2), c * sign)
+    return w * loss, w * grad
+
+
+@_at_dps
+def huber(x, t, weight=None, delta=0.0, smooth=True):
+    """Huber, smooth L1 and L1 terms: ``(loss, grad)``, d = x - t.  smooth (smooth_l1 with beta =
+    delta; l1 with delta = 0): loss = |d| < delta ? d^2/(2 delta) : |d| - delta/2, grad = d/delta or
+    sign(d); not smooth (huber): loss = |d| < delta ? d^2/2 : delta (|d| - delta/2), grad = d or
+    delta sign(d); both times the weight w (default 1).  sign(0) = 0; |d| = delta takes the linear
+    form, as torch (both forms agree there); infinite d gives NaN against a weight of 0 or an infinite
+    delta (inf - inf), as torch."""
+    return _elementwise(functools.partial(_huber_element, bool(smooth), exact(delta)), 2, x, t,
+                        1.0 if weight is None else weight)
+
 # ---------------------------------------------------------------------------------------------------
 # The public calls: every exact output of one family part
 
@@ -307,7 +331,7 @@ def exact_outputs(stem, part):
     (a part of a :mod:`families` family), ``reduction="none"`` and ``return_grad=True``: output name ->
     object array of mpf, of the shape the call returns.
 
-    ce, bce, kl, mse: ``loss``, ``grad``.  gnll: ``loss``, ``grad_input``, ``grad_var`` (var's shape;
+    ce, bce, kl, mse, huber: ``loss``, ``grad``.  gnll: ``loss``, ``grad_input``, ``grad_var`` (var's shape;
     where var is broadcast, its gradient sums over the elements it is broadcast to).  lse, on a
     cross-entropy part: ``lse``, ``log_softmax``, ``softmax`` of the input along the class axis.
     """
@@ -390,6 +414,17 @@ def _kl_outputs(part):
 @_outputs_of("mse")
 def _mse_outputs(part):
     loss, grad = mse(part["input"], _broadcast(part, "target"), _broadcast(part, "weight"))
+    return {"loss": loss, "grad": grad}
+
+
+@_outputs_of("huber")
+def _huber_outputs(part):
+    """The form from the public function the part calls (the declaration's variants): l1_loss,
+    smooth_l1_loss (beta) or huber_loss (delta)."""
+    function = KERNELS["huber"].function_of(part)
+    delta, smooth = {"l1_loss": (0.0, True), "smooth_l1_loss": (part.get("beta"), True),
+                     "huber_loss": (part.get("delta"), False)}[function]
+    loss, grad = huber(part["input"], _broadcast(part, "target"), _broadcast(part, "weight"), delta, smooth)
     return {"loss": loss, "grad": grad}
 
 

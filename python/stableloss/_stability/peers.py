@@ -51,8 +51,8 @@ def available(peer, stem):
 def prepare(peer, stem, part, reduction="none", grad=True):
     """A zero-argument callable computing ``stem`` on ``part`` with ``peer`` (see the module docstring)."""
     if peer == "torch" and stem not in FORMULAS["torch"]:
-        return torch_call(getattr(optional("torch").nn.functional, _spec.KERNELS[stem].function), stem, part,
-                          reduction, grad)
+        return torch_call(getattr(optional("torch").nn.functional, _spec.KERNELS[stem].function_of(part)), stem,
+                          part, reduction, grad)
     return lambda: _reduced(FORMULAS[peer][stem](part, grad), reduction, part)
 
 

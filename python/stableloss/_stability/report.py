@@ -98,7 +98,8 @@ def _stableloss(backend, stem, part):
         return {output: getattr(stableloss, name)(part["input"], axis=axis, backend=backend)
                 for output, name in peers.LSE_FUNCTIONS.items()}
     kernel = KERNELS[stem]
-    loss, grads = getattr(stableloss, kernel.function)(**part, reduction="none", backend=backend, return_grad=True)
+    loss, grads = getattr(stableloss, kernel.function_of(part))(**part, reduction="none", backend=backend,
+                                                                return_grad=True)
     return dict(zip(kernel.outputs, (loss, *grads) if isinstance(grads, tuple) else (loss, grads)))
 
 
@@ -341,10 +342,11 @@ def _header(implementations):
 
 
 def _title(stem):
-    """The heading of a loss's table: its public function and outputs, from its declaration."""
+    """The heading of a loss's table: its public functions and outputs, from its declaration."""
     kernel = KERNELS[stem]
     rows = "" if kernel.family_stem == stem else f" (on the rows of the {kernel.family_stem} families)"
-    return f"{kernel.function} -> {', '.join(kernel.outputs)}{rows}"
+    functions = ", ".join([kernel.function] + [f"{function} ({keyword}=)" for keyword, function in kernel.variants])
+    return f"{functions} -> {', '.join(kernel.outputs)}{rows}"
 
 
 def _format(stems, dtypes, implementations, tables, errors, plot):

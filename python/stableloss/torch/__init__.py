@@ -22,9 +22,10 @@ except ImportError as exc:
     raise ImportError("stableloss.torch needs PyTorch; install its CPU build: "
                       "pip install torch --index-url https://download.pytorch.org/whl/cpu") from exc
 
-from ._functional import (binary_cross_entropy_with_logits, cross_entropy, gaussian_nll_loss, kl_div,
-                          linear_cross_entropy, log_softmax, logsumexp, mse_loss, softmax)
-from ._modules import BCEWithLogitsLoss, CrossEntropyLoss, GaussianNLLLoss, KLDivLoss, MSELoss
+from ._functional import (binary_cross_entropy_with_logits, cross_entropy, gaussian_nll_loss, huber_loss, kl_div,
+                          l1_loss, linear_cross_entropy, log_softmax, logsumexp, mse_loss, smooth_l1_loss, softmax)
+from ._modules import (BCEWithLogitsLoss, CrossEntropyLoss, GaussianNLLLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss,
+                       SmoothL1Loss)
 
 __all__ = [
     "cross_entropy",
@@ -33,6 +34,9 @@ __all__ = [
     "gaussian_nll_loss",
     "kl_div",
     "mse_loss",
+    "l1_loss",
+    "smooth_l1_loss",
+    "huber_loss",
     "logsumexp",
     "log_softmax",
     "softmax",
@@ -41,4 +45,7 @@ __all__ = [
     "GaussianNLLLoss",
     "KLDivLoss",
     "MSELoss",
+    "L1Loss",
+    "SmoothL1Loss",
+    "HuberLoss",
 ]

@@ -381,6 +381,137 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
     return _in_dtype(loss, input.dtype)
 
 
+def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None, *, backend=None):
+    r"""Mean absolute error of tensors: :func:`torch.nn.functional.l1_loss` on the stableloss kernels.
+
+    Parameters
+    ----------
+    input : Tensor
+        On the CPU, float32 or float64 (float16 and bfloat16 compute in float32).  Differentiable.
+    target : Tensor
+        Broadcastable to the input.  Differentiable.
+    size_average : bool, optional
+        Deprecated, as in torch: sets ``reduction`` together with ``reduce``.
+    reduce : bool, optional
+        Deprecated, as in torch.
+    reduction : {"mean", "sum", "none"}
+        With ``weight``, ``mean`` divides by the weights' sum, as torch.
+    weight : Tensor, optional
+        Element weights of the input's shape.
+    backend : {"c", "numba", "numpy"}, optional
+        Default: the first of :func:`stableloss.available_backends`.
+
+    Returns
+    -------
+    Tensor
+        The loss in the input's dtype, differentiable w.r.t. ``input`` and ``target``.
+
+    Notes
+    -----
+    :math:`\ell = w |x - t|`, gradient :math:`w \operatorname{sign}(x - t)` w.r.t. the input (0 at
+    :math:`x = t`) and its opposite w.r.t. the target, as :func:`stableloss.l1_loss` (finite where
+    :math:`x - t` overflows but the weighted loss does not).
+
+    Examples
+    --------
+    >>> import torch
+    >>> import stableloss.torch as F
+    >>> F.l1_loss(torch.tensor([3e38]), torch.tensor([-3e38]), weight=torch.tensor([0.25]), reduction="sum")
+    tensor(1.5000e+38)
+    """
+    func = "l1_loss"
+    reduction = _reduction_of(size_average, reduce, reduction)
+    x, other = _prepare(func, input, target=target, weight=weight)
+    _no_grad_for(func, "input and target", weight=weight)
+    loss, _ = _ops.l1_loss(x, other["target"], reduction, other["weight"], backend or "",
+                           _wants(x) or _wants(other["target"]))
+    return _in_dtype(loss, input.dtype)
+
+
+def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0, *, backend=None):
+    r"""Smooth L1 loss of tensors: :func:`torch.nn.functional.smooth_l1_loss` on the stableloss kernels.
+
+    Parameters
+    ----------
+    input : Tensor
+        On the CPU, float32 or float64 (float16 and bfloat16 compute in float32).  Differentiable.
+    target : Tensor
+        Broadcastable to the input.  Differentiable.
+    size_average : bool, optional
+        Deprecated, as in torch: sets ``reduction`` together with ``reduce``.
+    reduce : bool, optional
+        Deprecated, as in torch.
+    reduction : {"mean", "sum", "none"}
+    beta : float >= 0, default 1.0
+    backend : {"c", "numba", "numpy"}, optional
+        Default: the first of :func:`stableloss.available_backends`.
+
+    Returns
+    -------
+    Tensor
+        The loss in the input's dtype, differentiable w.r.t. ``input`` and ``target``.
+
+    Notes
+    -----
+    :math:`d^2/(2\beta)` where :math:`|d| < \beta`, else :math:`|d| - \beta/2`, :math:`d = x - t`, as
+    :func:`stableloss.smooth_l1_loss`; the target's gradient is the opposite of the input's.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import stableloss.torch as F
+    >>> F.smooth_l1_loss(torch.tensor([3e-21]), torch.zeros(1), beta=1e-10).item()  # torch: 4.4996e-32
+    4.49999...e-32
+    """
+    func = "smooth_l1_loss"
+    reduction = _reduction_of(size_average, reduce, reduction)
+    x, other = _prepare(func, input, target=target)
+    loss, _ = _ops.smooth_l1_loss(x, other["target"], reduction, beta, backend or "",
+                                  _wants(x) or _wants(other["target"]))
+    return _in_dtype(loss, input.dtype)
+
+
+def huber_loss(input, target, reduction="mean", delta=1.0, weight=None, *, backend=None):
+    r"""Huber loss of tensors: :func:`torch.nn.functional.huber_loss` on the stableloss kernels.
+
+    Parameters
+    ----------
+    input : Tensor
+        On the CPU, float32 or float64 (float16 and bfloat16 compute in float32).  Differentiable.
+    target : Tensor
+        Broadcastable to the input.  Differentiable.
+    reduction : {"mean", "sum", "none"}
+        With ``weight``, ``mean`` divides by the number of elements, as torch.
+    delta : float > 0, default 1.0
+    weight : Tensor, optional
+        Element weights of the input's shape.
+    backend : {"c", "numba", "numpy"}, optional
+        Default: the first of :func:`stableloss.available_backends`.
+
+    Returns
+    -------
+    Tensor
+        The loss in the input's dtype, differentiable w.r.t. ``input`` and ``target``.
+
+    Notes
+    -----
+    :math:`w d^2/2` where :math:`|d| < \delta`, else :math:`w \delta (|d| - \delta/2)`, :math:`d = x - t`,
+    as :func:`stableloss.huber_loss`; the target's gradient is the opposite of the input's.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import stableloss.torch as F
+    >>> F.huber_loss(torch.tensor([3e19]), torch.zeros(1), delta=1e20, weight=torch.tensor([0.5]))  # torch: inf
+    tensor(2.2500e+38)
+    """
+    func = "huber_loss"
+    x, other = _prepare(func, input, target=target, weight=weight)
+    _no_grad_for(func, "input and target", weight=weight)
+    loss, _ = _ops.huber_loss(x, other["target"], reduction, delta, other["weight"], backend or "",
+                              _wants(x) or _wants(other["target"]))
+    return _in_dtype(loss, input.dtype)
+
 def logsumexp(input, dim, keepdim=False, *, backend=None):
     r"""Log of the sum of exponentials along dims: :func:`torch.logsumexp` on the stableloss kernels.
 

@@ -56,3 +56,24 @@ class MSELoss(_OnStableloss, torch.nn.MSELoss):
 
     def forward(self, input, target):
         return F.mse_loss(input, target, reduction=self.reduction, backend=self.backend)
+
+
+class L1Loss(_OnStableloss, torch.nn.L1Loss):
+    """:class:`torch.nn.L1Loss` computed by :func:`stableloss.torch.l1_loss`."""
+
+    def forward(self, input, target):
+        return F.l1_loss(input, target, reduction=self.reduction, backend=self.backend)
+
+
+class SmoothL1Loss(_OnStableloss, torch.nn.SmoothL1Loss):
+    """:class:`torch.nn.SmoothL1Loss` computed by :func:`stableloss.torch.smooth_l1_loss`."""
+
+    def forward(self, input, target):
+        return F.smooth_l1_loss(input, target, reduction=self.reduction, beta=self.beta, backend=self.backend)
+
+
+class HuberLoss(_OnStableloss, torch.nn.HuberLoss):
+    """:class:`torch.nn.HuberLoss` computed by :func:`stableloss.torch.huber_loss`."""
+
+    def forward(self, input, target):
+        return F.huber_loss(input, target, reduction=self.reduction, delta=self.delta, backend=self.backend)

@@ -349,7 +349,23 @@ kl_div = _define(
 
 
 # ---------------------------------------------------------------------------------------------------
-# mse_loss: the target's gradient is minus the input's
+# mse_loss, l1_loss, smooth_l1_loss, huber_loss: losses of x - t, whose target's gradient is minus the
+# input's
+
+def _difference_backward(names):
+    """The backward of a loss of ``input - target`` with the arguments ``names``: the saved gradient for
+    the input, its opposite summed to the target's shape for the target."""
+    def backward(ctx, grad_loss, _):
+        (grad,) = ctx.saved_tensors
+        grads = dict.fromkeys(names)
+        scaled = _scaled(grad, grad_loss, grad.dtype)
+        if ctx.needs_input_grad[0]:
+            grads["input"] = scaled.to(ctx.dtypes["input"])
+        if ctx.needs_input_grad[1]:
+            grads["target"] = (-scaled).sum_to_size(ctx.shapes["target"]).to(ctx.dtypes["target"])
+        return tuple(grads.values())
+    return backward
+
 
 _MSE = ("input", "target", "reduction", "weight", "backend", "want_grad")
 
@@ -360,22 +376,58 @@ def _mse_impl(input, target, reduction, weight, backend, want_grad):
     return _loss_and_grad(result, want_grad, input)
 
 
-def _mse_backward(ctx, grad_loss, _):
-    (grad,) = ctx.saved_tensors
-    grads = dict.fromkeys(_MSE)
-    scaled = _scaled(grad, grad_loss, grad.dtype)
-    if ctx.needs_input_grad[0]:
-        grads["input"] = scaled.to(ctx.dtypes["input"])
-    if ctx.needs_input_grad[1]:
-        grads["target"] = (-scaled).sum_to_size(ctx.shapes["target"]).to(ctx.dtypes["target"])
-    return tuple(grads.values())
-
-
 mse_loss = _define(
     "mse_loss",
     "(Tensor input, Tensor target, str reduction, Tensor? weight, str backend, bool want_grad) -> (Tensor, Tensor)",
     _mse_impl, lambda input, target, reduction, weight, backend, want: _elementwise_fake(input, reduction, want),
-    _mse_backward, _save_grads(_MSE))
+    _difference_backward(_MSE), _save_grads(_MSE))
+
+_L1 = ("input", "target", "reduction", "weight", "backend", "want_grad")
+
+
+def _l1_impl(input, target, reduction, weight, backend, want_grad):
+    result = stableloss.l1_loss(_array(input), _array(target), reduction, _array(weight),
+                                backend=backend or None, return_grad=want_grad)
+    return _loss_and_grad(result, want_grad, input)
+
+
+l1_loss = _define(
+    "l1_loss",
+    "(Tensor input, Tensor target, str reduction, Tensor? weight, str backend, bool want_grad) -> (Tensor, Tensor)",
+    _l1_impl, lambda input, target, reduction, weight, backend, want: _elementwise_fake(input, reduction, want),
+    _difference_backward(_L1), _save_grads(_L1))
+
+_SMOOTH_L1 = ("input", "target", "reduction", "beta", "backend", "want_grad")
+
+
+def _smooth_l1_impl(input, target, reduction, beta, backend, want_grad):
+    result = stableloss.smooth_l1_loss(_array(input), _array(target), reduction, beta, backend=backend or None,
+                                       return_grad=want_grad)
+    return _loss_and_grad(result, want_grad, input)
+
+
+smooth_l1_loss = _define(
+    "smooth_l1_loss",
+    "(Tensor input, Tensor target, str reduction, float beta, str backend, bool want_grad) -> (Tensor, Tensor)",
+    _smooth_l1_impl, lambda input, target, reduction, beta, backend, want: _elementwise_fake(input, reduction, want),
+    _difference_backward(_SMOOTH_L1), _save_grads(_SMOOTH_L1))
+
+_HUBER = ("input", "target", "reduction", "delta", "weight", "backend", "want_grad")
+
+
+def _huber_impl(input, target, reduction, delta, weight, backend, want_grad):
+    result = stableloss.huber_loss(_array(input), _array(target), reduction, delta, _array(weight),
+                                   backend=backend or None, return_grad=want_grad)
+    return _loss_and_grad(result, want_grad, input)
+
+
+huber_loss = _define(
+    "huber_loss",
+    "(Tensor input, Tensor target, str reduction, float delta, Tensor? weight, str backend, bool want_grad) "
+    "-> (Tensor, Tensor)",
+    _huber_impl,
+    lambda input, target, reduction, delta, weight, backend, want: _elementwise_fake(input, reduction, want),
+    _difference_backward(_HUBER), _save_grads(_HUBER))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -18,17 +18,18 @@ __all__ = ["cross_entropy", "linear_cross_entropy", "nll_loss", "binary_cross_en
 from ._reference import sum_dd
 
 
-def _reduce(total, denominator, reduction, loss, dtype):
+def _reduce(total, denominator, reduction, loss, dtype, ieee=False):
     """The returned loss: per-element values, or the float64 total (divided for "mean") rounded once.
 
-    A ``mean`` over a zero denominator is the IEEE quotient, as in PyTorch: NaN for a zero total (every
-    target ignored, or zero weights), +-inf for a nonzero one (class weights of both signs summing to 0).
+    A ``mean`` over a zero denominator (every target ignored, or zero total weight) is NaN, as in
+    PyTorch; with ``ieee`` the IEEE quotient, NaN for a zero total and +-inf for another (class weights
+    of both signs summing to 0), as PyTorch's ``nll_loss``.
     """
     if reduction == "none":
         return loss
     value = total
     if reduction == "mean":  # Python floats: an overflowing quotient is inf, without a warning
-        value = float(total) / float(denominator) if denominator else _over_zero(float(total))
+        value = float(total) / float(denominator) if denominator else _over_zero(float(total), ieee)
     if abs(value) <= _LARGEST[dtype]:
         return dtype.type(value)
     with np.errstate(over="ignore"):  # rounds to +-inf (or stays NaN)
@@ -39,24 +40,27 @@ def _reduce(total, denominator, reduction, loss, dtype):
 _LARGEST = {np.dtype(t): float(np.finfo(t).max) for t in (np.float32, np.float64)}
 
 
-def _over_zero(value):
-    """``value / 0`` in IEEE arithmetic (Python raises): NaN for 0 or NaN, else inf of its sign."""
-    return math.nan if value == 0 or math.isnan(value) else math.copysign(math.inf, value)
+def _over_zero(value, ieee):
+    """``value / 0``: NaN, or with ``ieee`` the IEEE quotient (Python raises): NaN for 0 or NaN, else inf of
+    its sign."""
+    if not ieee or value == 0 or math.isnan(value):
+        return math.nan
+    return math.copysign(math.inf, value)
 
 
-def _grad_scale(reduction, denominator, counted=None, zero_total=math.nan):
+def _grad_scale(reduction, denominator, counted=None, ieee=False):
     """Factor turning the gradient of the sum into the gradient of the returned loss.
 
-    With nothing counted (every target ignored) the gradient is zero; a zero total weight over
-    counted targets gives ``zero_total``: NaN for cross-entropy, whose gradient is NaN there in PyTorch
-    (the target's 0 (1/0) spreads over the row through the softmax), 1/0 = inf for ``nll_loss``, whose
-    gradient PyTorch forms as w_y (-1/0) (NaN for w_y = 0, +-inf for weights of both signs).
+    With nothing counted (every target ignored) the gradient is zero; a zero total weight over counted
+    targets makes it NaN, as PyTorch's cross-entropy (the target's 0 (1/0) spreads over the row through
+    the softmax), or with ``ieee`` 1/0 = inf, as PyTorch's ``nll_loss`` forms w_y (-1/0): NaN for
+    w_y = 0, +-inf for weights of both signs.
     """
     if reduction != "mean":
         return 1.0
     if counted == 0:
         return 0.0
-    return zero_total if denominator == 0 else 1.0 / denominator
+    return _over_zero(1.0, ieee) if denominator == 0 else 1.0 / denominator
 
 
 def _denominator(weight, counted_weight, count, reduction):
@@ -230,12 +234,12 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 
 
 def _class_loss(func, kernel, input, target, weight, ignore_index, reduction, backend, return_grad,
-                zero_total=math.nan, **parameters):
+                ieee=False, **parameters):
     """The public result of ``kernel`` (cross-entropy, nll_loss) over the class axis of ``input``: (C,), (N, C)
     or (N, C, d1, ..., dk), class axis 1, with PyTorch's rules for class-index targets, class weights,
     ``ignore_index`` and the ``mean`` denominator, and probability targets where the kernel takes them
-    (``target_prob``).  ``parameters``: the kernel's other scalars, checked; ``zero_total``: the gradient's
-    factor over a zero total weight (:func:`_grad_scale`)."""
+    (``target_prob``).  ``parameters``: the kernel's other scalars, checked; ``ieee``: a ``mean`` over a zero
+    total weight divides as IEEE arithmetic does (:func:`_grad_scale`)."""
     x = check.class_axis_input(func, input)
     reduction = check.reduction(func, reduction)
     ignore_index = check.integer(func, "ignore_index", ignore_index)
@@ -257,7 +261,7 @@ def _class_loss(func, kernel, input, target, weight, ignore_index, reduction, ba
     if takes_probabilities:
         inputs["target_prob"] = None if probabilities is None else _class_rows(probabilities, axis)[0]
     result, grads = _run_loss(backend, kernel, x.dtype, n_rows, reduction, denominator, n_counted, return_grad,
-                              inputs, zero_total)
+                              inputs, ieee)
     if reduction == "none":
         result = result.reshape(x.shape[:1] + x.shape[2:] if x.ndim >= 2 else ())
     return (result, restore(grads[0])) if return_grad else result
@@ -428,7 +432,7 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", *,
     [inf, 1.5]
     """
     return _class_loss("nll_loss", NLL, input, target, weight, ignore_index, reduction, backend, return_grad,
-                       zero_total=math.inf)
+                       ieee=True)
 
 
 BCE = declare(loss_kernel("bce", "binary_cross_entropy_with_logits",
@@ -722,18 +726,18 @@ def _elementwise(backend, kernel, like, reduction, denominator, return_grad, **a
 
 
 def _run_loss(backend, kernel, dtype, n_rows, reduction, denominator, counted, return_grad, inputs,
-              zero_total=math.nan):
+              ieee=False):
     """One fused kernel call: the reduced loss (or the per-row losses) and the list of gradients.
 
     ``inputs`` holds the kernel's inputs and parameters by name; the outputs are allocated here.  A
     ``mean`` whose sum overflows although the mean does not (float64 terms near the top of the range)
-    is recomputed from the per-row losses, scaled by a power of two.  ``zero_total``: see
-    :func:`_grad_scale`.
+    is recomputed from the per-row losses, scaled by a power of two.  ``ieee``: see :func:`_reduce`
+    and :func:`_grad_scale`.
     """
     grad_shape = (n_rows, inputs[kernel.row_width]) if kernel.row_width else (n_rows,)  # rows, or elements
     grads = [_outputs.empty(grad_shape, dtype) if return_grad else None for _ in kernel.gradients]
     loss = np.empty(n_rows, dtype) if reduction == "none" else None
-    grad_scale = _grad_scale(reduction, denominator, counted, zero_total)
+    grad_scale = _grad_scale(reduction, denominator, counted, ieee)
     total = run(backend, kernel, dtype, n_rows, inputs, dict(zip(kernel.gradients, grads), loss=loss), grad_scale)
     if reduction == "mean" and math.isinf(total) and denominator:
         # the terms, or their sum, overflow while the mean need not: the terms of weights scaled by 2^-64
@@ -745,7 +749,7 @@ def _run_loss(backend, kernel, dtype, n_rows, reduction, denominator, counted, r
             grad_scale)
         scaled = exact_sum(loss, 2.0**-64 if weight is None else 1.0) / denominator
         return dtype.type(scaled * 2.0**64), grads
-    return _reduce(total, denominator, reduction, loss, dtype), grads
+    return _reduce(total, denominator, reduction, loss, dtype, ieee), grads
 
 
 # ---------------------------------------------------------------------------------------------------

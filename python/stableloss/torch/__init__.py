@@ -23,12 +23,13 @@ except ImportError as exc:
                       "pip install torch --index-url https://download.pytorch.org/whl/cpu") from exc
 
 from ._functional import (binary_cross_entropy_with_logits, cross_entropy, gaussian_nll_loss, kl_div,
-                          linear_cross_entropy, log_softmax, logsumexp, mse_loss, softmax)
-from ._modules import BCEWithLogitsLoss, CrossEntropyLoss, GaussianNLLLoss, KLDivLoss, MSELoss
+                          linear_cross_entropy, log_softmax, logsumexp, mse_loss, nll_loss, softmax)
+from ._modules import BCEWithLogitsLoss, CrossEntropyLoss, GaussianNLLLoss, KLDivLoss, MSELoss, NLLLoss
 
 __all__ = [
     "cross_entropy",
     "linear_cross_entropy",
+    "nll_loss",
     "binary_cross_entropy_with_logits",
     "gaussian_nll_loss",
     "kl_div",
@@ -37,6 +38,7 @@ __all__ = [
     "log_softmax",
     "softmax",
     "CrossEntropyLoss",
+    "NLLLoss",
     "BCEWithLogitsLoss",
     "GaussianNLLLoss",
     "KLDivLoss",

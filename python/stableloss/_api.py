@@ -372,7 +372,7 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
 
 NLL = declare(loss_kernel("nll", "nll_loss", inputs=(("input", IN), ("target", INDEX), ("weight", SHARED)),
                           parameters=(("n_classes", INT), ("ignore_index", INT)), row_width="n_classes",
-                          bench=Bench(sizes=((4, 10), (256, 4096), (16384, 10)))))
+                          gather=True, bench=Bench(sizes=((4, 10), (256, 4096), (16384, 10)))))
 
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", *, backend=None, return_grad=False):

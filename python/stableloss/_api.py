@@ -411,13 +411,14 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", *,
     weights :math:`W` of the counted targets: :math:`-w_y/W` at the target, 0 elsewhere.
 
     No rewrite is needed: :math:`w_y x_y` is one product, rounded once (float32 inputs: exact in float64,
-    rounded at the store), and the negation is exact; ``mean`` divides the exact sum of the products
-    by the exact sum of the weights.  Each row is read at its target only, and the gradient row is
-    zero-filled at memory speed with one store.  As in PyTorch, only :math:`x_y` matters: a NaN
-    elsewhere in the row leaves the loss finite; :math:`x_y = -\infty` (probability 0) gives ``+inf``
-    and a zero weight there gives NaN (:math:`0 \cdot \infty`), with gradient :math:`-w_y` whatever
-    :math:`x_y`; ``mean`` over only ignored targets is NaN with a zero gradient, and over counted targets
-    of zero total weight NaN with :math:`-w_y/0` (NaN) at the targets.
+    rounded at the store), and the negation is exact; ``mean`` rounds twice more, the compensated sum
+    of the products and its division by the sum of the weights.  Each row is read at its target
+    only, and the gradient row is zero-filled at memory speed with one store.  As in PyTorch, only
+    :math:`x_y` matters: a NaN elsewhere in the row leaves the loss finite; :math:`x_y = -\infty`
+    (probability 0) gives ``+inf`` and a zero weight there gives NaN (:math:`0 \cdot \infty`), with
+    gradient :math:`-w_y` whatever :math:`x_y`.  ``mean`` over only ignored targets is NaN with a zero
+    gradient; over counted targets of zero total weight it divides by 0 as IEEE arithmetic does, loss
+    and gradient :math:`-w_y/0` (NaN for zero weights, :math:`\pm\infty` for weights of both signs).
 
     Examples
     --------
@@ -731,8 +732,9 @@ def _run_loss(backend, kernel, dtype, n_rows, reduction, denominator, counted, r
 
     ``inputs`` holds the kernel's inputs and parameters by name; the outputs are allocated here.  A
     ``mean`` whose sum overflows although the mean does not (float64 terms near the top of the range)
-    is recomputed from the per-row losses, scaled by a power of two.  ``ieee``: see :func:`_reduce`
-    and :func:`_grad_scale`.
+    is recomputed from the per-row losses scaled by a power of two, or where there are weights from the
+    losses of the weights scaled by one (the terms themselves may overflow).  ``ieee``: see
+    :func:`_reduce` and :func:`_grad_scale`.
     """
     grad_shape = (n_rows, inputs[kernel.row_width]) if kernel.row_width else (n_rows,)  # rows, or elements
     grads = [_outputs.empty(grad_shape, dtype) if return_grad else None for _ in kernel.gradients]
@@ -740,8 +742,8 @@ def _run_loss(backend, kernel, dtype, n_rows, reduction, denominator, counted, r
     grad_scale = _grad_scale(reduction, denominator, counted, ieee)
     total = run(backend, kernel, dtype, n_rows, inputs, dict(zip(kernel.gradients, grads), loss=loss), grad_scale)
     if reduction == "mean" and math.isinf(total) and denominator:
-        # the terms, or their sum, overflow while the mean need not: the terms of weights scaled by 2^-64
-        # (exact but where negligible: every loss is linear in its weight), or the terms scaled after
+        # every loss is linear in its weight: w 2^-64 gives the terms 2^-64 exactly, but where the scaled
+        # weight is subnormal (and its term negligible against the overflowing ones)
         weight = inputs.get("weight")
         loss = np.empty(n_rows, dtype)
         scaled_inputs = inputs if weight is None else inputs | {"weight": np.ldexp(weight, -64)}

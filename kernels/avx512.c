@@ -13,3 +13,4 @@
 #include "kl.c"
 #include "lse.c"
 #include "mse.c"
+#include "nll.c"

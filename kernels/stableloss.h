@@ -42,6 +42,18 @@ void sl_ce_f64(const double *input, const int64_t *target, const double *target_
                int64_t n_rows, int64_t n_classes, int64_t ignore_index, double label_smoothing,
                double grad_scale, int64_t rows_per_block, double *loss, double *grad, double *block_sums);
 
+/* Negative log-likelihood of x[n_rows][n_classes] (log-probabilities) with a class index per row (in
+ * [0, n_classes) or == ignore_index); weight[n_classes] optional (NULL = all ones):
+ *   loss = -w_y x_y, 0 when y == ignore_index; only x_y is read (a NaN elsewhere in the row does not
+ *          reach the loss), and w_y = 0 at x_y = -inf gives NaN (0 inf), as PyTorch;
+ *   grad_j = -w_y [j == y] whatever x_y; ignored rows get 0.                                         */
+void sl_nll_f32(const float *input, const int64_t *target, const float *weight, int64_t n_rows,
+                int64_t n_classes, int64_t ignore_index, double grad_scale, int64_t rows_per_block,
+                float *loss, float *grad, double *block_sums);
+void sl_nll_f64(const double *input, const int64_t *target, const double *weight, int64_t n_rows,
+                int64_t n_classes, int64_t ignore_index, double grad_scale, int64_t rows_per_block,
+                double *loss, double *grad, double *block_sums);
+
 /* BCE with logits, elementwise: loss = w (pw y sp(-x) + (1 - y) sp(x)), sp = softplus, where a term
  * whose label factor (y, resp. 1 - y) is 0 counts as 0 (so x = +-inf gives the limit 0 or +inf).
  * weight and pos_weight are optional, already broadcast to n_rows elements.

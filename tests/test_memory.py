@@ -28,7 +28,7 @@ BOUND = {"c": 3 * MiB, "numba": 3 * MiB, "numpy": _reference.TEMPORARY_BYTES}
 #: A wide row beyond every chunk of the backends (C scratch, Numba's stored row, the reference's columns),
 #: and many rows; elementwise losses get the same number of elements.
 SHAPES = {"wide row": (1, 2**20 + 17), "many rows": (2**13, 128)}
-ROWS = ("ce", "kl")  # losses whose inputs are rows
+ROWS = ("ce", "nll", "kl")  # losses whose inputs are rows
 
 
 def _call(stem, backend, shape, dtype, options):

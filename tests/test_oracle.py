@@ -135,3 +135,9 @@ def test_special_value_conventions():
     assert grad[0][0] == 1 and grad[0][1] == -1
     loss, grad = oracle.ce(np.array([[1.0, 2.0]]), np.array([-100]))
     assert loss[0] == 0 and list(grad[0]) == [0, 0]
+    # nll reads x_y only (a NaN elsewhere leaves it finite); -inf gives +inf, and NaN with weight 0 (0 inf);
+    # the gradient is -w_y whatever x_y; an ignored row gives 0 and 0
+    loss, grad = oracle.nll(np.array([[-np.inf, nan], [nan, -2.0], [0.0, -np.inf], [nan, nan]]),
+                            np.array([0, 1, 1, -100]), weight=np.array([0.0, 3.0]))
+    assert mpmath.isnan(loss[0]) and list(loss[1:]) == [6, mpf("inf"), 0]
+    assert [list(row) for row in grad] == [[0, 0], [0, -3], [0, -3], [0, 0]]

@@ -10,15 +10,21 @@ import numpy as np
 import pytest
 
 import stableloss as sl
+from stableloss._spec import KERNELS
+from stableloss._stability import families
 import helpers
 
 
 def workloads(seed):
     """A call per public function on typical inputs large enough to be split over threads (> 2**17
-    elements): each loss with every option, and with reduction="none"; the log-sum-exp family."""
+    elements): each loss with every option, and with reduction="none"; the log-sum-exp family.  A gather
+    kernel's rows count one element each without a gradient (nll_loss): its reduction="none" call gets
+    as many rows as the others have elements."""
     calls = {}
     for stem, func, kwargs in helpers.typical_calls((300, 1000), np.float32, options=True, seed=seed):
         calls[stem] = functools.partial(func, **kwargs, return_grad=True)
+        if KERNELS[stem].gather:
+            kwargs = families.typical(stem, (300 * 1000, 4), np.float32, seed, options=True)
         calls[stem + "_none"] = functools.partial(func, **kwargs, reduction="none")
     x = np.random.default_rng(seed).standard_normal((300, 1000)).astype(np.float32) * 5
     for func in (sl.logsumexp, sl.log_softmax):

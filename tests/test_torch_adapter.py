@@ -58,6 +58,12 @@ def _gradcheck_cases():
             lambda x, t=kdim_probabilities: slt.cross_entropy(x, t, reduction="sum"), [_randn(2, 5, 3, 2, scale=scale)])
         cases[f"ce-kdim-index-none-{tag}"] = (lambda x: slt.cross_entropy(x, kdim_index, reduction="none"),
                                               [_randn(2, 5, 3, 2, scale=scale)])
+    class_weight = torch.rand(5, generator=RNG, dtype=torch.float64) + 0.5
+    for reduction in ("mean", "sum", "none"):
+        cases[f"nll-{reduction}"] = (
+            lambda x, r=reduction: slt.nll_loss(x, torch.tensor([0, 2, -100, 4]), weight=class_weight, reduction=r),
+            [_randn(4, 5)])
+    cases["nll-kdim-none"] = (lambda x: slt.nll_loss(x, kdim_index, reduction="none"), [_randn(2, 5, 3, 2)])
     for reduction in ("mean", "sum", "none"):
         for var_shape in ((4, 3), (4,), (4, 1), (1, 3)):
             cases[f"gnll-var{var_shape}-{reduction}"] = (
@@ -241,11 +247,12 @@ class _Model(torch.nn.Module):
 
 
 _HEAD = torch.randn(9, 5, generator=RNG)  # a fixed output matrix over the body's 5 features
-_WEIGHT = torch.rand(7, 5, generator=RNG)  # fixed element weights of the body's output
-
+both
 COMPILED_LOSSES = {
     "cross_entropy": (lambda out, y: slt.cross_entropy(out, y, label_smoothing=0.1), lambda: torch.randint(0, 5, (7,))),
     "CrossEntropyLoss": (slt.CrossEntropyLoss(weight=torch.rand(5) + 0.5), lambda: torch.randint(0, 5, (7,))),
+    "nll_loss": (lambda out, y: slt.nll_loss(slt.log_softmax(out, 1), y), lambda: torch.randint(0, 5, (7,))),
+    "NLLLoss": (lambda out, y: _NLL_LOSS(torch.log_softmax(out, 1), y), lambda: torch.randint(0, 5, (7,))),
     "bce": (lambda out, y: slt.binary_cross_entropy_with_logits(out, y), lambda: torch.rand(7, 5)),
     "gnll": (lambda out, y: slt.gaussian_nll_loss(out[:, :4], y, out[:, 4].exp()), lambda: torch.randn(7, 4)),
     "kl": (lambda out, y: slt.kl_div(slt.log_softmax(out, 1), y, reduction="batchmean"),
@@ -316,6 +323,8 @@ def test_compile_inductor(fresh_dynamo):
 MODULES = [
     ("CrossEntropyLoss", dict(weight=torch.tensor([1.0, 2.0, 0.5]), ignore_index=1, label_smoothing=0.1),
      lambda: (torch.randn(4, 3), torch.tensor([0, 1, 2, 2]))),
+    ("NLLLoss", dict(weight=torch.tensor([1.0, 2.0, 0.5]), ignore_index=1),
+     lambda: (torch.log_softmax(torch.randn(4, 3), 1), torch.tensor([0, 1, 2, 2]))),
     ("BCEWithLogitsLoss", dict(weight=torch.tensor([1.0, 3.0]), pos_weight=torch.tensor([2.0, 0.5]), reduction="sum"),
      lambda: (torch.randn(4, 2), torch.rand(4, 2))),
     ("GaussianNLLLoss", dict(full=True, eps=1e-3), lambda: (torch.randn(4, 2), torch.randn(4, 2), torch.rand(4, 1))),
@@ -408,12 +417,13 @@ def test_other_device_is_refused():
 
 @pytest.mark.parametrize("call, name", [
     (lambda w: slt.cross_entropy(torch.randn(2, 3), torch.tensor([0, 1]), weight=w), "weight"),
+    (lambda w: slt.nll_loss(torch.randn(2, 3), torch.tensor([0, 1]), weight=w), "weight"),
     (lambda w: slt.binary_cross_entropy_with_logits(torch.randn(2, 3), torch.rand(2, 3), pos_weight=w), "pos_weight"),
     (lambda w: slt.mse_loss(torch.randn(2, 3), torch.randn(2, 3), weight=w.expand(2, 3)), "weight"),
     (lambda w: slt.huber_loss(torch.randn(2, 3), torch.randn(2, 3), weight=w.expand(2, 3)), "weight"),
     (lambda t: slt.gaussian_nll_loss(torch.randn(2, 3), t.expand(2, 3), torch.ones(2, 3)), "target"),
     (lambda t: slt.cross_entropy(torch.randn(2, 3), torch.softmax(t.expand(2, 3), 1)), "target"),
-], ids=["ce-weight", "bce-pos_weight", "mse-weight", "huber-weight", "gnll-target", "ce-probabilities"])
+], ids=["ce-weight", "nll-weight", "bce-pos_weight", "mse-weight", "huber-weight", "gnll-target", "ce-probabilities"])
 def test_gradient_not_given_is_an_error(call, name):
     """A tensor that requires grad where no gradient is given would silently get none: an error names it."""
     with pytest.raises(RuntimeError, match=rf"{name} requires grad, but stableloss gives gradients only w.r.t."):

@@ -13,22 +13,23 @@ from ._dispatch import exact_sum, resolve, run
 from ._spec import FLOAT, IN, INDEX, INT, OUT, SHARED, Bench, Kernel, Workload, declare, loss_kernel
 
 #: The public functions, in the order of the documentation; the package exports them.
-__all__ = ["cross_entropy", "linear_cross_entropy", "binary_cross_entropy_with_logits", "gaussian_nll_loss", "kl_div",
-           "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "logsumexp", "log_softmax", "softmax"]
+__all__ = ["cross_entropy", "linear_cross_entropy", "nll_loss", "binary_cross_entropy_with_logits", "gaussian_nll_loss",
+           "kl_div", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "logsumexp", "log_softmax", "softmax"]
 from ._reference import sum_dd
 
 
-def _reduce(total, denominator, reduction, loss, dtype):
+def _reduce(total, denominator, reduction, loss, dtype, ieee=False):
     """The returned loss: per-element values, or the float64 total (divided for "mean") rounded once.
 
     A ``mean`` over a zero denominator (every target ignored, or zero total weight) is NaN, as in
-    PyTorch.
+    PyTorch; with ``ieee`` the IEEE quotient, NaN for a zero total and +-inf for another (class weights
+    of both signs summing to 0), as PyTorch's ``nll_loss``.
     """
     if reduction == "none":
         return loss
     value = total
     if reduction == "mean":  # Python floats: an overflowing quotient is inf, without a warning
-        value = float(total) / float(denominator) if denominator else math.nan
+        value = float(total) / float(denominator) if denominator else _over_zero(float(total), ieee)
     if abs(value) <= _LARGEST[dtype]:
         return dtype.type(value)
     with np.errstate(over="ignore"):  # rounds to +-inf (or stays NaN)
@@ -39,17 +40,27 @@ def _reduce(total, denominator, reduction, loss, dtype):
 _LARGEST = {np.dtype(t): float(np.finfo(t).max) for t in (np.float32, np.float64)}
 
 
-def _grad_scale(reduction, denominator, counted=None):
+def _over_zero(value, ieee):
+    """``value / 0``: NaN, or with ``ieee`` the IEEE quotient (Python raises): NaN for 0 or NaN, else inf of
+    its sign."""
+    if not ieee or value == 0 or math.isnan(value):
+        return math.nan
+    return math.copysign(math.inf, value)
+
+
+def _grad_scale(reduction, denominator, counted=None, ieee=False):
     """Factor turning the gradient of the sum into the gradient of the returned loss.
 
-    With nothing counted (every target ignored) the gradient is zero; a zero total weight over
-    counted targets makes the gradient NaN (0/0), both as in PyTorch.
+    With nothing counted (every target ignored) the gradient is zero; a zero total weight over counted
+    targets makes it NaN, as PyTorch's cross-entropy (the target's 0 (1/0) spreads over the row through
+    the softmax), or with ``ieee`` 1/0 = inf, as PyTorch's ``nll_loss`` forms w_y (-1/0): NaN for
+    w_y = 0, +-inf for weights of both signs.
     """
     if reduction != "mean":
         return 1.0
     if counted == 0:
         return 0.0
-    return math.nan if denominator == 0 else 1.0 / denominator
+    return _over_zero(1.0, ieee) if denominator == 0 else 1.0 / denominator
 
 
 def _denominator(weight, counted_weight, count, reduction):
@@ -61,9 +72,10 @@ def _denominator(weight, counted_weight, count, reduction):
     return _mean_weights(weight, total) if reduction == "mean" else (weight, total)
 
 
-def _ce_denominator(indices, counted, n_rows, weight, reduction):
-    """(weight, denominator, number counted) of a cross-entropy: with index targets PyTorch's rule, the
-    weights of the targets that count (``counted``); with probability targets the number of rows."""
+def _class_denominator(indices, counted, n_rows, weight, reduction):
+    """(weight, denominator, number counted) of a loss over a class axis (cross-entropy, nll_loss): with
+    index targets PyTorch's rule, the weights of the targets that count (``counted``); with probability
+    targets the number of rows."""
     if indices is None:
         return weight, n_rows, n_rows
     weight, denominator = _denominator(weight, None if weight is None else weight[counted], len(counted), reduction)
@@ -216,12 +228,26 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     >>> float(cross_entropy(np.array([[0.0, -np.inf]]), np.array([[1.0, 0.0]])))
     0.0
     """
-    func = "cross_entropy"
+    smoothing = check.real("cross_entropy", "label_smoothing", label_smoothing, 0.0, 1.0)
+    return _class_loss("cross_entropy", CE, input, target, weight, ignore_index, reduction, backend, return_grad,
+                       label_smoothing=smoothing)
+
+
+def _class_loss(func, kernel, input, target, weight, ignore_index, reduction, backend, return_grad,
+                ieee=False, **parameters):
+    """The public result of ``kernel`` (cross-entropy, nll_loss) over the class axis of ``input``: (C,), (N, C)
+    or (N, C, d1, ..., dk), class axis 1, with PyTorch's rules for class-index targets, class weights,
+    ``ignore_index`` and the ``mean`` denominator, and probability targets where the kernel takes them
+    (``target_prob``).  ``parameters``: the kernel's other scalars, checked; ``ieee``: a ``mean`` over a zero
+    total weight divides as IEEE arithmetic does (:func:`_grad_scale`)."""
     x = check.class_axis_input(func, input)
     reduction = check.reduction(func, reduction)
     ignore_index = check.integer(func, "ignore_index", ignore_index)
-    smoothing = check.real(func, "label_smoothing", label_smoothing, 0.0, 1.0)
-    indices, probabilities, counted = check.ce_target(func, target, x, ignore_index)
+    takes_probabilities = "target_prob" in kernel.names
+    if takes_probabilities:
+        indices, probabilities, counted = check.ce_target(func, target, x, ignore_index)
+    else:
+        (indices, counted), probabilities = check.class_indices(func, target, x, ignore_index), None
     axis = 1 if x.ndim >= 2 else 0
     n_classes = x.shape[axis]
     weight = check.class_weight(func, weight, n_classes, x.dtype)
@@ -229,12 +255,13 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 
     rows, restore = _class_rows(x, axis)
     n_rows = rows.shape[0]
-    weight, denominator, n_counted = _ce_denominator(indices, counted, n_rows, weight, reduction)
-    probability_rows = None if probabilities is None else _class_rows(probabilities, axis)[0]
-    result, grads = _run_loss(backend, CE, x.dtype, n_rows, reduction, denominator, n_counted,
-                              return_grad, dict(input=rows, target=indices, target_prob=probability_rows,
-                                                weight=weight, n_classes=n_classes, ignore_index=ignore_index,
-                                                label_smoothing=smoothing))
+    weight, denominator, n_counted = _class_denominator(indices, counted, n_rows, weight, reduction)
+    inputs = dict(input=rows, target=indices, weight=weight, n_classes=n_classes, ignore_index=ignore_index,
+                  **parameters)
+    if takes_probabilities:
+        inputs["target_prob"] = None if probabilities is None else _class_rows(probabilities, axis)[0]
+    result, grads = _run_loss(backend, kernel, x.dtype, n_rows, reduction, denominator, n_counted, return_grad,
+                              inputs, ieee)
     if reduction == "none":
         result = result.reshape(x.shape[:1] + x.shape[2:] if x.ndim >= 2 else ())
     return (result, restore(grads[0])) if return_grad else result
@@ -325,7 +352,7 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
         np.broadcast_to(np.zeros((), x.dtype), logits_shape), ignore_index)
     class_weight = check.class_weight(func, weight, n_classes, x.dtype)
     backend = resolve(backend)
-    class_weight, denominator, n_counted = _ce_denominator(indices, counted, n_rows, class_weight, reduction)
+    class_weight, denominator, n_counted = _class_denominator(indices, counted, n_rows, class_weight, reduction)
     counted_rows = None if n_counted == n_rows else np.flatnonzero(indices != ignore_index)
     if probabilities is not None:
         probabilities = probabilities.reshape(n_rows, n_classes)
@@ -341,6 +368,72 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
         return result
     grad_input, grad_weight, grad_bias = grads
     return result, (grad_input.reshape(x.shape), grad_weight, grad_bias)
+
+
+NLL = declare(loss_kernel("nll", "nll_loss", inputs=(("input", IN), ("target", INDEX), ("weight", SHARED)),
+                          parameters=(("n_classes", INT), ("ignore_index", INT)), row_width="n_classes",
+                          gather=True, bench=Bench(sizes=((4, 10), (256, 4096), (16384, 10)))))
+
+
+def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", *, backend=None, return_grad=False):
+    r"""Negative log-likelihood of log-probabilities: minus the log-probability of the target class.
+
+    Parameters
+    ----------
+    input : ndarray, float32 or float64
+        Log-probabilities (e.g. from :func:`log_softmax`) of shape ``(C,)``, ``(N, C)`` or
+        ``(N, C, d1, ..., dk)`` (class axis 1).
+    target : ndarray
+        Class indices of any integer dtype, shape ``()``, ``(N,)`` or ``(N, d1, ..., dk)``.
+    weight : ndarray, optional
+        Per-class weight of shape ``(C,)``.
+    ignore_index : int, default -100
+        Targets equal to it contribute 0 to the loss and to the gradient, and nothing to the ``mean``
+        denominator.
+    reduction : {"mean", "sum", "none"}
+        ``mean`` divides by the summed weights of the non-ignored targets, as PyTorch does.
+    backend : {"c", "numba", "numpy"}, optional
+        Default: the first of :func:`available_backends`.
+    return_grad : bool, default False
+        Also return the gradient of the returned loss w.r.t. ``input`` (for ``"none"``: of its sum).
+
+    Returns
+    -------
+    loss : ndarray or scalar
+        Per-position losses for ``"none"`` (the target's shape), else a scalar of the input's dtype.
+    grad : ndarray
+        Only with ``return_grad``: same shape and dtype as ``input``.
+
+    Notes
+    -----
+    The loss of a position with target :math:`y` is :math:`\ell = -w_y x_y`, and its gradient is
+    :math:`\partial\ell/\partial x_j = -w_y [j = y]`; for ``mean`` both are divided by the summed
+    weights :math:`W` of the counted targets: :math:`-w_y/W` at the target, 0 elsewhere.
+
+    No rewrite is needed: :math:`w_y x_y` is one product, rounded once (float32 inputs: exact in float64,
+    rounded at the store), and the negation is exact; ``mean`` rounds twice more, the compensated sum
+    of the products and its division by the sum of the weights.  Each row is read at its target
+    only, and the gradient row is zero-filled at memory speed with one store.  As in PyTorch, only
+    :math:`x_y` matters: a NaN elsewhere in the row leaves the loss finite; :math:`x_y = -\infty`
+    (probability 0) gives ``+inf`` and a zero weight there gives NaN (:math:`0 \cdot \infty`), with
+    gradient :math:`-w_y` whatever :math:`x_y`.  ``mean`` over only ignored targets is NaN with a zero
+    gradient; over counted targets of zero total weight it divides by 0 as IEEE arithmetic does, loss
+    and gradient :math:`-w_y/0` (NaN for zero weights, :math:`\pm\infty` for weights of both signs).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stableloss import log_softmax, nll_loss
+    >>> float(nll_loss(log_softmax(np.array([[40.0, 0.0, 0.0]]), axis=1), np.array([0])))  # cross_entropy's
+    8.4967...e-18
+    >>> loss, grad = nll_loss(np.log(np.array([[0.5, 0.25, 0.25]])), np.array([1]), return_grad=True)
+    >>> round(float(loss), 12), grad.tolist()
+    (1.386294361120, [[0.0, -1.0, 0.0]])
+    >>> nll_loss(np.array([[-np.inf, np.nan], [np.nan, -1.5]]), np.array([0, 1]), reduction="none").tolist()
+    [inf, 1.5]
+    """
+    return _class_loss("nll_loss", NLL, input, target, weight, ignore_index, reduction, backend, return_grad,
+                       ieee=True)
 
 
 BCE = declare(loss_kernel("bce", "binary_cross_entropy_with_logits",
@@ -796,24 +889,32 @@ def _elementwise(backend, kernel, like, reduction, denominator, return_grad, **a
     return result, shaped[0] if len(shaped) == 1 else shaped
 
 
-def _run_loss(backend, kernel, dtype, n_rows, reduction, denominator, counted, return_grad, inputs):
+def _run_loss(backend, kernel, dtype, n_rows, reduction, denominator, counted, return_grad, inputs,
+              ieee=False):
     """One fused kernel call: the reduced loss (or the per-row losses) and the list of gradients.
 
     ``inputs`` holds the kernel's inputs and parameters by name; the outputs are allocated here.  A
     ``mean`` whose sum overflows although the mean does not (float64 terms near the top of the range)
-    is recomputed from the per-row losses, scaled by a power of two.
+    is recomputed from the per-row losses scaled by a power of two, or where there are weights from the
+    losses of the weights scaled by one (the terms themselves may overflow).  ``ieee``: see
+    :func:`_reduce` and :func:`_grad_scale`.
     """
     grad_shape = (n_rows, inputs[kernel.row_width]) if kernel.row_width else (n_rows,)  # rows, or elements
     grads = [_outputs.empty(grad_shape, dtype) if return_grad else None for _ in kernel.gradients]
     loss = np.empty(n_rows, dtype) if reduction == "none" else None
-    grad_scale = _grad_scale(reduction, denominator, counted)
+    grad_scale = _grad_scale(reduction, denominator, counted, ieee)
     total = run(backend, kernel, dtype, n_rows, inputs, dict(zip(kernel.gradients, grads), loss=loss), grad_scale)
     if reduction == "mean" and math.isinf(total) and denominator:
+        # every loss is linear in its weight: w 2^-64 gives the terms 2^-64 exactly, but where the scaled
+        # weight is subnormal (and its term negligible against the overflowing ones)
+        weight = inputs.get("weight")
         loss = np.empty(n_rows, dtype)
-        run(backend, kernel, dtype, n_rows, inputs, dict.fromkeys(kernel.gradients, None) | {"loss": loss}, grad_scale)
-        scaled = exact_sum(loss, 2.0**-64) / denominator
+        scaled_inputs = inputs if weight is None else inputs | {"weight": np.ldexp(weight, -64)}
+        run(backend, kernel, dtype, n_rows, scaled_inputs, dict.fromkeys(kernel.gradients, None) | {"loss": loss},
+            grad_scale)
+        scaled = exact_sum(loss, 2.0**-64 if weight is None else 1.0) / denominator
         return dtype.type(scaled * 2.0**64), grads
-    return _reduce(total, denominator, reduction, loss, dtype), grads
+    return _reduce(total, denominator, reduction, loss, dtype, ieee), grads
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ builds, the one place that does.  The kernel's declaration
 (:class:`stableloss._spec.Kernel`) is all the dispatcher needs to know about a loss: which arguments
 are per-row arrays (sliced for each thread), which are read whole, and whether there are block sums.
 
-Rows are grouped in blocks of about :data:`BLOCK_ELEMENTS` elements; a kernel adds each block's losses
+Rows are grouped in blocks of about :data:`BLOCK_ELEMENTS` elements (a gather kernel's rows count one
+element each when no gradient is wanted: :class:`stableloss._spec.Kernel`); a kernel adds each block's losses
 into ``block_sums[b]`` and the blocks are added in a fixed order with :func:`math.fsum`.  Threads take
 contiguous runs of whole blocks, so the result is bitwise identical for any thread count.  The numpy
 backend is called once per block, one block after the other, so that its float64 temporaries are
@@ -221,6 +222,8 @@ def run(backend, spec, dtype, n_rows, inputs, outputs, grad_scale=1.0):
     if kernel is None:
         kernel = _kernels[key] = _load(backend).kernel(spec, np.dtype(dtype))
     row_width = inputs[spec.row_width] if spec.row_width else 1
+    if spec.gather and all(outputs.get(name) is None for name in spec.gradients):
+        row_width = 1  # one element read per row, none written but the loss: blocks and threads count rows
     rows_per_block = max(1, BLOCK_ELEMENTS // max(row_width, 1))
     block_sums = np.zeros(-(-n_rows // rows_per_block)) if spec.blocked else None
     known = {**inputs, **outputs}

@@ -402,6 +402,23 @@ def _ce_probability_target(x, target_prob, weight, eps, grad_scale, grad, a, k, 
     return row_loss[0]
 
 
+def nll(input, target, weight, n_rows, n_classes, ignore_index, grad_scale, rows_per_block, loss, grad, block_sums):
+    """Negative log-likelihood rows; see ``sl_nll_f32`` in kernels/stableloss.h."""
+    x = input.reshape(n_rows, n_classes)
+    counted = np.flatnonzero(target != ignore_index)
+    y = target[counted]
+    w = np.ones(len(counted)) if weight is None else weight[y].astype(np.float64)
+    value = np.zeros(n_rows)
+    with np.errstate(invalid="ignore", over="ignore"):
+        value[counted] = -(w * x[counted, y].astype(np.float64))  # one rounding: the negation is exact
+        if grad is not None:
+            g = grad.reshape(n_rows, n_classes)
+            g[...] = 0.0
+            g[counted, y] = -(w * grad_scale)  # rounded once (overflow to inf is the correct rounding)
+    _store(loss, value)
+    _block_sums(value, rows_per_block, block_sums)
+
+
 def lse(x, n_rows, n_cols, lse, log_softmax, softmax):
     """Row-wise log-sum-exp, log-softmax and softmax; see ``sl_lse_f32``."""
     x = x.reshape(n_rows, n_cols)

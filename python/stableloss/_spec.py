@@ -52,7 +52,10 @@ class Kernel:
     stability families it is tested on (default its own); ``bench``: how the benchmarks call it (None:
     not benchmarked); ``constants``: ((name, value), ...), the numeric contract of the kernel, the
     constants that decide a path or a result, the same in every backend (the C kernel defines each as
-    ``<STEM>_<NAME>``, checked by tests/test_spec.py).
+    ``<STEM>_<NAME>``, checked by tests/test_spec.py); ``gather``: a row is read at one element (nll: its
+    target's) and costs its width only through its gradient, so that the dispatcher sizes the blocks and
+    the thread split of a call without a gradient by rows (the block sums then group rows differently
+    from a call with one: the same values within the reduction budget, not bitwise).
     """
 
     stem: str
@@ -63,6 +66,7 @@ class Kernel:
     families: str = None
     bench: Bench = None
     constants: tuple = ()
+    gather: bool = False
 
     def constant(self, name):
         """The value of the constant ``name`` of the contract."""
@@ -115,14 +119,14 @@ class Kernel:
 
 
 def loss_kernel(stem, function, inputs, parameters=(), gradients=("grad",), row_width=None, bench=None,
-                constants=None, variants=()):
+                constants=None, variants=(), gather=False):
     """The kernel of a loss, in the header's calling convention: ``inputs`` ((name, kind) of the arrays
     read), ``n_rows``, ``parameters`` ((name, kind) of the scalars), ``grad_scale``, ``rows_per_block``,
     ``loss``, ``gradients`` (names), ``block_sums``; ``constants`` a dict, name -> value."""
     args = (*inputs, ("n_rows", INT), *parameters, ("grad_scale", FLOAT), ("rows_per_block", INT),
             ("loss", OUT), *((name, OUT) for name in gradients), ("block_sums", SUMS))
     return Kernel(stem, function, args, row_width, variants=variants, bench=bench,
-                  constants=tuple((constants or {}).items()))
+                  constants=tuple((constants or {}).items()), gather=gather)
 
 
 #: Every declared kernel by stem, in the order of declaration.

@@ -172,39 +172,57 @@ def class_axis_input(func, value):
 _FEW_INDICES = 16
 
 
+def _index_shape(input):
+    """The shape of class-index targets of a class-axis input: the input's without its class axis."""
+    return input.shape[:1] + input.shape[2:] if input.ndim >= 2 else ()
+
+
+def class_indices(func, target, input, ignore_index):
+    """Class indices of any integer dtype, of the input's shape without its class axis, as flat int64.
+
+    Returns ``(indices, counted)``: ``counted`` holds the indices that are not ``ignore_index``.  An
+    index neither in [0, C) nor equal to ``ignore_index`` raises IndexError with PyTorch's message.
+    """
+    target = np.asarray(target)
+    if target.dtype.kind not in "iu":
+        raise TypeError(f"{func}: class-index target must have an integer dtype, got {target.dtype}")
+    index_shape = _index_shape(input)
+    n_classes = input.shape[1] if input.ndim >= 2 else input.shape[0]
+    if target.shape != index_shape:
+        raise ValueError(f"{func}: class-index target must have shape {index_shape} for input of "
+                         f"shape {input.shape}, got {target.shape}")
+    indices = np.ascontiguousarray(target, dtype=np.int64).reshape(-1)
+    if indices.size <= _FEW_INDICES:  # a numpy reduction costs 1.3 us of call overhead; a short list less
+        values = indices.tolist()
+        in_range = not values or (min(values) >= 0 and max(values) < n_classes)
+    else:  # one reduction for both bounds: as unsigned integers, negative indices are the largest
+        in_range = np.maximum.reduce(indices.view(np.uint64)) < n_classes
+    if in_range and not 0 <= ignore_index < n_classes:  # the common case: nothing ignored
+        return indices, indices
+    counted = indices != ignore_index
+    bad = counted & ((indices < 0) | (indices >= n_classes))
+    if bad.any():
+        first = indices[np.argmax(bad)]
+        raise IndexError(f"Target {first} is out of bounds. ({func}: class indices must lie in "
+                         f"[0, {n_classes}) or equal ignore_index={ignore_index})")
+    return indices, indices[counted]
+
+
 def ce_target(func, target, input, ignore_index):
-    """Class indices (any integer dtype, returned as int64) or class probabilities (input's shape).
+    """Class indices (:func:`class_indices`) or class probabilities (input's shape).
 
     Returns ``(indices, probabilities, counted)``: exactly one of the first two is not None, and
     ``counted`` holds the index targets that are not ``ignore_index`` (None with probabilities).
     """
     target = np.asarray(target)
-    index_shape = input.shape[:1] + input.shape[2:] if input.ndim >= 2 else ()
-    n_classes = input.shape[1] if input.ndim >= 2 else input.shape[0]
     if target.dtype.kind in "iu":
-        if target.shape != index_shape:
-            raise ValueError(f"{func}: class-index target must have shape {index_shape} for input of "
-                             f"shape {input.shape}, got {target.shape}")
-        indices = np.ascontiguousarray(target, dtype=np.int64).reshape(-1)
-        if indices.size <= _FEW_INDICES:  # a numpy reduction costs 1.3 us of call overhead; a short list less
-            values = indices.tolist()
-            in_range = not values or (min(values) >= 0 and max(values) < n_classes)
-        else:  # one reduction for both bounds: as unsigned integers, negative indices are the largest
-            in_range = np.maximum.reduce(indices.view(np.uint64)) < n_classes
-        if in_range and not 0 <= ignore_index < n_classes:  # the common case: nothing ignored
-            return indices, None, indices
-        counted = indices != ignore_index
-        bad = counted & ((indices < 0) | (indices >= n_classes))
-        if bad.any():
-            first = indices[np.argmax(bad)]
-            raise IndexError(f"Target {first} is out of bounds. ({func}: class indices must lie in "
-                             f"[0, {n_classes}) or equal ignore_index={ignore_index})")
-        return indices, None, indices[counted]
+        indices, counted = class_indices(func, target, input, ignore_index)
+        return indices, None, counted
     if target.dtype.kind != "f":
         raise TypeError(f"{func}: target must hold class indices (integer dtype) or class probabilities "
                         f"(float dtype), got dtype {target.dtype}")
     if target.shape != input.shape:
-        if target.shape == index_shape:
+        if target.shape == _index_shape(input):
             raise TypeError(f"{func}: class-index target must have an integer dtype, got {target.dtype}")
         raise ValueError(f"{func}: probability target must have the input's shape {input.shape}, "
                          f"got {target.shape}")

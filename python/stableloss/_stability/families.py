@@ -356,6 +356,111 @@ def kdim(dtype, rng):
 
 
 # ---------------------------------------------------------------------------------------------------
+# Negative log-likelihood (log-probability inputs)
+
+def _nll(x, target, **options):
+    return dict(input=x, target=target, **options)
+
+
+def _log_probabilities(rng, shape, scale, dtype):
+    """log_softmax rows (class axis 1) of N(0, scale^2) logits, computed in float64."""
+    logits = np.moveaxis(rng.standard_normal(shape) * scale, 1, -1)
+    rows = _log_softmax_rows(logits.reshape(-1, shape[1])).reshape(logits.shape)
+    return np.ascontiguousarray(np.moveaxis(rows, -1, 1)).astype(dtype)
+
+
+@family("nll")
+def log_probabilities(dtype, rng):
+    """log_softmax rows of logits at scales 1e-3 ... 100 (log-probabilities from about -1e-3 down to
+    about -500), C = 1 ... 33 around the lanes, row counts off the lanes."""
+    return [_nll(_log_probabilities(rng, (n, c), scale, dtype), _targets(rng, n, c))
+            for n, c, scale in ((5, 1, 1.0), (13, 2, 1e-3), (19, 7, 3.0), (9, 9, 30.0), (11, 17, 100.0), (6, 33, 10.0))]
+
+
+@family("nll")
+def magnitudes(dtype, rng):
+    """x_y over the whole range: -0, 0, subnormals, every binade up to -max; with weights over e^+-4 the
+    products leave the range at both ends (subnormal; beyond max: +inf), and near -max with weights up
+    to 8 every product but few overflows where the mean does not."""
+    n, c = 120, 5
+    finfo = np.finfo(dtype)
+    exponents = rng.uniform(np.log2(_tiny(dtype)), finfo.maxexp, n)
+    x = np.full((n, c), -1.0)
+    y = _targets(rng, n, c)
+    x[np.arange(n), y] = -np.minimum(np.exp2(exponents) * rng.uniform(1.0, 2.0, n), _max(dtype))
+    x[np.arange(3), y[:3]] = [-0.0, 0.0, -_tiny(dtype)]
+    w = np.exp(rng.standard_normal(c) * 2.0).astype(dtype)
+    top = -_max(dtype) * rng.uniform(0.5, 1.0, (20, 3))
+    return [_nll(x.astype(dtype), y), _nll(x.astype(dtype), y, weight=w),
+            _nll(top.astype(dtype), _targets(rng, 20, 3), weight=np.array([8.0, 2.0, 0.5], dtype))]
+
+
+@family("nll")
+def weights(dtype, rng):  # noqa: F811
+    """Class weights over e^+-4 and a zero weight on log-probability rows; weights of total near the
+    smallest subnormal and near the largest value (the weighted mean rescales them)."""
+    c = 15
+    x = _log_probabilities(rng, (24, c), 3.0, dtype)
+    y = _targets(rng, 24, c)
+    w = np.exp(rng.standard_normal(c) * 2.0).astype(dtype)
+    w[3] = 0.0
+    tiny = np.full(c, _tiny(dtype), dtype)
+    tiny[::2] *= 3
+    huge = rng.uniform(0.25, 1.0, c) * _max(dtype) / 32
+    return [_nll(x, y, weight=w), _nll(x, y, weight=tiny), _nll(x, y, weight=huge.astype(dtype))]
+
+
+@family("nll")
+def special_inputs(dtype, rng):
+    """Only x_y is read, as PyTorch: -inf at the target gives +inf, NaN gives NaN, +inf gives -inf;
+    NaN and +-inf elsewhere in the row change nothing; a zero weight at -inf gives NaN (0 inf), an
+    infinite one at 0 too; the gradient is -w_y whatever x_y."""
+    x = _log_probabilities(rng, (10, 4), 2.0, np.float64)
+    y = np.array([0, 1, 2, 3, 0, 1, 2, 3, 1, 2])
+    x[np.arange(4), y[:4]] = [-np.inf, np.nan, np.inf, -np.inf]
+    x[4, 1:] = np.nan
+    x[5, [0, 2]] = [np.inf, -np.inf]
+    x[7, 3] = -np.inf  # class 3: weight 0 below
+    weighted = x.copy()
+    weighted[8, 1] = 0.0  # class 1: weight inf, inf 0 = NaN
+    w = np.array([1.0, np.inf, 2.0, 0.0])
+    return [_nll(x.astype(dtype), y), _nll(weighted.astype(dtype), y, weight=w.astype(dtype))]
+
+
+@family("nll")
+def ignore_index(dtype, rng):  # noqa: F811 (one name per stem)
+    """Ignored rows (default -100, a class index as ignore_index, ignored rows holding NaN and -inf at
+    the ignored class, every row ignored): 0 and 0."""
+    x = _log_probabilities(rng, (12, 10), 3.0, dtype)
+    y = _targets(rng, 12, 10)
+    y[::3] = -100
+    y2 = _targets(rng, 12, 10)
+    x2 = x.copy()
+    x2[y2 == 2] = np.nan
+    x2[y2 == 2, 2] = -np.inf
+    return [_nll(x, y), _nll(x2, y2, ignore_index=2), _nll(x[:4], np.full(4, -100))]
+
+
+@family("nll")
+def kdim(dtype, rng):  # noqa: F811
+    """K-dimensional inputs (N, C, d1, d2) with weights and ignored positions, (N, C, d1, d2, d3), and an
+    unbatched (C,) input with a 0-d target."""
+    y = rng.integers(0, 5, (3, 4, 3))
+    y[0, 0, :] = -100
+    w = np.exp(rng.standard_normal(5)).astype(dtype)
+    return [_nll(_log_probabilities(rng, (3, 5, 4, 3), 3.0, dtype), y, weight=w),
+            _nll(_log_probabilities(rng, (2, 4, 3, 2, 2), 3.0, dtype), rng.integers(0, 4, (2, 3, 2, 2))),
+            _nll(_log_probabilities(rng, (1, 7), 3.0, dtype)[0], np.array(4))]
+
+
+@family("nll")
+def wide(dtype, rng):  # noqa: F811
+    """Wide rows, C = 8192 and 32771: gradient rows of thousands of zeros and one entry."""
+    return [_nll(_log_probabilities(rng, (3, 8192), 2.0, dtype), _targets(rng, 3, 8192)),
+            _nll(_log_probabilities(rng, (1, 32771), 2.0, dtype), _targets(rng, 1, 32771))]
+
+
+# ---------------------------------------------------------------------------------------------------
 # BCE with logits
 
 def _bce(x, y, **options):
@@ -865,6 +970,15 @@ def _ce_typical(rng, shape, dtype, options):
               "target": rng.integers(0, shape[1], shape[0], dtype=np.int64)}
     if options:
         inputs.update(weight=_weights(rng, shape[1], dtype), label_smoothing=0.1)
+    return inputs
+
+
+@typical_of("nll")
+def _nll_typical(rng, shape, dtype, options):
+    inputs = {"input": _log_softmax_rows(2 * rng.standard_normal(shape, dtype=dtype)),
+              "target": rng.integers(0, shape[1], shape[0], dtype=np.int64)}
+    if options:
+        inputs.update(weight=_weights(rng, shape[1], dtype), ignore_index=0)
     return inputs
 
 

@@ -73,7 +73,7 @@ def divide(numerator, denominator):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Cross-entropy, log-sum-exp, log-softmax, softmax (rows of logits)
+# Cross-entropy, negative log-likelihood, log-sum-exp, log-softmax, softmax (rows of logits)
 
 def _softmax_parts(x):
     """For one row of logits (mpf): a = max x, e_j = exp(x_j - a), s = sum of e_j except the first
@@ -165,6 +165,31 @@ def _ce_row(x, t, w, eps, index_target):
         others_e = s if j == k else big_s - e[j]
         grad.append((e[j] * others_u - scaled[j] * others_e) / (n_classes * big_s))
     return loss, grad
+
+
+@_at_dps
+def nll(input, target, weight=None, ignore_index=-100):
+    """Negative log-likelihood: ``(loss, grad)`` for log-probabilities ``input`` of shape (C,), (N, C) or
+    (N, C, d1, ..., dk) (class axis 1) and class indices ``target`` (the input's shape without the class
+    axis).  Per position with target y: loss = -w_y x_y (the exact product), the gradient of the sum
+    -w_y at y and 0 elsewhere, whatever x_y; 0 and 0 where y == ignore_index.  Only x_y enters: a NaN
+    elsewhere in the row does not matter, and w_y = 0 at x_y = -inf gives NaN (0 inf), as PyTorch.
+    """
+    x = np.asarray(input)
+    axis = class_axis(x)
+    moved = np.moveaxis(x, axis, -1)
+    n_classes = moved.shape[-1]
+    losses, grads = [], []
+    for row, y in zip(moved.reshape(-1, n_classes), np.asarray(target).reshape(-1).tolist()):
+        grad = [mpf(0)] * n_classes
+        if y == ignore_index:
+            losses.append(mpf(0))
+        else:
+            w_y = mpf(1) if weight is None else exact(weight[y])
+            losses.append(-mpmath.fmul(w_y, exact(row[y]), exact=True))
+            grad[y] = -w_y
+        grads.extend(grad)
+    return _objects(losses, moved.shape[:-1]), np.moveaxis(_objects(grads, moved.shape), -1, axis)
 
 
 @_at_dps
@@ -331,7 +356,7 @@ def exact_outputs(stem, part):
     (a part of a :mod:`families` family), ``reduction="none"`` and ``return_grad=True``: output name ->
     object array of mpf, of the shape the call returns.
 
-    ce, bce, kl, mse, huber: ``loss``, ``grad``.  gnll: ``loss``, ``grad_input``, ``grad_var`` (var's shape;
+    ce, nll, bce, kl, mse, huber: ``loss``, ``grad``.  gnll: ``loss``, ``grad_input``, ``grad_var`` (var's shape;
     where var is broadcast, its gradient sums over the elements it is broadcast to).  lse, on a
     cross-entropy part: ``lse``, ``log_softmax``, ``softmax`` of the input along the class axis.
     """
@@ -382,6 +407,13 @@ def _broadcast(part, name):
 def _ce_outputs(part):
     options = {name: part[name] for name in ("weight", "ignore_index", "label_smoothing") if name in part}
     loss, grad = ce(part["input"], part["target"], **options)
+    return {"loss": loss, "grad": grad}
+
+
+@_outputs_of("nll")
+def _nll_outputs(part):
+    options = {name: part[name] for name in ("weight", "ignore_index") if name in part}
+    loss, grad = nll(part["input"], part["target"], **options)
     return {"loss": loss, "grad": grad}
 
 

@@ -101,7 +101,7 @@ def torch_call(function, stem, part, reduction, grad, **options):
 # The formulas, reduction "none"
 
 def _index_rows(part):
-    """(logits with the class axis last, targets with a unit last axis) of a cross-entropy part with plain
+    """(the input with the class axis last, targets with a unit last axis) of a cross-entropy or nll part with plain
     class indices, none ignored, and no other options; None otherwise."""
     target = np.asarray(part["target"])
     if set(part) != {"input", "target"} or target.dtype.kind not in "iu" or np.any(target < 0):
@@ -149,6 +149,19 @@ def _ce_scipy(part, grad):
         return {"loss": loss}
     gradient = _minus_one_hot(special.softmax(x, axis=-1), y)
     return {"loss": loss, "grad": np.moveaxis(gradient, -1, _class_axis(part["input"]))}
+
+
+@formula("textbook", "nll")
+def _nll_textbook(part, grad):
+    """-x_y; gradient -one_hot."""
+    rows = _index_rows(part)
+    if rows is None:
+        return None
+    x, y = rows
+    loss = -np.take_along_axis(x, y, -1)[..., 0]
+    if not grad:
+        return {"loss": loss}
+    return {"loss": loss, "grad": np.moveaxis(_minus_one_hot(np.zeros_like(x), y), -1, _class_axis(part["input"]))}
 
 
 @formula("textbook", "bce")

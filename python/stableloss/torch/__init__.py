@@ -23,13 +23,15 @@ except ImportError as exc:
                       "pip install torch --index-url https://download.pytorch.org/whl/cpu") from exc
 
 from ._functional import (binary_cross_entropy_with_logits, cross_entropy, gaussian_nll_loss, huber_loss, kl_div,
-                          l1_loss, linear_cross_entropy, log_softmax, logsumexp, mse_loss, smooth_l1_loss, softmax)
+                          l1_loss, linear_cross_entropy, log_softmax, logsumexp, mse_loss, nll_loss, smooth_l1_loss,
+                          softmax)
 from ._modules import (BCEWithLogitsLoss, CrossEntropyLoss, GaussianNLLLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss,
-                       SmoothL1Loss)
+                       NLLLoss, SmoothL1Loss)
 
 __all__ = [
     "cross_entropy",
     "linear_cross_entropy",
+    "nll_loss",
     "binary_cross_entropy_with_logits",
     "gaussian_nll_loss",
     "kl_div",
@@ -41,6 +43,7 @@ __all__ = [
     "log_softmax",
     "softmax",
     "CrossEntropyLoss",
+    "NLLLoss",
     "BCEWithLogitsLoss",
     "GaussianNLLLoss",
     "KLDivLoss",

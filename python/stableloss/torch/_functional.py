@@ -186,6 +186,58 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     return _in_dtype(loss, input.dtype)
 
 
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean", *,
+             backend=None):
+    r"""NLL of log-probability tensors: :func:`torch.nn.functional.nll_loss` on the stableloss kernels.
+
+    Parameters
+    ----------
+    input : Tensor
+        Log-probabilities ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dk)`` on the CPU, float32 or float64
+        (float16 and bfloat16 compute in float32).  Differentiable.
+    target : Tensor
+        Class indices (an integer tensor), the input's shape without the class axis.
+    weight : Tensor, optional
+        Per-class weights ``(C,)``.
+    size_average : bool, optional
+        Deprecated, as in torch: sets ``reduction`` together with ``reduce``.
+    ignore_index : int, default -100
+    reduce : bool, optional
+        Deprecated, as in torch.
+    reduction : {"mean", "sum", "none"}
+    backend : {"c", "numba", "numpy"}, optional
+        Default: the first of :func:`stableloss.available_backends`.
+
+    Returns
+    -------
+    Tensor
+        The loss in the input's dtype, differentiable w.r.t. ``input``.
+
+    Notes
+    -----
+    :math:`\ell = -w_y x_y`, gradient :math:`-w_y` at the target and 0 elsewhere (divided by the summed
+    weights for ``mean``), as :func:`stableloss.nll_loss`: each row read at its target only, the gradient
+    from the same kernel call; backward scales the saved gradient.  After :func:`log_softmax` it is the
+    stable cross-entropy.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import stableloss.torch as F
+    >>> x = torch.tensor([[40.0, 0.0, 0.0]], requires_grad=True)
+    >>> loss = F.nll_loss(F.log_softmax(x, 1), torch.tensor([0]))
+    >>> loss.backward()
+    >>> loss.item(), x.grad[0, 1].item()  # torch.nn.functional gives 0.0 and 0.0
+    (8.4967...e-18, 4.2483...e-18)
+    """
+    func = "nll_loss"
+    reduction = _reduction_of(size_average, reduce, reduction)
+    x, other = _prepare(func, input, target=target, weight=weight)
+    _no_grad_for(func, "input", target=target, weight=weight)
+    loss, _ = _ops.nll_loss(x, other["target"], other["weight"], ignore_index, reduction, backend or "", _wants(x))
+    return _in_dtype(loss, input.dtype)
+
+
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None, reduction="mean",
                                      pos_weight=None, *, backend=None):
     r"""BCE of logit tensors: :func:`torch.nn.functional.binary_cross_entropy_with_logits`, stableloss's kernels.

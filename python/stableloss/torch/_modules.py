@@ -27,6 +27,14 @@ class CrossEntropyLoss(_OnStableloss, torch.nn.CrossEntropyLoss):
                                reduction=self.reduction, label_smoothing=self.label_smoothing, backend=self.backend)
 
 
+class NLLLoss(_OnStableloss, torch.nn.NLLLoss):
+    """:class:`torch.nn.NLLLoss` computed by :func:`stableloss.torch.nll_loss`."""
+
+    def forward(self, input, target):
+        return F.nll_loss(input, target, weight=self.weight, ignore_index=self.ignore_index, reduction=self.reduction,
+                          backend=self.backend)
+
+
 class BCEWithLogitsLoss(_OnStableloss, torch.nn.BCEWithLogitsLoss):
     """:class:`torch.nn.BCEWithLogitsLoss` computed by
     :func:`stableloss.torch.binary_cross_entropy_with_logits`."""

@@ -134,28 +134,53 @@ def _ce_impl(input, target, weight, ignore_index, reduction, label_smoothing, ba
     return _loss_and_grad(result, want_input, input)
 
 
-def _ce_row_shape(input):
-    """The shape of the per-position losses: the input's without its class axis (1, or 0 for (C,))."""
-    return input.shape[:1] + input.shape[2:] if input.dim() >= 2 else ()
-
-
-def _ce_fake(input, target, weight, ignore_index, reduction, label_smoothing, backend, want_input):
-    return (input.new_empty(_reduced_shape(reduction, _ce_row_shape(input))),
+def _class_axis_fake(input, reduction, want_input):
+    """The outputs' shapes of a loss over the class axis (cross_entropy, nll_loss): per position, the
+    input's shape without its class axis (1, or 0 for (C,))."""
+    positions = input.shape[:1] + input.shape[2:] if input.dim() >= 2 else ()
+    return (input.new_empty(_reduced_shape(reduction, positions)),
             input.new_empty(input.shape) if want_input else _empty(input))
 
 
-def _ce_backward(ctx, grad_loss, _):
-    (grad,) = ctx.saved_tensors
-    if ctx.args["reduction"] == "none" and len(ctx.shapes["input"]) >= 2:
-        grad_loss = grad_loss.unsqueeze(1)  # one loss per position, along the class axis
-    return (_scaled(grad, grad_loss, ctx.dtypes["input"]),) + (None,) * (len(_CE) - 1)
+def _class_axis_backward(names):
+    """The backward of a loss over the class axis whose arguments are ``names``: the saved gradient of
+    the input scaled, per position for reduction="none"."""
+    def backward(ctx, grad_loss, _):
+        (grad,) = ctx.saved_tensors
+        if ctx.args["reduction"] == "none" and len(ctx.shapes["input"]) >= 2:
+            grad_loss = grad_loss.unsqueeze(1)  # one loss per position, along the class axis
+        return (_scaled(grad, grad_loss, ctx.dtypes["input"]),) + (None,) * (len(names) - 1)
+    return backward
 
 
 cross_entropy = _define(
     "cross_entropy",
     "(Tensor input, Tensor target, Tensor? weight, int ignore_index, str reduction, float label_smoothing, "
     "str backend, bool want_input) -> (Tensor, Tensor)",
-    _ce_impl, _ce_fake, _ce_backward, _save_grads(_CE))
+    _ce_impl, lambda input, target, weight, ignore_index, reduction, label_smoothing, backend, want: _class_axis_fake(
+        input, reduction, want),
+    _class_axis_backward(_CE), _save_grads(_CE))
+
+
+# ---------------------------------------------------------------------------------------------------
+# nll_loss
+
+_NLL = ("input", "target", "weight", "ignore_index", "reduction", "backend", "want_input")
+
+
+def _nll_impl(input, target, weight, ignore_index, reduction, backend, want_input):
+    result = stableloss.nll_loss(_array(input), _array(target), _array(weight), ignore_index, reduction,
+                                 backend=backend or None, return_grad=want_input)
+    return _loss_and_grad(result, want_input, input)
+
+
+nll_loss = _define(
+    "nll_loss",
+    "(Tensor input, Tensor target, Tensor? weight, int ignore_index, str reduction, str backend, bool want_input) "
+    "-> (Tensor, Tensor)",
+    _nll_impl, lambda input, target, weight, ignore_index, reduction, backend, want: _class_axis_fake(
+        input, reduction, want),
+    _class_axis_backward(_NLL), _save_grads(_NLL))
 
 
 # ---------------------------------------------------------------------------------------------------

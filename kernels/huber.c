@@ -42,6 +42,13 @@ SL_INLINE double huber_sign(double v)
     return v > 0 ? 1.0 : v < 0 ? -1.0 : v;
 }
 
+/* Whether an unweighted float64 value u is out of the range where w u is right: overflowed (d finite)
+ * or below the normals (d != 0), where w u may be neither. */
+SL_INLINE int huber_out_of_range(double u, double h)
+{
+    return (u == INFINITY && isfinite(h)) || (u < SL_SMALLEST_NORMAL && h != 0);
+}
+
 /* Loss and gradient of one element, sw = grad_scale w, every case included: the scalar path, and the
  * rare lanes of the vector path. */
 SL_INLINE double huber_eval(double x, double t, double w, double sw, double delta, int smooth, double *g,
@@ -58,38 +65,34 @@ SL_INLINE double huber_eval(double x, double t, double w, double sw, double delt
     double a = fabs(h), a_lo = h < 0 ? -h_lo : h_lo; /* |d| = k (a + a_lo) */
     double c = delta / k;
     double q = smooth ? delta : 1.0, m = smooth ? 1.0 : delta;
-    double u, fallback = 0.0;
+    double u;
     if (a < c || (a == c && a_lo < 0)) { /* |d| < delta, decided on the exact |d| */
         double r = h / q;
         double r_lo = (fma(-r, q, h) + h_lo) / q; /* (h + h_lo)/q - r: the residual h - r q is exact */
         if (!isfinite(r_lo))
             r_lo = 0.0;
+        *g = k * (sw * (r + r_lo));
         /* (h + h_lo)(r + r_lo) = h r + (h r - fl(h r)) + h r_lo + h_lo r, to O(h_lo r_lo) */
         double p_lo, p = sl_two_prod(h, r, &p_lo);
         double corr = p_lo + (h * r_lo + h_lo * r);
         u = k * k * (0.5 * (p + (isfinite(corr) ? corr : 0.0)));
-        *g = k * (sw * (r + r_lo));
-        if (!f32) { /* w (d + d_lo)/2 first: (w h/2)(r + r_lo) with w h/2 = wh + wh_lo exactly */
+        if (!f32 && huber_out_of_range(u, h)) { /* w (d + d_lo)/2 first: (wh + wh_lo)/2 = w (h + h_lo)/2 */
             double wh_lo, wh = sl_two_prod(w, h, &wh_lo);
             double half = 0.5 * wh, half_lo = isfinite(wh) ? 0.5 * (wh_lo + w * h_lo) : 0.0;
             double low = half * r_lo + half_lo * r;
-            fallback = k * k * fma(half, r, isfinite(low) ? low : 0.0);
+            return k * k * fma(half, r, isfinite(low) ? low : 0.0);
         }
     } else {
         double s_lo = 0.0, s = f32 ? a - 0.5 * c : sl_two_sum(a, -0.5 * c, &s_lo); /* >= c/2 */
         double e = isfinite(s) ? s_lo + a_lo : 0.0, me = m * e;
-        u = k * fma(m, s, isfinite(me) ? me : 0.0); /* m e overflows only where m s does */
         *g = (sw * m) * huber_sign(h);
-        if (!f32) { /* w (s + e) first: ws + ws_lo = w (s + e), then one FMA with m */
+        u = k * fma(m, s, isfinite(me) ? me : 0.0); /* m e overflows only where m s does */
+        if (!f32 && huber_out_of_range(u, h)) { /* w (s + e) first: ws + ws_lo = w (s + e), one FMA with m */
             double ws_lo, ws = sl_two_prod(w, s, &ws_lo);
             double low = isfinite(ws) ? (ws_lo + w * e) * m : 0.0;
-            fallback = k * fma(ws, m, isfinite(low) ? low : 0.0);
+            return k * fma(ws, m, isfinite(low) ? low : 0.0);
         }
     }
-    /* u beyond the range where w u is right: overflowed (d finite) or below the normals (d != 0), w u
-     * may be neither */
-    if (!f32 && ((u == INFINITY && isfinite(h)) || (u < SL_SMALLEST_NORMAL && h != 0)))
-        return fallback;
     return w * u;
 }
 

@@ -7,8 +7,8 @@ builds, the one place that does.  The kernel's declaration
 are per-row arrays (sliced for each thread), which are read whole, and whether there are block sums.
 
 Rows are grouped in blocks of about :data:`BLOCK_ELEMENTS` elements (a gather kernel's rows count one
-element each when no gradient is wanted: :class:`stableloss._spec.Kernel`); a kernel adds each block's losses
-into ``block_sums[b]`` and the blocks are added in a fixed order with :func:`math.fsum`.  Threads take
+element each when no gradient is wanted: :class:`stableloss._spec.Kernel`); a kernel adds each block's
+losses into ``block_sums[b]`` and the blocks are added in a fixed order with :func:`math.fsum`.  Threads take
 contiguous runs of whole blocks, so the result is bitwise identical for any thread count.  The numpy
 backend is called once per block, one block after the other, so that its float64 temporaries are
 the size of a block (or of one row, for rows wider than a block), not of the input.

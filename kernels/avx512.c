@@ -8,6 +8,7 @@
 
 #include "bce.c"
 #include "ce.c"
+#include "focal.c"
 #include "gnll.c"
 #include "kl.c"
 #include "lse.c"

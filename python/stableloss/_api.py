@@ -634,7 +634,11 @@ FOCAL = declare(loss_kernel("focal", "sigmoid_focal_loss", inputs=(("inputs", IN
                                 F32_GAMMA_MAX=2.0**16,
                                 # (1 - p_t)(1 + e^-|x|) below this (a target below it against x < -665)
                                 # is formed from logs: log-add-exp of log t and log(1 - t) - |x|
-                                TINY=2.0**-960)))
+                                TINY=2.0**-960,
+                                # float64: elements with |x| or -gamma log(1 - p_t) beyond this take the
+                                # double-double path (exp and log to 2^-100); the others the fast
+                                # double-double forms (to 2^-57), whose exp keeps its accuracy above e^-690
+                                FAST64_RANGE=690.0)))
 
 
 def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none", *, backend=None, return_grad=False):

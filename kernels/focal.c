@@ -51,8 +51,10 @@ typedef struct {
 #define FOCAL_F32_GAMMA_MAX 0x1p16
 #define FOCAL_TINY 0x1p-960
 /* float64: |x| and -gamma log q up to FOCAL_FAST64_RANGE take the fast double-double forms (sl_exp_hilo keeps its
- * accuracy above e^-690); beyond, focal_eval_dd. */
+ * accuracy above e^-690), and soft-label gradients whose terms cancel no further than FOCAL_FAST64_CANCEL; the
+ * others focal_eval_dd. */
 #define FOCAL_FAST64_RANGE 690.0
+#define FOCAL_FAST64_CANCEL 0x1p-6
 
 /* ------------------------------------------------------------------------------------------------
  * The double-double path */
@@ -230,9 +232,10 @@ SL_INLINE double focal_eval(double x, double t, double alpha, double gamma, doub
  * (~2^-57), without its special cases */
 
 /* Loss and gradient (times grad_scale) of a float64 element; *inside = 0 (then focal_eval_dd) for NaN, |x|
- * or -gamma log q beyond FOCAL_FAST64_RANGE. */
-SL_INLINE double focal_eval64(double x, double t, double alpha, double gamma, double grad_scale, double *grad,
-                              int *inside)
+ * or -gamma log q beyond FOCAL_FAST64_RANGE, and where the terms of a soft-label gradient cancel (when
+ * want_grad). */
+SL_INLINE double focal_eval64(double x, double t, double alpha, double gamma, double grad_scale, int want_grad,
+                              double *grad, int *inside)
 {
     int pos = x >= 0.0;
     double ax = fabs(x);
@@ -289,6 +292,8 @@ SL_INLINE double focal_eval64(double x, double t, double alpha, double gamma, do
     g = sl_dd_mul(g, g_lo, d, d_lo, &g_lo);
     g = sl_dd_mul(g, g_lo, grad_scale, 0.0, &g_lo);
     *grad = g + g_lo;
+    if (want_grad && !hard && fabs(n) < FOCAL_FAST64_CANCEL * fmax(fmax(oa, tb), fabs(th)))
+        *inside = 0;
     return v + v_lo;
 }
 
@@ -299,7 +304,7 @@ SL_INLINE double focal_row(const void *args, int64_t i, int f32)
     int slow = 1;
     if (!f32) {
         int inside;
-        value = focal_eval64(x, t, a->alpha, a->gamma, a->grad_scale, &g, &inside);
+        value = focal_eval64(x, t, a->alpha, a->gamma, a->grad_scale, a->grad != NULL, &g, &inside);
         slow = !inside;
     } else if (a->gamma <= FOCAL_F32_GAMMA_MAX) {
         value = focal_eval(x, t, a->alpha, a->gamma, &g, &slow);
@@ -447,6 +452,10 @@ SL_VEC SL_INLINE sl_vd focal_lanes64(const void *args, int64_t i, const sl_tail 
         gh = sl_dd_mul_v(gh, gl, d, d_lo, &gl);
         gh = sl_dd_mul_v(gh, gl, SL_V(a->grad_scale), zero, &gl);
         g = sl_vadd(gh, gl);
+        /* soft labels whose gradient terms cancel: the double-double path */
+        sl_vd largest = sl_vmax(sl_vmax(oa, tb), sl_abs_v(th));
+        sl_vm cancel = sl_vcmp(sl_abs_v(n), sl_vmul(SL_V(FOCAL_FAST64_CANCEL), largest), _CMP_LT_OQ);
+        inside = sl_vm_andnot(sl_vm_andnot(hard, cancel), inside);
     }
     int mask = (sl_vm_bits(inside) ^ SL_LANES_ALL) & sl_tail_bits(tail);
     if (__builtin_expect(mask != 0, 0))

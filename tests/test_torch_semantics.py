@@ -56,7 +56,7 @@ def api(request):
 
 
 #: The gradients the numpy API returns, in order, where they are not just ``input``'s.
-NUMPY_GRADS = {"gaussian_nll_loss": ("input", "var")}
+NUMPY_GRADS = {"gaussian_nll_loss": ("input", "var"), "sigmoid_focal_loss": ("inputs",)}
 
 
 def _ours(api, name, arrays, wrt, backend, **options):
@@ -322,6 +322,54 @@ def test_mse_weight_of_another_shape(backend, weight_shape):
         F.mse_loss(_tensor(x), _tensor(t), weight=_tensor(weight))
     with pytest.raises(ValueError, match=r"mse_loss: weight shape .* must equal the input shape \(5, 3\)"):
         stableloss.mse_loss(x, t, weight=weight, backend=backend)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sigmoid focal loss: torchvision.ops.sigmoid_focal_loss (not installed), its documented formula in torch ops
+
+def _torchvision_focal(inputs, targets, alpha, gamma, reduction):
+    p = torch.sigmoid(inputs)
+    ce = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce * ((1 - p_t) ** gamma)
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
+
+
+FOCAL_GRID = list(itertools.product(["none", "mean", "sum"], [(0.25, 2.0), (-1.0, 0.5), (1.0, 0.0), (0.6, 3.0)],
+                                    ["soft", "hard"]))
+
+
+@pytest.mark.parametrize("reduction,alpha_gamma,labels", FOCAL_GRID)
+def test_sigmoid_focal_loss(api, backend, dtype, reduction, alpha_gamma, labels):
+    alpha, gamma = alpha_gamma
+    x = _random((4, 3), dtype, 3.0)
+    t = (RNG.uniform(size=(4, 3)) if labels == "soft" else RNG.integers(0, 2, (4, 3))).astype(dtype)
+    loss, (grad,) = _ours(api, "sigmoid_focal_loss", dict(inputs=x, targets=t), ["inputs"], backend, alpha=alpha,
+                          gamma=gamma, reduction=reduction)
+    tensors = dict(inputs=_tensor(x, grad=True), targets=_tensor(t))
+    want, (want_grad,) = _torch_loss_and_grads(lambda **kw: _torchvision_focal(**kw, alpha=alpha, gamma=gamma),
+                                               tensors, reduction, ["inputs"])
+    _close(loss, want, dtype, "loss")
+    _close(grad, want_grad, dtype, "grad")
+
+
+def test_sigmoid_focal_loss_confident_gamma_below_one(api, backend):
+    """gamma = 0.5, x = 100, t = 1: torch's autograd of torchvision's formula forms 0^-1/2 times 0, NaN; the
+    derivative is finite (a documented difference), and the loss is the exact one where torch rounds to 0."""
+    x, t = np.array([100.0]), np.array([1.0])
+    loss, (grad,) = _ours(api, "sigmoid_focal_loss", dict(inputs=x, targets=t), ["inputs"], backend, gamma=0.5,
+                          reduction="none")
+    want, (want_grad,) = _torch_loss_and_grads(lambda **kw: _torchvision_focal(**kw, alpha=0.25, gamma=0.5),
+                                               dict(inputs=_tensor(x, grad=True), targets=_tensor(t)), "none",
+                                               ["inputs"])
+    assert np.isnan(want_grad[0]) and want[0] == 0.0
+    # mp.mpf(1)/4 * mp.log1p(mp.exp(-100)) * mp.exp(-(100 + mp.log1p(mp.exp(-100))) / 2)
+    assert loss[0] == pytest.approx(1.7937739932911026e-66, rel=1e-14)
+    # -mp.mpf(1)/4 * mp.exp(-(100 + mp.log1p(mp.exp(-100))) / 2) * (mp.exp(-100) + mp.log1p(mp.exp(-100)) / 2)
+    #   / (1 + mp.exp(-100))
+    assert grad[0] == pytest.approx(-2.6906609899366539e-66, rel=1e-14)
 
 
 # ---------------------------------------------------------------------------------------------------

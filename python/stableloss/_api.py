@@ -638,7 +638,12 @@ FOCAL = declare(loss_kernel("focal", "sigmoid_focal_loss", inputs=(("inputs", IN
                                 # float64: elements with |x| or -gamma log(1 - p_t) beyond this take the
                                 # double-double path (exp and log to 2^-100); the others the fast
                                 # double-double forms (to 2^-57), whose exp keeps its accuracy above e^-690
-                                FAST64_RANGE=690.0)))
+                                FAST64_RANGE=690.0,
+                                # float64: a soft-label gradient whose terms cancel below this times the
+                                # largest is redone on the double-double path (the fast forms leave
+                                # ~2^-59 of the largest term: 1 ulp of the gradient there; 0.4% of random
+                                # soft labels)
+                                FAST64_CANCEL=2.0**-6)))
 
 
 def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none", *, backend=None, return_grad=False):
@@ -685,8 +690,10 @@ def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none",
     for hard labels :math:`\min(\mp x, 0) - \operatorname{log1p}(e)` exactly (so x = 40, t = 1 gives
     :math:`q^2 = e^{-80}`, not 0); the gradient is
     :math:`\alpha_t q^\gamma ((1 - t) A - t B + \gamma c (1 - 2t)\, e/(t B + (1 - t) A))/(1 + e)`, whose
-    :math:`q^{\gamma - 1}` is never formed.  float64 computes in double-double throughout, float32 in
-    double (double-double where a soft label's gradient cancels).
+    :math:`q^{\gamma - 1}` is never formed.  float32 computes in double; float64 in double-double,
+    from exp and log good to 2^-57 (to 2^-100 where a soft label's gradient cancels, as float32 then,
+    and beyond :math:`e^{-690}`).  The float64 gradient with soft labels is within 4 ulp of its largest
+    term where those cancel (docs/design.md).
 
     Differences from torchvision: the gradient is the true (finite) derivative where torch's autograd
     gives NaN (gamma < 1 at a confident prediction, e.g. gamma = 0.5, x = 100, t = 1, where it forms
@@ -698,11 +705,11 @@ def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none",
     --------
     >>> import numpy as np
     >>> from stableloss import sigmoid_focal_loss
-    >>> float(sigmoid_focal_loss(np.array([40.0]), np.array([1.0])))  # torchvision: 0.0
-    4.2483...e-53
+    >>> sigmoid_focal_loss(np.array([40.0]), np.array([1.0])).tolist()  # torchvision: [0.0]
+    [1.9169120184304...e-53]
     >>> loss, grad = sigmoid_focal_loss(np.array([100.0]), np.array([1.0]), gamma=0.5, return_grad=True)
     >>> grad.tolist()  # torchvision: [nan]
-    [-1.5...e-65]
+    [-2.690660989936...e-66]
     """
     func = "sigmoid_focal_loss"
     x = check.float_input(func, "inputs", inputs)

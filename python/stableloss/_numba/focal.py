@@ -7,9 +7,9 @@ labels, loss = a_t ce q^gamma and grad = a_t q^gamma ((1 - t) A - t B + gamma ce
 
 - float32: in double, cheap grade (:func:`fast32`); a soft-label gradient whose terms cancel is redone.
 - float64: in double-double with the cheap forms :func:`exp_hilo` and :func:`log_hilo` (~2**-57,
-  :func:`fast64`); redone (:func:`precise`, exp_dd and log_dd, ~2**-93) where |x| > FAST64_RANGE or where
-  q^gamma is below e^-FAST64_RANGE.  A soft-label gradient whose terms cancel keeps ~2**-55 of the largest
-  (the documented exception of budgets.py).
+  :func:`fast64`); redone (:func:`precise`, exp_dd and log_dd, ~2**-93) where |x| > FAST64_RANGE, where
+  q^gamma is below e^-FAST64_RANGE, or where a soft-label gradient's terms cancel below FAST64_CANCEL of
+  the largest.
 - float32 calls with gamma > F32_GAMMA_MAX: every element by :func:`precise`.
 """
 
@@ -30,8 +30,10 @@ HOT_LOOP = r"@llvm\.rint\.v(\d+)f64"
 SOFT_LABEL_CANCEL = np.float64(KERNELS["focal"].constant("SOFT_LABEL_CANCEL"))
 F32_GAMMA_MAX = np.float64(KERNELS["focal"].constant("F32_GAMMA_MAX"))
 TINY = np.float64(KERNELS["focal"].constant("TINY"))
-#: float64: the fast path takes |x| and -gamma log q up to FAST64_RANGE (exp_hilo's lo stays normal enough).
+#: float64: the fast path takes |x| and -gamma log q up to FAST64_RANGE (exp_hilo's lo stays normal enough), and
+#: soft-label gradients whose terms cancel no further than FAST64_CANCEL.
 FAST64_RANGE = np.float64(KERNELS["focal"].constant("FAST64_RANGE"))
+FAST64_CANCEL = np.float64(KERNELS["focal"].constant("FAST64_CANCEL"))
 #: e^v rounds to 0 below this v (2**-1075 = e^-745.133).
 EXP_ZERO = np.float64(-745.14)
 
@@ -68,8 +70,8 @@ def fast32(x, t, alpha, gamma, grad_scale):
 @pasted
 def fast64(x, t, alpha, gamma, grad_scale):
     """(loss, scaled gradient, whether it needs :func:`precise`: |x| or -gamma log q beyond FAST64_RANGE, or
-    NaN) of a float64 element, in double-double from exp_hilo and log_hilo (the formulas of :func:`precise`,
-    without its special cases)."""
+    NaN; and whether a soft-label gradient cancels) of a float64 element, in double-double from exp_hilo and
+    log_hilo (the formulas of :func:`precise`, without its special cases)."""
     positive = x >= 0.0
     ax = abs(x)
     inside = (ax <= FAST64_RANGE) & (t == t)  # false for NaN and +-inf
@@ -122,7 +124,8 @@ def fast64(x, t, alpha, gamma, grad_scale):
     g, g_lo = dd_mul(a, a_lo, q, q_lo)
     g, g_lo = dd_mul(g, g_lo, d, d_lo)
     g, g_lo = dd_mul(g, g_lo, grad_scale, 0.0)
-    return value + value_lo, g + g_lo, ~inside
+    cancel = (~hard) & (abs(n) < FAST64_CANCEL * max(max(oa, tb), abs(th)))
+    return value + value_lo, g + g_lo, ~inside, cancel
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -280,10 +283,10 @@ def kernel(inputs, targets, n_rows, alpha, gamma, grad_scale, rows_per_block, lo
             t = np.float64(targets[first + j])
             if f32:
                 value, g, cancel = fast32(x, t, alpha, gamma, grad_scale)
-                redo = cancel & want_grad
+                redo = all_precise
             else:
-                value, g, redo = fast64(x, t, alpha, gamma, grad_scale)
-            redo |= all_precise
+                value, g, redo, cancel = fast64(x, t, alpha, gamma, grad_scale)
+            redo |= cancel & want_grad
             values[j] = value
             grads[j] = g
             redo_flags[j] = redo

@@ -706,7 +706,7 @@ def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none",
     >>> import numpy as np
     >>> from stableloss import sigmoid_focal_loss
     >>> sigmoid_focal_loss(np.array([40.0]), np.array([1.0])).tolist()  # torchvision: [0.0]
-    [1.9169120184304...e-53]
+    [1.91691201843...e-53]
     >>> loss, grad = sigmoid_focal_loss(np.array([100.0]), np.array([1.0]), gamma=0.5, return_grad=True)
     >>> grad.tolist()  # torchvision: [nan]
     [-2.690660989936...e-66]

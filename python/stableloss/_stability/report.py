@@ -258,7 +258,7 @@ def run_check(backends=None, with_peers=True, losses=None, dtypes=DTYPES, plot=N
 
     ``backends``: stableloss backends (and peer names) to compare, default every available backend;
     ``with_peers``: add the textbook formula, SciPy and PyTorch where installed; ``losses``: stems (ce, bce,
-    gnll, kl, mse, lse), default all; ``dtypes``: float32 and/or float64; ``plot``: a PNG path for the
+    gnll, kl, mse, focal, lse), default all; ``dtypes``: float32 and/or float64; ``plot``: a PNG path for the
     error-against-magnitude figure (needs matplotlib).  Returns 0, or 2 with a message on stderr when
     mpmath (or matplotlib for ``plot``) is missing or an option is invalid.  The report marks the cells of
     the stableloss backends against the budget (:func:`budget_verdict`); the test suite enforces it.
@@ -413,7 +413,7 @@ Notes. stableloss promises <= {budgets.BUDGET_ULP} ulp for every element of the 
   dimension, a Python float), a sum of per-element gradients (1/v - r_i^2)/2 of both signs that cancel near
   the fitted variance: {budgets.BUDGET_ULP} ulp of sum_i |g_i|;
 - {FOCAL_EXCEPTION}: float64 sigmoid_focal_loss gradient with soft labels, whose terms cancel at the loss's minimum
-  (formed in double-double): {budgets.BUDGET_ULP} ulp of the largest term.
+  (formed in double-double there): {budgets.BUDGET_ULP} ulp of the largest term.
 The test suite enforces these budgets by the same rules as the marks. Peers have no budget and no mark; they
 are measured on the parts of a family whose options they have: textbook and scipy without weights,
 pos_weight, label smoothing, probability or ignored targets; scipy has no gaussian_nll_loss or mse_loss, nor

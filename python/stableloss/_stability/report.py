@@ -67,9 +67,9 @@ def budget_verdict(stem, output, part, got, exact):
     """How ``got``, the ``output`` of a stableloss backend on ``part``, stands against its budget.
 
     "ok" if every element is within its budget (:func:`budgets.max_ulp`) of ``exact`` (:class:`ulp.Exact`);
-    :data:`KL_EXCEPTION`, :data:`CE_EXCEPTION`, :data:`GNLL_EXCEPTION` or :data:`FOCAL_EXCEPTION` if every element
-    beyond it is within that documented exception (:func:`budgets.relative_exception`, :func:`budgets.term_exception`);
-    else :data:`OVER`.  A NaN or infinity where the exact value is finite, or the reverse, is over any
+    :data:`KL_EXCEPTION`, :data:`CE_EXCEPTION`, :data:`GNLL_EXCEPTION` or :data:`FOCAL_EXCEPTION` if every
+    element beyond it is within that documented exception (:func:`budgets.relative_exception`,
+    :func:`budgets.term_exception`); else :data:`OVER`.  A NaN or infinity where the exact value is finite, or the reverse, is over any
     budget.
     """
     err = ulp.ulp_error(got, exact)

@@ -8,6 +8,7 @@
 
 #include "bce.c"
 #include "ce.c"
+#include "focal.c"
 #include "gnll.c"
 #include "huber.c"
 #include "kl.c"

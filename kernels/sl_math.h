@@ -24,6 +24,10 @@
  * The double-double forms (scalar, for slow paths), against mpmath at 60 digits:
  *   sl_log_dd   relative error of hi + lo below 2^-104 on [2^-1074, DBL_MAX]
  *   sl_exp_dd   below 2^-100 on [-630, 0] (below -630 the low part is subnormal: ~2^-53)
+ * The fast double-double forms (scalar and vector, for hot loops that need more than double; sl_exp_hilo
+ * also takes the low part of its argument), against mpmath at 60 digits:
+ *   sl_exp_hilo  below 2^-58 on [-690, 0] (the low part subnormal below: 2^-54 at -708)
+ *   sl_log_hilo  below 2^-56.6 on the positive normal doubles
  * Compile with -ffp-contract=off: the scalar forms round exactly as written (error-free
  * transformations depend on it); the vector forms ask for FMA explicitly.
  */
@@ -375,6 +379,46 @@ SL_INLINE double sl_exp_dd(double t, double *lo)
     return sl_scale2(acc_hi, n);
 }
 
+/* e^(x + x_lo) = hi + *lo for x in [-SL_EXP_NORMAL, 0], |x_lo| <= ulp(x), to ~2^-58: far cheaper than
+ * sl_exp_dd.  The reduction of sl_exp (r + c = x + x_lo - n ln 2 to ~2^-106), 1 + r + r^2/2 in
+ * double-double (r^2 exact), the rest of the series r^3 q1(r) (q1 the full grade's q without its 1/2:
+ * <= 0.007) and c e^r in double; 2^n exact (*lo rounds once where it is subnormal). */
+SL_INLINE double sl_exp_hilo(double x, double x_lo, double *lo)
+{
+    double n = (x * SL_LOG2E + SL_ROUND_MAGIC) - SL_ROUND_MAGIC;
+    double r1 = x - n * SL_LN2_HI; /* exact */
+    double r = r1 - n * SL_LN2_LO;
+    double c = ((r1 - r) - n * SL_LN2_LO) + x_lo;
+    double tail_q = sl_horner(sl_exp_q_full + 1, 10, r); /* e^r = 1 + r + r^2/2 + r^3 q1(r) */
+    double rr_lo, rr = sl_two_prod(r, r, &rr_lo);
+    double tail = r * rr * tail_q;
+    double s = 1.0 + r, s_err = r - (s - 1.0); /* Fast2Sum, |r| < 1 */
+    double t_err, u = sl_two_sum(s, 0.5 * rr, &t_err);
+    /* e^(r + c) = e^r + c e^r (c^2 below 2^-88), c e^r = c + c (r + r^2/2 + tail) */
+    double small = (s_err + t_err) + (0.5 * rr_lo + (tail + (c + c * (r + (0.5 * rr + tail)))));
+    double hi = u + small;
+    *lo = sl_scale2(small - (hi - u), n);
+    return sl_scale2(hi, n);
+}
+
+/* log(x) = hi + *lo for positive normal x, to ~2^-56.6: far cheaper than sl_log_dd.  x = 2^k (1 + f),
+ * log(1 + f) = 2 atanh(s) = 2s + s^3 P(s^2), s = f/(2 + f) in double-double (f exact), the atanh tail
+ * s^3 P <= 0.02 |2s| in double (P the full grade's), k ln 2 in double-double. */
+SL_INLINE double sl_log_hilo(double x, double *lo)
+{
+    double k, f = sl_log_split(x, &k);
+    double d = 2.0 + f, d_lo = f - (d - 2.0); /* Fast2Sum, |f| < 2 */
+    double s = f / d;
+    double p_lo, p = sl_two_prod(s, d, &p_lo);
+    double s_lo = (((f - p) - p_lo) - s * d_lo) / d; /* f - p exact (Sterbenz): s + s_lo = f/(2 + f) */
+    double z = s * s;
+    double a_err, a = sl_two_sum(k * SL_LN2_HI, 2.0 * s, &a_err); /* k SL_LN2_HI exact */
+    double small = a_err + (2.0 * s_lo + (s * z * sl_horner(sl_log_p_full, 7, z) + k * SL_LN2_LO));
+    double hi = a + small;
+    *lo = small - (hi - a);
+    return hi;
+}
+
 #if SL_X86
 /* ------------------------------------------------------------------------------------------------
  * Vectors: tails, loads and stores of either dtype */
@@ -557,6 +601,36 @@ SL_VEC SL_INLINE sl_vd sl_two_sum_v(sl_vd a, sl_vd b, sl_vd *err)
     return s;
 }
 
+/* p + *err == a b exactly (FMA), and the double-double sum, product and quotient of the scalar forms. */
+SL_VEC SL_INLINE sl_vd sl_two_prod_v(sl_vd a, sl_vd b, sl_vd *err)
+{
+    sl_vd p = sl_vmul(a, b);
+    *err = sl_vfms(a, b, p);
+    return p;
+}
+
+SL_VEC SL_INLINE sl_vd sl_dd_add_v(sl_vd a_hi, sl_vd a_lo, sl_vd b_hi, sl_vd b_lo, sl_vd *lo)
+{
+    sl_vd err, s = sl_two_sum_v(a_hi, b_hi, &err);
+    return sl_two_sum_v(s, sl_vadd(sl_vadd(err, a_lo), b_lo), lo);
+}
+
+SL_VEC SL_INLINE sl_vd sl_dd_mul_v(sl_vd a_hi, sl_vd a_lo, sl_vd b_hi, sl_vd b_lo, sl_vd *lo)
+{
+    sl_vd err, p = sl_two_prod_v(a_hi, b_hi, &err);
+    err = sl_vadd(err, sl_vfma(a_hi, b_lo, sl_vmul(a_lo, b_hi)));
+    return sl_two_sum_v(p, err, lo);
+}
+
+SL_VEC SL_INLINE sl_vd sl_dd_div_v(sl_vd a_hi, sl_vd a_lo, sl_vd b_hi, sl_vd b_lo, sl_vd *lo)
+{
+    sl_vd q = sl_vdiv(a_hi, b_hi);
+    sl_vd p_lo, p_hi = sl_dd_mul_v(q, sl_vzero(), b_hi, b_lo, &p_lo);
+    sl_vd r_lo, r_hi = sl_two_sum_v(a_hi, sl_vsub(sl_vzero(), p_hi), &r_lo); /* a - q b, leading part exact */
+    r_lo = sl_vadd(r_lo, sl_vsub(a_lo, p_lo));
+    return sl_two_sum_v(q, sl_vdiv(sl_vadd(r_hi, r_lo), b_hi), lo);
+}
+
 typedef struct {
     sl_vd hi, lo;
 } sl_acc_v;
@@ -735,6 +809,41 @@ SL_VEC SL_INLINE sl_vd sl_softplus_tail_v(sl_vd x, sl_vd *e, int cheap)
 {
     *e = sl_exp_v(sl_vor(x, SL_V(-0.0)), cheap); /* -|x| */
     return sl_log1p_v(*e, cheap);
+}
+
+/* sl_exp_hilo and sl_log_hilo (same formulas): x in [-SL_EXP_NORMAL, 0], resp. positive normal. */
+SL_VEC SL_INLINE sl_vd sl_exp_hilo_v(sl_vd x, sl_vd x_lo, sl_vd *lo)
+{
+    sl_vd n = sl_vround(sl_vmul(x, SL_V(SL_LOG2E)));
+    sl_vd r1 = sl_vfnma(n, SL_V(SL_LN2_HI), x); /* exact */
+    sl_vd r = sl_vfnma(n, SL_V(SL_LN2_LO), r1);
+    sl_vd c = sl_vadd(sl_vfnma(n, SL_V(SL_LN2_LO), sl_vsub(r1, r)), x_lo);
+    sl_vd tail_q = sl_estrin_v(sl_exp_q_full + 1, 10, r);
+    sl_vd rr_lo, rr = sl_two_prod_v(r, r, &rr_lo);
+    sl_vd half_rr = sl_vmul(SL_V(0.5), rr);
+    sl_vd tail = sl_vmul(sl_vmul(r, rr), tail_q);
+    sl_vd s = sl_vadd(SL_V(1.0), r), s_err = sl_vsub(r, sl_vsub(s, SL_V(1.0)));
+    sl_vd t_err, u = sl_two_sum_v(s, half_rr, &t_err);
+    sl_vd ce = sl_vfma(c, sl_vadd(r, sl_vadd(half_rr, tail)), c);
+    sl_vd small = sl_vadd(sl_vadd(s_err, t_err), sl_vfma(SL_V(0.5), rr_lo, sl_vadd(tail, ce)));
+    sl_vd hi = sl_vadd(u, small), scale = sl_pow2i_v(n);
+    *lo = sl_vmul(sl_vsub(small, sl_vsub(hi, u)), scale);
+    return sl_vmul(hi, scale);
+}
+
+SL_VEC SL_INLINE sl_vd sl_log_hilo_v(sl_vd x, sl_vd *lo)
+{
+    sl_vd k, f = sl_log_split_v(x, &k);
+    sl_vd d = sl_vadd(SL_V(2.0), f), d_lo = sl_vsub(f, sl_vsub(d, SL_V(2.0)));
+    sl_vd s = sl_vdiv(f, d);
+    sl_vd s_lo = sl_vdiv(sl_vfnma(s, d_lo, sl_vfnma(s, d, f)), d); /* f - s d exact by FMA */
+    sl_vd z = sl_vmul(s, s);
+    sl_vd a_err, a = sl_two_sum_v(sl_vmul(k, SL_V(SL_LN2_HI)), sl_vadd(s, s), &a_err);
+    sl_vd tail = sl_vmul(sl_vmul(s, z), sl_estrin_v(sl_log_p_full, 7, z));
+    sl_vd small = sl_vadd(a_err, sl_vadd(sl_vadd(s_lo, s_lo), sl_vfma(k, SL_V(SL_LN2_LO), tail)));
+    sl_vd hi = sl_vadd(a, small);
+    *lo = sl_vsub(small, sl_vsub(hi, a));
+    return hi;
 }
 
 /* ------------------------------------------------------------------------------------------------

@@ -99,6 +99,16 @@ void sl_huber_f32(const float *input, const float *target, const float *weight, 
 void sl_huber_f64(const double *input, const double *target, const double *weight, int64_t n_rows, double delta,
                   int64_t smooth, double grad_scale, int64_t rows_per_block, double *loss, double *grad,
                   double *block_sums);
+/* Sigmoid focal loss (torchvision's), elementwise: with e = e^-|x|, (A, B) = (1, e) for x >= 0 and (e, 1)
+ * below, num = t B + (1 - t) A (= (1 - p_t)(1 + e)), ce = log1p(e) + (1 - t) max(x, 0) + t max(-x, 0)
+ * (a term whose label factor is 0 counts as 0: the limits at x = +-inf) and a_t = alpha t + (1 - alpha)
+ * (1 - t), or 1 for alpha < 0: loss = a_t ce (num/(1 + e))^gamma (0^0 = 1; a_t = 0 gives 0 also where
+ * ce = +inf), grad = a_t (num/(1 + e))^gamma ((1 - t) A - t B + gamma ce (1 - 2t) e/num)/(1 + e), with
+ * e/num = 1 where num = e and the last term 0 where e = 0.  alpha <= 1, 0 <= gamma < inf, t in [0, 1]. */
+void sl_focal_f32(const float *inputs, const float *targets, int64_t n_rows, double alpha, double gamma,
+                  double grad_scale, int64_t rows_per_block, float *loss, float *grad, double *block_sums);
+void sl_focal_f64(const double *inputs, const double *targets, int64_t n_rows, double alpha, double gamma,
+                  double grad_scale, int64_t rows_per_block, double *loss, double *grad, double *block_sums);
 
 /* Row-wise log-sum-exp of x[n_rows][n_cols]: lse = a + log1p(s), log_softmax_j = z_j - log1p(s),
  * softmax_j = e^{z_j} / S (notation of sl_ce); each output optional.  No block sums.  A row with an

@@ -9,6 +9,7 @@ import pytest
 
 import stableloss
 import helpers
+from stableloss._stability import families
 
 
 def _problems(dtype, n):
@@ -40,7 +41,7 @@ def test_bitwise_identical_for_any_thread_count(native_backend, dtype, reduction
 
 def test_result_dtypes_and_shapes(backend, dtype):
     for func, kwargs in _problems(dtype, 4000):
-        x = kwargs["input"]
+        x = families.input_of(kwargs)
         loss, grads = func(**kwargs, reduction="none", backend=backend, return_grad=True)
         assert loss.dtype == dtype
         for grad in _flatten(grads):

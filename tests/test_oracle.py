@@ -112,6 +112,26 @@ def test_mse_against_definition():
             _agree([grad[i]], [2 * mpf(float(w[i])) * d], "grad")
 
 
+@pytest.mark.parametrize("alpha, gamma", [(0.25, 2.0), (-1.0, 0.5), (0.75, 0.0)])
+def test_focal_against_definition(alpha, gamma):
+    """torchvision's formula: p = sigma(x), p_t = p t + (1 - p)(1 - t), loss = a_t ce (1 - p_t)^gamma, and
+    its derivative (by mpmath.diff, at 400 digits)."""
+    x = np.array([-30.0, -2.0, 0.0, 0.5, 7.0, 35.0])
+    t = np.array([0.0, 0.3, 1.0, 0.5, 0.9, 1.0])
+    loss, grad = oracle.focal(x, t, alpha, gamma)
+    with mpmath.workdps(400):
+        def definition(xi, ti):
+            p = 1 / (1 + mpmath.exp(-xi))
+            ce = -(ti * mpmath.log(p) + (1 - ti) * mpmath.log(1 - p))
+            p_t = p * ti + (1 - p) * (1 - ti)
+            a_t = 1 if alpha < 0 else mpf(alpha) * ti + (1 - mpf(alpha)) * (1 - ti)
+            return a_t * ce * (1 - p_t) ** mpf(gamma)
+        for i in range(6):
+            xi, ti = mpf(float(x[i])), mpf(float(t[i]))
+            _agree([loss[i]], [definition(xi, ti)], "loss")
+            _agree([grad[i]], [mpmath.diff(lambda v: definition(v, ti), xi)], "grad")
+
+
 def test_special_value_conventions():
     """The conventions of docs/design.md and kernels/stableloss.h, spelled out once."""
     nan = float("nan")

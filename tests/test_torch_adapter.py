@@ -53,6 +53,11 @@ def _gradcheck_cases():
                     x, torch.tensor([[0.0, 1.0, 0.3], [1.0, 0.0, 0.7]], dtype=torch.float64),
                     pos_weight=torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64), reduction=r),
                 [_randn(2, 3, scale=scale)])
+            cases[f"focal-{reduction}-{tag}"] = (
+                lambda x, r=reduction: slt.sigmoid_focal_loss(
+                    x, torch.tensor([[0.0, 1.0, 0.3], [1.0, 0.0, 0.7]], dtype=torch.float64), alpha=0.25, gamma=1.5,
+                    reduction=r),
+                [_randn(2, 3, scale=scale)])
         kdim_probabilities = _probabilities(2, 5, 3, 2, dim=1)
         cases[f"ce-kdim-probabilities-{tag}"] = (
             lambda x, t=kdim_probabilities: slt.cross_entropy(x, t, reduction="sum"), [_randn(2, 5, 3, 2, scale=scale)])
@@ -247,7 +252,8 @@ class _Model(torch.nn.Module):
 
 
 _HEAD = torch.randn(9, 5, generator=RNG)  # a fixed output matrix over the body's 5 features
-both
+_WEIGHT = torch.rand(7, 5, generator=RNG)  # fixed element weights of the body's output
+_NLL_LOSS = slt.NLLLoss(weight=torch.rand(5, generator=RNG) + 0.5)
 COMPILED_LOSSES = {
     "cross_entropy": (lambda out, y: slt.cross_entropy(out, y, label_smoothing=0.1), lambda: torch.randint(0, 5, (7,))),
     "CrossEntropyLoss": (slt.CrossEntropyLoss(weight=torch.rand(5) + 0.5), lambda: torch.randint(0, 5, (7,))),
@@ -261,6 +267,8 @@ COMPILED_LOSSES = {
     "l1": (lambda out, y: slt.l1_loss(out, y), lambda: torch.randn(7, 5)),
     "SmoothL1Loss": (slt.SmoothL1Loss(beta=0.5), lambda: torch.randn(7, 5)),
     "huber": (lambda out, y: slt.huber_loss(out, y, delta=0.5, weight=_WEIGHT), lambda: torch.randn(7, 5)),
+    "focal": (lambda out, y: slt.sigmoid_focal_loss(out, y, reduction="mean"),
+              lambda: (torch.rand(7, 5) < 0.3).float()),
     "linear_cross_entropy": (lambda out, y: slt.linear_cross_entropy(torch.tanh(out), _HEAD, y),
                              lambda: torch.randint(0, 9, (7,))),
     "logsumexp": (lambda out, y: (slt.logsumexp(out, 1) * y).sum(), lambda: torch.randn(7)),
@@ -423,7 +431,9 @@ def test_other_device_is_refused():
     (lambda w: slt.huber_loss(torch.randn(2, 3), torch.randn(2, 3), weight=w.expand(2, 3)), "weight"),
     (lambda t: slt.gaussian_nll_loss(torch.randn(2, 3), t.expand(2, 3), torch.ones(2, 3)), "target"),
     (lambda t: slt.cross_entropy(torch.randn(2, 3), torch.softmax(t.expand(2, 3), 1)), "target"),
-], ids=["ce-weight", "nll-weight", "bce-pos_weight", "mse-weight", "huber-weight", "gnll-target", "ce-probabilities"])
+    (lambda t: slt.sigmoid_focal_loss(torch.randn(2, 3), torch.sigmoid(t.expand(2, 3))), "targets"),
+], ids=["ce-weight", "nll-weight", "bce-pos_weight", "mse-weight", "huber-weight", "gnll-target", "ce-probabilities",
+        "focal-targets"])
 def test_gradient_not_given_is_an_error(call, name):
     """A tensor that requires grad where no gradient is given would silently get none: an error names it."""
     with pytest.raises(RuntimeError, match=rf"{name} requires grad, but stableloss gives gradients only w.r.t."):

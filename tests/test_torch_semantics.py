@@ -56,7 +56,7 @@ def api(request):
 
 
 #: The gradients the numpy API returns, in order, where they are not just ``input``'s.
-NUMPY_GRADS = {"gaussian_nll_loss": ("input", "var")}
+NUMPY_GRADS = {"gaussian_nll_loss": ("input", "var"), "sigmoid_focal_loss": ("inputs",)}
 
 
 def _ours(api, name, arrays, wrt, backend, **options):
@@ -425,6 +425,54 @@ def test_l1_huber_weight_of_another_shape(backend, function, weight_shape):
         getattr(stableloss, function)(x, t, weight=weight, backend=backend)
 
 # ---------------------------------------------------------------------------------------------------
+# Sigmoid focal loss: torchvision.ops.sigmoid_focal_loss (not installed), its documented formula in torch ops
+
+def _torchvision_focal(inputs, targets, alpha, gamma, reduction):
+    p = torch.sigmoid(inputs)
+    ce = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce * ((1 - p_t) ** gamma)
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
+
+
+FOCAL_GRID = list(itertools.product(["none", "mean", "sum"], [(0.25, 2.0), (-1.0, 0.5), (1.0, 0.0), (0.6, 3.0)],
+                                    ["soft", "hard"]))
+
+
+@pytest.mark.parametrize("reduction,alpha_gamma,labels", FOCAL_GRID)
+def test_sigmoid_focal_loss(api, backend, dtype, reduction, alpha_gamma, labels):
+    alpha, gamma = alpha_gamma
+    x = _random((4, 3), dtype, 3.0)
+    t = (RNG.uniform(size=(4, 3)) if labels == "soft" else RNG.integers(0, 2, (4, 3))).astype(dtype)
+    loss, (grad,) = _ours(api, "sigmoid_focal_loss", dict(inputs=x, targets=t), ["inputs"], backend, alpha=alpha,
+                          gamma=gamma, reduction=reduction)
+    tensors = dict(inputs=_tensor(x, grad=True), targets=_tensor(t))
+    want, (want_grad,) = _torch_loss_and_grads(lambda **kw: _torchvision_focal(**kw, alpha=alpha, gamma=gamma),
+                                               tensors, reduction, ["inputs"])
+    _close(loss, want, dtype, "loss")
+    _close(grad, want_grad, dtype, "grad")
+
+
+def test_sigmoid_focal_loss_confident_gamma_below_one(api, backend):
+    """gamma = 0.5, x = 100, t = 1: torch's autograd of torchvision's formula forms 0^-1/2 times 0, NaN; the
+    derivative is finite (a documented difference), and the loss is the exact one where torch rounds to 0."""
+    x, t = np.array([100.0]), np.array([1.0])
+    loss, (grad,) = _ours(api, "sigmoid_focal_loss", dict(inputs=x, targets=t), ["inputs"], backend, gamma=0.5,
+                          reduction="none")
+    want, (want_grad,) = _torch_loss_and_grads(lambda **kw: _torchvision_focal(**kw, alpha=0.25, gamma=0.5),
+                                               dict(inputs=_tensor(x, grad=True), targets=_tensor(t)), "none",
+                                               ["inputs"])
+    assert np.isnan(want_grad[0]) and want[0] == 0.0
+    # mp.mpf(1)/4 * mp.log1p(mp.exp(-100)) * mp.exp(-(100 + mp.log1p(mp.exp(-100))) / 2)
+    assert loss[0] == pytest.approx(1.7937739932911026e-66, rel=1e-14)
+    # -mp.mpf(1)/4 * mp.exp(-(100 + mp.log1p(mp.exp(-100))) / 2) * (mp.exp(-100) + mp.log1p(mp.exp(-100)) / 2)
+    #   / (1 + mp.exp(-100))
+    assert grad[0] == pytest.approx(-2.6906609899366539e-66, rel=1e-14)
+
+
+# ---------------------------------------------------------------------------------------------------
 # Bad input: where PyTorch raises RuntimeError, stableloss keeps Python's type (docs/bad_inputs.md)
 
 X_BAD, Y_BAD, T_BAD = _random((3, 5), np.float32), np.array([0, 1, 2]), RNG.uniform(size=(3, 5)).astype(np.float32)
@@ -436,7 +484,14 @@ RUNTIME_ERRORS_IN_TORCH = {
                                                  target=np.zeros((3, 2), np.int64)), ValueError),
     "GNLL target broadcast": ("gaussian_nll_loss", dict(input=X_BAD, target=T_BAD[:2], var=np.ones((3, 5), np.float32)),
                               ValueError),
-both}
+    "smooth_l1 beta < 0": ("smooth_l1_loss", dict(input=X_BAD, target=T_BAD, beta=-1.0), ValueError),
+    "smooth_l1 beta NaN": ("smooth_l1_loss", dict(input=X_BAD, target=T_BAD, beta=float("nan")), ValueError),
+    "huber delta 0": ("huber_loss", dict(input=X_BAD, target=T_BAD, delta=0.0), ValueError),
+    "NLL weight size": ("nll_loss", dict(input=X_BAD, target=Y_BAD, weight=np.ones(4, np.float32)), ValueError),
+    "NLL probability target": ("nll_loss", dict(input=X_BAD, target=T_BAD), TypeError),
+    "NLL K-dim target shape": ("nll_loss", dict(input=_random((3, 5, 4), np.float32),
+                                                target=np.zeros((3, 2), np.int64)), ValueError),
+}
 
 
 @pytest.mark.parametrize("case", list(RUNTIME_ERRORS_IN_TORCH))

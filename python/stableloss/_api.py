@@ -14,7 +14,8 @@ from ._spec import FLOAT, IN, INDEX, INT, OUT, SHARED, Bench, Kernel, Workload, 
 
 #: The public functions, in the order of the documentation; the package exports them.
 __all__ = ["cross_entropy", "linear_cross_entropy", "nll_loss", "binary_cross_entropy_with_logits", "gaussian_nll_loss",
-           "kl_div", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "logsumexp", "log_softmax", "softmax"]
+           "kl_div", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "sigmoid_focal_loss", "logsumexp",
+           "log_softmax", "softmax"]
 from ._reference import sum_dd
 
 
@@ -876,6 +877,112 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None, *, backe
     func = "huber_loss"
     delta = check.positive_real(func, "delta", delta)
     return _huber(func, input, target, reduction, weight, delta, False, False, backend, return_grad)
+
+FOCAL = declare(loss_kernel("focal", "sigmoid_focal_loss", inputs=(("inputs", IN), ("targets", IN)),
+                            parameters=(("alpha", FLOAT), ("gamma", FLOAT)),
+                            constants=dict(
+                                # float32: a soft-label gradient whose double terms cancel below this times
+                                # the largest is redone in double-double (the cheap grade's 4e-12 leaves
+                                # 1e-9 there: 0.02 float ulp), as BCE's
+                                SOFT_LABEL_CANCEL=2.0**-8,
+                                # float32 calls with a larger gamma take the double-double path for every
+                                # element: gamma times the rounding of 1 - p_t in double (3e-16) must stay
+                                # far below a float ulp in q^gamma = exp(gamma log q)
+                                F32_GAMMA_MAX=2.0**16,
+                                # (1 - p_t)(1 + e^-|x|) below this (a target below it against x < -665)
+                                # is formed from logs: log-add-exp of log t and log(1 - t) - |x|
+                                TINY=2.0**-960,
+                                # float64: elements with |x| or -gamma log(1 - p_t) beyond this take the
+                                # double-double path (exp and log to 2^-100); the others the fast
+                                # double-double forms (to 2^-57), whose exp keeps its accuracy above e^-690
+                                FAST64_RANGE=690.0,
+                                # float64: a soft-label gradient whose terms cancel below this times the
+                                # largest is redone on the double-double path (the fast forms leave
+                                # ~2^-59 of the largest term: 1 ulp of the gradient there; 0.4% of random
+                                # soft labels)
+                                FAST64_CANCEL=2.0**-6)))
+
+
+def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none", *, backend=None, return_grad=False):
+    r"""Sigmoid focal loss (RetinaNet's): BCE with logits scaled down where the prediction is already right.
+
+    ``torchvision.ops.sigmoid_focal_loss``'s signature and semantics (torchvision need not be installed).
+
+    Parameters
+    ----------
+    inputs : ndarray, float32 or float64
+        Logits :math:`x`, any shape.
+    targets : ndarray, float
+        Labels :math:`t` in [0, 1] (soft labels allowed), the shape of ``inputs``.
+    alpha : float, default 0.25
+        Weight of the positives, in [0, 1]: :math:`\alpha_t = \alpha t + (1 - \alpha)(1 - t)`; a
+        negative alpha (torchvision: -1) weighs nothing.
+    gamma : float, default 2.0
+        Exponent of the modulating factor :math:`(1 - p_t)`, finite and >= 0.
+    reduction : {"none", "mean", "sum"}
+        Default ``"none"``, as torchvision.
+    backend : {"c", "numba", "numpy"}, optional
+    return_grad : bool, default False
+        Also return the gradient of the returned loss w.r.t. ``inputs`` (for ``"none"``: of its sum).
+
+    Returns
+    -------
+    loss : ndarray or scalar
+    grad : ndarray
+        Only with ``return_grad``.
+
+    Notes
+    -----
+    With :math:`p = \sigma(x)`, :math:`p_t = p t + (1 - p)(1 - t)`, :math:`q = 1 - p_t` and the BCE with
+    logits :math:`c = t\,\operatorname{sp}(-x) + (1 - t)\,\operatorname{sp}(x)`:
+    :math:`\ell = \alpha_t\, c\, q^\gamma` and
+    :math:`\partial\ell/\partial x = \alpha_t\,(q^\gamma (\sigma(x) - t) + \gamma\, c\, q^{\gamma - 1}
+    \sigma(x)\sigma(-x)(1 - 2t))`.
+
+    Stable rewrite: with :math:`e = e^{-|x|}`, :math:`\sigma(x) = A/(1 + e)` and :math:`\sigma(-x) = B/(1 + e)`,
+    :math:`(A, B) = (1, e)` for :math:`x \ge 0` and :math:`(e, 1)` below, so
+    :math:`q = (t B + (1 - t) A)/(1 + e)`, a sum of non-negative terms (never 1 minus :math:`p_t`);
+    :math:`c = \operatorname{log1p}(e) + (1 - t)\max(x, 0) + t \max(-x, 0)`;
+    :math:`q^\gamma = \exp(\gamma \log q)` with :math:`\log q = \log(t B + (1 - t) A) - \operatorname{log1p}(e)`,
+    for hard labels :math:`\min(\mp x, 0) - \operatorname{log1p}(e)` exactly (so x = 40, t = 1 gives
+    :math:`q^2 = e^{-80}`, not 0); the gradient is
+    :math:`\alpha_t q^\gamma ((1 - t) A - t B + \gamma c (1 - 2t)\, e/(t B + (1 - t) A))/(1 + e)`, whose
+    :math:`q^{\gamma - 1}` is never formed.  float32 computes in double; float64 in double-double,
+    from exp and log good to 2^-57 (to 2^-100 where a soft label's gradient cancels, as float32 then,
+    and beyond :math:`e^{-690}`).  The float64 gradient with soft labels is within 4 ulp of its largest
+    term where those cancel (docs/design.md).
+
+    Differences from torchvision: the gradient is the true (finite) derivative where torch's autograd
+    gives NaN (gamma < 1 at a confident prediction, e.g. gamma = 0.5, x = 100, t = 1, where it forms
+    :math:`0^{-1/2} \cdot 0`), x = +-inf gives the limits (loss 0 or +inf) instead of NaN, an
+    :math:`\alpha_t` of 0 gives 0 also against an infinite loss, and these raise ValueError where
+    torchvision computes: targets outside [0, 1], alpha above 1 or NaN, gamma negative or infinite.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stableloss import sigmoid_focal_loss
+    >>> sigmoid_focal_loss(np.array([40.0]), np.array([1.0])).tolist()  # torchvision: [0.0]
+    [1.91691201843...e-53]
+    >>> loss, grad = sigmoid_focal_loss(np.array([100.0]), np.array([1.0]), gamma=0.5, return_grad=True)
+    >>> grad.tolist()  # torchvision: [nan]
+    [-2.690660989936...e-66]
+    """
+    func = "sigmoid_focal_loss"
+    x = check.float_input(func, "inputs", inputs)
+    targets = np.asarray(targets)
+    check.same_shape(func, "targets", targets, x.shape)
+    targets = check.float_like(func, "targets", targets, x.dtype, x.shape).reshape(-1)
+    check.probabilities(func, "targets", targets)
+    alpha = check.focal_alpha(func, alpha)
+    gamma = check.focal_gamma(func, gamma)
+    if not isinstance(reduction, str) or reduction not in check.REDUCTIONS:  # torchvision's message
+        raise ValueError(f"Invalid Value for arg 'reduction': '{reduction} \n Supported reduction modes: 'none', "
+                         f"'mean', 'sum'")
+    backend = resolve(backend)
+    return _elementwise(backend, FOCAL, x, reduction, x.size, return_grad, inputs=np.ascontiguousarray(x).reshape(-1),
+                        targets=targets, alpha=alpha, gamma=gamma)
+
 
 def _elementwise(backend, kernel, like, reduction, denominator, return_grad, **args):
     """Run an elementwise loss kernel on arrays shaped ``like``; gradients come back in that shape."""

@@ -695,6 +695,120 @@ def huber(input, target, weight, n_rows, delta, smooth, grad_scale, rows_per_blo
     _block_sums(value, rows_per_block, block_sums)
 
 
+def _log1p_dd(hi, lo):
+    """log(1 + v) as a double-double for v = hi + lo in [0, 1]: with u + c = 1 + v (u = fl(1 + hi)),
+    log(u) + c/u - (c/u)^2/2, c/u below 2^-53 unless u = 1 (then c = v: log1p(v) = v - v^2/2 to v^3)."""
+    u, c = _two_sum(1.0, hi)
+    w = (c + lo) / u
+    l_hi, l_lo = _log_dd(u)
+    return _dd_add(l_hi, l_lo, w, -0.5 * w * w)
+
+
+def _exp_dd_of(hi, lo):
+    """exp(hi + lo) as a double-double for hi <= 0 (lo <= ulp(hi)): exp(hi) (1 + lo)."""
+    e_hi, e_lo = _exp_dd(hi)
+    return _dd_add(e_hi, e_lo, e_hi * lo, np.zeros_like(lo))
+
+
+def _log_dd_of(hi, lo):
+    """log(hi + lo) as a double-double for hi > 0 (lo <= ulp(hi)): log(hi) + lo/hi."""
+    l_hi, l_lo = _log_dd(hi)
+    return _dd_add(l_hi, l_lo, lo / hi, np.zeros_like(lo))
+
+
+def _focal_power(l_hi, l_lo, gamma):
+    """q^gamma = exp(gamma log q) for log q = l_hi + l_lo <= 0 (-inf: q = 0), as (Q_hi, Q_lo, K) with
+    q^gamma = (Q_hi + Q_lo) 2^-K: below e^-600 the exponent is shifted by K ln 2 (K <= 2040), so that
+    q^gamma keeps its relative accuracy where it is subnormal or underflows although c q^gamma does not
+    (c up to 1.8e308); beyond the shift q^gamma times anything finite is 0."""
+    ones, zeros = np.ones_like(l_hi), np.zeros_like(l_hi)
+    if gamma == 0:
+        return ones, zeros, zeros  # 0^0 = 1
+    live = np.isfinite(l_hi)
+    u_hi, u_lo = _dd_mul(np.where(live, l_hi, 0.0), np.where(live, l_lo, 0.0), np.full_like(l_hi, gamma), zeros)
+    k = np.where(u_hi < -600.0, np.minimum(np.rint((-u_hi - 300.0) / _LN2_HI), 2040.0), 0.0)
+    k_hi, k_lo = _two_prod(k, _LN2_HI)
+    s_hi, s_lo = _dd_add(u_hi, u_lo, k_hi, k_lo + k * _LN2_LO)  # u + K ln 2
+    q_hi, q_lo = _exp_dd_of(np.minimum(s_hi, 0.0), s_lo)
+    zero = ~live | (s_hi < -745.0) | ~np.isfinite(u_hi)  # q = 0, or beyond any finite factor
+    return np.where(zero, 0.0, q_hi), np.where(zero, 0.0, q_lo), np.where(zero, 0.0, k)
+
+
+def focal(inputs, targets, n_rows, alpha, gamma, grad_scale, rows_per_block, loss, grad, block_sums):
+    """Sigmoid focal loss, elementwise; see ``sl_focal_f32``.  Both dtypes in double-double (every step
+    below to ~2^-100, one rounding at the end)."""
+    x = inputs.astype(np.float64)
+    t = targets.astype(np.float64)
+    with np.errstate(all="ignore"):
+        value, g = _focal_dd(x, t, alpha, gamma, grad_scale, grad is not None)
+    _store(loss, value)
+    if grad is not None:
+        _store(grad, g)
+    _block_sums(value, rows_per_block, block_sums)
+
+
+def _focal_dd(x, t, alpha, gamma, grad_scale, want_grad):
+    """(loss, gradient times grad_scale) of every element, the gradient None unless wanted."""
+    nan = np.isnan(x) | np.isnan(t)
+    x, t = np.where(nan, 0.0, x), np.where(nan, 0.0, t)  # NaN out, at the end
+    infinite = np.isinf(x)
+    zeros = np.zeros_like(x)
+    ax, pos = np.abs(x), x >= 0
+    e_hi, e_lo = _exp_dd(-ax)  # e = e^-|x|
+    l1_hi, l1_lo = _log1p_dd(e_hi, e_lo)  # log1p(e)
+    ot_hi, ot_lo = _two_diff(np.ones_like(t), t)  # 1 - t, exact
+    # ce = t softplus(-x) + (1 - t) softplus(x) = log1p(e) + (1 - t) max(x, 0) + t max(-x, 0): terms >= 0
+    side = np.where(pos, _dd_mul(ot_hi, ot_lo, ax, zeros), _two_prod(t, ax))
+    ce_hi, ce_lo = _dd_add(l1_hi, l1_lo, *side)
+    # sigma(x) = A/(1 + e), sigma(-x) = B/(1 + e): (A, B) = (1, e) for x >= 0, (e, 1) below; never 1 - sigma
+    a_hi, a_lo = np.where(pos, 1.0, e_hi), np.where(pos, 0.0, e_lo)
+    b_hi, b_lo = np.where(pos, e_hi, 1.0), np.where(pos, e_lo, 0.0)
+    # q = 1 - p_t = t sigma(-x) + (1 - t) sigma(x) = num/(1 + e), num = t B + (1 - t) A: terms >= 0
+    num_hi, num_lo = _dd_add(*_dd_mul(t, zeros, b_hi, b_lo), *_dd_mul(ot_hi, ot_lo, a_hi, a_lo))
+    on_e = np.where(pos, t == 1.0, t == 0.0)  # hard label predicted right: num = e exactly
+    hard = (t == 0.0) | (t == 1.0)
+    # log num: -|x| or 0 for hard labels (exact), else from num, or where num is tiny (t tiny, x << 0)
+    # log(t + (1 - t) e) = log-add-exp(log t, log(1 - t) - |x|) with log(1 - t) = -t (t < 2^-960)
+    tiny = ~hard & (num_hi < _constant("focal", "TINY"))
+    ln_hi, ln_lo = _log_dd_of(np.where(hard | tiny, 1.0, num_hi), np.where(hard | tiny, 0.0, num_lo))
+    ln_hi, ln_lo = np.where(hard, np.where(on_e, -ax, 0.0), ln_hi), np.where(hard, 0.0, ln_lo)
+    if tiny.any():
+        lt_hi, lt_lo = _log_dd(t[tiny])
+        lb_hi, lb_lo = _two_sum(-ax[tiny], -t[tiny])
+        first = lt_hi >= lb_hi
+        m_hi, m_lo = np.where(first, lt_hi, lb_hi), np.where(first, lt_lo, lb_lo)
+        d_hi, d_lo = _dd_add(*np.where(first, (lb_hi, lb_lo), (lt_hi, lt_lo)), -m_hi, -m_lo)  # <= 0
+        s_hi, s_lo = _log1p_dd(*_exp_dd_of(d_hi, d_lo))
+        ln_hi[tiny], ln_lo[tiny] = _dd_add(m_hi, m_lo, s_hi, s_lo)
+    lq_hi, lq_lo = _dd_add(ln_hi, ln_lo, -l1_hi, -l1_lo)  # log q = log num - log1p(e) <= 0
+    w_hi, w_lo = (np.ones_like(t), zeros) if alpha < 0 else _dd_add(
+        *_two_prod(np.full_like(t, alpha), t), *_dd_mul(*_two_diff(1.0, alpha), ot_hi, ot_lo))  # alpha_t
+    # x = +-inf (e = 0): ce = +inf, unless its label factor (1 - t for x = +inf, t for -inf) is 0: then 0
+    ce_hi[infinite], ce_lo[infinite] = np.where(np.where(pos, ot_hi, t)[infinite] > 0, np.inf, 0.0), 0.0
+    q_hi, q_lo, k = _focal_power(lq_hi, lq_lo, gamma)
+    p_hi, p_lo = _dd_mul(*_dd_mul(w_hi, w_lo, np.where(np.isinf(ce_hi), 0.0, ce_hi), ce_lo), q_hi, q_lo)
+    value = np.ldexp(p_hi + p_lo, -k.astype(np.int64))
+    value = np.where(np.isinf(ce_hi), np.where(w_hi == 0, 0.0, np.inf), value)  # q^gamma > 0 there
+    value = np.where(nan, np.nan, value)
+    if not want_grad:
+        return value, None
+    # d/dx = alpha_t q^gamma ((1 - t) A - t B + gamma ce (1 - 2t) r)/(1 + e), r = e/num (1 for num = e)
+    r_hi, r_lo = _dd_div(e_hi, e_lo, np.where(on_e | tiny, 1.0, num_hi), np.where(on_e | tiny, 0.0, num_lo))
+    r_hi, r_lo = np.where(on_e, 1.0, r_hi), np.where(on_e, 0.0, r_lo)
+    if tiny.any():  # r = e/num = exp(-|x| - log num) <= 1 (to t)
+        arg_hi, arg_lo = _dd_add(-ax[tiny], zeros[tiny], -ln_hi[tiny], -ln_lo[tiny])
+        r_hi[tiny], r_lo[tiny] = _exp_dd_of(np.minimum(arg_hi, 0.0), arg_lo)
+    finite_ce = np.where(np.isinf(ce_hi), 0.0, ce_hi), np.where(np.isinf(ce_hi), 0.0, ce_lo)  # r = 0 there: a 0 term
+    third = _dd_mul(*_dd_mul(*finite_ce, r_hi, r_lo), *_dd_mul(*_two_diff(1.0, 2.0 * t), np.full_like(t, gamma), zeros))
+    n_hi, n_lo = _dd_add(*_dd_mul(ot_hi, ot_lo, a_hi, a_lo), *_dd_mul(-t, zeros, b_hi, b_lo))
+    n_hi, n_lo = _dd_add(n_hi, n_lo, *third)
+    d_hi, d_lo = _dd_div(n_hi, n_lo, *_dd_add(np.ones_like(e_hi), zeros, e_hi, e_lo))
+    g_hi, g_lo = _dd_mul(*_dd_mul(w_hi, w_lo, q_hi, q_lo), d_hi, d_lo)
+    g_hi, g_lo = _dd_mul(g_hi, g_lo, np.full_like(g_hi, grad_scale), zeros)
+    g = np.ldexp(g_hi + g_lo, -k.astype(np.int64))
+    return value, np.where(nan, np.nan, g)
+
+
 def kernel(spec, dtype):
     """The reference kernel declared by ``spec`` (the same function serves float32 and float64), taking
     the list of its arguments in the header's order like the other backends' kernels."""

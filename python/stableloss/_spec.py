@@ -108,9 +108,9 @@ class Kernel:
 
     @functools.cached_property
     def differentiable(self):
-        """The argument each gradient belongs to, in order: ``grad`` is the input's, ``grad_<name>``
-        the argument ``<name>``'s."""
-        return tuple("input" if name == "grad" else name.removeprefix("grad_") for name in self.gradients)
+        """The argument each gradient belongs to, in order: ``grad`` is the first argument's (``input``,
+        ``inputs``), ``grad_<name>`` the argument ``<name>``'s."""
+        return tuple(self.names[0] if name == "grad" else name.removeprefix("grad_") for name in self.gradients)
 
     @functools.cached_property
     def blocked(self):

@@ -155,6 +155,38 @@ def positive_real(func, name, value):
     if not number > 0:
         raise ValueError(f"{func}: {name} must be > 0, got {number}")
     return number
+def _number(func, name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{func}: {name} must be a real number, got {value!r}")
+    return float(value)
+
+
+def focal_alpha(func, alpha):
+    """torchvision's alpha: a weight in [0, 1] for the positive targets, or a negative number for no
+    weighting (its test ``alpha >= 0``); returned as a float, -1.0 for no weighting.  Values above 1
+    (a negative weight for the negatives) and NaN raise, where torchvision computes with them."""
+    value = _number(func, "alpha", alpha)
+    if value < 0:
+        return -1.0
+    if not value <= 1:
+        raise ValueError(f"{func}: alpha must lie in [0, 1], or be negative for no weighting, got {value}")
+    return value
+
+
+def focal_gamma(func, gamma):
+    """torchvision's gamma, the exponent of 1 - p_t: finite and >= 0 (torchvision computes a negative one:
+    (1 - p_t)^gamma is then +inf, with a NaN gradient, for every confident prediction)."""
+    value = _number(func, "gamma", gamma)
+    if not 0 <= value < np.inf:
+        raise ValueError(f"{func}: gamma must be a finite number >= 0, got {value}")
+    return value
+
+
+def probabilities(func, name, array):
+    """Raise unless every entry of the float ``array`` lies in [0, 1] (NaN passes: NaN in, NaN out)."""
+    outside = (array < 0) | (array > 1)
+    if outside.any():
+        raise ValueError(f"{func}: {name} must lie in [0, 1], got {array.reshape(-1)[np.argmax(outside.reshape(-1))]}")
 
 
 def class_axis_input(func, value):

@@ -443,6 +443,45 @@ def exp_dd(x):
     return fast_two_sum(y, y * ((x - log_hi) - log_lo))
 
 
+@pasted
+def exp_hilo(x, x_lo):
+    """e^(x + x_lo) as a double-double (hi, lo) to ~2**-58 (kernels/sl_math.h, sl_exp_hilo), for x in
+    [-EXP_NORMAL, 0] (|x_lo| <= ulp(x)): far cheaper than :func:`exp_dd` and vectorizable.  The reduced
+    argument r + c (n = rint(x / ln 2)) to ~2**-106 as :func:`_exp_reduced`'s, 1 + r + r^2/2 in
+    double-double (r^2 exact), the rest of the series r^3 q1(r) <= 0.007 and c e^r in double, 2**n exact
+    (a subnormal lo loses its relative accuracy: below x = -690 the error grows to 2**-54 at -708)."""
+    n = np.rint(x * LOG2E)
+    r_hi = x - n * LN2_HI  # exact
+    r = fma(-n, LN2_LO, r_hi)
+    c = fma(-n, LN2_LO, r_hi - r) + x_lo  # x + x_lo - n ln 2 = r + c
+    q1 = fma(fma(fma(fma(fma(fma(fma(fma(fma(EW10, r, EW9), r, EW8), r, EW7), r, EW6), r, EW5), r, EW4), r, EW3),
+                 r, EW2), r, EW1)  # e^r = 1 + r + r^2/2 + r^3 q1(r) (EW0 = 1/2)
+    rr, rr_lo = two_prod(r, r)
+    tail = r * rr * q1
+    s, s_err = fast_two_sum(ONE, r)
+    s, t_err = two_sum(s, HALF * rr)
+    # e^(r + c) = e^r + c e^r (c^2 below 2**-88), c e^r = c + c (r + r^2/2 + tail)
+    hi, lo = fast_two_sum(s, (s_err + t_err) + (HALF * rr_lo + (tail + fma(c, r + (HALF * rr + tail), c))))
+    scale = pow2(n)
+    return hi * scale, lo * scale
+
+
+@pasted
+def log_hilo(x):
+    """log(x) as a double-double (hi, lo) to ~2**-58 (kernels/sl_math.h, sl_log_hilo), for positive normal
+    x: far cheaper than :func:`log_dd` and vectorizable.  x = 2**k (1 + f), log(1 + f) = 2 atanh(s) =
+    2s + s^3 P(s^2) with s = f/(2 + f) in double-double (f exact), the atanh tail s^3 P <= 0.02 |2s| in
+    double (P the full grade's, :func:`_log1p_reduced`), k ln 2 in double-double."""
+    f, k = _log_split(x)
+    d, d_lo = fast_two_sum(2.0, f)  # 2 + f exactly
+    s = f / d
+    s_lo = (fma(-s, d, f) - s * d_lo) / d  # s + s_lo = f/(2 + f) to ~2**-106
+    z = s * s
+    p = fma(fma(fma(fma(fma(fma(LW6, z, LW5), z, LW4), z, LW3), z, LW2), z, LW1), z, LW0)
+    a, a_err = two_sum(k * LN2_HI, 2.0 * s)  # k LN2_HI is exact
+    return fast_two_sum(a, a_err + (2.0 * s_lo + (s * z * p + k * LN2_LO)))
+
+
 @helper
 def dd_div(a_hi, a_lo, b_hi, b_lo):
     """(a_hi + a_lo)/(b_hi + b_lo) to ~2**-104: one Newton correction of the double quotient."""

@@ -25,6 +25,13 @@ enforces and what ``python -m stableloss check`` marks each cell against.
   6.2 ulp of the sum).  There the budget is 4 ulp of sum_i |g_i| (a forward error bound for a sum,
   as for the cross-entropy difference above); exactness would need the kernel to sum the elements
   before they are rounded.
+- A fourth documented exception: the float64 sigmoid focal loss gradient with soft labels (0 < t < 1) is
+  alpha_t q^gamma ((1 - t) A - t B + gamma ce (1 - 2t) r)/(1 + e) (the kernels' notation), whose terms
+  cancel at the loss's minimum.  Where they cancel they are formed in double-double (to ~2^-100 of the
+  largest), but the double x nearest the minimum leaves a gradient of 2^-53 u times the terms, u uniform
+  in [0, 1], so no fixed precision gives it 4 ulp of itself (measured on the near_minimum family: up to
+  231 ulp).  There the budget is 4 ulp of the largest term, alpha_t q^gamma max(|(1 - t) A|, |t B|,
+  |gamma ce (1 - 2t) r|)/(1 + e), as for the cross-entropy difference (measured below 1.2 ulp of it).
 """
 
 import numpy as np
@@ -112,6 +119,28 @@ def gnll_var_terms(part, dtype):
     return np.sum(magnitudes, axis=summed_axes).reshape(var_shape)
 
 
+def focal_grad_terms(part, dtype):
+    """The largest term of the float64 sigmoid focal loss gradient where a label is soft (the fourth
+    exception), scaled as the gradient; 0 elsewhere, None for float32 or hard labels only.  float64
+    arithmetic is ample for a magnitude."""
+    t = np.asarray(part["targets"], dtype=np.float64)
+    soft = (t > 0) & (t < 1)
+    if np.dtype(dtype) != np.float64 or not soft.any():
+        return None
+    x = np.asarray(part["inputs"], dtype=np.float64)
+    alpha, gamma = part.get("alpha", 0.25), part.get("gamma", 2.0)
+    with np.errstate(all="ignore"):
+        e = np.exp(-np.abs(x))
+        big_a, big_b = np.where(x >= 0, 1.0, e), np.where(x >= 0, e, 1.0)
+        num = t * big_b + (1 - t) * big_a
+        ce = np.log1p(e) + (1 - t) * np.maximum(x, 0) + t * np.maximum(-x, 0)
+        q_gamma = np.exp(gamma * (np.log(num) - np.log1p(e))) if gamma else 1.0
+        a = 1.0 if alpha < 0 else alpha * t + (1 - alpha) * (1 - t)
+        largest = np.maximum(np.maximum((1 - t) * big_a, t * big_b), gamma * ce * np.abs(1 - 2 * t) * e / num)
+        terms = np.abs(a) * q_gamma * largest / (1 + e)
+    return np.where(soft & np.isfinite(terms), terms, 0.0)
+
+
 def relative_exception(stem, part, output, dtype):
     """``(mask, relative)`` where a documented exception allows a relative error instead of ulps (the
     float64 KL loss where log p and log q agree), else None."""
@@ -124,11 +153,11 @@ def relative_exception(stem, part, output, dtype):
 
 #: The documented exceptions that count an output's error in ulps of the terms it is a difference or sum
 #: of: (stem, output) -> terms(part, dtype), None where the exception does not apply to the part.
-_TERMS = {("ce", "grad"): ce_grad_terms, ("gnll", "grad_var"): gnll_var_terms}
+_TERMS = {("ce", "grad"): ce_grad_terms, ("gnll", "grad_var"): gnll_var_terms, ("focal", "grad"): focal_grad_terms}
 
 
 def term_exception(stem, part, output, dtype):
-    """The magnitudes of the terms the output is counted against (the cross-entropy and Gaussian NLL
-    exceptions), or None."""
+    """The magnitudes of the terms the output is counted against (the cross-entropy, Gaussian NLL and
+    focal loss exceptions), or None."""
     terms_of = _TERMS.get((stem, output))
     return None if terms_of is None else terms_of(part, dtype)

@@ -38,6 +38,12 @@ def typical_of(stem):
     return register
 
 
+def input_of(part):
+    """The differentiable input of a part (or of any public call's keyword arguments): its first argument,
+    ``input`` (``inputs`` in torchvision's sigmoid_focal_loss)."""
+    return next(iter(part.values()))
+
+
 def typical(stem, shape, dtype, seed=0, options=False):
     """Typical inputs of ``stem`` of the given shape and float dtype (reproducible); with ``options``,
     every optional argument of the loss too (weights, label smoothing ...)."""
@@ -951,6 +957,108 @@ def special_values(dtype, rng):  # noqa: F811
     x, t, w = x.astype(dtype), t.astype(dtype), w.astype(dtype)
     return [_l1(x, t), _l1(x, t, weight=w), _smooth(x, t, 0.0), _smooth(x, t, 1.0), _smooth(x, t, np.inf),
             _huber(x, t, 1.0, weight=w), _huber(x, t, np.inf)]
+# Sigmoid focal loss (torchvision's argument names: inputs, targets)
+
+def _focal(x, t, **options):
+    return dict(inputs=x, targets=t, **options)
+
+
+@family("focal")
+def grid(dtype, rng):  # noqa: F811 (one name per stem)
+    """Logits 0 ... +-1e30, +-max, +-inf against labels {0, 1, soft, tiny, 1 - 2^-20}, for (alpha, gamma)
+    in {(0.25, 2), (-1: no weighting, 0.5), (0.75, 0: alpha_t ce), (1, 5), (0, 1)}."""
+    x, labels = _bce_grid(dtype)
+    shape = (len(x), len(labels))
+    inputs = np.broadcast_to(x[:, None], shape).astype(dtype)
+    targets = np.broadcast_to(labels[None, :], shape).astype(dtype)
+    return [_focal(inputs, targets, alpha=alpha, gamma=gamma)
+            for alpha, gamma in ((0.25, 2.0), (-1.0, 0.5), (0.75, 0.0), (1.0, 5.0), (0.0, 1.0))]
+
+
+@family("focal")
+def tails(dtype, rng):  # noqa: F811
+    """Confident predictions, right and wrong, hard labels: |x| from 5 to 110 (float32) / 760 (float64),
+    losses and gradients down to the subnormal range (x = 40, t = 1: (1 - p_t)^2 = e^-80); gamma 2 and
+    0.5 (whose q^(gamma - 1) torch's autograd turns into inf, times 0: NaN)."""
+    g = np.geomspace(5.0, 110.0 if dtype == np.float32 else 760.0, 50)
+    x = np.concatenate([g, -g, g, -g]).astype(dtype)
+    t = np.repeat([1.0, 0.0, 0.0, 1.0], len(g)).astype(dtype)
+    return [_focal(x, t), _focal(x, t, alpha=0.6, gamma=0.5)]
+
+
+@family("focal")
+def random_soft(dtype, rng):  # noqa: F811
+    """Random logits over many scales against soft labels, two (alpha, gamma)."""
+    n = 300
+    x = rng.standard_normal(n) * np.exp(rng.uniform(-5, 5, n))
+    t = rng.uniform(size=n)
+    return [_focal(x.astype(dtype), t.astype(dtype), alpha=0.4, gamma=1.5),
+            _focal(x.astype(dtype), t.astype(dtype), alpha=-1.0, gamma=3.7)]
+
+
+def _focal_root(t, gamma):
+    """The x where the focal gradient of soft labels t changes sign (float64 bisection on the formula in
+    double: a start for the cancelling inputs, not an exact value)."""
+    low, high = np.full_like(t, -60.0), np.full_like(t, 60.0)
+    for _ in range(200):
+        x = 0.5 * (low + high)
+        p, e = 1.0 / (1.0 + np.exp(-x)), np.exp(-np.abs(x))
+        q = t * (1.0 - p) + (1.0 - t) * p
+        ce = np.log1p(e) + np.maximum(x, 0.0) * (1.0 - t) + np.maximum(-x, 0.0) * t
+        d = (p - t) + gamma * ce * (1.0 - 2.0 * t) * p * (1.0 - p) / q
+        low, high = np.where(d < 0, x, low), np.where(d < 0, high, x)
+    return 0.5 * (low + high)
+
+
+@family("focal")
+def near_minimum(dtype, rng):
+    """Soft labels at logits within a few ulps of the gradient's root, where sigma(x) - t and the
+    modulating term cancel (the double-double path of the float32 kernels)."""
+    t = rng.uniform(0.05, 0.95, 50).astype(dtype)
+    parts = []
+    for gamma in (2.0, 0.5):
+        root = _focal_root(t.astype(np.float64), gamma).astype(dtype)
+        steps = np.array([0, 1, -1, 3, -40])
+        x = np.stack([root + k * np.spacing(np.abs(root)) for k in steps]).astype(dtype)
+        parts.append(_focal(x, np.broadcast_to(t, x.shape).astype(dtype), gamma=gamma))
+    return parts
+
+
+@family("focal")
+def tiny_targets(dtype, rng):
+    """Targets near 0 down to the smallest subnormal (and just below 1) against logits down to -1e4:
+    1 - p_t = t sigma(-x) + (1 - t) sigma(x) is then tiny, its log formed from logs."""
+    finfo = np.finfo(dtype)
+    t = np.array([_tiny(dtype), 1e-40 if dtype == np.float32 else 1e-300, float(finfo.tiny), 1e-20,
+                  1.0 - float(finfo.epsneg)])
+    far = 110.0 if dtype == np.float32 else 760.0
+    x = np.array([-1e4, -far, -0.9 * far, -300.0, -50.0, -1.0, 0.0, 1.0, 50.0, far])
+    if dtype == np.float64:
+        x = np.concatenate([x, [-745.0, -700.0, -690.0, -666.0]])
+    shape = (len(x), len(t))
+    inputs = np.broadcast_to(x[:, None], shape).astype(dtype)
+    targets = np.broadcast_to(t[None, :], shape).astype(dtype)
+    return [_focal(inputs, targets, gamma=gamma) for gamma in (2.0, 0.5, 0.0)]
+
+
+@family("focal")
+def extreme_gamma(dtype, rng):
+    """gamma 1e-3, 50 and 1e5 (the float32 kernels' double-double path for every element beyond
+    F32_GAMMA_MAX): q^gamma near 1 - p_t = 1, where log q must keep its relative accuracy."""
+    x = np.concatenate([np.linspace(-40.0, 40.0, 81), rng.uniform(5.0, 30.0, 40)])
+    t = np.where(np.arange(len(x)) % 3 == 0, 1.0, np.where(np.arange(len(x)) % 3 == 1, 0.0, 0.1))
+    return [_focal(x.astype(dtype), t.astype(dtype), alpha=0.25, gamma=gamma) for gamma in (1e-3, 50.0, 1e5)]
+
+
+@family("focal")
+def special_values(dtype, rng):  # noqa: F811
+    """NaN logits or targets give NaN; x = +-inf gives the limits; a zero alpha_t gives 0 also against
+    an infinite cross-entropy."""
+    x = np.array([np.nan, 1.0, np.nan, np.inf, -np.inf, np.inf, -np.inf, np.inf, -np.inf, 0.0])
+    t = np.array([0.5, np.nan, 0.0, 1.0, 1.0, 0.0, 0.0, 0.25, 0.75, 0.5])
+    return [_focal(x.astype(dtype), t.astype(dtype), alpha=alpha, gamma=gamma)
+            for alpha, gamma in ((0.25, 2.0), (0.0, 2.0), (1.0, 0.0), (-1.0, 0.5))]
+
 
 # ---------------------------------------------------------------------------------------------------
 # Typical inputs: random data of the kind each loss sees in training
@@ -1025,4 +1133,14 @@ def _huber_typical(rng, shape, dtype, options):
               "target": rng.standard_normal(shape, dtype=dtype)}
     if options:  # huber_loss: both branches, weighted
         inputs.update(delta=0.5, weight=_weights(rng, shape, dtype))
+    return inputs
+
+
+@typical_of("focal")
+def _focal_typical(rng, shape, dtype, options):
+    """Dense detection: mostly negatives (1 in 10 positive), logits around the prior -2."""
+    inputs = {"inputs": 2 * rng.standard_normal(shape, dtype=dtype) - 2,
+              "targets": (rng.uniform(size=shape) < 0.1).astype(dtype)}
+    if options:
+        inputs.update(alpha=0.5, gamma=1.5)
     return inputs

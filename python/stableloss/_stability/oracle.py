@@ -347,6 +347,42 @@ def huber(x, t, weight=None, delta=0.0, smooth=True):
     delta (inf - inf), as torch."""
     return _elementwise(functools.partial(_huber_element, bool(smooth), exact(delta)), 2, x, t,
                         1.0 if weight is None else weight)
+def _focal_element(alpha, gamma, x, t):
+    if _isnan(x) or _isnan(t):
+        return NAN, NAN
+    a = 1 if alpha is None else alpha * t + (1 - alpha) * (1 - t)
+    e = mpmath.exp(-abs(x))  # 0 at x = +-inf
+    log_1pe = mpmath.log1p(e)
+    big_a, big_b = (1, e) if x >= 0 else (e, 1)  # sigma(x) = A/(1 + e), sigma(-x) = B/(1 + e)
+    # ce = t softplus(-x) + (1 - t) softplus(x), softplus(+-x) = max(+-x, 0) + log1p(e): a label
+    # factor of exactly 0 makes its term 0, also against an infinite x (the limits, as BCE)
+    ce = log_1pe + (0 if t == 1 else (1 - t) * max(x, 0)) + (0 if t == 0 else t * max(-x, 0))
+    num = t * big_b + (1 - t) * big_a  # q = 1 - p_t = num / (1 + e)
+    if gamma == 0:
+        q_gamma = mpf(1)  # 0^0 = 1
+    else:
+        q_gamma = mpf(0) if num == 0 else mpmath.exp(gamma * (mpmath.log(num) - log_1pe))
+    product = INF if ce == INF else ce * q_gamma  # ce infinite only where q = 1 - t or t > 0
+    loss = mpf(0) if a == 0 and product == INF else a * product  # a zero weight: the term is 0
+    # d/dx = a (q^g (sigma(x) - t) + g ce q^(g - 1) sigma(x) sigma(-x) (1 - 2t))
+    #      = a q^g ((1 - t) A - t B + g ce (1 - 2t) r) / (1 + e),  r = e / num = sigma(x) sigma(-x) (1 + e) / q
+    on_e_side = (t == 1 and x >= 0) or (t == 0 and x < 0)  # num = e: r = 1, also at x = +-inf
+    r = mpf(1) if on_e_side else e / num
+    third = 0 if gamma == 0 or r == 0 else gamma * ce * (1 - 2 * t) * r  # r = 0 only at x = +-inf: the limit
+    grad = a * q_gamma * ((1 - t) * big_a - t * big_b + third) / (1 + e)
+    return loss, grad
+
+
+@_at_dps
+def focal(x, t, alpha=0.25, gamma=2.0):
+    """Sigmoid focal loss (torchvision's): ``(loss, grad)`` with p = sigma(x), p_t = p t + (1 - p)(1 - t),
+    loss = a_t ce (1 - p_t)^gamma, ce the BCE with logits, a_t = alpha t + (1 - alpha)(1 - t) (1 for a
+    negative alpha), grad its derivative w.r.t. x.  Written with e = e^-|x| and 1 - p_t = num / (1 + e),
+    num = t B + (1 - t) A a sum of non-negative terms; x = +-inf gives the limits (loss 0 or +inf, the
+    gradient a_t q^gamma ((1 - t) A - t B)), a_t = 0 gives 0, NaN in gives NaN."""
+    weight = exact(alpha) if alpha >= 0 else None
+    return _elementwise(functools.partial(_focal_element, weight, exact(gamma)), 2, x, t)
+
 
 # ---------------------------------------------------------------------------------------------------
 # The public calls: every exact output of one family part
@@ -356,9 +392,9 @@ def exact_outputs(stem, part):
     (a part of a :mod:`families` family), ``reduction="none"`` and ``return_grad=True``: output name ->
     object array of mpf, of the shape the call returns.
 
-    ce, nll, bce, kl, mse, huber: ``loss``, ``grad``.  gnll: ``loss``, ``grad_input``, ``grad_var`` (var's shape;
-    where var is broadcast, its gradient sums over the elements it is broadcast to).  lse, on a
-    cross-entropy part: ``lse``, ``log_softmax``, ``softmax`` of the input along the class axis.
+    ce, nll, bce, kl, mse, huber, focal: ``loss``, ``grad``.  gnll: ``loss``, ``grad_input``, ``grad_var``
+    (var's shape; where var is broadcast, its gradient sums over the elements it is broadcast to).  lse, on
+    a cross-entropy part: ``lse``, ``log_softmax``, ``softmax`` of the input along the class axis.
     """
     return _OUTPUTS[stem](part)
 
@@ -457,6 +493,12 @@ def _huber_outputs(part):
     delta, smooth = {"l1_loss": (0.0, True), "smooth_l1_loss": (part.get("beta"), True),
                      "huber_loss": (part.get("delta"), False)}[function]
     loss, grad = huber(part["input"], _broadcast(part, "target"), _broadcast(part, "weight"), delta, smooth)
+    return {"loss": loss, "grad": grad}
+
+
+@_outputs_of("focal")
+def _focal_outputs(part):
+    loss, grad = focal(part["inputs"], part["targets"], part.get("alpha", 0.25), part.get("gamma", 2.0))
     return {"loss": loss, "grad": grad}
 
 

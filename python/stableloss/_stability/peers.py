@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from .. import _spec
+from . import families
 
 #: peer -> stem -> formula(part, grad) -> {output: array} (reduction "none") or None.
 FORMULAS = {"textbook": {}, "scipy": {}, "torch": {}}
@@ -44,8 +45,12 @@ def formula(peer, stem):
 
 
 def available(peer, stem):
-    """Whether ``peer`` is installed and computes ``stem``."""
-    return optional(MODULES[peer]) is not None and (peer == "torch" or stem in FORMULAS[peer])
+    """Whether ``peer`` is installed and computes ``stem`` (torch: by a formula of its own, or where
+    torch.nn.functional has the function)."""
+    module = optional(MODULES[peer])
+    if module is None or stem in FORMULAS[peer]:
+        return module is not None
+    return peer == "torch" and hasattr(module.nn.functional, _spec.KERNELS[stem].function)
 
 
 def prepare(peer, stem, part, reduction="none", grad=True):
@@ -62,7 +67,8 @@ def _reduced(outputs, reduction, part):
     if outputs is None or reduction == "none":
         return outputs
     loss = outputs["loss"]
-    batch = np.shape(part["input"])[0] if np.ndim(part["input"]) else 1
+    x = families.input_of(part)
+    batch = np.shape(x)[0] if np.ndim(x) else 1
     denominator = {"sum": 1, "mean": np.size(loss), "batchmean": batch}[reduction]
     return {name: np.sum(value) / denominator if name == "loss" else value / denominator
             for name, value in outputs.items()}
@@ -184,6 +190,22 @@ def _bce_scipy(part, grad):
     x, y = part["input"], part["target"]
     loss = -(y * special.log_expit(x) + (1 - y) * special.log_expit(-x))
     return {"loss": loss, "grad": special.expit(x) - y} if grad else {"loss": loss}
+
+
+@formula("textbook", "focal")
+def _focal_textbook(part, grad):
+    """torchvision's formula: p = sigmoid(x), ce = max(x, 0) - x t + log1p(exp(-|x|)), q = 1 - (p t + (1 - p)
+    (1 - t)), a_t ce q^gamma; gradient a_t (q^gamma (p - t) + gamma ce q^(gamma - 1) p (1 - p)(1 - 2t))."""
+    x, t = part["inputs"], part["targets"]
+    alpha, gamma = part.get("alpha", 0.25), part.get("gamma", 2.0)
+    p = 1 / (1 + np.exp(-x))
+    ce = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
+    q = 1 - (p * t + (1 - p) * (1 - t))
+    a = alpha * t + (1 - alpha) * (1 - t) if alpha >= 0 else 1
+    loss = a * ce * q**gamma
+    if not grad:
+        return {"loss": loss}
+    return {"loss": loss, "grad": a * (q**gamma * (p - t) + gamma * ce * q ** (gamma - 1) * p * (1 - p) * (1 - 2 * t))}
 
 
 @formula("textbook", "gnll")

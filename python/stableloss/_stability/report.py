@@ -54,21 +54,22 @@ PLOT_FLOOR = 1e-2
 # The budget of the stableloss backends (docs/design.md, budgets.py) and its documented exceptions
 
 #: The documented exceptions, as the marks of the report name them.
-KL_EXCEPTION, CE_EXCEPTION, GNLL_EXCEPTION = "exc. KL", "exc. CE", "exc. GNLL"
+KL_EXCEPTION, CE_EXCEPTION, GNLL_EXCEPTION, FOCAL_EXCEPTION = "exc. KL", "exc. CE", "exc. GNLL", "exc. focal"
 OVER = "OVER"
 
 
 #: The mark of each documented exception, by (stem, output).
-_MARKS = {("kl", "loss"): KL_EXCEPTION, ("ce", "grad"): CE_EXCEPTION, ("gnll", "grad_var"): GNLL_EXCEPTION}
+_MARKS = {("kl", "loss"): KL_EXCEPTION, ("ce", "grad"): CE_EXCEPTION, ("gnll", "grad_var"): GNLL_EXCEPTION,
+          ("focal", "grad"): FOCAL_EXCEPTION}
 
 
 def budget_verdict(stem, output, part, got, exact):
     """How ``got``, the ``output`` of a stableloss backend on ``part``, stands against its budget.
 
     "ok" if every element is within its budget (:func:`budgets.max_ulp`) of ``exact`` (:class:`ulp.Exact`);
-    :data:`KL_EXCEPTION`, :data:`CE_EXCEPTION` or :data:`GNLL_EXCEPTION` if every element beyond it is
-    within that documented exception (:func:`budgets.relative_exception`, :func:`budgets.term_exception`);
-    else :data:`OVER`.  A NaN or infinity where the exact value is finite, or the reverse, is over any
+    :data:`KL_EXCEPTION`, :data:`CE_EXCEPTION`, :data:`GNLL_EXCEPTION` or :data:`FOCAL_EXCEPTION` if every
+    element beyond it is within that documented exception (:func:`budgets.relative_exception`,
+    :func:`budgets.term_exception`); else :data:`OVER`.  A NaN or infinity where the exact value is finite, or the reverse, is over any
     budget.
     """
     err = ulp.ulp_error(got, exact)
@@ -111,7 +112,7 @@ def _evaluate(implementation, stem, part):
             got = _stableloss(implementation, stem, part)
         else:
             got = peers.prepare(implementation, stem, part)() if peers.available(implementation, stem) else None
-    dtype = np.asarray(part["input"]).dtype
+    dtype = np.asarray(families.input_of(part)).dtype
     return None if got is None else {output: np.asarray(value).astype(dtype, copy=False)
                                      for output, value in got.items()}
 
@@ -149,7 +150,7 @@ def _rounded_family(stem, name, dtype):
 def _oracle(tasks, progress):
     """{(stem, family, dtype): _rounded_family(...)} for ``tasks``, largest first, on every available core."""
     def size(task):
-        return sum(np.size(part["input"]) for part in families.build(KERNELS[task[0]].family_stem, *task[1:]))
+        return sum(np.size(families.input_of(part)) for part in families.build(KERNELS[task[0]].family_stem, *task[1:]))
     tasks = sorted(tasks, key=size, reverse=True)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     results = {}
@@ -258,7 +259,7 @@ def run_check(backends=None, with_peers=True, losses=None, dtypes=DTYPES, plot=N
 
     ``backends``: stableloss backends (and peer names) to compare, default every available backend;
     ``with_peers``: add the textbook formula, SciPy and PyTorch where installed; ``losses``: stems (ce, bce,
-    gnll, kl, mse, lse), default all; ``dtypes``: float32 and/or float64; ``plot``: a PNG path for the
+    gnll, kl, mse, focal, lse), default all; ``dtypes``: float32 and/or float64; ``plot``: a PNG path for the
     error-against-magnitude figure (needs matplotlib).  Returns 0, or 2 with a message on stderr when
     mpmath (or matplotlib for ``plot``) is missing or an option is invalid.  The report marks the cells of
     the stableloss backends against the budget (:func:`budget_verdict`); the test suite enforces it.
@@ -333,8 +334,8 @@ def _header(implementations):
         f"per element (reduction=\"none\", gradients of the sum), over the stability families of the test suite.",
         f"Budget of stableloss: {budgets.BUDGET_ULP} ulp. Each cell of a stableloss backend is marked: ok, OVER, or "
         f"ok ({KL_EXCEPTION}) / ok ({CE_EXCEPTION}) /",
-        f"ok ({GNLL_EXCEPTION}) where every element beyond the budget is within that documented exception (the "
-        f"notes at the end).",
+        f"ok ({GNLL_EXCEPTION}) / ok ({FOCAL_EXCEPTION}) where every element beyond the budget is within that "
+        f"documented exception (the notes at the end).",
         *textwrap.wrap("Implementations: " + ", ".join(kinds) + ".", 108),
         "A cell is the worst finite error; NaN xN / inf xN / finite xN count the results that are NaN / infinite /",
         "finite where the exact value is not: where an implementation breaks. '-': no part it supports.",
@@ -412,7 +413,9 @@ Notes. stableloss promises <= {budgets.BUDGET_ULP} ulp for every element of the 
   of g_j itself;
 - {GNLL_EXCEPTION}: gaussian_nll_loss gradient w.r.t. a broadcast var (one per row, one shared along a
   dimension, a Python float), a sum of per-element gradients (1/v - r_i^2)/2 of both signs that cancel near
-  the fitted variance: {budgets.BUDGET_ULP} ulp of sum_i |g_i|.
+  the fitted variance: {budgets.BUDGET_ULP} ulp of sum_i |g_i|;
+- {FOCAL_EXCEPTION}: float64 sigmoid_focal_loss gradient with soft labels, whose terms cancel at the loss's minimum
+  (formed in double-double there): {budgets.BUDGET_ULP} ulp of the largest term.
 The test suite enforces these budgets by the same rules as the marks. Peers have no budget and no mark; they
 are measured on the parts of a family whose options they have: textbook and scipy without weights,
 pos_weight, label smoothing, probability or ignored targets; scipy has no gaussian_nll_loss or mse_loss, nor

@@ -7,8 +7,8 @@ Swap one import::
     loss = F.cross_entropy(model(x), y)
     loss.backward()
 
-The functions keep torch's signatures and defaults, plus a keyword-only ``backend``; the modules
-(``CrossEntropyLoss`` ...) keep torch's constructors.  The gradient comes from the same kernel call as
+The functions keep torch's signatures and defaults (``sigmoid_focal_loss``: torchvision's), plus a
+keyword-only ``backend``; the modules (``CrossEntropyLoss`` ...) keep torch's constructors.  The gradient comes from the same kernel call as
 the loss and is saved for backward (none is computed when nothing requires grad).  Each function is a
 custom operator (``stableloss::<name>``), so ``torch.compile(fullgraph=True)`` traces it without a graph
 break, and DistributedDataParallel treats it like any other op.  Tensors must be on the CPU; float16
@@ -23,8 +23,8 @@ except ImportError as exc:
                       "pip install torch --index-url https://download.pytorch.org/whl/cpu") from exc
 
 from ._functional import (binary_cross_entropy_with_logits, cross_entropy, gaussian_nll_loss, huber_loss, kl_div,
-                          l1_loss, linear_cross_entropy, log_softmax, logsumexp, mse_loss, nll_loss, smooth_l1_loss,
-                          softmax)
+                          l1_loss, linear_cross_entropy, log_softmax, logsumexp, mse_loss, nll_loss,
+                          sigmoid_focal_loss, smooth_l1_loss, softmax)
 from ._modules import (BCEWithLogitsLoss, CrossEntropyLoss, GaussianNLLLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss,
                        NLLLoss, SmoothL1Loss)
 
@@ -39,6 +39,7 @@ __all__ = [
     "l1_loss",
     "smooth_l1_loss",
     "huber_loss",
+    "sigmoid_focal_loss",
     "logsumexp",
     "log_softmax",
     "softmax",

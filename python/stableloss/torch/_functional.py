@@ -13,6 +13,7 @@ import warnings
 import torch
 from torch.nn import _reduction
 
+from .. import _validate as check
 from . import _ops
 
 #: Computed in float32 and returned in the input's dtype (until the kernels read half precision).
@@ -607,6 +608,55 @@ def logsumexp(input, dim, keepdim=False, *, backend=None):
         for d in dims:
             value = value.unsqueeze(d)
     return _in_dtype(value, input.dtype)
+
+
+def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none", *, backend=None):
+    r"""Sigmoid focal loss of tensors: ``torchvision.ops.sigmoid_focal_loss`` on the stableloss kernels.
+
+    Parameters
+    ----------
+    inputs : Tensor
+        Logits on the CPU, float32 or float64 (float16 and bfloat16 compute in float32).  Differentiable.
+    targets : Tensor
+        Labels in [0, 1], the shape of ``inputs``.
+    alpha : float, default 0.25
+        Weight of the positives in [0, 1]; negative: no weighting.
+    gamma : float, default 2.0
+        Exponent of the modulating factor, finite and >= 0.
+    reduction : {"none", "mean", "sum"}
+        Default ``"none"``, as torchvision.
+    backend : {"c", "numba", "numpy"}, optional
+        Default: the first of :func:`stableloss.available_backends`.
+
+    Returns
+    -------
+    Tensor
+        The loss in the input's dtype, differentiable w.r.t. ``inputs``.
+
+    Notes
+    -----
+    :math:`\ell = \alpha_t\, c\, q^\gamma` with :math:`c` the BCE with logits and :math:`q = 1 - p_t`,
+    gradient :math:`\alpha_t (q^\gamma (\sigma(x) - t) + \gamma c q^{\gamma - 1} \sigma(x)\sigma(-x)(1 - 2t))`,
+    as :func:`stableloss.sigmoid_focal_loss` (:math:`q` a sum of non-negative terms, :math:`q^\gamma` from
+    an exact :math:`\log q`; the derivative where torch's autograd of torchvision's formula gives NaN).
+
+    Examples
+    --------
+    >>> import torch
+    >>> import stableloss.torch as F
+    >>> x = torch.tensor([100.0], dtype=torch.float64, requires_grad=True)
+    >>> F.sigmoid_focal_loss(x, torch.ones(1, dtype=torch.float64), gamma=0.5).sum().backward()
+    >>> x.grad.item()  # torchvision: nan
+    -2.690660989936...e-66
+    """
+    func = "sigmoid_focal_loss"
+    _on_cpu(func, inputs=inputs, targets=targets)
+    _no_grad_for(func, "inputs", targets=targets)
+    x = _kernel_dtype(inputs, inputs.dtype)
+    loss, _ = _ops.sigmoid_focal_loss(x, _kernel_dtype(targets, inputs.dtype), check.focal_alpha(func, alpha),
+                                      check.focal_gamma(func, gamma), reduction, backend or "", _wants(x))
+    return _in_dtype(loss, inputs.dtype)
+
 
 
 def _softmax_dim(func, input, dim, stacklevel, dtype):

@@ -456,6 +456,32 @@ huber_loss = _define(
 
 
 # ---------------------------------------------------------------------------------------------------
+# sigmoid_focal_loss: torchvision's argument names
+
+_FOCAL = ("inputs", "targets", "alpha", "gamma", "reduction", "backend", "want_inputs")
+
+
+def _focal_impl(inputs, targets, alpha, gamma, reduction, backend, want_inputs):
+    result = stableloss.sigmoid_focal_loss(_array(inputs), _array(targets), alpha, gamma, reduction,
+                                           backend=backend or None, return_grad=want_inputs)
+    return _loss_and_grad(result, want_inputs, inputs)
+
+
+def _focal_backward(ctx, grad_loss, _):
+    (grad,) = ctx.saved_tensors
+    return (_scaled(grad, grad_loss, ctx.dtypes["inputs"]),) + (None,) * (len(_FOCAL) - 1)
+
+
+sigmoid_focal_loss = _define(
+    "sigmoid_focal_loss",
+    "(Tensor inputs, Tensor targets, float alpha, float gamma, str reduction, str backend, bool want_inputs) "
+    "-> (Tensor, Tensor)",
+    _focal_impl, lambda inputs, targets, alpha, gamma, reduction, backend, want: _elementwise_fake(
+        inputs, reduction, want),
+    _focal_backward, _save_grads(_FOCAL))
+
+
+# ---------------------------------------------------------------------------------------------------
 # logsumexp, log_softmax, softmax (one dim; the public functions fold several dims into one)
 
 _LSE = ("input", "dim", "keepdim", "backend", "want_input")

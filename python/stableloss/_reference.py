@@ -734,16 +734,22 @@ def _focal_power(l_hi, l_lo, gamma):
     return np.where(zero, 0.0, q_hi), np.where(zero, 0.0, q_lo), np.where(zero, 0.0, k)
 
 
+#: Elements of a focal call in float64 temporaries at once: its double-double steps hold ~60 arrays.
+FOCAL_CHUNK = 2**14
+
+
 def focal(inputs, targets, n_rows, alpha, gamma, grad_scale, rows_per_block, loss, grad, block_sums):
     """Sigmoid focal loss, elementwise; see ``sl_focal_f32``.  Both dtypes in double-double (every step
-    below to ~2^-100, one rounding at the end)."""
-    x = inputs.astype(np.float64)
-    t = targets.astype(np.float64)
-    with np.errstate(all="ignore"):
-        value, g = _focal_dd(x, t, alpha, gamma, grad_scale, grad is not None)
+    below to ~2^-100, one rounding at the end), FOCAL_CHUNK elements at a time."""
+    value = np.empty(n_rows)
+    for start in range(0, n_rows, FOCAL_CHUNK):
+        chunk = slice(start, min(start + FOCAL_CHUNK, n_rows))
+        with np.errstate(all="ignore"):
+            value[chunk], g = _focal_dd(inputs[chunk].astype(np.float64), targets[chunk].astype(np.float64), alpha,
+                                        gamma, grad_scale, grad is not None)
+        if grad is not None:
+            _store(grad[chunk], g)
     _store(loss, value)
-    if grad is not None:
-        _store(grad, g)
     _block_sums(value, rows_per_block, block_sums)
 
 

@@ -316,8 +316,8 @@ def test_bench_torch_api_quick_on_two_workloads(tmp_path):
     for row in report["small_workloads"]:
         assert list(row["results"]) == [backend, adapter, "torch"]
         assert all(len(outcome["times_ms"]) == 200 for outcome in row["results"].values()), row["workload"]
-    assert [entry["call"] for entry in summary["small_calls"]] == ["ce 4x10", "bce 16", "gnll 16", "kl 4x10",
-                                                                   "mse 16"]
+    assert [entry["call"] for entry in summary["small_calls"]] == ["ce 4x10", "nll 4x10", "bce 16", "gnll 16",
+                                                                   "kl 4x10", "mse 16"]
     assert all(entry["torch_us"] > 0 for entry in summary["small_calls"])
     assert set(summary["targets"]) == {"overhead_percent", "speedup", "added_us"}
     lines = result.stdout.splitlines()

@@ -230,8 +230,8 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     0.0
     """
     smoothing = check.real("cross_entropy", "label_smoothing", label_smoothing, 0.0, 1.0)
-    return _class_loss("cross_entropy", CE, input, target, weight, ignore_index, reduction, backend, return_grad,
-                       label_smoothing=smoothing)
+    return _class_loss("cross_entropy", CE, input, target, weight, ignore_index, reduction, resolve(backend),
+                       return_grad, label_smoothing=smoothing)
 
 
 def _class_loss(func, kernel, input, target, weight, ignore_index, reduction, backend, return_grad,
@@ -239,8 +239,9 @@ def _class_loss(func, kernel, input, target, weight, ignore_index, reduction, ba
     """The public result of ``kernel`` (cross-entropy, nll_loss) over the class axis of ``input``: (C,), (N, C)
     or (N, C, d1, ..., dk), class axis 1, with PyTorch's rules for class-index targets, class weights,
     ``ignore_index`` and the ``mean`` denominator, and probability targets where the kernel takes them
-    (``target_prob``).  ``parameters``: the kernel's other scalars, checked; ``ieee``: a ``mean`` over a zero
-    total weight divides as IEEE arithmetic does (:func:`_grad_scale`)."""
+    (``target_prob``).  ``backend``: resolved by the public function (whose caller a CExtensionWarning
+    names); ``parameters``: the kernel's other scalars, checked; ``ieee``: a ``mean`` over a zero total
+    weight divides as IEEE arithmetic does (:func:`_grad_scale`)."""
     x = check.class_axis_input(func, input)
     reduction = check.reduction(func, reduction)
     ignore_index = check.integer(func, "ignore_index", ignore_index)
@@ -252,7 +253,6 @@ def _class_loss(func, kernel, input, target, weight, ignore_index, reduction, ba
     axis = 1 if x.ndim >= 2 else 0
     n_classes = x.shape[axis]
     weight = check.class_weight(func, weight, n_classes, x.dtype)
-    backend = resolve(backend)
 
     rows, restore = _class_rows(x, axis)
     n_rows = rows.shape[0]
@@ -433,8 +433,8 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", *,
     >>> nll_loss(np.array([[-np.inf, np.nan], [np.nan, -1.5]]), np.array([0, 1]), reduction="none").tolist()
     [inf, 1.5]
     """
-    return _class_loss("nll_loss", NLL, input, target, weight, ignore_index, reduction, backend, return_grad,
-                       ieee=True)
+    return _class_loss("nll_loss", NLL, input, target, weight, ignore_index, reduction, resolve(backend),
+                       return_grad, ieee=True)
 
 
 BCE = declare(loss_kernel("bce", "binary_cross_entropy_with_logits",

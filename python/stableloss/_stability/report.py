@@ -258,7 +258,7 @@ def run_check(backends=None, with_peers=True, losses=None, dtypes=DTYPES, plot=N
 
     ``backends``: stableloss backends (and peer names) to compare, default every available backend;
     ``with_peers``: add the textbook formula, SciPy and PyTorch where installed; ``losses``: stems (ce, bce,
-    gnll, kl, mse, lse), default all; ``dtypes``: float32 and/or float64; ``plot``: a PNG path for the
+    gnll, kl, mse, huber, lse), default all; ``dtypes``: float32 and/or float64; ``plot``: a PNG path for the
     error-against-magnitude figure (needs matplotlib).  Returns 0, or 2 with a message on stderr when
     mpmath (or matplotlib for ``plot``) is missing or an option is invalid.  The report marks the cells of
     the stableloss backends against the budget (:func:`budget_verdict`); the test suite enforces it.

@@ -18,7 +18,7 @@ import numpy as np
 
 from ._spec import KERNELS
 
-#: The most a call of this backend allocates beyond its outputs (measured largest: 11.8 MiB, GNLL).
+#: The most a call of this backend allocates beyond its outputs (measured largest: 13.6 MiB, huber).
 TEMPORARY_BYTES = 16 * 2**20
 
 _LOG_2PI_HALF, _LOG_2PI_HALF_LO = 0.9189385332046728, -3.8782941580672414e-17  # log(2 pi)/2 = hi + lo
@@ -617,7 +617,7 @@ def mse(input, target, weight, n_rows, grad_scale, rows_per_block, loss, grad, b
 def huber(input, target, weight, n_rows, delta, smooth, grad_scale, rows_per_block, loss, grad, block_sums):
     """Huber, smooth L1 and L1 terms, elementwise; see ``sl_huber_f32``."""
     x, t = input.astype(np.float64), target.astype(np.float64)
-    w = 1.0 if weight is None else weight.astype(np.float64)
+    w = np.ones_like(x) if weight is None else weight.astype(np.float64)
     q, m = (delta, 1.0) if smooth else (1.0, delta)  # loss d^2/(2q) within delta, m (|d| - delta/2) beyond
     with np.errstate(invalid="ignore", over="ignore", divide="ignore", under="ignore"):
         h, h_lo = _two_diff(x, t)
@@ -640,25 +640,31 @@ def huber(input, target, weight, n_rows, delta, smooth, grad_scale, rows_per_blo
         s, s_lo = _two_sum(a, -0.5 * c)
         e = s_lo + a_lo
         ms, ms_lo = _two_prod(m, s)
-        u_lin = k * (ms + _finite_or_zero(ms_lo + m * e))  # m e overflows only where m s does
-        u = np.where(quad, u_quad, u_lin)
-        # u overflowed (d finite) or fell below the normals (d != 0) where w u may be neither: the weight
-        # first, (w h/2)(r + r_lo), resp. (w (s + e)) m, with the products' errors
-        wh, wh_lo = _two_prod(w, h)
-        half, half_lo = 0.5 * wh, _finite_or_zero(0.5 * (wh_lo + w * h_lo))
-        hr, hr_lo = _two_prod(half, r)
-        ws, ws_lo = _two_prod(w, s)
-        wsm, wsm_lo = _two_prod(ws, m)
-        ws_lo = _finite_or_zero(ws_lo + w * e)
-        redone = np.where(quad, k * k * (hr + _finite_or_zero(hr_lo + (half * r_lo + half_lo * r))),
-                          k * (wsm + _finite_or_zero(wsm_lo + ws_lo * m)))
-        redo = ((u == np.inf) & np.isfinite(h)) | ((u < 2.0**-1022) & (h != 0))
-        value = np.where(redo, redone, w * u)
+        u = np.where(quad, u_quad, k * (ms + _finite_or_zero(ms_lo + m * e)))  # m e overflows only where m s does
+        value = w * u
+        # u overflowed (d finite) or fell below the normals (d != 0) where w u may be neither
+        redo = np.nonzero(((u == np.inf) & np.isfinite(h)) | ((u < 2.0**-1022) & (h != 0)))
+        if len(redo[0]):
+            value[redo] = _huber_weight_first(w[redo], h[redo], h_lo[redo], r[redo], r_lo[redo], s[redo], e[redo],
+                                              m, k[redo], quad[redo])
         if grad is not None:
             sw = grad_scale * w  # s w first: as the other kernels
             _store(grad, np.where(quad, k * (sw * (r + r_lo)), (sw * m) * np.sign(h)))  # sign(0) = 0
     _store(loss, value)
     _block_sums(value, rows_per_block, block_sums)
+
+
+def _huber_weight_first(w, h, h_lo, r, r_lo, s, e, m, k, quad):
+    """The huber terms with the weight taken in first, with the products' errors: k^2 (w h/2)(r + r_lo)
+    (quadratic), k (w (s + e)) m (linear)."""
+    wh, wh_lo = _two_prod(w, h)
+    half, half_lo = 0.5 * wh, _finite_or_zero(0.5 * (wh_lo + w * h_lo))
+    hr, hr_lo = _two_prod(half, r)
+    ws, ws_lo = _two_prod(w, s)
+    wsm, wsm_lo = _two_prod(ws, m)
+    ws_lo = _finite_or_zero(ws_lo + w * e)
+    return np.where(quad, k * k * (hr + _finite_or_zero(hr_lo + (half * r_lo + half_lo * r))),
+                    k * (wsm + _finite_or_zero(wsm_lo + ws_lo * m)))
 
 
 def kernel(spec, dtype):

@@ -651,7 +651,7 @@ def mse(input, target, weight, n_rows, grad_scale, rows_per_block, loss, grad, b
 def huber(input, target, weight, n_rows, delta, smooth, grad_scale, rows_per_block, loss, grad, block_sums):
     """Huber, smooth L1 and L1 terms, elementwise; see ``sl_huber_f32``."""
     x, t = input.astype(np.float64), target.astype(np.float64)
-    w = 1.0 if weight is None else weight.astype(np.float64)
+    w = np.ones_like(x) if weight is None else weight.astype(np.float64)
     q, m = (delta, 1.0) if smooth else (1.0, delta)  # loss d^2/(2q) within delta, m (|d| - delta/2) beyond
     with np.errstate(invalid="ignore", over="ignore", divide="ignore", under="ignore"):
         h, h_lo = _two_diff(x, t)
@@ -674,20 +674,13 @@ def huber(input, target, weight, n_rows, delta, smooth, grad_scale, rows_per_blo
         s, s_lo = _two_sum(a, -0.5 * c)
         e = s_lo + a_lo
         ms, ms_lo = _two_prod(m, s)
-        u_lin = k * (ms + _finite_or_zero(ms_lo + m * e))  # m e overflows only where m s does
-        u = np.where(quad, u_quad, u_lin)
-        # u overflowed (d finite) or fell below the normals (d != 0) where w u may be neither: the weight
-        # first, (w h/2)(r + r_lo), resp. (w (s + e)) m, with the products' errors
-        wh, wh_lo = _two_prod(w, h)
-        half, half_lo = 0.5 * wh, _finite_or_zero(0.5 * (wh_lo + w * h_lo))
-        hr, hr_lo = _two_prod(half, r)
-        ws, ws_lo = _two_prod(w, s)
-        wsm, wsm_lo = _two_prod(ws, m)
-        ws_lo = _finite_or_zero(ws_lo + w * e)
-        redone = np.where(quad, k * k * (hr + _finite_or_zero(hr_lo + (half * r_lo + half_lo * r))),
-                          k * (wsm + _finite_or_zero(wsm_lo + ws_lo * m)))
-        redo = ((u == np.inf) & np.isfinite(h)) | ((u < 2.0**-1022) & (h != 0))
-        value = np.where(redo, redone, w * u)
+        u = np.where(quad, u_quad, k * (ms + _finite_or_zero(ms_lo + m * e)))  # m e overflows only where m s does
+        value = w * u
+        # u overflowed (d finite) or fell below the normals (d != 0) where w u may be neither
+        redo = np.nonzero(((u == np.inf) & np.isfinite(h)) | ((u < 2.0**-1022) & (h != 0)))
+        if len(redo[0]):
+            value[redo] = _huber_weight_first(w[redo], h[redo], h_lo[redo], r[redo], r_lo[redo], s[redo], e[redo],
+                                              m, k[redo], quad[redo])
         if grad is not None:
             sw = grad_scale * w  # s w first: as the other kernels
             _store(grad, np.where(quad, k * (sw * (r + r_lo)), (sw * m) * np.sign(h)))  # sign(0) = 0

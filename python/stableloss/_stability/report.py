@@ -258,8 +258,8 @@ def run_check(backends=None, with_peers=True, losses=None, dtypes=DTYPES, plot=N
     """Print the stability report to ``out`` (default stdout) and return the exit status.
 
     ``backends``: stableloss backends (and peer names) to compare, default every available backend;
-    ``with_peers``: add the textbook formula, SciPy and PyTorch where installed; ``losses``: stems (ce, bce,
-    gnll, kl, mse, focal, lse), default all; ``dtypes``: float32 and/or float64; ``plot``: a PNG path for the
+    ``with_peers``: add the textbook formula, SciPy and PyTorch where installed; ``losses``: stems (ce, nll,
+    bce, gnll, kl, mse, huber, focal, lse), default all; ``dtypes``: float32 and/or float64; ``plot``: a PNG path for the
     error-against-magnitude figure (needs matplotlib).  Returns 0, or 2 with a message on stderr when
     mpmath (or matplotlib for ``plot``) is missing or an option is invalid.  The report marks the cells of
     the stableloss backends against the budget (:func:`budget_verdict`); the test suite enforces it.

@@ -688,6 +688,19 @@ def huber(input, target, weight, n_rows, delta, smooth, grad_scale, rows_per_blo
     _block_sums(value, rows_per_block, block_sums)
 
 
+def _huber_weight_first(w, h, h_lo, r, r_lo, s, e, m, k, quad):
+    """The huber terms with the weight taken in first, with the products' errors: k^2 (w h/2)(r + r_lo)
+    (quadratic), k (w (s + e)) m (linear)."""
+    wh, wh_lo = _two_prod(w, h)
+    half, half_lo = 0.5 * wh, _finite_or_zero(0.5 * (wh_lo + w * h_lo))
+    hr, hr_lo = _two_prod(half, r)
+    ws, ws_lo = _two_prod(w, s)
+    wsm, wsm_lo = _two_prod(ws, m)
+    ws_lo = _finite_or_zero(ws_lo + w * e)
+    return np.where(quad, k * k * (hr + _finite_or_zero(hr_lo + (half * r_lo + half_lo * r))),
+                    k * (wsm + _finite_or_zero(wsm_lo + ws_lo * m)))
+
+
 def _log1p_dd(hi, lo):
     """log(1 + v) as a double-double for v = hi + lo in [0, 1]: with u + c = 1 + v (u = fl(1 + hi)),
     log(u) + c/u - (c/u)^2/2, c/u below 2^-53 unless u = 1 (then c = v: log1p(v) = v - v^2/2 to v^3)."""

@@ -8,6 +8,7 @@ argument in the form the kernels take (dtype, contiguity, broadcast shape), so t
 module has to guess.
 """
 
+import math
 import numbers
 import operator
 
@@ -122,13 +123,27 @@ def linear_ce_target(func, target, batch_shape, n_classes, logits_shape):
     return target.reshape(logits_shape if probabilities else logits_shape[:-1])
 
 
-def real(func, name, value, low=-np.inf, high=np.inf):
+def _float(func, name, value):
+    """``value`` as a Python float; TypeError if it is no real number (a bool included)."""
     if type(value) is not float:  # a Python float needs no conversion (and skips the slower ABC check)
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise TypeError(f"{func}: {name} must be a real number, got {value!r}")
         value = float(value)
+    return value
+
+
+def real(func, name, value, low=-np.inf, high=np.inf):
+    value = _float(func, name, value)
     if not low <= value <= high:
         raise ValueError(f"{func}: {name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def finite(func, name, value, low, strict=False):
+    """``value`` as a float: finite and at least ``low`` (above it with ``strict``)."""
+    value = _float(func, name, value)
+    if not (math.isfinite(value) and (value > low if strict else value >= low)):
+        raise ValueError(f"{func}: {name} must be a finite number {'>' if strict else '>='} {low:g}, got {value}")
     return value
 
 

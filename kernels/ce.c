@@ -21,14 +21,28 @@
  *   coefficients the argmax gets (sum_{j != k} b_j - b_k s)/S, never (sum_j b_j) p_k - b_k (b_j: c_j, plus
  *   (1 - eps) w_y at y).
  *
- * Rows of at most CE_NARROW classes (index targets, no smoothing) take the vector passes a vector of
- * rows at a time, one row per lane (ce_lanes_vec): the same formulas, the sums over j in order per row.
+ * Rows of at most CE_NARROW classes (index targets, no smoothing, no softcap, z-loss or lse output) take
+ * the vector passes a vector of rows at a time, one row per lane (ce_lanes_vec): the same formulas, the
+ * sums over j in order per row.
+ *
+ * Softcap c: the passes read x'_j = c tanh(x_j/c) (sl_softmax.h): float32 rows up to CE_SOFTCAP_DIRECT_F32
+ * in double, in the vector passes, their derivatives 1 - tanh^2 stored beside the e_j for the gradient
+ * pass; float64 rows (and larger caps) as double-doubles (sl_softcap_dd) in the scalar passes, recomputed
+ * in the gradient pass.  z-loss z: the row adds w_y z lse^2 (rho = 1 for probabilities) and A its
+ * 2 z w_y lse, lse = a + a_lo + log1p(s) carried as a double-double; a plain index row's gradient is
+ * grad_scale w_y f p_j with f = 1 + 2 z lse (the factor rounded once from double-doubles), at the target
+ * w_y (2 z lse - s)/S or w_y (e_y f - S)/S as double-double differences (ce_zloss_at_y).  Rows with a
+ * z-loss or an lse output use the cheap grade, not SL_CHEAP_SUM (CE_SUM_ERR_F32 bounds its sums).  Where
+ * one of those differences, or the lse a + log1p(s), cancels beyond CE_EXACT (ce_inexact), the row's s
+ * and log1p(s) are recomputed from double-double exponentials (ce_exact): rare rows, a slow pass.
  *
  * Special cases (as PyTorch unless noted).  A NaN anywhere in a row: NaN loss and NaN gradient row.
  * +inf logit or an all -inf row: NaN.  Target logit -inf (finite max): +inf loss, gradient finite.
  * A -inf logit whose coefficient c_j is 0 (a masked class without target mass) adds 0 to the loss
- * (PyTorch: NaN from 0 * inf).
- * Rows whose target is ignore_index: loss 0, gradient row 0, no logit read.  n_classes == 0: loss 0.
+ * (PyTorch: NaN from 0 * inf).  With a softcap +-inf logits are +-c (torch's value), gradient 0.
+ * Rows whose target is ignore_index: loss 0, gradient row 0, no logit read (but with an lse output,
+ * whose value they get).  n_classes == 0: loss 0, lse -inf.  The lse of a row with no finite max: as
+ * sl_lse (its infinite max, or NaN).
  *
  * Accuracy, worst measured against mpmath (the test families and our own adversarial rows: confident
  * rows with losses down to 1e-300, C = 8192 with one peak in a flat row, logits near the dtype max,
@@ -271,13 +285,21 @@ SL_INLINE double ce_index_finish(const ce_args *a, const void *x, void *g, int64
             loss += w_y * ((a->z_loss * (lse_hi + lse_lo)) * (lse_hi + lse_lo));
     }
     if (g) {
-        double S = 1.0 + r->s;
-        double A = coef + r->c_sum; /* cf: g_j = (K e_j - c_j) grad_scale, K = A/S */
-        if (zl)
-            A = cf ? A + w_y * zf : w_y * (f + f_lo); /* plain: w_y f, f = 1 + 2 z lse carried exactly */
-        double K = A / S;
+        double S = 1.0 + r->s, K;
+        if (plain_z) { /* grad_scale w_y f/S rounded once (f = 1 + 2 z lse carried exactly) */
+            double S_lo, m_lo, m = sl_dd_mul(f, f_lo, w_y, 0.0, &m_lo), k_lo;
+            m = sl_dd_mul(m, m_lo, a->grad_scale, 0.0, &m_lo);
+            S = sl_two_sum(1.0, r->s, &S_lo);
+            K = sl_dd_div(m, m_lo, S, S_lo + r->s_lo, &k_lo);
+            K += k_lo;
+        } else { /* cf: g_j = (K e_j - c_j) grad_scale, K = A/S */
+            double A = coef + r->c_sum;
+            if (zl)
+                A += w_y * zf;
+            K = cf ? A / S : a->grad_scale * (A / S);
+        }
         double p_y = e_y[0] / S;
-        grad(x, C, r->a, r->a_lo, cf ? K : a->grad_scale * K, cf, cap, 1.0, a->grad_scale, e, g, f32, cheap);
+        grad(x, C, r->a, r->a_lo, K, cf, cap, 1.0, a->grad_scale, e, g, f32, cheap);
         double g_y;
         if (plain_z) {
             g_y = w_y * ce_zloss_at_y(r, y == r->k, zf, zf_lo, f, f_lo, e_y);

@@ -113,8 +113,8 @@ SL_INLINE int sl_masked_class(double c, double z)
  * O(2^-106/(1 - t^2)), with atanh(t) = (log(1 + t) - log(1 - t))/2 from double-double logs, and
  * d = (1 - t)(1 + t); beyond, tanh|u| = 1 - 2E/(1 + E), d = 4E/(1 + E)^2 from E = e^{-2|u|} a
  * double-double exponential (no cancellation there).  |u| < 2^-26: x' = x - x u^2/3, d = 1.
- * x = +-inf: +-c, d = 0; NaN: NaN. */
-SL_INLINE double sl_softcap_dd(double x, const sl_cap *cap, double *lo, double *d)
+ * x = +-inf: +-c, d = 0; NaN: NaN.  Out of line: the slow path, called from many passes. */
+SL_OUTLINE double sl_softcap_dd(double x, const sl_cap *cap, double *lo, double *d)
 {
     double c = cap->c, u = x / c, a = fabs(u), t, t_lo;
     if (x != x || a < 0x1p-26) {

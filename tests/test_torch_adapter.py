@@ -58,6 +58,8 @@ def _gradcheck_cases():
             lambda x, t=kdim_probabilities: slt.cross_entropy(x, t, reduction="sum"), [_randn(2, 5, 3, 2, scale=scale)])
         cases[f"ce-kdim-index-none-{tag}"] = (lambda x: slt.cross_entropy(x, kdim_index, reduction="none"),
                                               [_randn(2, 5, 3, 2, scale=scale)])
+        cases[f"ce-z_loss-softcap-{tag}"] = (lambda x: slt.cross_entropy(x, index, z_loss=1e-2, softcap=20.0),
+                                             [_randn(4, 5, scale=scale)])
     for reduction in ("mean", "sum", "none"):
         for var_shape in ((4, 3), (4,), (4, 1), (1, 3)):
             cases[f"gnll-var{var_shape}-{reduction}"] = (
@@ -233,6 +235,8 @@ _HEAD = torch.randn(9, 5, generator=RNG)  # a fixed output matrix over the body'
 
 COMPILED_LOSSES = {
     "cross_entropy": (lambda out, y: slt.cross_entropy(out, y, label_smoothing=0.1), lambda: torch.randint(0, 5, (7,))),
+    "cross_entropy-z_loss-lse": (lambda out, y: (lambda loss, lse: loss + lse.mean())(
+        *slt.cross_entropy(out, y, z_loss=1e-3, softcap=30.0, return_lse=True)), lambda: torch.randint(0, 5, (7,))),
     "CrossEntropyLoss": (slt.CrossEntropyLoss(weight=torch.rand(5) + 0.5), lambda: torch.randint(0, 5, (7,))),
     "bce": (lambda out, y: slt.binary_cross_entropy_with_logits(out, y), lambda: torch.rand(7, 5)),
     "gnll": (lambda out, y: slt.gaussian_nll_loss(out[:, :4], y, out[:, 4].exp()), lambda: torch.randn(7, 4)),

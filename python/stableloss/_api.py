@@ -298,7 +298,8 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 
 
 def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None, reduction="mean",
-                         ignore_index=-100, label_smoothing=0.0, chunk_size=None, backend=None, return_grad=False):
+                         ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None, chunk_size=None,
+                         backend=None, return_grad=False, return_lse=False):
     r"""Cross-entropy of the logits ``input @ linear_weight.T + linear_bias``, never all held at once.
 
     The loss of a language model's head: the logits of a chunk of rows at a time by one BLAS product,
@@ -324,6 +325,10 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
         Rows whose index target equals it count for nothing and cost no product.
     label_smoothing : float in [0, 1]
         As in :func:`cross_entropy`.
+    z_loss : float >= 0, default 0.0
+        As in :func:`cross_entropy`: ``z_loss * lse**2`` per row, ``lse`` the log-sum-exp of its logits.
+    softcap : float > 0, optional
+        As in :func:`cross_entropy`: the logits become ``softcap * tanh(logits / softcap)``.
     chunk_size : int, optional
         Rows per chunk.  Default: as many as 60 MiB of per-chunk buffers hold (logits and their
         gradient in the input's dtype, and the chunk's rows).
@@ -332,12 +337,17 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
         :func:`available_backends`.
     return_grad : bool, default False
         Also return ``(grad_input, grad_weight, grad_bias)`` (``grad_bias`` None without a bias).
+    return_lse : bool, default False
+        Also return each row's log-sum-exp (shape ``input.shape[:-1]``), after the gradients; ignored rows
+        then cost their product too.
 
     Returns
     -------
     loss : ndarray or scalar
     grads : tuple of ndarray
         Only with ``return_grad``.
+    lse : ndarray
+        Only with ``return_lse``.
 
     Notes
     -----
@@ -373,6 +383,8 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     reduction = check.reduction(func, reduction)
     ignore_index = check.integer(func, "ignore_index", ignore_index)
     smoothing = check.real(func, "label_smoothing", label_smoothing, 0.0, 1.0)
+    z_loss = check.finite(func, "z_loss", z_loss, 0.0)
+    softcap = 0.0 if softcap is None else check.finite(func, "softcap", softcap, 0.0, strict=True)
     n_chunk = None if chunk_size is None else check.positive_integer(func, "chunk_size", chunk_size)
     rows = np.ascontiguousarray(x).reshape(-1, n_features)
     n_rows = rows.shape[0]
@@ -383,21 +395,26 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     class_weight = check.class_weight(func, weight, n_classes, x.dtype)
     backend = resolve(backend)
     class_weight, denominator, n_counted = _ce_denominator(indices, counted, n_rows, class_weight, reduction)
-    counted_rows = None if n_counted == n_rows else np.flatnonzero(indices != ignore_index)
+    lse = np.empty(n_rows, x.dtype) if return_lse else None
+    counted_rows = None if n_counted == n_rows or return_lse else np.flatnonzero(indices != ignore_index)
     if probabilities is not None:
         probabilities = probabilities.reshape(n_rows, n_classes)
     total, loss_rows, grads = _linear.run(
         backend, CE, rows, matrix, bias, indices, probabilities, counted_rows,
-        dict(weight=class_weight, n_classes=n_classes, ignore_index=ignore_index, label_smoothing=smoothing),
+        dict(weight=class_weight, n_classes=n_classes, ignore_index=ignore_index, label_smoothing=smoothing,
+             z_loss=z_loss, softcap=softcap),
         _grad_scale(reduction, denominator, n_counted),
-        _linear.chunk_rows(n_classes, n_features, x.dtype.itemsize, n_chunk), reduction == "none", return_grad)
+        _linear.chunk_rows(n_classes, n_features, x.dtype.itemsize, n_chunk), reduction == "none", return_grad, lse)
     result = _reduce(total, denominator, reduction, loss_rows, x.dtype)
     if reduction == "none":
         result = result.reshape(x.shape[:-1])
-    if not return_grad:
-        return result
-    grad_input, grad_weight, grad_bias = grads
-    return result, (grad_input.reshape(x.shape), grad_weight, grad_bias)
+    outputs = (result,)
+    if return_grad:
+        grad_input, grad_weight, grad_bias = grads
+        outputs += ((grad_input.reshape(x.shape), grad_weight, grad_bias),)
+    if return_lse:
+        outputs += (lse.reshape(x.shape[:-1]),)
+    return outputs if len(outputs) > 1 else result
 
 
 BCE = declare(loss_kernel("bce", "binary_cross_entropy_with_logits",

@@ -549,8 +549,10 @@ def _ce_index_target(x, target, weight, ignore_index, eps, z_loss, grad_scale, g
         big_s = _dd_add(1.0, 0.0, sums.s_hi, sums.s_lo)
         at_max = _dd_div(*_dd_add(factor_hi, factor_lo, -sums.s_hi, -sums.s_lo), *big_s)
         off_max = _dd_div(*_dd_add(*_dd_mul(e_y_hi, e_y_lo, f_hi, f_lo), -big_s[0], -big_s[1]), *big_s)
-        g_at_y = w_y * np.where(y == k, at_max[0] + at_max[1], off_max[0] + off_max[1])
-        coef_z = w_y * (f_hi + f_lo)
+        g_at_y = grad_scale * (w_y * np.where(y == k, at_max[0] + at_max[1], off_max[0] + off_max[1]))
+        # grad_scale w_y f, rounded once: the softmax's own error leaves little for more roundings
+        scaled_hi, scaled_lo = _dd_mul(*_dd_mul(f_hi, f_lo, w_y, 0.0), grad_scale, 0.0)
+        coef_z = scaled_hi + scaled_lo
     row_loss, smoothed = np.empty(n_rows), None
     for chunk, z, z_lo, p, d in _softmax_chunks(x, sums.a, sums.s_hi, sums.s_lo, sums.logits, sums.a_lo):
         nll = (log_s - z) - z_lo  # -log p_j = log1p(s) - z_j: both terms >= 0, no cancellation
@@ -568,7 +570,7 @@ def _ce_index_target(x, target, weight, ignore_index, eps, z_loss, grad_scale, g
                 g = (total_hi[:, None] * p - smooth[:, None] * w) + _finite_or_zero(total_lo[:, None] * p)
             else:
                 g = (coef_z if z_loss > 0 else coef)[:, None] * p
-            if eps == 0 and z_loss > 0:
+            if eps == 0 and z_loss > 0:  # grad_scale already in
                 g[rows, y_in_chunk] = g_at_y[rows]
             else:
                 g[rows, y_in_chunk] = coef[rows] * p_y_minus_1
@@ -585,7 +587,8 @@ def _ce_index_target(x, target, weight, ignore_index, eps, z_loss, grad_scale, g
                 if z_loss > 0:
                     others = others + z_hi[rows_k]
                 g[rows_k, k_in_chunk] = (others - b_k * s[rows_k]) / (1.0 + s[rows_k])
-            g *= grad_scale
+            if eps > 0 or z_loss == 0:
+                g *= grad_scale
             if d is not None:
                 g *= d  # the cap's derivative: dL/dx = dL/dx' (1 - tanh^2(x/c))
             g[~valid] = 0.0  # ignored rows: 0 also where the scale is NaN (a zero total weight), as PyTorch

@@ -787,7 +787,7 @@ def _ce_typical(rng, shape, dtype, options):
     inputs = {"input": 2 * rng.standard_normal(shape, dtype=dtype),
               "target": rng.integers(0, shape[1], shape[0], dtype=np.int64)}
     if options:
-        inputs.update(weight=_weights(rng, shape[1], dtype), label_smoothing=0.1)
+        inputs.update(weight=_weights(rng, shape[1], dtype), label_smoothing=0.1, z_loss=1e-4, softcap=30.0)
     return inputs
 
 

@@ -51,9 +51,36 @@ def available(peer, stem):
 def prepare(peer, stem, part, reduction="none", grad=True):
     """A zero-argument callable computing ``stem`` on ``part`` with ``peer`` (see the module docstring)."""
     if peer == "torch" and stem not in FORMULAS["torch"]:
-        return torch_call(getattr(optional("torch").nn.functional, _spec.KERNELS[stem].function), stem, part,
-                          reduction, grad)
+        function = getattr(optional("torch").nn.functional, _spec.KERNELS[stem].function)
+        if stem == "ce" and ("z_loss" in part or "softcap" in part):
+            function = torch_cross_entropy
+        return torch_call(function, stem, part, reduction, grad)
     return lambda: _reduced(FORMULAS[peer][stem](part, grad), reduction, part)
+
+
+def torch_cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0,
+                        z_loss=0.0, softcap=None):
+    """cross_entropy's softcap and z_loss as a torch user writes them: ``capped = softcap * torch.tanh(input /
+    softcap)``, ``F.cross_entropy(capped, target) + z_loss * torch.logsumexp(capped, 1).pow(2).mean()`` (a
+    plain mean: no class weight, no ignored target); otherwise the z-loss term of each row weighted as
+    stableloss weighs it (w_y, 0 where ignored; 1 for probability targets) and reduced alike."""
+    torch = optional("torch")
+    functional = torch.nn.functional
+    capped = input if softcap is None else softcap * torch.tanh(input / softcap)
+    loss = functional.cross_entropy(capped, target, weight, ignore_index=ignore_index, reduction=reduction,
+                                    label_smoothing=label_smoothing)
+    if not z_loss:
+        return loss
+    squares = torch.logsumexp(capped, 1 if input.dim() >= 2 else 0).pow(2)
+    if target.is_floating_point():
+        rho = torch.ones_like(squares)
+    else:
+        counted = target != ignore_index
+        if reduction == "mean" and weight is None and bool(counted.all()):
+            return loss + z_loss * squares.mean()
+        rho = counted * (1.0 if weight is None else weight[torch.where(counted, target, 0)])
+    term = z_loss * rho * squares
+    return loss + {"none": term, "sum": term.sum(), "mean": term.sum() / rho.sum()}[reduction]
 
 
 def _reduced(outputs, reduction, part):

@@ -96,8 +96,8 @@ def ce_grad_terms(part, dtype):
             rho = (w * t).sum(axis=1, keepdims=True)
         t = (1.0 - eps) * t + eps / c
         b = w * t
-        z_term = np.abs(2.0 * z_loss * rho * (top + np.log(total)) * p)  # the z-loss's 2 rho z lse p_j
-        terms = np.maximum(np.maximum(np.abs(b.sum(axis=1, keepdims=True) * p), np.abs(b)), z_term)
+        z_term = np.abs(2.0 * z_loss * rho * (top + np.log(total)))  # the z-loss's 2 rho z lse in A
+        terms = np.maximum((np.abs(b.sum(axis=1, keepdims=True)) + z_term) * p, np.abs(b))
         terms = terms * cap * counted[:, None]
     moved_shape = np.moveaxis(x, axis, -1).shape
     return np.moveaxis(terms.reshape(moved_shape), -1, axis)

@@ -43,10 +43,10 @@ STEMS = tuple(stem for stem, kernel in KERNELS.items() if kernel.bench)
 
 
 def min_bytes(stem, inputs, grad):
-    """(bytes read, bytes written) at the least: every input read once, and with ``grad`` every gradient
-    written once (one per differentiable argument, of its size)."""
+    """(bytes read, bytes written) at the least: every input array read once, and with ``grad`` every
+    gradient written once (one per differentiable argument, of its size)."""
     written = sum(inputs[name].nbytes for name in KERNELS[stem].differentiable) if grad else 0
-    return sum(array.nbytes for array in inputs.values()), written
+    return sum(array.nbytes for array in inputs.values() if isinstance(array, np.ndarray)), written
 
 
 def torch_api(backend):

@@ -78,7 +78,7 @@ def torch_cross_entropy(input, target, weight=None, ignore_index=-100, reduction
         counted = target != ignore_index
         if reduction == "mean" and weight is None and bool(counted.all()):
             return loss + z_loss * squares.mean()
-        rho = counted * (1.0 if weight is None else weight[torch.where(counted, target, 0)])
+        rho = counted.to(squares.dtype) * (1.0 if weight is None else weight[torch.where(counted, target, 0)])
     term = z_loss * rho * squares
     return loss + {"none": term, "sum": term.sum(), "mean": term.sum() / rho.sum()}[reduction]
 
@@ -129,11 +129,22 @@ def torch_call(function, stem, part, reduction, grad, **options):
 
 def _index_rows(part):
     """(logits with the class axis last, targets with a unit last axis) of a cross-entropy part with plain
-    class indices, none ignored, and no other options; None otherwise."""
+    class indices, none ignored, and no other options than z_loss and softcap (:func:`_lm_options`); None
+    otherwise."""
     target = np.asarray(part["target"])
-    if set(part) != {"input", "target"} or target.dtype.kind not in "iu" or np.any(target < 0):
+    if not set(part) <= {"input", "target", "z_loss", "softcap"} or target.dtype.kind not in "iu" or np.any(target < 0):
         return None
     return np.moveaxis(part["input"], _class_axis(part["input"]), -1), target[..., None]
+
+
+def _lm_options(x, part):
+    """cross_entropy's softcap and z_loss as written from their definitions: the capped logits
+    c tanh(x/c) and the cap's derivative 1 - tanh^2 (x and 1 without a cap), and z."""
+    softcap = part.get("softcap")
+    if softcap is None:
+        return x, 1.0, part.get("z_loss", 0.0)
+    t = np.tanh(x / softcap)
+    return softcap * t, 1 - t**2, part.get("z_loss", 0.0)
 
 
 def _class_axis(x):
@@ -149,32 +160,39 @@ def _minus_one_hot(p, y):
 
 @formula("textbook", "ce")
 def _ce_textbook(part, grad):
-    """log(sum(exp(x - max))) + max - x_y; gradient softmax - one_hot."""
+    """lse - x_y with lse = log(sum(exp(x - max))) + max, + z lse^2; gradient softmax (1 + 2 z lse) - one_hot
+    (of x' = c tanh(x/c) with a softcap, times 1 - tanh^2)."""
     rows = _index_rows(part)
     if rows is None:
         return None
     x, y = rows
+    x, cap, z_loss = _lm_options(x, part)
     top = x.max(axis=-1, keepdims=True)
     e = np.exp(x - top)
     total = e.sum(axis=-1, keepdims=True)
-    loss = (np.log(total) + top - np.take_along_axis(x, y, -1))[..., 0]
+    lse = np.log(total) + top
+    loss = (lse - np.take_along_axis(x, y, -1) + z_loss * lse**2)[..., 0]
     if not grad:
         return {"loss": loss}
-    return {"loss": loss, "grad": np.moveaxis(_minus_one_hot(e / total, y), -1, _class_axis(part["input"]))}
+    gradient = _minus_one_hot(e / total * (1 + 2 * z_loss * lse), y) * cap
+    return {"loss": loss, "grad": np.moveaxis(gradient, -1, _class_axis(part["input"]))}
 
 
 @formula("scipy", "ce")
 def _ce_scipy(part, grad):
-    """scipy.special.logsumexp(x) - x_y; gradient scipy.special.softmax - one_hot."""
+    """scipy.special.logsumexp(x) - x_y (+ z lse^2); gradient scipy.special.softmax (1 + 2 z lse) - one_hot
+    (of the capped logits with a softcap, times 1 - tanh^2)."""
     rows = _index_rows(part)
     if rows is None:
         return None
     special = optional("scipy.special")
     x, y = rows
-    loss = special.logsumexp(x, axis=-1) - np.take_along_axis(x, y, -1)[..., 0]
+    x, cap, z_loss = _lm_options(x, part)
+    lse = special.logsumexp(x, axis=-1)
+    loss = lse - np.take_along_axis(x, y, -1)[..., 0] + z_loss * lse**2
     if not grad:
         return {"loss": loss}
-    gradient = _minus_one_hot(special.softmax(x, axis=-1), y)
+    gradient = _minus_one_hot(special.softmax(x, axis=-1) * (1 + 2 * z_loss * lse[..., None]), y) * cap
     return {"loss": loss, "grad": np.moveaxis(gradient, -1, _class_axis(part["input"]))}
 
 

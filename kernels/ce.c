@@ -112,7 +112,8 @@ typedef struct {
  * else the double-double one. */
 SL_INLINE sl_cap ce_cap(const ce_args *a, int f32)
 {
-    sl_cap cap = {a->softcap, 1.0 / a->softcap, CE_CAP_SPLIT, !f32 || a->softcap > CE_SOFTCAP_DIRECT_F32, NULL};
+    sl_cap cap = {a->softcap, a->softcap != 0.0 ? 1.0 / a->softcap : 0.0, CE_CAP_SPLIT,
+                  !f32 || a->softcap > CE_SOFTCAP_DIRECT_F32, NULL};
     return cap;
 }
 

@@ -125,8 +125,8 @@ SL_OUTLINE double sl_softcap_dd(double x, const sl_cap *cap, double *lo, double 
     double u_lo = isfinite(u) ? fma(-u, c, x) / c : 0.0; /* x - u c is exact */
     double a_lo = u < 0.0 ? -u_lo : u_lo;
     if (a <= cap->split) {
-        double e, p_lo, m_lo, lp_lo, lm_lo, at_lo, om_lo, op_lo, d_lo;
-        double t0 = sl_tanh_exp(a, &e);
+        double d0, p_lo, m_lo, lp_lo, lm_lo, at_lo, om_lo, op_lo, d_lo;
+        double t0 = sl_tanh_exp(a, &d0);
         double p = sl_two_sum(1.0, t0, &p_lo), m = sl_two_sum(1.0, -t0, &m_lo);
         double lp = sl_log_dd(p, &lp_lo), lm = sl_log_dd(m, &lm_lo); /* log(h + l) = log h + l/h */
         lp = sl_dd_add(lp, lp_lo, p_lo / p, 0.0, &lp_lo);

@@ -457,10 +457,11 @@ def dd_div(a_hi, a_lo, b_hi, b_lo):
 
 @pasted
 def tanh_exp(a):
-    """(tanh(a), e^{-2a}) for a >= 0 (not NaN), from one reduction of exp: -2a = n ln 2 + r (two pieces),
-    p = expm1(r) = r + r^2 q(r) (the full q: no cancellation for small r), e^{-2a} = 2**n (1 + p) and
-    tanh(a) = -expm1(-2a) / (1 + e^{-2a}), expm1(-2a) = (2**n - 1) + 2**n p: a few ulps.  Beyond a = 354
-    e^{-2a} is taken at -708 (tanh = 1 in double either way)."""
+    """(tanh(a), 1 - tanh^2(a)) for a >= 0 (not NaN), from one reduction of exp: -2a = n ln 2 + r (two
+    pieces), p = expm1(r) = r + r^2 q(r) (the full q: no cancellation for small r), E = e^{-2a} =
+    2**n (1 + p), and with R = 1/(1 + E) tanh(a) = -expm1(-2a) R, expm1(-2a) = (2**n - 1) + 2**n p,
+    1 - tanh^2(a) = 4E R^2: a few ulps.  Beyond a = 354 E is taken at -708 (tanh = 1 in double either
+    way)."""
     v = -2.0 * a if a < 354.0 else -708.0
     n = np.rint(v * LOG2E)
     r1 = v - n * LN2_HI
@@ -471,17 +472,18 @@ def tanh_exp(a):
     p = r + (r_lo + (r * r) * q)
     scale = pow2(n)
     e = scale + scale * p
-    return -((scale - ONE) + scale * p) / (ONE + e), e
+    inv = ONE / (ONE + e)
+    return -((scale - ONE) + scale * p) * inv, ((4.0 * e) * inv) * inv
 
 
 @pasted
 def softcap(x, c, inv_c):
-    """(c tanh(x/c), 1 - tanh^2(x/c) = 4E/(1 + E)^2) in double, E = e^{-2|x/c|}; x itself where
-    |x/c| < 2**-26; +-c at x = +-inf; NaN stays NaN."""
+    """(c tanh(x/c), 1 - tanh^2(x/c)) in double; x itself where |x/c| < 2**-26; +-c at x = +-inf; NaN
+    stays NaN."""
     u = abs(x * inv_c)
-    t, e = tanh_exp(0.0 if u != u else u)
+    t, d = tanh_exp(0.0 if u != u else u)
     capped = x if u < TANH_TINY else np.copysign(c * t, x)
-    return (x if x != x else capped), 4.0 * e / ((ONE + e) * (ONE + e))
+    return (x if x != x else capped), d
 
 
 @helper

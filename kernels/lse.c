@@ -21,20 +21,6 @@ typedef struct {
     void *lse, *log_softmax, *softmax;
 } lse_args;
 
-/* log-sum-exp of a row with no finite max (the scan's s is NaN): NaN if the row holds a NaN, else the
- * infinite max itself -- log(+inf + ...) = +inf, log(e^-inf + ... + e^-inf) = log 0 = -inf. */
-SL_OUTLINE double lse_nonfinite(const void *x, int64_t C, int f32)
-{
-    double a = -INFINITY;
-    for (int64_t j = 0; j < C; j++) {
-        double v = sl_load(x, j, f32);
-        if (isnan(v))
-            return v;
-        a = v > a ? v : a;
-    }
-    return a;
-}
-
 SL_INLINE double lse_row(const void *args, int64_t i, int f32, sl_scan_fn scan, sl_write_fn write)
 {
     const lse_args *a = (const lse_args *)args;
@@ -46,9 +32,9 @@ SL_INLINE double lse_row(const void *args, int64_t i, int f32, sl_scan_fn scan, 
     }
     const void *x = sl_row_in(a->x, i, C, f32);
     const void *next = i + 1 < a->n_rows ? sl_row_in(a->x, i + 1, C, f32) : NULL;
-    sl_softmax r = scan(x, C, NULL, next, NULL, f32, f32);
+    sl_softmax r = scan(x, C, NULL, NULL, next, NULL, f32, f32);
     if (a->lse)
-        sl_store(a->lse, i, isnan(r.s) ? lse_nonfinite(x, C, f32) : r.a + r.log_s, f32);
+        sl_store(a->lse, i, isnan(r.s) ? sl_lse_nonfinite(x, C, f32) : r.a + r.log_s, f32);
     if (a->log_softmax || a->softmax)
         write(x, C, r.a, r.log_s, 1.0 + r.s, sl_row_out(a->log_softmax, i, C, f32),
               sl_row_out(a->softmax, i, C, f32), f32, f32);

@@ -15,6 +15,12 @@
  * exponential sum (+ the weighted sums CE needs; it may store e_j in a scratch row, and it prefetches
  * the next row into L2 so that the next range pass does not wait on memory), and the writing pass:
  * the gradient from the stored e_j (measured faster than recomputing them), or log-softmax / softmax.
+ *
+ * Soft-capped logits (cross-entropy's softcap, sl_cap): the passes see x'_j = c tanh(x_j/c) instead of
+ * x_j, the gradient pass multiplies by the cap's derivative; the range pass reads the raw x (the cap is
+ * increasing: the max of x' is the cap of the max).  A NULL cap, a constant at every call of lse.c and
+ * of the plain cross-entropy rows, compiles to the passes without it.  The vector passes take the
+ * double cap only (float32 rows); the double-double cap (float64 rows) goes through the scalar passes.
  */
 #ifndef SL_SOFTMAX_H
 #define SL_SOFTMAX_H
@@ -33,22 +39,34 @@ typedef struct {
 } sl_coefs;
 
 typedef struct {
-    double a;             /* row max */
+    double a;             /* row max (capped: a + a_lo) */
     int64_t k;            /* first index attaining it */
     double s;             /* sum_{j != k} e_j; NaN when the row has no finite max (all -inf, +inf, NaN) */
     double log_s;         /* log1p(s) */
     double c_others, c_k; /* sum_{j != k} c_j and c_k            (with coefficients) */
     double c_sum;         /* sum_j c_j = c_others + c_k          (with coefficients) */
     double cz_sum;        /* sum_j c_j (-(z_j + z_lo_j)), >= 0 for c >= 0 (with coefficients) */
+    double a_lo;          /* the double-double cap's low part of the max (else 0) */
+    double s_lo, log_s_lo; /* low parts of s and log1p(s) where they were recomputed exactly (else 0) */
 } sl_softmax;
 
+/* A soft cap of the logits, x'_j = c tanh(x_j/c): inv_c = 1/c, split the |x/c| where the double-double
+ * tanh changes formulas (sl_softcap_dd), dd whether x' is a double-double (else a double), d where the
+ * scan stores each class's derivative of the cap for the gradient pass (NULL: it recomputes them). */
+typedef struct {
+    double c, inv_c, split;
+    int dd;
+    double *d;
+} sl_cap;
+
 /* The max and the sums of row x; e_out != NULL: e_j stored there (e_k = 1); next: the row to prefetch. */
-typedef sl_softmax (*sl_scan_fn)(const void *x, int64_t C, const sl_coefs *cf, const void *next,
+typedef sl_softmax (*sl_scan_fn)(const void *x, int64_t C, const sl_coefs *cf, const sl_cap *cap, const void *next,
                                  double *e_out, int f32, int cheap);
 /* g_j = K e_j (cf NULL) or (K e_j - b c_j) scale, the difference rounded once (FMA) before the
- * scaling, stored rounded; e_j from e_in (the scan's e_out) or, without it, recomputed from x and a. */
-typedef void (*sl_grad_fn)(const void *x, int64_t C, double a, double K, const sl_coefs *cf, double b,
-                           double scale, const double *e_in, void *g, int f32, int cheap);
+ * scaling, times the cap's derivative d_j, stored rounded; e_j from e_in (the scan's e_out) or, without
+ * it, recomputed from x and a + a_lo. */
+typedef void (*sl_grad_fn)(const void *x, int64_t C, double a, double a_lo, double K, const sl_coefs *cf,
+                           const sl_cap *cap, double b, double scale, const double *e_in, void *g, int f32, int cheap);
 /* log_softmax_j = (z_j - log1p(s)) + z_lo_j and softmax_j = e_j / S, either output optional */
 typedef void (*sl_write_fn)(const void *x, int64_t C, double a, double log_s, double S,
                             void *log_softmax, void *softmax, int f32, int cheap);
@@ -87,7 +105,87 @@ SL_INLINE int sl_masked_class(double c, double z)
     return c == 0.0 && z == -INFINITY;
 }
 
-SL_INLINE sl_softmax sl_softmax_scan(const void *x, int64_t C, const sl_coefs *cf, const void *next,
+/* The soft cap c tanh(x/c) as hi + *lo to ~2^-100 and *d = 1 - tanh^2(x/c) (float64 rows, and float32
+ * rows of a cap beyond CE_SOFTCAP_DIRECT_F32): a float64 capped difference x'_j - x'_max then keeps its
+ * absolute accuracy (exp of it its relative accuracy), where x' rounded to double would cost ulp(c)/2.
+ * u = x/c as a double-double (the exact remainder x - u c, divided by c); up to |u| = split the double
+ * tanh t (sl_tanh_exp) gets one Newton step, tanh(u) = t + (u - atanh(t))(1 - t^2), its error
+ * O(2^-106/(1 - t^2)), with atanh(t) = (log(1 + t) - log(1 - t))/2 from double-double logs, and
+ * d = (1 - t)(1 + t); beyond, tanh|u| = 1 - 2E/(1 + E), d = 4E/(1 + E)^2 from E = e^{-2|u|} a
+ * double-double exponential (no cancellation there).  |u| < 2^-26: x' = x - x u^2/3, d = 1.
+ * x = +-inf: +-c, d = 0; NaN: NaN.  Out of line: the slow path, called from many passes. */
+SL_OUTLINE double sl_softcap_dd(double x, const sl_cap *cap, double *lo, double *d)
+{
+    double c = cap->c, u = x / c, a = fabs(u), t, t_lo;
+    if (x != x || a < 0x1p-26) {
+        *lo = x == x ? -x * (a * a) / 3.0 : 0.0;
+        *d = x == x ? 1.0 : x;
+        return x;
+    }
+    double u_lo = isfinite(u) ? fma(-u, c, x) / c : 0.0; /* x - u c is exact */
+    double a_lo = u < 0.0 ? -u_lo : u_lo;
+    if (a <= cap->split) {
+        double d0, p_lo, m_lo, lp_lo, lm_lo, at_lo, om_lo, op_lo, d_lo;
+        double t0 = sl_tanh_exp(a, &d0);
+        double p = sl_two_sum(1.0, t0, &p_lo), m = sl_two_sum(1.0, -t0, &m_lo);
+        double lp = sl_log_dd(p, &lp_lo), lm = sl_log_dd(m, &lm_lo); /* log(h + l) = log h + l/h */
+        lp = sl_dd_add(lp, lp_lo, p_lo / p, 0.0, &lp_lo);
+        lm = sl_dd_add(lm, lm_lo, m_lo / m, 0.0, &lm_lo);
+        double at = sl_dd_add(lp, lp_lo, -lm, -lm_lo, &at_lo); /* 2 atanh(t0) */
+        double delta = (a - 0.5 * at) + (a_lo - 0.5 * at_lo);
+        t = sl_two_sum(t0, delta * ((1.0 - t0) * (1.0 + t0)), &t_lo);
+        double om = sl_dd_add(1.0, 0.0, -t, -t_lo, &om_lo), op = sl_dd_add(1.0, 0.0, t, t_lo, &op_lo);
+        *d = sl_dd_mul(om, om_lo, op, op_lo, &d_lo);
+        *d += d_lo;
+    } else {
+        double e_lo, den_lo, q_lo, r_lo;
+        double e = sl_exp_dd(-2.0 * a, &e_lo); /* 0 for an infinite u */
+        e_lo -= 2.0 * a_lo * e;
+        double den = sl_two_sum(1.0, e, &den_lo);
+        den_lo += e_lo;
+        double q = sl_dd_div(2.0 * e, 2.0 * e_lo, den, den_lo, &q_lo); /* 1 - tanh = 2E/(1 + E) */
+        t = sl_dd_add(1.0, 0.0, -q, -q_lo, &t_lo);
+        *d = sl_dd_div(2.0 * q, 2.0 * q_lo, den, den_lo, &r_lo);
+        *d += r_lo;
+    }
+    double p_lo, p = sl_two_prod(c, t, &p_lo);
+    double hi = sl_two_sum(p, p_lo + c * t_lo, lo);
+    if (u < 0.0) {
+        *lo = -*lo;
+        hi = -hi;
+    }
+    return hi;
+}
+
+/* x as the passes see it: itself (cap NULL, *lo = 0), or capped (sl_softcap or sl_softcap_dd), *d the
+ * cap's derivative. */
+SL_INLINE double sl_logit(double x, const sl_cap *cap, double *lo, double *d)
+{
+    if (cap && cap->dd)
+        return sl_softcap_dd(x, cap, lo, d);
+    *lo = 0.0;
+    return cap ? sl_softcap(x, cap->c, cap->inv_c, d) : x;
+}
+
+/* z + *z_lo = (v + v_lo) - (a + a_lo) (the low parts of a double-double cap; cheap: z_lo = 0). */
+SL_INLINE double sl_shift_lo(double v, double v_lo, double a, double a_lo, double *z_lo, int cheap)
+{
+    double z = sl_shift(v, a, z_lo, cheap);
+    if (!cheap && z > -INFINITY)
+        *z_lo += v_lo - a_lo;
+    return z;
+}
+
+/* z_j + *z_lo of class j of row x against the max a + a_lo, its cap's derivative in *d (cap NULL: the
+ * plain shift). */
+SL_INLINE double sl_shifted(const void *x, int64_t j, double a, double a_lo, const sl_cap *cap, double *z_lo,
+                            double *d, int f32, int cheap)
+{
+    double v_lo, v = sl_logit(sl_load(x, j, f32), cap, &v_lo, d);
+    return cap ? sl_shift_lo(v, v_lo, a, a_lo, z_lo, cheap) : sl_shift(v, a, z_lo, cheap);
+}
+
+SL_INLINE sl_softmax sl_softmax_scan(const void *x, int64_t C, const sl_coefs *cf, const sl_cap *cap, const void *next,
                                      double *e_out, int f32, int cheap)
 {
     (void)next;
@@ -99,14 +197,20 @@ SL_INLINE sl_softmax sl_softmax_scan(const void *x, int64_t C, const sl_coefs *c
             r.k = j;
         }
     }
-    if (!isfinite(r.a)) {
+    if (cap ? r.a != r.a : !isfinite(r.a)) { /* capped, only a NaN max has no finite cap */
         r.s = r.log_s = r.c_others = r.c_k = r.c_sum = r.cz_sum = NAN;
         return r;
     }
+    if (cap) {
+        double d;
+        r.a = sl_logit(r.a, cap, &r.a_lo, &d);
+    }
     sl_acc s = {0.0, 0.0}, cs = {0.0, 0.0}, czs = {0.0, 0.0};
     for (int64_t j = 0; j < C; j++) {
-        double z_lo, z = sl_shift(sl_load(x, j, f32), r.a, &z_lo, cheap);
+        double z_lo, d, z = sl_shifted(x, j, r.a, r.a_lo, cap, &z_lo, &d, f32, cheap);
         double e = sl_shifted_exp(z, z_lo, cheap);
+        if (cap && cap->d)
+            cap->d[j] = d;
         if (e_out)
             e_out[j] = e;
         if (j != r.k)
@@ -134,14 +238,34 @@ SL_INLINE sl_softmax sl_softmax_scan(const void *x, int64_t C, const sl_coefs *c
     return r;
 }
 
-SL_INLINE void sl_softmax_grad(const void *x, int64_t C, double a, double K, const sl_coefs *cf, double b,
-                               double scale, const double *e_in, void *g, int f32, int cheap)
+SL_INLINE void sl_softmax_grad(const void *x, int64_t C, double a, double a_lo, double K, const sl_coefs *cf,
+                               const sl_cap *cap, double b, double scale, const double *e_in, void *g, int f32,
+                               int cheap)
 {
     for (int64_t j = 0; j < C; j++) {
-        double z_lo, z = e_in ? 0.0 : sl_shift(sl_load(x, j, f32), a, &z_lo, cheap);
+        double z_lo, d = 1.0, z = 0.0;
+        if (!e_in || (cap && !cap->d)) /* the logit again: for e_j, or for the cap's derivative */
+            z = sl_shifted(x, j, a, a_lo, cap, &z_lo, &d, f32, cheap);
         double e = e_in ? e_in[j] : sl_shifted_exp(z, z_lo, cheap);
-        sl_store(g, j, cf ? fma(K, e, -(b * sl_coef(cf, j, f32))) * scale : K * e, f32);
+        double v = cf ? fma(K, e, -(b * sl_coef(cf, j, f32))) * scale : K * e;
+        if (cap) /* dL/dx = dL/dx' (1 - tanh^2(x/c)) */
+            v *= cap->d ? cap->d[j] : d;
+        sl_store(g, j, v, f32);
     }
+}
+
+/* log-sum-exp of a row with no finite max (the scan's s is NaN): NaN if the row holds a NaN, else the
+ * infinite max itself -- log(+inf + ...) = +inf, log(e^-inf + ... + e^-inf) = log 0 = -inf. */
+SL_OUTLINE double sl_lse_nonfinite(const void *x, int64_t C, int f32)
+{
+    double a = -INFINITY;
+    for (int64_t j = 0; j < C; j++) {
+        double v = sl_load(x, j, f32);
+        if (isnan(v))
+            return v;
+        a = v > a ? v : a;
+    }
+    return a;
 }
 
 SL_INLINE void sl_softmax_write(const void *x, int64_t C, double a, double log_s, double S,
@@ -308,11 +432,21 @@ typedef struct {
     sl_acc_v s, cs, czs;
 } sl_scan_acc_v;
 
-SL_VEC SL_INLINE void sl_scan_step_v(const void *x, int64_t j, const sl_tail *tail, sl_vd a,
-                                     const sl_coefs *cf, double *e_out, sl_scan_acc_v *acc, int normal,
-                                      int f32, int cheap)
+/* The SL_L logits at j, capped (the double cap: float32 rows) with the cap's derivative in *d. */
+SL_VEC SL_INLINE sl_vd sl_logit_v(const void *x, int64_t j, const sl_tail *tail, const sl_cap *cap, sl_vd *d,
+                                  int f32)
 {
-    sl_vd z_lo, z = sl_shift_v(sl_load_v(x, j, tail, f32), a, &z_lo, cheap);
+    sl_vd v = sl_load_v(x, j, tail, f32);
+    return cap ? sl_softcap_v(v, SL_V(cap->c), SL_V(cap->inv_c), d) : v;
+}
+
+SL_VEC SL_INLINE void sl_scan_step_v(const void *x, int64_t j, const sl_tail *tail, sl_vd a,
+                                     const sl_coefs *cf, const sl_cap *cap, double *e_out, sl_scan_acc_v *acc,
+                                     int normal, int f32, int cheap)
+{
+    sl_vd d, z_lo, z = sl_shift_v(sl_logit_v(x, j, tail, cap, &d, f32), a, &z_lo, cheap);
+    if (cap && cap->d)
+        sl_store_v(cap->d, j, d, tail, 0);
     sl_vd e = sl_keep_v(sl_shifted_exp_v(z, z_lo, normal, cheap), tail);
     if (e_out)
         sl_store_v(e_out, j, e, tail, 0);
@@ -334,8 +468,8 @@ SL_VEC SL_INLINE void sl_scan_step_v(const void *x, int64_t j, const sl_tail *ta
  * SL_PREFETCH_ROW classes and more).  The hint is T0, all cache levels: the next row's range pass reads
  * it first, and T1 (L2 only) measured slower.  The sums live in locals (registers). */
 SL_VEC SL_INLINE void sl_scan_span_v(const void *x, int64_t lo, int64_t hi, sl_vd a, const sl_coefs *cf,
-                                     const void *next, double *e_out, sl_scan_acc_v *acc, int normal,
-                                      int f32, int cheap)
+                                     const sl_cap *cap, const void *next, double *e_out, sl_scan_acc_v *acc,
+                                     int normal, int f32, int cheap)
 {
     sl_scan_acc_v sums = *acc;
     int64_t j = lo;
@@ -343,43 +477,49 @@ SL_VEC SL_INLINE void sl_scan_span_v(const void *x, int64_t lo, int64_t hi, sl_v
         size_t offset = (size_t)j * (f32 ? 4 : 8);
         if (next && offset % 64 < SL_L * (f32 ? 4 : 8)) /* once per cache line, wherever the span starts */
             _mm_prefetch((const char *)next + offset, _MM_HINT_T0);
-        sl_scan_step_v(x, j, NULL, a, cf, e_out, &sums, normal, f32, cheap);
+        sl_scan_step_v(x, j, NULL, a, cf, cap, e_out, &sums, normal, f32, cheap);
     }
     if (j < hi) {
         sl_tail tail = sl_tail_mask(hi - j);
-        sl_scan_step_v(x, j, &tail, a, cf, e_out, &sums, normal, f32, cheap);
+        sl_scan_step_v(x, j, &tail, a, cf, cap, e_out, &sums, normal, f32, cheap);
     }
     *acc = sums;
 }
 
 /* Both spans around k. */
 SL_VEC SL_INLINE void sl_scan_spans_v(const void *x, int64_t C, int64_t k, sl_vd a, const sl_coefs *cf,
-                                      const void *next, double *e_out, sl_scan_acc_v *acc, int normal,
-                                       int f32, int cheap)
+                                      const sl_cap *cap, const void *next, double *e_out, sl_scan_acc_v *acc,
+                                      int normal, int f32, int cheap)
 {
-    sl_scan_span_v(x, 0, k, a, cf, next, e_out, acc, normal, f32, cheap); /* every class but k */
-    sl_scan_span_v(x, k + 1, C, a, cf, next, e_out, acc, normal, f32, cheap);
+    sl_scan_span_v(x, 0, k, a, cf, cap, next, e_out, acc, normal, f32, cheap); /* every class but k */
+    sl_scan_span_v(x, k + 1, C, a, cf, cap, next, e_out, acc, normal, f32, cheap);
 }
 
 /* sl_scan_spans_v with `normal` a compile-time constant in each loop. */
 SL_VEC SL_INLINE void sl_scan_normal_or_not_v(const void *x, int64_t C, int64_t k, sl_vd a,
-                                              const sl_coefs *cf, const void *next, double *e_out,
-                                               sl_scan_acc_v *acc, int normal, int f32, int cheap)
+                                              const sl_coefs *cf, const sl_cap *cap, const void *next,
+                                              double *e_out, sl_scan_acc_v *acc, int normal, int f32, int cheap)
 {
     if (normal)
-        sl_scan_spans_v(x, C, k, a, cf, next, e_out, acc, 1, f32, cheap);
+        sl_scan_spans_v(x, C, k, a, cf, cap, next, e_out, acc, 1, f32, cheap);
     else
-        sl_scan_spans_v(x, C, k, a, cf, next, e_out, acc, 0, f32, cheap);
+        sl_scan_spans_v(x, C, k, a, cf, cap, next, e_out, acc, 0, f32, cheap);
 }
 
-SL_VEC SL_INLINE sl_softmax sl_softmax_scan_v(const void *x, int64_t C, const sl_coefs *cf, const void *next,
-                                              double *e_out, int f32, int cheap)
+/* With a cap (the double cap only), the capped max and min come from the raw ones. */
+SL_VEC SL_INLINE sl_softmax sl_softmax_scan_v(const void *x, int64_t C, const sl_coefs *cf, const sl_cap *cap,
+                                              const void *next, double *e_out, int f32, int cheap)
 {
     sl_range rg = sl_row_range_v(x, C, f32);
     sl_softmax r = {rg.max, 0, NAN, NAN, NAN, NAN, NAN, NAN};
-    if (rg.nan || !isfinite(r.a))
+    if (rg.nan || (!cap && !isfinite(r.a)))
         return r;
     r.k = sl_first_index_v(x, C, r.a, f32);
+    if (cap) {
+        double d;
+        r.a = sl_softcap(r.a, cap->c, cap->inv_c, &d);
+        rg.min = sl_softcap(rg.min, cap->c, cap->inv_c, &d);
+    }
     r.c_others = r.c_k = r.c_sum = r.cz_sum = 0.0;
     sl_scan_acc_v acc = {sl_acc_v_zero(), sl_acc_v_zero(), sl_acc_v_zero()};
     sl_vd a = SL_V(r.a);
@@ -389,15 +529,20 @@ SL_VEC SL_INLINE sl_softmax sl_softmax_scan_v(const void *x, int64_t C, const sl
      * check of exp */
     int normal = rg.min - r.a >= -SL_EXP_NORMAL;
     if (cf && e_out)
-        sl_scan_normal_or_not_v(x, C, r.k, a, cf, next, e_out, &acc, normal, f32, cheap);
+        sl_scan_normal_or_not_v(x, C, r.k, a, cf, cap, next, e_out, &acc, normal, f32, cheap);
     else if (cf)
-        sl_scan_normal_or_not_v(x, C, r.k, a, cf, next, NULL, &acc, normal, f32, cheap);
+        sl_scan_normal_or_not_v(x, C, r.k, a, cf, cap, next, NULL, &acc, normal, f32, cheap);
     else if (e_out)
-        sl_scan_normal_or_not_v(x, C, r.k, a, NULL, next, e_out, &acc, normal, f32, cheap);
+        sl_scan_normal_or_not_v(x, C, r.k, a, NULL, cap, next, e_out, &acc, normal, f32, cheap);
     else
-        sl_scan_normal_or_not_v(x, C, r.k, a, NULL, next, NULL, &acc, normal, f32, cheap);
+        sl_scan_normal_or_not_v(x, C, r.k, a, NULL, cap, next, NULL, &acc, normal, f32, cheap);
     if (e_out)
         e_out[r.k] = 1.0;
+    if (cap && cap->d) { /* k's, skipped by the spans */
+        double d;
+        sl_softcap(sl_load(x, r.k, f32), cap->c, cap->inv_c, &d);
+        cap->d[r.k] = d;
+    }
     r.s = sl_acc_v_value(&acc.s, cheap);
     r.log_s = sl_vfirst(sl_log1p_v(SL_V(r.s), cheap)); /* the vector form: shorter chain */
     if (cf) { /* k's coefficient (its z term is 0) */
@@ -412,31 +557,37 @@ SL_VEC SL_INLINE sl_softmax sl_softmax_scan_v(const void *x, int64_t C, const sl
 }
 
 SL_VEC SL_INLINE void sl_grad_step_v(const void *x, int64_t j, const sl_tail *tail, sl_vd a, sl_vd K,
-                                     const sl_coefs *cf, sl_vd b, sl_vd scale, const double *e_in,
-                                      void *g, int f32, int cheap)
+                                     const sl_coefs *cf, const sl_cap *cap, sl_vd b, sl_vd scale,
+                                     const double *e_in, void *g, int f32, int cheap)
 {
-    sl_vd e;
-    if (e_in) {
+    sl_vd e, d = SL_V(1.0);
+    if (e_in && (!cap || cap->d)) {
         e = sl_load_v(e_in, j, tail, 0);
+        if (cap)
+            d = sl_load_v(cap->d, j, tail, 0);
     } else {
-        sl_vd z_lo, z = sl_shift_v(sl_load_v(x, j, tail, f32), a, &z_lo, cheap);
-        e = sl_shifted_exp_v(z, z_lo, 0, cheap);
+        sl_vd z_lo, z = sl_shift_v(sl_logit_v(x, j, tail, cap, &d, f32), a, &z_lo, cheap);
+        e = e_in ? sl_load_v(e_in, j, tail, 0) : sl_shifted_exp_v(z, z_lo, 0, cheap);
     }
     sl_vd v = cf ? sl_vmul(sl_vfms(K, e, sl_vmul(b, sl_coef_v(cf, j, tail, f32))), scale)
                    : sl_vmul(K, e);
+    if (cap) /* dL/dx = dL/dx' (1 - tanh^2(x/c)) */
+        v = sl_vmul(v, d);
     sl_store_v(g, j, v, tail, f32);
 }
 
-SL_VEC SL_INLINE void sl_softmax_grad_v(const void *x, int64_t C, double a, double K, const sl_coefs *cf,
-                                        double b, double scale, const double *e_in, void *g, int f32,
-                                         int cheap)
+/* a_lo: no double-double cap takes the vector passes, a_lo is 0. */
+SL_VEC SL_INLINE void sl_softmax_grad_v(const void *x, int64_t C, double a, double a_lo, double K,
+                                        const sl_coefs *cf, const sl_cap *cap, double b, double scale,
+                                        const double *e_in, void *g, int f32, int cheap)
 {
+    (void)a_lo;
     int64_t j = 0;
     for (; C - j >= SL_L; j += SL_L)
-        sl_grad_step_v(x, j, NULL, SL_V(a), SL_V(K), cf, SL_V(b), SL_V(scale), e_in, g, f32, cheap);
+        sl_grad_step_v(x, j, NULL, SL_V(a), SL_V(K), cf, cap, SL_V(b), SL_V(scale), e_in, g, f32, cheap);
     if (j < C) {
         sl_tail tail = sl_tail_mask(C - j);
-        sl_grad_step_v(x, j, &tail, SL_V(a), SL_V(K), cf, SL_V(b), SL_V(scale), e_in, g, f32, cheap);
+        sl_grad_step_v(x, j, &tail, SL_V(a), SL_V(K), cf, cap, SL_V(b), SL_V(scale), e_in, g, f32, cheap);
     }
 }
 

@@ -34,13 +34,19 @@
  *   grad_j = (1 - eps) w_y (p_j - [j == y]) + (eps / C)(W p_j - w_j),  W = sum_j w_j,  p_j = e^{z_j}/S
  *            (probability targets: (sum_c w_c t'_c) p_j - w_j t'_j); ignored rows get 0;
  *            at j == y == k the term p_y - 1 is computed as -s/S.  A class with x_j = -inf (finite
- *            max) and coefficient 0 adds 0 to the loss (0 (-log 0) = 0).                          */
+ *            max) and coefficient 0 adds 0 to the loss (0 (-log 0) = 0).
+ * softcap > 0: all of this of x'_j = softcap tanh(x_j / softcap) (+-inf -> +-softcap), grad_j times
+ * 1 - tanh^2(x_j / softcap); 0: no cap.  z_loss: loss += rho z_loss lse^2, grad_j += 2 rho z_loss lse p_j,
+ * lse = a + log1p(s), rho = w_y (index targets), 1 (probabilities), 0 for ignored rows.  lse[n_rows]
+ * (optional): each row's lse, ignored rows included; a row with no finite max, as sl_lse.        */
 void sl_ce_f32(const float *input, const int64_t *target, const float *target_prob, const float *weight,
-               int64_t n_rows, int64_t n_classes, int64_t ignore_index, double label_smoothing,
-               double grad_scale, int64_t rows_per_block, float *loss, float *grad, double *block_sums);
+               int64_t n_rows, int64_t n_classes, int64_t ignore_index, double label_smoothing, double z_loss,
+               double softcap, double grad_scale, int64_t rows_per_block, float *loss, float *grad, float *lse,
+               double *block_sums);
 void sl_ce_f64(const double *input, const int64_t *target, const double *target_prob, const double *weight,
-               int64_t n_rows, int64_t n_classes, int64_t ignore_index, double label_smoothing,
-               double grad_scale, int64_t rows_per_block, double *loss, double *grad, double *block_sums);
+               int64_t n_rows, int64_t n_classes, int64_t ignore_index, double label_smoothing, double z_loss,
+               double softcap, double grad_scale, int64_t rows_per_block, double *loss, double *grad, double *lse,
+               double *block_sums);
 
 /* Negative log-likelihood of x[n_rows][n_classes] (log-probabilities) with a class index per row (in
  * [0, n_classes) or == ignore_index); weight[n_classes] optional (NULL = all ones):

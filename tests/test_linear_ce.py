@@ -191,3 +191,23 @@ def test_set_num_threads_limits_blas(restore_threads):
         infos = [info for info in threadpoolctl.threadpool_info()
                  if info["user_api"] == "blas" and "numpy" in info["filepath"]]
         assert infos and all(info["num_threads"] == 1 for info in infos)
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+def test_z_loss_softcap_and_lse_pass_through(backend, dtype, reduction):
+    """z_loss, softcap and return_lse reach the kernel: on small integer features and weights (exact
+    products) the losses and log-sum-exps are cross_entropy's of the logits, an ignored row's lse too
+    (with return_lse its product is made), in chunks that split the rows."""
+    rng = np.random.default_rng(4)
+    x, w = rng.integers(-3, 4, (7, 5)).astype(dtype), rng.integers(-3, 4, (11, 5)).astype(dtype)
+    y = rng.integers(0, 11, 7)
+    y[2] = -100
+    options = dict(z_loss=1e-3, softcap=4.0, reduction=reduction)
+    loss, (gx, gw, _), lse = stableloss.linear_cross_entropy(x, w, y, backend=backend, return_grad=True,
+                                                             return_lse=True, chunk_size=3, **options)
+    want, g, want_lse = stableloss.cross_entropy(x @ w.T, y, backend=backend, return_grad=True, return_lse=True,
+                                                 **options)
+    np.testing.assert_array_equal(lse, want_lse)
+    np.testing.assert_allclose(loss, want, rtol=4 * U[np.dtype(dtype)])
+    np.testing.assert_allclose(gx, g @ w, rtol=16 * U[np.dtype(dtype)], atol=16 * U[np.dtype(dtype)] * np.max(np.abs(g @ w)))
+    np.testing.assert_allclose(gw, g.T @ x, rtol=16 * U[np.dtype(dtype)], atol=16 * U[np.dtype(dtype)] * np.max(np.abs(g.T @ x)))

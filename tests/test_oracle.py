@@ -35,7 +35,7 @@ def test_ce_against_definition(kind):
     else:
         raw = RNG.uniform(size=(n, c))
         target = t = raw / raw.sum(axis=1, keepdims=True)
-    loss, grad = oracle.ce(x, target, weight=w if "weights" in kind else None, label_smoothing=eps)
+    loss, grad, _ = oracle.ce(x, target, weight=w if "weights" in kind else None, label_smoothing=eps)
     with mpmath.workdps(400):
         for i in range(n):
             xs = [mpf(float(v)) for v in x[i]]
@@ -142,18 +142,18 @@ def test_special_value_conventions():
     assert loss[0] == 0 and list(grad[:3]) == [0, 0, 0]
     assert all(mpmath.isnan(v) for v in loss[1:]) and grad[4] == -mpf("inf")
     # a masked class without target mass adds 0 (-log 0) = 0; with smoothing it carries mass: +inf
-    loss, grad = oracle.ce(np.array([[0.0, -np.inf]]), np.array([[1.0, 0.0]]))
+    loss, grad, _ = oracle.ce(np.array([[0.0, -np.inf]]), np.array([[1.0, 0.0]]))
     assert loss[0] == 0 and list(grad[0]) == [0, 0]
-    loss, _ = oracle.ce(np.array([[0.0, -np.inf]]), np.array([[1.0, 0.0]]), label_smoothing=0.1)
+    loss, _, _ = oracle.ce(np.array([[0.0, -np.inf]]), np.array([[1.0, 0.0]]), label_smoothing=0.1)
     assert loss[0] == mpf("inf")
     # logsumexp of a row with an infinite max is that max; log_softmax and softmax are NaN
     lse, log_softmax, softmax = oracle.lse(np.array([[np.inf, 0.0], [-np.inf, -np.inf]]))
     assert list(lse) == [mpf("inf"), -mpf("inf")]
     assert all(mpmath.isnan(v) for v in list(log_softmax.reshape(-1)) + list(softmax.reshape(-1)))
-    loss, grad = oracle.ce(np.array([[0.0, -np.inf], [-np.inf, -np.inf], [np.inf, 0.0]]), np.array([1, 0, 1]))
+    loss, grad, _ = oracle.ce(np.array([[0.0, -np.inf], [-np.inf, -np.inf], [np.inf, 0.0]]), np.array([1, 0, 1]))
     assert loss[0] == mpf("inf") and mpmath.isnan(loss[1]) and mpmath.isnan(loss[2])
     assert grad[0][0] == 1 and grad[0][1] == -1
-    loss, grad = oracle.ce(np.array([[1.0, 2.0]]), np.array([-100]))
+    loss, grad, _ = oracle.ce(np.array([[1.0, 2.0]]), np.array([-100]))
     assert loss[0] == 0 and list(grad[0]) == [0, 0]
     # nll reads x_y only (a NaN elsewhere leaves it finite); -inf gives +inf, and NaN with weight 0 (0 inf);
     # the gradient is -w_y whatever x_y; an ignored row gives 0 and 0

@@ -63,6 +63,8 @@ def _gradcheck_cases():
             lambda x, t=kdim_probabilities: slt.cross_entropy(x, t, reduction="sum"), [_randn(2, 5, 3, 2, scale=scale)])
         cases[f"ce-kdim-index-none-{tag}"] = (lambda x: slt.cross_entropy(x, kdim_index, reduction="none"),
                                               [_randn(2, 5, 3, 2, scale=scale)])
+        cases[f"ce-z_loss-softcap-{tag}"] = (lambda x: slt.cross_entropy(x, index, z_loss=1e-2, softcap=20.0),
+                                             [_randn(4, 5, scale=scale)])
     class_weight = torch.rand(5, generator=RNG, dtype=torch.float64) + 0.5
     for reduction in ("mean", "sum", "none"):
         cases[f"nll-{reduction}"] = (
@@ -256,6 +258,8 @@ _WEIGHT = torch.rand(7, 5, generator=RNG)  # fixed element weights of the body's
 _NLL_LOSS = slt.NLLLoss(weight=torch.rand(5, generator=RNG) + 0.5)
 COMPILED_LOSSES = {
     "cross_entropy": (lambda out, y: slt.cross_entropy(out, y, label_smoothing=0.1), lambda: torch.randint(0, 5, (7,))),
+    "cross_entropy-z_loss-lse": (lambda out, y: (lambda loss, lse: loss + lse.mean())(
+        *slt.cross_entropy(out, y, z_loss=1e-3, softcap=30.0, return_lse=True)), lambda: torch.randint(0, 5, (7,))),
     "CrossEntropyLoss": (slt.CrossEntropyLoss(weight=torch.rand(5) + 0.5), lambda: torch.randint(0, 5, (7,))),
     "nll_loss": (lambda out, y: slt.nll_loss(slt.log_softmax(out, 1), y), lambda: torch.randint(0, 5, (7,))),
     "NLLLoss": (lambda out, y: _NLL_LOSS(torch.log_softmax(out, 1), y), lambda: torch.randint(0, 5, (7,))),

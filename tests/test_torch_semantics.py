@@ -126,6 +126,41 @@ def test_cross_entropy(api, backend, dtype, reduction, weighted, ignore_index, s
     _close(grad, want_grad, dtype, "grad")
 
 
+ZLOSS_GRID = [case for case in itertools.product(["none", "mean"], [False, True], [(5.0, 0.0), (None, 1e-2), (5.0, 1e-2)],
+                                                 ["index"])] + [("mean", True, (5.0, 1e-2), "probabilities"),
+                                                                ("none", False, (5.0, 1e-2), "probabilities")]
+
+
+@pytest.mark.parametrize("reduction,weighted,options,target_kind", ZLOSS_GRID)
+def test_cross_entropy_z_loss_and_softcap(api, backend, dtype, reduction, weighted, options, target_kind):
+    """softcap and z_loss against the torch expression a user writes (peers.torch_cross_entropy):
+    capped = softcap * torch.tanh(x / softcap), F.cross_entropy(capped, ...) + z_loss * lse^2, lse =
+    torch.logsumexp(capped), each row's term weighted as its loss (w_y, 0 where ignored); and the
+    numpy API's return_lse against that lse."""
+    from stableloss._stability.peers import torch_cross_entropy
+    softcap, z_loss = options
+    x = _random((6, 5), dtype, scale=4.0)
+    if target_kind == "index":
+        target = RNG.integers(0, 5, 6)
+        target[::3] = -100
+    else:
+        raw = RNG.uniform(size=(6, 5))
+        target = (raw / raw.sum(axis=1, keepdims=True)).astype(dtype)
+    weight = RNG.uniform(0.3, 3.0, 5).astype(dtype) if weighted else None
+    loss, (grad,) = _ours(api, "cross_entropy", dict(input=x, target=target, weight=weight), ["input"], backend,
+                          reduction=reduction, z_loss=z_loss, softcap=softcap)
+    tensors = dict(input=_tensor(x, grad=True), target=_tensor(target), weight=_tensor(weight), z_loss=z_loss,
+                   softcap=softcap)
+    want, (want_grad,) = _torch_loss_and_grads(torch_cross_entropy, tensors, reduction, ["input"])
+    _close(loss, want, dtype, "loss", scale=float(np.max(np.abs(x), initial=0.0)))
+    _close(grad, want_grad, dtype, "grad")
+    if api == "numpy":
+        capped = torch.from_numpy(x) if softcap is None else softcap * torch.tanh(torch.from_numpy(x) / softcap)
+        _, lse = stableloss.cross_entropy(x, target, weight, reduction=reduction, z_loss=z_loss, softcap=softcap,
+                                          return_lse=True, backend=backend)
+        _close(lse, torch.logsumexp(capped, 1).numpy(), dtype, "lse")
+
+
 def test_cross_entropy_all_ignored_mean(api, backend, dtype):
     """Every target ignored with 'mean': NaN loss (0/0) and a zero gradient, as PyTorch."""
     x = _random((4, 3), dtype)

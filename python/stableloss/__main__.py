@@ -26,7 +26,7 @@ import numpy as np
 
 import stableloss
 from . import _workloads as wl
-from ._stability import families, peers
+from ._stability import peers
 from ._dispatch import BACKENDS, BackendUnavailable, resolve
 
 #: Install hints that work from a source checkout (torch: the CPU build, not PyPI's CUDA one).
@@ -531,7 +531,7 @@ def _run_workload(workload, implementations, repeat, progress, quick=False, bloc
     shape = workload.quick_shape if quick else workload.shape
     label = workload.label(quick)
     progress.step(f"{label}: inputs and numpy reference")
-    inputs = families.typical(workload.stem, shape, workload.dtype)
+    inputs = workload.inputs(quick)
     reference = wl.prepare(workload.stem, "numpy", inputs, workload.grad)()
     read_bytes, written_bytes = wl.min_bytes(workload.stem, inputs, workload.grad)
     row = {"workload": label, "stem": workload.stem, "mode": workload.mode, "dtype": workload.dtype,
@@ -605,6 +605,7 @@ def _format(report):
     simd = " ".join(env["simd"]["cpu"]) + (f" ({', '.join(levels)})" if levels else "")
     baseline = settings["baseline"]
     width = max(9, *(len(name) + 1 for name in settings["implementations"]))
+    labels = max(31, *(len(row["workload"]) + 1 for row in report["workloads"]))  # the workloads' column
     load = "?" if env["load_average_1min"] is None else f"{env['load_average_1min']:.1f}"
     quick = " --quick (a smoke run, not a measurement)" if settings["quick"] else ""
     bandwidth = report["bandwidth_GBps"]
@@ -624,13 +625,13 @@ def _format(report):
         f"vs {baseline}: the speed-up over {BASELINES[baseline]}" if baseline else
         "no speed-ups: name torch or textbook in --backends for a baseline",
         "",
-        f"{'workload':<31}{'MB read+written':>16}{'roofline ms':>13}  {'impl':<{width}}{'ms/call':>10}"
+        f"{'workload':<{labels}}{'MB read+written':>16}{'roofline ms':>13}  {'impl':<{width}}{'ms/call':>10}"
         f"{'vs ' + (baseline or '-'):>13}{'% roofline':>12}",
     ]
     notes = []
     for row in report["workloads"]:
         traffic = f"{row['read_bytes'] / 1e6:.1f}+{row['written_bytes'] / 1e6:.1f}"
-        first = f"{row['workload']:<31}{traffic:>16}{row['roofline_ms']:>13.2f}"
+        first = f"{row['workload']:<{labels}}{traffic:>16}{row['roofline_ms']:>13.2f}"
         for name, result in row["results"].items():
             if result["status"] == "ok":
                 speedup = f"{result['speedup']:.2f}x" if "speedup" in result else "-"
@@ -700,6 +701,7 @@ def _blank_repeats(labels):
 def _format_torch_api(summary):
     """The lines of the --torch-api tables: the workloads, the small calls, the targets."""
     width = max(len(name) + 1 for name in wl.TORCH_API_BACKENDS + ("backend",))
+    labels = max(31, *(len(entry["workload"]) + 1 for entry in summary["workloads"]))  # the workloads' column
     lines = [
         "stableloss.torch (--torch-api), from the timed calls above:",
         "  numpy API  stableloss.<loss>(..., backend=B, return_grad=True): the rows of B",
@@ -708,13 +710,13 @@ def _format_torch_api(summary):
         "  overhead   torch API ms / numpy API ms - 1",
         "  vs torch   torch.nn.functional's ms / torch API ms: the speed-up of the torch API over torch",
         "",
-        f"{'workload':<31}{'backend':<{width}}{'numpy API ms':>13}{'torch API ms':>14}{'overhead':>10}"
+        f"{'workload':<{labels}}{'backend':<{width}}{'numpy API ms':>13}{'torch API ms':>14}{'overhead':>10}"
         f"{'vs torch':>10}",
     ]
     entries = summary["workloads"]
     for workload, entry in zip(_blank_repeats([entry["workload"] for entry in entries]), entries):
         speedup = "-" if entry["speedup_over_torch"] is None else f"{entry['speedup_over_torch']:.2f}x"
-        lines.append(f"{workload:<31}{entry['backend']:<{width}}{entry['numpy_api_ms']:>13.2f}"
+        lines.append(f"{workload:<{labels}}{entry['backend']:<{width}}{entry['numpy_api_ms']:>13.2f}"
                      f"{entry['torch_api_ms']:>14.2f}{_number(entry['overhead_percent'], '>+9.1f')}%{speedup:>10}")
     lines += [
         "",

@@ -157,17 +157,40 @@ def _axis(func, x, axis):
 
 CE = declare(loss_kernel("ce", "cross_entropy",
                          inputs=(("input", IN), ("target", INDEX), ("target_prob", IN), ("weight", SHARED)),
-                         parameters=(("n_classes", INT), ("ignore_index", INT), ("label_smoothing", FLOAT)),
-                         row_width="n_classes",
+                         parameters=(("n_classes", INT), ("ignore_index", INT), ("label_smoothing", FLOAT),
+                                     ("z_loss", FLOAT), ("softcap", FLOAT)),
+                         row_width="n_classes", extras=("lse",),
                          bench=Bench(workloads=(Workload((1024, 32768), (64, 4096), grad=False),
                                                 Workload((1024, 32768), (64, 4096)),
                                                 Workload((2**20, 10), (2**14, 10)),
-                                                Workload((512, 32768), (32, 4096), dtype="float64")),
-                                     sizes=((4, 10), (256, 4096), (16384, 10)))))
+                                                Workload((512, 32768), (32, 4096), dtype="float64"),
+                                                Workload((1024, 32768), (64, 4096),
+                                                         options=(("z_loss", 1e-4), ("softcap", 30.0)))),
+                                     sizes=((4, 10), (256, 4096), (16384, 10))),
+                         constants=dict(
+                             # float32 rows with a softcap of at most this compute the capped logits
+                             # c tanh(x/c) in double: their error, a few ulps of c, keeps exp(x'_j - x'_max)
+                             # within 2^-30 (CAP_ERR c); larger caps, and float64, in double-double
+                             SOFTCAP_DIRECT_F32=2.0**20,
+                             # the relative error of that double c tanh(x/c) (tanh from one exp reduction)
+                             CAP_ERR=2.0**-50,
+                             # the double-double cap: up to this |x/c| a Newton step on atanh corrects the
+                             # double tanh t (its second-order term is 2^-106/(1 - t^2)); beyond, tanh =
+                             # 1 - 2E/(1 + E) from a double-double E = e^{-2|x/c|} (no cancellation)
+                             CAP_SPLIT=1.0,
+                             # bounds on the relative error of s = sum_{j != k} e_j and of log1p(s) in the
+                             # exp grade of each dtype's rows with a z-loss or a log-sum-exp output (float32:
+                             # the cheap grade, 3.9e-12; float64: the full grade, 0.8 ulp)
+                             SUM_ERR_F32=2.0**-36, SUM_ERR_F64=2.0**-52,
+                             # rows where a difference of those (the lse a + log1p(s) with a < 0,
+                             # f = 1 + 2 z lse, the target's gradient p_y f - 1) may carry more than this
+                             # relative error get s and log1p(s) again from double-double exponentials:
+                             # 2^-30 is far below a float32 ulp, 3 2^-53 leaves 4 ulp for float64
+                             EXACT_F32=2.0**-30, EXACT_F64=3 * 2.0**-53)))
 
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0,
-                  *, backend=None, return_grad=False):
+                  *, z_loss=0.0, softcap=None, return_lse=False, backend=None, return_grad=False):
     r"""Cross-entropy between logits and class targets: the negative log-likelihood of a categorical model.
 
     Parameters
@@ -187,6 +210,15 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         number of rows (probability targets), as PyTorch does.
     label_smoothing : float in [0, 1]
         Mixes the target with the uniform distribution: ``(1 - eps) nll + eps/C sum_j w_j (-log p_j)``.
+    z_loss : float >= 0, default 0.0
+        Adds ``z_loss * lse**2`` per row (PaLM's auxiliary loss), ``lse`` the row's log-sum-exp of the
+        (capped) logits, with the weight the row has in the ``mean`` denominator: ``w_y`` for an index
+        target (0 if ignored), 1 for probability targets.
+    softcap : float > 0, optional
+        Replaces the logits by ``softcap * tanh(input / softcap)`` (Gemma 2) before everything else;
+        the gradient goes through it.  None (the default): no cap.
+    return_lse : bool, default False
+        Also return each row's log-sum-exp of the (capped) logits, ignored rows included.
     backend : {"c", "numba", "numpy"}, optional
         Default: the first of :func:`available_backends`.
     return_grad : bool, default False
@@ -198,6 +230,8 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         Per-row losses for ``"none"`` (shape of the index target), else a scalar of the input's dtype.
     grad : ndarray
         Only with ``return_grad``: same shape and dtype as ``input``.
+    lse : ndarray
+        Only with ``return_lse``, after ``grad``: the rows' log-sum-exp, shape of the per-row losses.
 
     Notes
     -----
@@ -216,6 +250,19 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     Everything else matches PyTorch: NaN in gives NaN, an all ``-inf`` row gives NaN, a ``-inf`` target
     logit gives ``+inf``, and ``mean`` over only ignored targets gives NaN.
 
+    With ``softcap`` c, everything above applies to :math:`x'_j = c \tanh(x_j/c)` and the gradient is
+    :math:`\partial L/\partial x'_j \cdot (1 - \tanh^2(x_j/c))`; :math:`\pm\infty` logits become
+    :math:`\pm c` (the limit, torch's ``softcap * torch.tanh(x / softcap)``), with gradient 0, so a row of
+    ``-inf`` is uniform.  Float64 carries :math:`x'` in double-double: its rounding to double would
+    cost up to ulp(c)/2 in every :math:`x'_j - x'_{max}`, a large relative error of a tiny loss.
+    With ``z_loss`` z, the row loss gains :math:`\rho z\,\mathrm{lse}^2` (:math:`\rho` the row's weight,
+    as in T5X, PaLM, flash-attn's ``lse_square_scale``; Liger Kernel leaves it unweighted), two
+    non-negative terms, and the gradient :math:`2 \rho z\,\mathrm{lse}\,p_j`, added to :math:`A p_j`:
+    a plain index target's is :math:`\rho (p_j f - [j = y])`, :math:`f = 1 + 2 z\,\mathrm{lse}`, at the
+    target :math:`\rho (2 z\,\mathrm{lse} - s)/(1 + s)` where it holds the max.  Where such a difference,
+    or the lse :math:`a + \operatorname{log1p}(s)` itself, cancels, the row's sums are recomputed
+    from double-double exponentials.  Label smoothing changes nothing in the z-loss term.
+
     Examples
     --------
     >>> import numpy as np
@@ -228,20 +275,28 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     (40.0, [[1.0, -1.0, 0.0]])
     >>> float(cross_entropy(np.array([[0.0, -np.inf]]), np.array([[1.0, 0.0]])))
     0.0
+    >>> loss, lse = cross_entropy(np.array([[1e30, 0.0]]), np.array([1]), z_loss=1e-4, softcap=30.0,
+    ...                           return_lse=True)
+    >>> float(loss), lse.tolist()  # 30 + lse^2/10^4, lse = 30 + log1p(e^-30)
+    (30.09, [30.0])
     """
-    smoothing = check.real("cross_entropy", "label_smoothing", label_smoothing, 0.0, 1.0)
-    return _class_loss("cross_entropy", CE, input, target, weight, ignore_index, reduction, resolve(backend),
-                       return_grad, label_smoothing=smoothing)
+    func = "cross_entropy"
+    smoothing = check.real(func, "label_smoothing", label_smoothing, 0.0, 1.0)
+    z_loss = check.finite(func, "z_loss", z_loss, 0.0)
+    softcap = 0.0 if softcap is None else check.finite(func, "softcap", softcap, 0.0, strict=True)
+    return _class_loss(func, CE, input, target, weight, ignore_index, reduction, resolve(backend), return_grad,
+                       return_lse=return_lse, label_smoothing=smoothing, z_loss=z_loss, softcap=softcap)
 
 
 def _class_loss(func, kernel, input, target, weight, ignore_index, reduction, backend, return_grad,
-                ieee=False, **parameters):
+                ieee=False, return_lse=False, **parameters):
     """The public result of ``kernel`` (cross-entropy, nll_loss) over the class axis of ``input``: (C,), (N, C)
     or (N, C, d1, ..., dk), class axis 1, with PyTorch's rules for class-index targets, class weights,
     ``ignore_index`` and the ``mean`` denominator, and probability targets where the kernel takes them
     (``target_prob``).  ``backend``: resolved by the public function (whose caller a CExtensionWarning
     names); ``parameters``: the kernel's other scalars, checked; ``ieee``: a ``mean`` over a zero total
-    weight divides as IEEE arithmetic does (:func:`_grad_scale`)."""
+    weight divides as IEEE arithmetic does (:func:`_grad_scale`); ``return_lse``: also each row's
+    log-sum-exp (the kernel's extra output ``lse``), last."""
     x = check.class_axis_input(func, input)
     reduction = check.reduction(func, reduction)
     ignore_index = check.integer(func, "ignore_index", ignore_index)
@@ -261,15 +316,19 @@ def _class_loss(func, kernel, input, target, weight, ignore_index, reduction, ba
                   **parameters)
     if takes_probabilities:
         inputs["target_prob"] = None if probabilities is None else _class_rows(probabilities, axis)[0]
+    lse = np.empty(n_rows, x.dtype) if return_lse else None
     result, grads = _run_loss(backend, kernel, x.dtype, n_rows, reduction, denominator, n_counted, return_grad,
-                              inputs, ieee)
+                              inputs, ieee, dict(lse=lse) if return_lse else None)
+    row_shape = x.shape[:1] + x.shape[2:] if x.ndim >= 2 else ()
     if reduction == "none":
-        result = result.reshape(x.shape[:1] + x.shape[2:] if x.ndim >= 2 else ())
-    return (result, restore(grads[0])) if return_grad else result
+        result = result.reshape(row_shape)
+    outputs = (result, *((restore(grads[0]),) if return_grad else ()), *((lse.reshape(row_shape),) if return_lse else ()))
+    return outputs if len(outputs) > 1 else result
 
 
 def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None, reduction="mean",
-                         ignore_index=-100, label_smoothing=0.0, chunk_size=None, backend=None, return_grad=False):
+                         ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None, chunk_size=None,
+                         backend=None, return_grad=False, return_lse=False):
     r"""Cross-entropy of the logits ``input @ linear_weight.T + linear_bias``, never all held at once.
 
     The loss of a language model's head: the logits of a chunk of rows at a time by one BLAS product,
@@ -295,6 +354,10 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
         Rows whose index target equals it count for nothing and cost no product.
     label_smoothing : float in [0, 1]
         As in :func:`cross_entropy`.
+    z_loss : float >= 0, default 0.0
+        As in :func:`cross_entropy`: ``z_loss * lse**2`` per row, ``lse`` the log-sum-exp of its logits.
+    softcap : float > 0, optional
+        As in :func:`cross_entropy`: the logits become ``softcap * tanh(logits / softcap)``.
     chunk_size : int, optional
         Rows per chunk.  Default: as many as 60 MiB of per-chunk buffers hold (logits and their
         gradient in the input's dtype, and the chunk's rows).
@@ -303,12 +366,17 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
         :func:`available_backends`.
     return_grad : bool, default False
         Also return ``(grad_input, grad_weight, grad_bias)`` (``grad_bias`` None without a bias).
+    return_lse : bool, default False
+        Also return each row's log-sum-exp (shape ``input.shape[:-1]``), after the gradients; ignored rows
+        then cost their product too.
 
     Returns
     -------
     loss : ndarray or scalar
     grads : tuple of ndarray
         Only with ``return_grad``.
+    lse : ndarray
+        Only with ``return_lse``.
 
     Notes
     -----
@@ -344,6 +412,8 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     reduction = check.reduction(func, reduction)
     ignore_index = check.integer(func, "ignore_index", ignore_index)
     smoothing = check.real(func, "label_smoothing", label_smoothing, 0.0, 1.0)
+    z_loss = check.finite(func, "z_loss", z_loss, 0.0)
+    softcap = 0.0 if softcap is None else check.finite(func, "softcap", softcap, 0.0, strict=True)
     n_chunk = None if chunk_size is None else check.positive_integer(func, "chunk_size", chunk_size)
     rows = np.ascontiguousarray(x).reshape(-1, n_features)
     n_rows = rows.shape[0]
@@ -354,21 +424,26 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     class_weight = check.class_weight(func, weight, n_classes, x.dtype)
     backend = resolve(backend)
     class_weight, denominator, n_counted = _class_denominator(indices, counted, n_rows, class_weight, reduction)
-    counted_rows = None if n_counted == n_rows else np.flatnonzero(indices != ignore_index)
+    lse = np.empty(n_rows, x.dtype) if return_lse else None
+    counted_rows = None if n_counted == n_rows or return_lse else np.flatnonzero(indices != ignore_index)
     if probabilities is not None:
         probabilities = probabilities.reshape(n_rows, n_classes)
     total, loss_rows, grads = _linear.run(
         backend, CE, rows, matrix, bias, indices, probabilities, counted_rows,
-        dict(weight=class_weight, n_classes=n_classes, ignore_index=ignore_index, label_smoothing=smoothing),
+        dict(weight=class_weight, n_classes=n_classes, ignore_index=ignore_index, label_smoothing=smoothing,
+             z_loss=z_loss, softcap=softcap),
         _grad_scale(reduction, denominator, n_counted),
-        _linear.chunk_rows(n_classes, n_features, x.dtype.itemsize, n_chunk), reduction == "none", return_grad)
+        _linear.chunk_rows(n_classes, n_features, x.dtype.itemsize, n_chunk), reduction == "none", return_grad, lse)
     result = _reduce(total, denominator, reduction, loss_rows, x.dtype)
     if reduction == "none":
         result = result.reshape(x.shape[:-1])
-    if not return_grad:
-        return result
-    grad_input, grad_weight, grad_bias = grads
-    return result, (grad_input.reshape(x.shape), grad_weight, grad_bias)
+    outputs = (result,)
+    if return_grad:
+        grad_input, grad_weight, grad_bias = grads
+        outputs += ((grad_input.reshape(x.shape), grad_weight, grad_bias),)
+    if return_lse:
+        outputs += (lse.reshape(x.shape[:-1]),)
+    return outputs if len(outputs) > 1 else result
 
 
 NLL = declare(loss_kernel("nll", "nll_loss", inputs=(("input", IN), ("target", INDEX), ("weight", SHARED)),
@@ -997,10 +1072,11 @@ def _elementwise(backend, kernel, like, reduction, denominator, return_grad, **a
 
 
 def _run_loss(backend, kernel, dtype, n_rows, reduction, denominator, counted, return_grad, inputs,
-              ieee=False):
+              ieee=False, extras=None):
     """One fused kernel call: the reduced loss (or the per-row losses) and the list of gradients.
 
-    ``inputs`` holds the kernel's inputs and parameters by name; the outputs are allocated here.  A
+    ``inputs`` holds the kernel's inputs and parameters by name; the outputs are allocated here, but for
+    the kernel's extra outputs, given in ``extras`` by name (None: not wanted; default none).  A
     ``mean`` whose sum overflows although the mean does not (float64 terms near the top of the range)
     is recomputed from the per-row losses scaled by a power of two, or where there are weights from the
     losses of the weights scaled by one (the terms themselves may overflow).  ``ieee``: see
@@ -1010,15 +1086,17 @@ def _run_loss(backend, kernel, dtype, n_rows, reduction, denominator, counted, r
     grads = [_outputs.empty(grad_shape, dtype) if return_grad else None for _ in kernel.gradients]
     loss = np.empty(n_rows, dtype) if reduction == "none" else None
     grad_scale = _grad_scale(reduction, denominator, counted, ieee)
-    total = run(backend, kernel, dtype, n_rows, inputs, dict(zip(kernel.gradients, grads), loss=loss), grad_scale)
+    extras = dict.fromkeys(kernel.extras) | (extras or {})
+    total = run(backend, kernel, dtype, n_rows, inputs, dict(zip(kernel.gradients, grads), loss=loss, **extras),
+                grad_scale)
     if reduction == "mean" and math.isinf(total) and denominator:
         # every loss is linear in its weight: w 2^-64 gives the terms 2^-64 exactly, but where the scaled
         # weight is subnormal (and its term negligible against the overflowing ones)
         weight = inputs.get("weight")
         loss = np.empty(n_rows, dtype)
         scaled_inputs = inputs if weight is None else inputs | {"weight": np.ldexp(weight, -64)}
-        run(backend, kernel, dtype, n_rows, scaled_inputs, dict.fromkeys(kernel.gradients, None) | {"loss": loss},
-            grad_scale)
+        run(backend, kernel, dtype, n_rows, scaled_inputs,
+            dict.fromkeys(kernel.gradients + kernel.extras, None) | {"loss": loss}, grad_scale)
         scaled = exact_sum(loss, 2.0**-64 if weight is None else 1.0) / denominator
         return dtype.type(scaled * 2.0**64), grads
     return _reduce(total, denominator, reduction, loss, dtype, ieee), grads

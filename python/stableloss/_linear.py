@@ -57,15 +57,17 @@ def blas_threads(n_threads):
 
 
 def run(backend, kernel, rows, linear_weight, linear_bias, indices, probabilities, counted_rows, kernel_args,
-        grad_scale, n_chunk, want_loss_rows, want_grad):
+        grad_scale, n_chunk, want_loss_rows, want_grad, lse_rows=None):
     """The chunked pass over ``rows`` (N, D), returning ``(total, loss_rows, grads)``.
 
     ``counted_rows``: the rows whose target counts, ascending (None: all of them); ``indices`` and
     ``probabilities``: the targets of all rows, one of them None; ``kernel_args``: the cross-entropy
-    kernel's parameters (class weights, n_classes, ignore_index, label smoothing).  ``total`` is the
-    float64 sum of the counted rows' losses; ``loss_rows`` the per-row losses (0 for ignored rows) if
-    ``want_loss_rows``; ``grads`` is ``(grad_input, grad_weight, grad_bias)`` of the loss whose
-    gradient the kernel scales by ``grad_scale`` (``grad_bias`` None without a bias), if ``want_grad``.
+    kernel's parameters (class weights, n_classes, ignore_index, label smoothing, z-loss, softcap).
+    ``total`` is the float64 sum of the counted rows' losses; ``loss_rows`` the per-row losses (0 for
+    ignored rows) if ``want_loss_rows``; ``grads`` is ``(grad_input, grad_weight, grad_bias)`` of the loss
+    whose gradient the kernel scales by ``grad_scale`` (``grad_bias`` None without a bias), if
+    ``want_grad``.  ``lse_rows`` (N,), if given (then ``counted_rows`` is None), gets each row's
+    log-sum-exp.
     """
     n_rows, n_features = rows.shape
     n_classes, dtype = linear_weight.shape[0], rows.dtype
@@ -97,7 +99,7 @@ def run(backend, kernel, rows, linear_weight, linear_bias, indices, probabilitie
             totals.append(_dispatch.run(backend, kernel, dtype, n, dict(
                 kernel_args, input=z, target=None if indices is None else indices[which],
                 target_prob=None if probabilities is None else probabilities[which]),
-                dict(loss=loss, grad=g), grad_scale))
+                dict(loss=loss, grad=g, lse=None if lse_rows is None else lse_rows[which]), grad_scale))
             if want_loss_rows:
                 loss_rows[which] = loss
             if want_grad:

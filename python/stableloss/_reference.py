@@ -217,21 +217,94 @@ def _add_chunk(total, hi, lo=0.0):
     return (hi, lo) if total is None else _dd_add(*total, hi, lo)
 
 
-def _shifted_exp(x, a):
+def _shifted_exp(x, a, x_lo=None, a_lo=None):
     """``z, z_lo, e`` of float64 columns x of rows with max ``a``: z + z_lo = x - a exactly and
-    e = exp(z), so that exp(z + z_lo) = e (1 + z_lo) to first order."""
+    e = exp(z), so that exp(z + z_lo) = e (1 + z_lo) to first order.  With soft-capped logits in
+    double-double, ``x_lo`` and ``a_lo`` are their low parts, added to z_lo."""
     z, z_lo = _two_diff(x, a[:, None])
+    if x_lo is not None:
+        z_lo = z_lo + (x_lo - a_lo[:, None])
     return z, z_lo, np.exp(z)
 
 
-def _softmax_scan(x):
+def _softcap(x, c, dd):
+    """``(hi, lo, d)``: the soft-capped logits c tanh(x/c) of the float64 columns x, as hi + lo, and the
+    derivative of the cap, d = 1 - tanh^2(x/c).
+
+    Without ``dd`` (float32 logits and a cap of at most SOFTCAP_DIRECT_F32), hi = c tanh(x/c) in double,
+    lo = None and d = 4E/(1 + E)^2, E = e^{-2|x|/c}: their errors (a few ulps of double) are far below
+    float32's.  With ``dd``, tanh of the double-double u = x/c to ~2^-100, so that a float64 capped
+    difference x'_j - x'_max keeps its absolute accuracy (and exp of it its relative accuracy) where the
+    rounding of x' to double would cost ulp(c)/2: up to |u| = CAP_SPLIT the double tanh t gets one
+    Newton step, tanh(u) = t + (u - atanh(t))(1 - t^2) + O(2^-106 / (1 - t^2)), atanh(t) =
+    (log(1 + t) - log(1 - t))/2 from double-double logs, and d = (1 - t)(1 + t); beyond,
+    tanh|u| = 1 - 2E/(1 + E) and d = 4E/(1 + E)^2 with E = e^{-2|u|} a double-double exponential (no
+    cancellation for tanh >= tanh(CAP_SPLIT)).  |u| < 2^-26: x' = x - x u^2/3, d = 1.  x = +-inf: +-c
+    (the limit, torch's value), d = 0.
+    """
+    with np.errstate(all="ignore"):
+        u = x / c
+        a = np.abs(u)
+        t = np.tanh(a)
+        tiny = a < 2.0**-26
+        if not dd:
+            big_e = np.exp(-2.0 * a)
+            return np.where(tiny, x, np.copysign(c * t, x)), None, 4.0 * big_e / ((1.0 + big_e) * (1.0 + big_e))
+        p_hi, p_lo = _two_prod(u, np.full_like(u, c))
+        u_lo = np.where(np.isfinite(u), ((x - p_hi) - p_lo) / c, 0.0)  # x - u c exactly (Sterbenz), / c
+        a_lo = np.where(u < 0, -u_lo, u_lo)  # the low part of |u|
+        far = ~(a <= _constant("ce", "CAP_SPLIT"))  # also +-inf (NaN: NaN below anyway)
+        tt = np.where(far | tiny, 0.5, t)  # the Newton step on the others only
+        one_plus = _two_sum(1.0, tt)
+        one_minus = _two_sum(1.0, -tt)
+        log_plus = _dd_add(*_log_dd(one_plus[0]), one_plus[1] / one_plus[0], 0.0)  # log(h + l) = log h + l/h
+        log_minus = _dd_add(*_log_dd(one_minus[0]), one_minus[1] / one_minus[0], 0.0)
+        atanh_hi, atanh_lo = _dd_add(*log_plus, -log_minus[0], -log_minus[1])
+        delta = (a - 0.5 * atanh_hi) + (a_lo - 0.5 * atanh_lo)
+        t_hi, t_lo = _two_sum(tt, delta * ((1.0 - tt) * (1.0 + tt)))
+        d_hi, d_lo = _dd_mul(*_dd_add(1.0, 0.0, -t_hi, -t_lo), *_dd_add(1.0, 0.0, t_hi, t_lo))
+        e_hi, e_lo = _exp_dd(np.where(far, -2.0 * np.minimum(a, 1e300), 0.0))
+        e_lo = e_lo - 2.0 * a_lo * e_hi  # e^(-2|u|) with the low part of u
+        den_hi, den_lo = _two_sum(1.0, e_hi)
+        ratio = _dd_div(2.0 * e_hi, 2.0 * e_lo, den_hi, den_lo + e_lo)  # 2E/(1 + E) = 1 - tanh
+        t_hi, t_lo = _dd_add(np.where(far, 1.0, t_hi), np.where(far, 0.0, t_lo),
+                             np.where(far, -ratio[0], 0.0), np.where(far, -ratio[1], 0.0))
+        d = np.where(far, np.sum(_dd_div(2.0 * ratio[0], 2.0 * ratio[1], den_hi, den_lo + e_lo), axis=0), d_hi + d_lo)
+        hi, lo = _two_prod(np.full_like(t_hi, c), t_hi)
+        hi, lo = _two_sum(hi, lo + c * t_lo)
+        sign = np.where(x < 0, -1.0, 1.0)
+        hi = np.where(tiny, x, sign * hi)
+        lo = np.where(tiny, -x * (a * a) / 3.0, sign * lo)
+        d = np.where(tiny, 1.0, d)
+    return hi, lo, d
+
+
+class _Logits:
+    """The logits of cross-entropy rows as the loss sees them: the input's rows, or soft-capped with
+    ``softcap`` (c tanh(x/c)), in double-double where the float64 budget needs it (:func:`_softcap`)."""
+
+    def __init__(self, rows, softcap):
+        self.rows, self.c = rows, softcap
+        self.dd = bool(softcap) and (rows.dtype == np.float64 or softcap > _constant("ce", "SOFTCAP_DIRECT_F32"))
+
+    def capped(self, values):
+        """``(hi, lo, d)`` of float64 raw logit values (lo None where there is no low part, d None
+        without a cap)."""
+        return _softcap(values, self.c, self.dd) if self.c else (values, None, None)
+
+    def columns(self, chunk):
+        return self.capped(_columns(self.rows, chunk))
+
+
+def _softmax_scan(x, logits=None):
     """Passes 1 and 2 of the stable softmax over the rows of the 2-D x (input dtype), chunk by chunk.
 
-    Returns ``a, k, s_hi, s_lo``: the row max a (NaN for a row holding a NaN), attained first at k
+    Returns ``a, a_lo, k, s_hi, s_lo``: the row max a (NaN for a row holding a NaN), attained first at k
     (np.max and np.argmax over the whole row), and s = s_hi + s_lo = sum of e (1 + z_lo) over j != k as
     a double-double (:func:`sum_dd` per chunk, the chunks added with :func:`_dd_add`).  The max term is
     left out so that log-sum-exp = a + log1p(s) keeps full relative accuracy (Blanchard, Higham &
-    Higham 2021).
+    Higham 2021).  With ``logits`` (:class:`_Logits`) soft-capped, a + a_lo is the capped max (the cap
+    is increasing: the max of x is the max of the capped x), else a_lo is None.
     """
     chunks = _column_chunks(x.shape[1])
     a = k = None
@@ -243,35 +316,42 @@ def _softmax_scan(x):
         else:  # np.argmax's rule: the first max, a NaN counting as the largest
             later = (chunk_a > a) | (np.isnan(chunk_a) & ~np.isnan(a))
             a, k = np.where(later, chunk_a, a), np.where(later, chunk_k, k)
+    logits = logits or _Logits(x, 0.0)
+    a, a_lo, _ = logits.capped(a)
     s = None
     for chunk in chunks:
-        z, z_lo, e = _shifted_exp(_columns(x, chunk), a)
+        v, v_lo, _ = logits.columns(chunk)
+        z, z_lo, e = _shifted_exp(v, a, v_lo, a_lo)
         e_excl = e + e * z_lo
         rows, k_in_chunk = _in_chunk(k, chunk)
         e_excl[rows, k_in_chunk] = 0.0
         s = _add_chunk(s, *sum_dd(e_excl))
     s_hi, s_lo = s
     # z_k = x_k - a is 0, or NaN when the max is +inf or NaN (or the row all -inf): the row is NaN
-    return a, k, s_hi + (x[np.arange(len(x)), k] - a), s_lo
+    x_k = logits.capped(x[np.arange(len(x)), k].astype(np.float64))[0]
+    return a, a_lo, k, s_hi + (x_k - a), s_lo
 
 
-def _softmax_chunks(x, a, s_hi, s_lo):
-    """Pass 3's pieces of the rows of x with :func:`_softmax_scan`'s ``a, s_hi, s_lo``, chunk by chunk.
+def _softmax_chunks(x, a, s_hi, s_lo, logits=None, a_lo=None):
+    """Pass 3's pieces of the rows of x with :func:`_softmax_scan`'s ``a, s_hi, s_lo`` (and its
+    ``logits`` and ``a_lo``), chunk by chunk.
 
-    Yields ``chunk, z, z_lo, softmax`` for each chunk of columns: :func:`_shifted_exp`'s z and z_lo,
-    and the softmax e (1 + z_lo) / (1 + s) with 1 + s carried as a double-double and the quotient
+    Yields ``chunk, z, z_lo, softmax, d`` for each chunk of columns: :func:`_shifted_exp`'s z and z_lo,
+    the softmax e (1 + z_lo) / (1 + s) with 1 + s carried as a double-double and the quotient
     corrected by its exact remainder, so that only the rounding of exp and the final rounding remain
-    (about 1.5 ulp).
+    (about 1.5 ulp), and the derivative of the cap (None without one).
     """
+    logits = logits or _Logits(x, 0.0)
     total_hi, total_lo = _two_sum(s_hi, 1.0)
     total_hi, total_lo = total_hi[:, None], (total_lo + s_lo)[:, None]
     for chunk in _column_chunks(x.shape[1]):
-        z, z_lo, e = _shifted_exp(_columns(x, chunk), a)
+        v, v_lo, d = logits.columns(chunk)
+        z, z_lo, e = _shifted_exp(v, a, v_lo, a_lo)
         q = e / total_hi
         prod_hi, prod_lo = _two_prod(q, total_hi)
         remainder = _finite_or_zero((e - prod_hi) - prod_lo)  # e - q S_hi exactly
         # e (1 + z_lo) / (S_hi + S_lo) = q + (remainder + e z_lo - q S_lo) / S_hi to second order
-        yield chunk, z, z_lo, q + _finite_or_zero((remainder + e * z_lo - q * total_lo) / total_hi)
+        yield chunk, z, z_lo, q + _finite_or_zero((remainder + e * z_lo - q * total_lo) / total_hi), d
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -282,20 +362,129 @@ def _class_weights(weight, chunk):
     return np.ones(chunk.stop - chunk.start) if weight is None else weight[chunk].astype(np.float64)
 
 
-def ce(input, target, target_prob, weight, n_rows, n_classes, ignore_index, label_smoothing, grad_scale,
-       rows_per_block, loss, grad, block_sums):
+def ce(input, target, target_prob, weight, n_rows, n_classes, ignore_index, label_smoothing, z_loss, softcap,
+       grad_scale, rows_per_block, loss, grad, lse, block_sums):
     """Cross-entropy rows; see ``sl_ce_f32`` in kernels/stableloss.h."""
     x = input.reshape(n_rows, n_classes)
+    logits = _Logits(x, softcap)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        a, k, s_hi, s_lo = _softmax_scan(x)
+        sums = _RowSums(x, logits)
         if target is not None:
-            row_loss = _ce_index_target(x, target, weight, ignore_index, label_smoothing, grad_scale, grad,
-                                        a, k, s_hi, s_lo)
+            row_loss = _ce_index_target(x, target, weight, ignore_index, label_smoothing, z_loss, grad_scale, grad,
+                                        sums, lse is not None)
         else:
             t = target_prob.reshape(n_rows, n_classes)
-            row_loss = _ce_probability_target(x, t, weight, label_smoothing, grad_scale, grad, a, k, s_hi, s_lo)
+            row_loss = _ce_probability_target(x, t, weight, label_smoothing, z_loss, grad_scale, grad, sums,
+                                              lse is not None)
+        _store(lse, sums.lse())
     _store(loss, row_loss)
     _block_sums(row_loss, rows_per_block, block_sums)
+
+
+class _RowSums:
+    """The row pieces of a cross-entropy call: the scan's (capped) max a + a_lo at k and s = s_hi + s_lo,
+    log1p(s) as log_s + log_s_lo, and the log-sum-exp a + log1p(s) as a double-double; :meth:`refine`
+    recomputes them from double-double exponentials for the rows where a later difference would
+    amplify their rounding (:func:`_exact_rows`)."""
+
+    def __init__(self, x, logits):
+        self.x, self.logits = x, logits
+        self.a, a_lo, self.k, self.s_hi, self.s_lo = _softmax_scan(x, logits)
+        self.a_lo = np.zeros_like(self.a) if a_lo is None else a_lo
+        self.log_s, self.log_s_lo = np.log1p(self.s_hi + self.s_lo), np.zeros_like(self.a)
+
+    @property
+    def s(self):
+        return self.s_hi + self.s_lo
+
+    def lse_dd(self):
+        """a + a_lo + log1p(s) as (hi, lo); a row whose max is infinite (no cap: +inf, or all -inf) has
+        that max as its log-sum-exp, a NaN row NaN (as :func:`lse`)."""
+        hi, lo = _two_sum(self.a, self.log_s)
+        lo = lo + (self.a_lo + self.log_s_lo)
+        special = np.isinf(self.a) | np.isnan(self.a)
+        return np.where(special, self.a, hi), np.where(special, 0.0, lo)
+
+    def lse(self):
+        hi, lo = self.lse_dd()
+        return hi + lo
+
+    def lse_error(self):
+        """A bound on the absolute error of :meth:`lse_dd` before :meth:`refine`: log1p(s) off by
+        SUM_ERR log1p(s), the capped max of float32 rows by CAP_ERR |a|."""
+        error = _constant("ce", "SUM_ERR", self.x.dtype) * self.log_s
+        if self.logits.c and not self.logits.dd:
+            error = error + _constant("ce", "CAP_ERR") * np.abs(self.a)
+        return error
+
+    def at(self, columns):
+        """The capped shifted logit z + z_lo of the given column of each row, and e^{z + z_lo} as a
+        double-double (hi, lo) (:func:`_exp_dd`)."""
+        rows = np.arange(len(self.x))
+        v, v_lo, _ = self.logits.capped(self.x[rows, columns].astype(np.float64))
+        z, z_lo = _two_diff(v, self.a)
+        z_lo = _finite_or_zero(z_lo + ((0.0 if v_lo is None else v_lo) - self.a_lo))
+        e_hi, e_lo = _exp_dd(np.where(np.isnan(z), 0.0, z))
+        return z, z_lo, e_hi, e_lo + e_hi * z_lo  # e^(z + z_lo) = e^z (1 + z_lo)
+
+    def refine(self, rows):
+        """s, log1p(s) of ``rows`` (a boolean mask) from double-double exponentials: s to ~2^-100, log1p(s)
+        = log(S_hi) + log1p(S_lo/S_hi) with S = 1 + s as a double-double (the logs of :func:`_log_dd`)."""
+        rows = np.flatnonzero(rows)
+        if not len(rows):
+            return
+        x = self.x[rows]
+        logits = _Logits(x, self.logits.c)
+        a, a_lo, k = self.a[rows], self.a_lo[rows], self.k[rows]
+        s = None
+        for chunk in _column_chunks(x.shape[1]):
+            v, v_lo, _ = logits.columns(chunk)
+            z, z_lo, _ = _shifted_exp(v, a, v_lo, a_lo)
+            e_hi, e_lo = _exp_dd(z)
+            e_lo = e_lo + e_hi * z_lo  # e^(z + z_lo) = e^z (1 + z_lo)
+            in_rows, k_in_chunk = _in_chunk(k, chunk)
+            e_hi[in_rows, k_in_chunk] = e_lo[in_rows, k_in_chunk] = 0.0
+            hi, lo = sum_dd(e_hi)
+            s = _add_chunk(s, hi, lo + np.sum(e_lo, axis=1))
+        s_hi, s_lo = s
+        total_hi, total_lo = _two_sum(1.0, s_hi)
+        total_lo = total_lo + s_lo
+        ratio = total_lo / total_hi
+        log_hi, log_lo = _dd_add(*_log_dd(total_hi), ratio - 0.5 * ratio * ratio, 0.0)
+        self.s_hi[rows], self.s_lo[rows] = s_hi, s_lo
+        self.log_s[rows], self.log_s_lo[rows] = log_hi, log_lo
+
+
+def _zloss_factor(z_loss, lse_hi, lse_lo):
+    """2 z lse as (hi, lo) (an exact product, the low part's in double)."""
+    hi, lo = _two_prod(np.full_like(lse_hi, 2.0 * z_loss), lse_hi)
+    return hi, lo + 2.0 * z_loss * lse_lo
+
+
+def _exact_rows(sums, want_lse, z_loss=0.0, plain=None, y=None, e_y=None):
+    """The rows whose s and log1p(s) :meth:`_RowSums.refine` recomputes: where the log-sum-exp output
+    (``want_lse``) or, with ``z_loss``, a gradient of a row with a plain index target (``plain``: no
+    smoothing, a nonzero weight) is a difference whose cancellation would amplify their rounding beyond
+    EXACT: the lse a + log1p(s) itself (a < 0), f = 1 + 2 z lse, and at the target y p_y f - 1, which is
+    (2 z lse - s)/S where y holds the max.  The error bounds are those of :meth:`_RowSums.lse_error`."""
+    dtype = sums.x.dtype
+    exact_limit, sum_err = _constant("ce", "EXACT", dtype), _constant("ce", "SUM_ERR", dtype)
+    lse_hi, lse_lo = sums.lse_dd()
+    error = sums.lse_error()
+    rows = np.zeros(len(lse_hi), bool)
+    if want_lse:
+        rows |= error > exact_limit * np.abs(lse_hi)
+    if z_loss > 0:
+        factor = _zloss_factor(z_loss, lse_hi, lse_lo)
+        f = 1.0 + factor[0] + factor[1]
+        f_error = 2.0 * z_loss * error
+        s = sums.s
+        p_y = e_y / (1.0 + s)
+        at_max = y == sums.k
+        rows |= plain & (f_error > exact_limit * np.abs(f))
+        rows |= plain & at_max & (sum_err * s + f_error > exact_limit * np.abs(factor[0] - s))
+        rows |= plain & ~at_max & (p_y * (sum_err * np.abs(f) + f_error) > exact_limit * np.abs(p_y * f - 1.0))
+    return rows
 
 
 def _class_terms(coef, nll, z):
@@ -305,17 +494,33 @@ def _class_terms(coef, nll, z):
     return np.where((coef == 0.0) & (z == -np.inf), 0.0, coef * nll)
 
 
-def _ce_index_target(x, target, weight, ignore_index, eps, grad_scale, grad, a, k, s_hi, s_lo):
+def _with_zloss(row_loss, rho, z_loss, sums):
+    """The row losses plus rho z lse^2 (rho: each row's weight, 0 for an ignored row): two terms >= 0."""
+    if z_loss == 0:
+        return row_loss
+    lse = sums.lse()
+    return row_loss + np.where(rho == 0.0, 0.0, rho * ((z_loss * lse) * lse))
+
+
+def _ce_index_target(x, target, weight, ignore_index, eps, z_loss, grad_scale, grad, sums, want_lse):
     """Pass 3 of ``ce`` with class-index targets: the gradient stored chunk by chunk, the row losses
     returned."""
     n_rows, n_classes = x.shape
-    s = s_hi + s_lo
-    log_s = np.log1p(s)[:, None]
     valid = target != ignore_index
     y = np.where(valid, target, 0)
     w_y = np.where(valid, 1.0 if weight is None else weight[y].astype(np.float64), 0.0)
     coef = (1.0 - eps) * w_y
     smooth = np.where(valid, eps / n_classes, 0.0)
+    k = sums.k
+    if z_loss > 0 or want_lse:
+        _, _, e_y_hi, e_y_lo = sums.at(y)
+        sums.refine(_exact_rows(sums, want_lse, z_loss, (eps == 0) & (w_y != 0), y, e_y_hi))
+    if z_loss > 0:  # 2 z w_y lse, the z-loss's share of A: d(w_y z lse^2)/dx'_j = 2 z w_y lse p_j
+        lse_hi, lse_lo = sums.lse_dd()
+        factor_hi, factor_lo = _zloss_factor(z_loss, lse_hi, lse_lo)
+        z_hi, z_lo = _dd_mul(w_y, 0.0, factor_hi, factor_lo)
+    s = sums.s
+    log_s = (sums.log_s + sums.log_s_lo)[:, None]
     if eps > 0:
         weight_sum = weight_others = None  # W, and per row sum_{j != k} w_j (not W - w_k), double-doubles
         for chunk in _column_chunks(n_classes):
@@ -331,12 +536,25 @@ def _ce_index_target(x, target, weight, ignore_index, eps, grad_scale, grad, a, 
         smooth_lo = ((eps - product_hi) - product_lo) / n_classes  # eps/C - smooth_hi
         total_hi, total_lo = _dd_add(*_dd_mul(keep_hi, keep_lo, w_y, 0.0),
                                      *_dd_mul(smooth_hi, smooth_lo, weight_sum[0][0], weight_sum[1][0]))
+        if z_loss > 0:
+            total_hi, total_lo = _dd_add(total_hi, total_lo, z_hi, z_lo)
         weight_sum, weight_others = weight_sum[0][0] + weight_sum[1][0], weight_others[0] + weight_others[1]
         exact = valid & np.isfinite(total_hi)  # not for infinite weights: there A is coef + smooth W as it is
-        total_hi = np.where(exact, total_hi, coef + smooth * weight_sum)
+        total_hi = np.where(exact, total_hi, coef + smooth * weight_sum + (z_hi if z_loss > 0 else 0.0))
         total_lo = np.where(exact, total_lo, 0.0)
+    elif z_loss > 0:
+        # A' = w_y (1 + 2 z lse) = w_y f; at y, p_y f - 1 = (2 z lse - s)/S where y holds the max, else
+        # (e_y f - S)/S, each a double-double difference
+        f_hi, f_lo = _dd_add(1.0, 0.0, factor_hi, factor_lo)
+        big_s = _dd_add(1.0, 0.0, sums.s_hi, sums.s_lo)
+        at_max = _dd_div(*_dd_add(factor_hi, factor_lo, -sums.s_hi, -sums.s_lo), *big_s)
+        off_max = _dd_div(*_dd_add(*_dd_mul(e_y_hi, e_y_lo, f_hi, f_lo), -big_s[0], -big_s[1]), *big_s)
+        g_at_y = grad_scale * (w_y * np.where(y == k, at_max[0] + at_max[1], off_max[0] + off_max[1]))
+        # grad_scale w_y f, rounded once: the softmax's own error leaves little for more roundings
+        scaled_hi, scaled_lo = _dd_mul(*_dd_mul(f_hi, f_lo, w_y, 0.0), grad_scale, 0.0)
+        coef_z = scaled_hi + scaled_lo
     row_loss, smoothed = np.empty(n_rows), None
-    for chunk, z, z_lo, p in _softmax_chunks(x, a, s_hi, s_lo):
+    for chunk, z, z_lo, p, d in _softmax_chunks(x, sums.a, sums.s_hi, sums.s_lo, sums.logits, sums.a_lo):
         nll = (log_s - z) - z_lo  # -log p_j = log1p(s) - z_j: both terms >= 0, no cancellation
         w = _class_weights(weight, chunk)
         rows, y_in_chunk = _in_chunk(y, chunk)
@@ -351,31 +569,44 @@ def _ce_index_target(x, target, weight, ignore_index, eps, grad_scale, grad, a, 
             if eps > 0:
                 g = (total_hi[:, None] * p - smooth[:, None] * w) + _finite_or_zero(total_lo[:, None] * p)
             else:
-                g = coef[:, None] * p
-            g[rows, y_in_chunk] = coef[rows] * p_y_minus_1
+                g = (coef_z if z_loss > 0 else coef)[:, None] * p
+            if eps == 0 and z_loss > 0:  # grad_scale already in
+                g[rows, y_in_chunk] = g_at_y[rows]
+            else:
+                g[rows, y_in_chunk] = coef[rows] * p_y_minus_1
             if eps > 0:
                 g[rows, y_in_chunk] += smooth[rows] * (weight_sum * p[rows, y_in_chunk] - w[y_in_chunk])
+                if z_loss > 0:
+                    g[rows, y_in_chunk] += z_hi[rows] * p[rows, y_in_chunk]
                 # at the argmax A p_k - b_k = ((A - b_k) - b_k s) / S, A - b_k the other classes' sum: never
                 # A/S - b_k, which cancels where b_k holds nearly all of A (y's share too, if k = y)
                 rows_k, k_in_chunk = _in_chunk(k, chunk)
                 at_y = y[rows_k] == k[rows_k]
                 b_k = smooth[rows_k] * w[k_in_chunk] + np.where(at_y, coef[rows_k], 0.0)
                 others = smooth[rows_k] * weight_others[rows_k] + np.where(at_y, 0.0, coef[rows_k])
+                if z_loss > 0:
+                    others = others + z_hi[rows_k]
                 g[rows_k, k_in_chunk] = (others - b_k * s[rows_k]) / (1.0 + s[rows_k])
-            g *= grad_scale
+            if eps > 0 or z_loss == 0:
+                g *= grad_scale
+            if d is not None:
+                g *= d  # the cap's derivative: dL/dx = dL/dx' (1 - tanh^2(x/c))
             g[~valid] = 0.0  # ignored rows: 0 also where the scale is NaN (a zero total weight), as PyTorch
             _store_columns(grad, chunk, g)
     if eps > 0:
         row_loss = row_loss + smoothed[0]
-    return np.where(valid, row_loss, 0.0)
+    return _with_zloss(np.where(valid, row_loss, 0.0), w_y, z_loss, sums)
 
 
-def _ce_probability_target(x, target_prob, weight, eps, grad_scale, grad, a, k, s_hi, s_lo):
+def _ce_probability_target(x, target_prob, weight, eps, z_loss, grad_scale, grad, sums, want_lse):
     """Pass 3 of ``ce`` with probability targets, after the sums of the coefficients w_j t_j: the
     gradient stored chunk by chunk, the row losses returned."""
     n_classes = x.shape[1]
-    s = s_hi + s_lo
-    log_s = np.log1p(s)[:, None]
+    k = sums.k
+    if want_lse:
+        sums.refine(_exact_rows(sums, want_lse))
+    s = sums.s
+    log_s = (sums.log_s + sums.log_s_lo)[:, None]
 
     def weighted_target(chunk):
         t = (1.0 - eps) * _columns(target_prob, chunk) + eps / n_classes
@@ -388,18 +619,25 @@ def _ce_probability_target(x, target_prob, weight, eps, grad_scale, grad, a, k, 
             wt_sum = _add_chunk(wt_sum, np.sum(wt, axis=1))
             at_k = np.arange(chunk.start, chunk.stop) == k[:, None]
             wt_others = _add_chunk(wt_others, np.sum(np.where(at_k, 0.0, wt), axis=1))  # not A - w_k t_k
+        total, others = wt_sum[0], wt_others[0]
+        if z_loss > 0:  # the z-loss's share 2 z lse of A (the row weight is 1)
+            factor = _zloss_factor(z_loss, *sums.lse_dd())
+            total, others = total + factor[0], others + factor[0]
     row_loss = None
-    for chunk, z, z_lo, p in _softmax_chunks(x, a, s_hi, s_lo):
+    for chunk, z, z_lo, p, d in _softmax_chunks(x, sums.a, sums.s_hi, sums.s_lo, sums.logits, sums.a_lo):
         nll = (log_s - z) - z_lo  # -log p_j = log1p(s) - z_j: both terms >= 0, no cancellation
         wt = weighted_target(chunk)
         row_loss = _add_chunk(row_loss, np.sum(_class_terms(wt, nll, z), axis=1))
         if grad is not None:
-            g = wt_sum[0][:, None] * p - wt
+            g = total[:, None] * p - wt
             # at the argmax, T p_k - w_k t_k = (sum_{c != k} w_c t_c - w_k t_k s) / S: no 1 - p_k
             rows, k_in_chunk = _in_chunk(k, chunk)
-            g[rows, k_in_chunk] = (wt_others[0][rows] - wt[rows, k_in_chunk] * s[rows]) / (1.0 + s[rows])
-            _store_columns(grad, chunk, g * grad_scale)
-    return row_loss[0]
+            g[rows, k_in_chunk] = (others[rows] - wt[rows, k_in_chunk] * s[rows]) / (1.0 + s[rows])
+            g *= grad_scale
+            if d is not None:
+                g *= d  # the cap's derivative
+            _store_columns(grad, chunk, g)
+    return _with_zloss(row_loss[0], np.ones(len(x)), z_loss, sums)
 
 
 def nll(input, target, weight, n_rows, n_classes, ignore_index, grad_scale, rows_per_block, loss, grad, block_sums):
@@ -423,11 +661,11 @@ def lse(x, n_rows, n_cols, lse, log_softmax, softmax):
     """Row-wise log-sum-exp, log-softmax and softmax; see ``sl_lse_f32``."""
     x = x.reshape(n_rows, n_cols)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        a, k, s_hi, s_lo = _softmax_scan(x)  # a is NaN for a row holding a NaN
+        a, _, k, s_hi, s_lo = _softmax_scan(x)  # a is NaN for a row holding a NaN
         log_s = np.log1p(s_hi + s_lo)
         _store(lse, np.where(np.isinf(a), a, a + log_s))  # an infinite max is the log-sum-exp itself
         if log_softmax is not None or softmax is not None:
-            for chunk, z, z_lo, p in _softmax_chunks(x, a, s_hi, s_lo):
+            for chunk, z, z_lo, p, _ in _softmax_chunks(x, a, s_hi, s_lo):
                 _store_columns(log_softmax, chunk, (z - log_s[:, None]) + z_lo)  # z_j <= 0, -log1p(s) <= 0: same sign
                 _store_columns(softmax, chunk, p)
 

@@ -21,13 +21,14 @@ ARRAYS = (IN, INDEX, SHARED, OUT, SUMS)
 
 @dataclasses.dataclass(frozen=True)
 class Workload:
-    """A performance workload: a shape, about 1/100 of it for smoke runs, a dtype, and whether the
-    gradient is wanted."""
+    """A performance workload: a shape, about 1/100 of it for smoke runs, a dtype, whether the gradient
+    is wanted, and the loss's options added to its typical inputs (((name, value), ...))."""
 
     shape: tuple
     quick_shape: tuple
     dtype: str = "float32"
     grad: bool = True
+    options: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +46,8 @@ class Kernel:
     """The kernel of ``stem``: ``args`` is ((name, kind), ...) in the header's order.
 
     ``outputs``: the output arrays in order (for a loss: ``loss``, then its gradients, each of the
-    shape of the input it belongs to); ``row_width``: the argument holding the number of elements per
+    shape of the input it belongs to, then its extra outputs, each asked for by ``return_<name>=True``
+    and returned after the gradients); ``row_width``: the argument holding the number of elements per
     row (None: one element per row); ``function``: the public function; ``variants``: ((keyword,
     function), ...), the other public functions computed by the kernel, each told apart by a keyword
     only it takes (see :meth:`function_of`); ``families``: the stem whose
@@ -102,9 +104,26 @@ class Kernel:
 
     @functools.cached_property
     def gradients(self):
-        """The gradient outputs: every output after ``loss`` (none for a kernel without a loss)."""
+        """The gradient outputs: ``grad`` and ``grad_<name>`` after ``loss`` (none for a kernel without a loss)."""
         outputs = self.outputs
-        return outputs[1:] if outputs[:1] == ("loss",) else ()
+        return tuple(name for name in outputs[1:] if name == "grad" or name.startswith("grad_")) \
+            if outputs[:1] == ("loss",) else ()
+
+    @functools.cached_property
+    def extras(self):
+        """A loss's outputs after its gradients (e.g. ``lse``), each returned with ``return_<name>=True``."""
+        return self.outputs[1 + len(self.gradients):] if self.gradients else ()
+
+    def named_outputs(self, result):
+        """{output: value} of the public function's ``result`` called with ``return_grad=True`` and
+        ``return_<extra>=True`` for every extra output: ``(loss, grad, *extras)`` or
+        ``(loss, (grad_a, grad_b), *extras)``."""
+        loss, grads, *extras = result
+        return dict(zip(self.outputs, (loss, *(grads if isinstance(grads, tuple) else (grads,)), *extras)))
+
+    def everything(self):
+        """The keyword arguments asking the public function for every output (see :meth:`named_outputs`)."""
+        return {"return_grad": True, **{f"return_{name}": True for name in self.extras}}
 
     @functools.cached_property
     def differentiable(self):
@@ -119,12 +138,14 @@ class Kernel:
 
 
 def loss_kernel(stem, function, inputs, parameters=(), gradients=("grad",), row_width=None, bench=None,
-                constants=None, variants=(), gather=False):
+                constants=None, variants=(), gather=False, extras=()):
     """The kernel of a loss, in the header's calling convention: ``inputs`` ((name, kind) of the arrays
     read), ``n_rows``, ``parameters`` ((name, kind) of the scalars), ``grad_scale``, ``rows_per_block``,
-    ``loss``, ``gradients`` (names), ``block_sums``; ``constants`` a dict, name -> value."""
+    ``loss``, ``gradients`` (names), ``extras`` (names of further outputs, one value per row),
+    ``block_sums``; ``constants`` a dict, name -> value."""
     args = (*inputs, ("n_rows", INT), *parameters, ("grad_scale", FLOAT), ("rows_per_block", INT),
-            ("loss", OUT), *((name, OUT) for name in gradients), ("block_sums", SUMS))
+            ("loss", OUT), *((name, OUT) for name in gradients), *((name, OUT) for name in extras),
+            ("block_sums", SUMS))
     return Kernel(stem, function, args, row_width, variants=variants, bench=bench,
                   constants=tuple((constants or {}).items()), gather=gather)
 

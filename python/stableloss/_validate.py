@@ -8,6 +8,7 @@ argument in the form the kernels take (dtype, contiguity, broadcast shape), so t
 module has to guess.
 """
 
+import math
 import numbers
 import operator
 
@@ -134,7 +135,7 @@ def linear_ce_target(func, target, batch_shape, n_classes, logits_shape):
 
 
 def _number(func, name, value):
-    """``value`` as a Python float, if it is a real number (not a bool)."""
+    """``value`` as a Python float; TypeError if it is no real number (a bool included)."""
     if type(value) is not float:  # a Python float needs no conversion (and skips the slower ABC check)
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise TypeError(f"{func}: {name} must be a real number, got {value!r}")
@@ -155,12 +156,6 @@ def positive_real(func, name, value):
     if not number > 0:
         raise ValueError(f"{func}: {name} must be > 0, got {number}")
     return number
-def _number(func, name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{func}: {name} must be a real number, got {value!r}")
-    return float(value)
-
-
 def focal_alpha(func, alpha):
     """torchvision's alpha: a weight in [0, 1] for the positive targets, or a negative number for no
     weighting (its test ``alpha >= 0``); returned as a float, -1.0 for no weighting.  Values above 1
@@ -187,6 +182,14 @@ def probabilities(func, name, array):
     outside = (array < 0) | (array > 1)
     if outside.any():
         raise ValueError(f"{func}: {name} must lie in [0, 1], got {array.reshape(-1)[np.argmax(outside.reshape(-1))]}")
+
+
+def finite(func, name, value, low, strict=False):
+    """``value`` as a float: finite and at least ``low`` (above it with ``strict``)."""
+    value = _number(func, name, value)
+    if not (math.isfinite(value) and (value > low if strict else value >= low)):
+        raise ValueError(f"{func}: {name} must be a finite number {'>' if strict else '>='} {low:g}, got {value}")
+    return value
 
 
 def class_axis_input(func, value):

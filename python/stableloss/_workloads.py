@@ -26,7 +26,7 @@ import numpy as np
 import stableloss
 from ._dispatch import BACKENDS
 from ._spec import KERNELS
-from ._stability import peers
+from ._stability import families, peers
 
 #: Implementations that are not stableloss backends, in display order.
 PEERS = tuple(peers.MODULES)
@@ -43,10 +43,10 @@ STEMS = tuple(stem for stem, kernel in KERNELS.items() if kernel.bench)
 
 
 def min_bytes(stem, inputs, grad):
-    """(bytes read, bytes written) at the least: every input read once, and with ``grad`` every gradient
-    written once (one per differentiable argument, of its size)."""
+    """(bytes read, bytes written) at the least: every input array read once, and with ``grad`` every
+    gradient written once (one per differentiable argument, of its size)."""
     written = sum(inputs[name].nbytes for name in KERNELS[stem].differentiable) if grad else 0
-    return sum(array.nbytes for array in inputs.values()), written
+    return sum(array.nbytes for array in inputs.values() if isinstance(array, np.ndarray)), written
 
 
 def torch_api(backend):
@@ -167,6 +167,7 @@ class Workload:
     quick_shape: tuple        # about 1/100 of the work, for tests and smoke runs
     dtype: str = "float32"
     grad: bool = True
+    options: tuple = ()       # ((name, value), ...): the loss's options, added to its typical inputs
 
     @property
     def mode(self):
@@ -174,7 +175,13 @@ class Workload:
 
     def label(self, quick=False):
         shape = "x".join(map(str, self.quick_shape if quick else self.shape))
-        return f"{self.stem} {self.mode} {self.dtype} {shape}"
+        return " ".join([f"{self.stem} {self.mode} {self.dtype} {shape}", *(f"{name}={value:g}" for name, value in
+                                                                              self.options)])
+
+    def inputs(self, quick=False, seed=0):
+        """The workload's inputs: the loss's typical inputs of its shape, with its options."""
+        shape = self.quick_shape if quick else self.shape
+        return {**families.typical(self.stem, shape, self.dtype, seed), **dict(self.options)}
 
 
 #: The workloads of docs/design.md "Performance targets", as the losses declare them.

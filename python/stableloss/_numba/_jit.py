@@ -208,6 +208,7 @@ SMALLEST_NORMAL = np.float64(C.SMALLEST_NORMAL)
 EXP_NORMAL = np.float64(C.EXP_NORMAL)  # |x| <= EXP_NORMAL: e^x is a normal double (exp_normal)
 EXP_UNDERFLOW = np.float64(C.EXP_MIN_ARG)  # e^x < 2**-1075 below: rounds to 0 (and 2**(n + 64) stays normal)
 EXP_OVERFLOW = np.float64(709.79)  # just above log(DBL_MAX) = 709.7827
+TANH_TINY = np.float64(2.0**-26)  # |u| below: tanh(u) = u (1 - u^2/3 + ...) = u in double
 
 
 # The polynomials of the contract (_constants.py): exp's q, full grade of degree 10, cheap of degree 6;
@@ -487,6 +488,88 @@ def dd_div(a_hi, a_lo, b_hi, b_lo):
     """(a_hi + a_lo)/(b_hi + b_lo) to ~2**-104: one Newton correction of the double quotient."""
     q = a_hi / b_hi
     return fast_two_sum(q, ((fma(-q, b_hi, a_hi) + a_lo) - q * b_lo) / b_hi)
+
+
+# ---------------------------------------------------------------------------------------------------
+# tanh and the soft cap of logits c tanh(x/c) (kernels/sl_math.h sl_tanh_exp, sl_softcap; sl_softmax.h
+# sl_softcap_dd): the same steps, so that the backends agree
+
+@pasted
+def tanh_exp(a):
+    """(tanh(a), 1 - tanh^2(a)) for a >= 0 (not NaN), from one reduction of exp: -2a = n ln 2 + r (two
+    pieces), p = expm1(r) = r + r^2 q(r) (the full q: no cancellation for small r), E = e^{-2a} =
+    2**n (1 + p), and with R = 1/(1 + E) tanh(a) = -expm1(-2a) R, expm1(-2a) = (2**n - 1) + 2**n p,
+    1 - tanh^2(a) = 4E R^2: a few ulps.  Beyond a = 354 E is taken at -708 (tanh = 1 in double either
+    way)."""
+    v = -2.0 * a if a < 354.0 else -708.0
+    n = np.rint(v * LOG2E)
+    r1 = v - n * LN2_HI
+    r = r1 - n * LN2_LO
+    r_lo = (r1 - r) - n * LN2_LO
+    q = fma(fma(fma(fma(fma(fma(fma(fma(fma(fma(EW10, r, EW9), r, EW8), r, EW7), r, EW6), r, EW5), r, EW4), r, EW3),
+                    r, EW2), r, EW1), r, EW0)
+    p = r + (r_lo + (r * r) * q)
+    scale = pow2(n)
+    e = scale + scale * p
+    inv = ONE / (ONE + e)
+    return -((scale - ONE) + scale * p) * inv, ((4.0 * e) * inv) * inv
+
+
+@pasted
+def softcap(x, c, inv_c):
+    """(c tanh(x/c), 1 - tanh^2(x/c)) in double; x itself where |x/c| < 2**-26; +-c at x = +-inf; NaN
+    stays NaN."""
+    u = abs(x * inv_c)
+    t, d = tanh_exp(0.0 if u != u else u)
+    capped = x if u < TANH_TINY else np.copysign(c * t, x)
+    return (x if x != x else capped), d
+
+
+@helper
+def softcap_dd(x, c, split):
+    """(hi, lo, d): c tanh(x/c) as hi + lo to ~2**-100 and d = 1 - tanh^2(x/c).  u = x/c as a double-double
+    (the exact remainder x - u c over c); up to |u| = split the double tanh t gets one Newton step,
+    tanh(u) = t + (u - atanh(t))(1 - t^2) + O(2**-106 / (1 - t^2)), atanh(t) = (log(1 + t) - log(1 - t))/2
+    from double-double logs, d = (1 - t)(1 + t); beyond, tanh|u| = 1 - 2E/(1 + E), d = 4E/(1 + E)^2 from
+    E = e^{-2|u|} a double-double.  |u| < 2**-26: x - x u^2/3, d = 1; +-inf: +-c, d = 0."""
+    u = x / c
+    a = abs(u)
+    if x != x:
+        return x, 0.0, x
+    if a < TANH_TINY:
+        return x, -x * (a * a) / 3.0, ONE
+    u_lo = fma(-u, c, x) / c if abs(u) < INF else 0.0  # x - u c is exact
+    a_lo = -u_lo if u < 0.0 else u_lo
+    if a <= split:
+        t0, _ = tanh_exp(a)
+        p, p_lo = two_sum(ONE, t0)
+        m, m_lo = two_sum(ONE, -t0)
+        lp, lp_lo = log_dd(p)
+        lp, lp_lo = dd_add(lp, lp_lo, p_lo / p, 0.0)  # log(h + l) = log h + l/h
+        lm, lm_lo = log_dd(m)
+        lm, lm_lo = dd_add(lm, lm_lo, m_lo / m, 0.0)
+        at, at_lo = dd_add(lp, lp_lo, -lm, -lm_lo)  # 2 atanh(t0)
+        delta = (a - HALF * at) + (a_lo - HALF * at_lo)
+        t, t_lo = two_sum(t0, delta * ((ONE - t0) * (ONE + t0)))
+        om, om_lo = dd_add(ONE, 0.0, -t, -t_lo)
+        op, op_lo = dd_add(ONE, 0.0, t, t_lo)
+        d_hi, d_lo = dd_mul(om, om_lo, op, op_lo)
+    else:
+        if a < 354.0:  # e^{-2|u|} as a double-double; far beyond, in double (it only enters as a low part)
+            e, e_lo = exp_dd(-2.0 * a)
+        else:
+            e, e_lo = exp(-2.0 * a, 0.0, False), 0.0
+        e_lo -= 2.0 * a_lo * e
+        den, den_lo = two_sum(ONE, e)
+        den_lo += e_lo
+        q, q_lo = dd_div(2.0 * e, 2.0 * e_lo, den, den_lo)  # 1 - tanh = 2E/(1 + E)
+        t, t_lo = dd_add(ONE, 0.0, -q, -q_lo)
+        d_hi, d_lo = dd_div(2.0 * q, 2.0 * q_lo, den, den_lo)
+    p, p_lo = two_prod(c, t)
+    hi, lo = two_sum(p, p_lo + c * t_lo)
+    if u < 0.0:
+        return -hi, -lo, d_hi + d_lo
+    return hi, lo, d_hi + d_lo
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -10,8 +10,9 @@ enforces and what ``python -m stableloss check`` marks each cell against.
   ulps; below the threshold that factor is < 2 and the 4-ulp budget holds.)
 - A second documented exception: the float64 cross-entropy gradient with label smoothing or
   probability targets is a difference of two terms, g_j = A p_j - B_j (A = sum_c w_c t'_c,
-  B_j = w_j t'_j, t' the smoothed target distribution), which cancel wherever p_j is close to the
-  target's share.  There the budget is 4 ulp of the larger term, max(A p_j, B_j) (a forward error
+  B_j = w_j t'_j, t' the smoothed target distribution; with a z-loss A gains 2 rho z lse, a third
+  term; with a softcap all are multiplied by the cap's derivative), which cancel wherever p_j is close
+  to the target's share.  There the budget is 4 ulp of the larger term, max(A p_j, B_j) (a forward error
   bound for a difference); reaching 4 ulp of g_j itself would need p_j in double-double (a
   double-double exp per element). Index targets without smoothing have no such difference: 4 ulp.
 - ``REDUCTION_ULP``: ``mean``, ``sum`` and ``batchmean`` within 4 ulp of the exactly rounded reduction
@@ -73,6 +74,7 @@ def ce_grad_terms(part, dtype):
     x = np.asarray(part["input"], dtype=np.float64)
     target = np.asarray(part["target"])
     eps = float(part.get("label_smoothing", 0.0))
+    z_loss, softcap = float(part.get("z_loss", 0.0)), part.get("softcap")
     probabilities = target.dtype.kind == "f"
     if np.dtype(dtype) != np.float64 or not (probabilities or eps > 0):
         return None
@@ -81,19 +83,29 @@ def ce_grad_terms(part, dtype):
     c = rows.shape[1]
     w = np.ones(c) if part.get("weight") is None else np.asarray(part["weight"], dtype=np.float64)
     with np.errstate(all="ignore"):
-        p = np.exp(rows - rows.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
+        cap = np.ones_like(rows)  # the derivative of a softcap
+        if softcap is not None:
+            cap = 1.0 / np.cosh(rows / softcap) ** 2
+            rows = softcap * np.tanh(rows / softcap)
+        top = rows.max(axis=1, keepdims=True)
+        p = np.exp(rows - top)
+        total = p.sum(axis=1, keepdims=True)
+        p /= total
         if probabilities:
             t = np.moveaxis(target.astype(np.float64), axis, -1).reshape(-1, c)
             counted = np.ones(len(rows), bool)
+            rho = np.ones((len(rows), 1))
         else:
             y = target.reshape(-1)
             counted = y != part.get("ignore_index", -100)
             t = np.zeros_like(rows)
             t[np.arange(len(rows))[counted], y[counted]] = 1.0
+            rho = (w * t).sum(axis=1, keepdims=True)
         t = (1.0 - eps) * t + eps / c
         b = w * t
-        terms = np.maximum(np.abs(b.sum(axis=1, keepdims=True) * p), np.abs(b)) * counted[:, None]
+        z_term = np.abs(2.0 * z_loss * rho * (top + np.log(total)))  # the z-loss's 2 rho z lse in A
+        terms = np.maximum((np.abs(b.sum(axis=1, keepdims=True)) + z_term) * p, np.abs(b))
+        terms = terms * cap * counted[:, None]
     moved_shape = np.moveaxis(x, axis, -1).shape
     return np.moveaxis(terms.reshape(moved_shape), -1, axis)
 

@@ -361,6 +361,93 @@ def kdim(dtype, rng):
             _ce(_normal(rng, (7,), 3.0, dtype), np.array(4))]
 
 
+@family("ce")
+def softcap_extremes(dtype, rng):
+    """Soft-capped logits: +-1e30, +-inf (+-c: the limit, torch's value; a row of -inf is uniform), NaN,
+    next to ordinary ones; caps from 1 (everything saturates) to 2^20 (hardly a cap) and beyond (float32:
+    the double-double path), with label smoothing and probability targets."""
+    n, c = 8, 7
+    x = _normal(rng, (n, c), 40.0, dtype)
+    x[0, :3] = [1e30, -1e30, np.inf]
+    x[1, :] = -np.inf
+    x[2, :2] = [np.inf, -np.inf]
+    x[3, :] = np.inf
+    x[4, 1] = np.nan
+    x[5, :] = [1e30, 2e30, 3e30, 1e30, -1e30, 0.0, 5.0]  # ties after capping
+    y = _targets(rng, n, c)
+    y[2] = 0  # the +inf target: the max
+    parts = [_ce(x, y, softcap=softcap) for softcap in (30.0, 1.0, 2.0**20, 3e6)]
+    parts.append(_ce(x, y, softcap=50.0, label_smoothing=0.1, z_loss=1e-3))
+    parts.append(_ce(x, _dirichlet(rng, (n, c), 1.0, dtype), softcap=30.0))
+    return parts
+
+
+@family("ce")
+def softcap_confident(dtype, rng):
+    """Confident rows after capping: the target's capped logit leads the others (all 0) by up to c = 30
+    and, float64, c = 350 (losses down to 1e-300), where rounding x' to double would cost ulp(c)/2 in each
+    difference; the same rows at C = 33 (the vector passes) and with a z-loss."""
+    cap = 30.0 if dtype == np.float32 else 350.0
+    gaps = np.geomspace(1.0, 8.0 * cap, 24)
+    n, c = len(gaps), 9
+    x = rng.standard_normal((n, c)) * 0.1
+    y = _targets(rng, n, c)
+    x[np.arange(n), y] = gaps
+    wide = np.zeros((n, 33))
+    wide[np.arange(n), y] = gaps
+    return [_ce(x.astype(dtype), y, softcap=cap), _ce(wide.astype(dtype), y, softcap=cap),
+            _ce(x.astype(dtype), y, softcap=cap, z_loss=1e-4)]
+
+
+@family("ce")
+def z_loss_rows(dtype, rng):
+    """z-loss 1e-4 on random rows, with class weights and ignored rows, with label smoothing and probability
+    targets; large lse (logits of 1e3, 1e30 and, float64, 1e150 and 1e200, whose lse^2 overflows) and
+    negative lse (rows near -60 and, float64, -1e30)."""
+    c = 11
+    w = np.exp(rng.standard_normal(c)).astype(dtype)
+    y = _targets(rng, 10, c)
+    y[::4] = -100
+    parts = [_ce(_normal(rng, (10, c), 3.0, dtype), y, z_loss=1e-4, weight=w),
+             _ce(_normal(rng, (10, c), 3.0, dtype), _targets(rng, 10, c), z_loss=1e-2, label_smoothing=0.1),
+             _ce(_normal(rng, (10, c), 3.0, dtype), _dirichlet(rng, (10, c), 1.0, dtype), z_loss=1e-3)]
+    for offset in (1e3, 1e30, -60.0) + ((1e150, 1e200, -1e30) if dtype == np.float64 else ()):
+        x = offset + rng.standard_normal((6, c)) * (3.0 if abs(offset) < 1e4 else abs(offset) * 1e-3)
+        parts.append(_ce(x.astype(dtype), _targets(rng, 6, c), z_loss=1e-4))
+    return parts
+
+
+@family("ce")
+def z_loss_cancelling(dtype, rng):
+    """The z-loss gradient's differences where they cancel, z = 0.01: f = 1 + 2 z lse near 0
+    (lse = -1/(2z)); at a target holding the max, 2 z lse - s near 0 (s = 2 z lse); at a target off the
+    max, p_y f - 1 near 0 (f = 1/p_y >= 2); each row solved in float64 (x = t + fixed offsets) and rounded
+    to the dtype (float32: the differences cancel to ~2^-24 of their terms), float64 rows moved by 2^-40
+    of t (to ~2^-40: a cancellation to the last bits of float64 inputs is beyond the double-double sums
+    that resolve these, docs/design.md), with and without a softcap."""
+    c, z = 6, 0.01
+    rows, targets = [], []
+    for spread in (0.5, 2.0, 7.0):
+        offsets = -spread * np.arange(c)  # lse = t + log(sum_j e^{offsets_j}), s = sum_{j > 0} e^{offsets_j}
+        rows.append(-1.0 / (2 * z) - np.log(np.sum(np.exp(offsets))) + offsets)  # f = 0
+        for scale in (1.0, 1e-3):
+            gaps = np.concatenate([[0.0], offsets[1:] + np.log(scale)])
+            s = np.sum(np.exp(gaps[1:]))
+            rows.append(s / (2 * z) - np.log1p(s) + gaps)  # 2 z lse = s
+        targets += [rng.integers(0, c), 0, 0]
+    for gap in (0.1, 1.0):  # two leading classes: p_y = 1/(1 + e^gap) + ..., f = 1/p_y
+        offsets = np.array([0.0, -gap] + [-30.0] * (c - 2))
+        p_y = np.exp(offsets[1]) / np.sum(np.exp(offsets))
+        lse = (1.0 / p_y - 1.0) / (2 * z)
+        rows.append(lse - np.log(np.sum(np.exp(offsets))) + offsets)
+        targets.append(1)
+    x, y = np.array(rows), np.array(targets)
+    if dtype == np.float64:
+        x += 2.0**-40 * np.abs(x[:, :1])
+    x = x.astype(dtype)
+    return [_ce(x, y, z_loss=z), _ce(x, y, z_loss=z, softcap=1e4)]
+
+
 # ---------------------------------------------------------------------------------------------------
 # Negative log-likelihood (log-probability inputs)
 
@@ -1077,7 +1164,7 @@ def _ce_typical(rng, shape, dtype, options):
     inputs = {"input": 2 * rng.standard_normal(shape, dtype=dtype),
               "target": rng.integers(0, shape[1], shape[0], dtype=np.int64)}
     if options:
-        inputs.update(weight=_weights(rng, shape[1], dtype), label_smoothing=0.1)
+        inputs.update(weight=_weights(rng, shape[1], dtype), label_smoothing=0.1, z_loss=1e-4, softcap=30.0)
     return inputs
 
 

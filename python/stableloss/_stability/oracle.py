@@ -91,22 +91,38 @@ def _softmax_parts(x):
     return a, k, e, s, nll
 
 
+def _softcap(v, c):
+    """``(c tanh(v/c), 1 - tanh^2(v/c))``: a soft-capped logit and the derivative of the cap, with the
+    limits +-c and 0 at v = +-inf (torch's value of softcap * tanh(x / softcap) there)."""
+    if _isnan(v):
+        return NAN, NAN
+    if mpmath.isinf(v):
+        return (c if v > 0 else -c), mpf(0)
+    t = mpmath.tanh(v / c)
+    return c * t, mpmath.sech(v / c) ** 2
+
+
 @_at_dps
-def ce(input, target, weight=None, ignore_index=-100, label_smoothing=0.0):
-    """Cross-entropy: ``(loss, grad)`` for logits ``input`` of shape (C,), (N, C) or (N, C, d1, ..., dk)
+def ce(input, target, weight=None, ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None):
+    """Cross-entropy: ``(loss, grad, lse)`` for logits ``input`` of shape (C,), (N, C) or (N, C, d1, ..., dk)
     (class axis 1) and a target of class indices (integer dtype, the input's shape without the class
     axis) or class probabilities (float, the input's shape).
 
-    With p = softmax(x) over the class axis, L_j = -log p_j, eps = label_smoothing and w the class
-    weights (default 1), per position:
+    With ``softcap`` c the logits are x'_j = c tanh(x_j/c) (+-c at x_j = +-inf) and the gradient w.r.t. x_j
+    is the one w.r.t. x'_j times 1 - tanh^2(x_j/c).  With p = softmax(x') over the class axis,
+    L_j = -log p_j, eps = label_smoothing and w the class weights (default 1), per position:
 
     - index target y:  loss = (1 - eps) w_y L_y + (eps / C) sum_j w_j L_j  (the sum only if eps > 0);
       0 with a zero gradient where y == ignore_index;
-    - probabilities t: loss = sum_j w_j t'_j L_j with t'_j = (1 - eps) t_j + eps / C.
+    - probabilities t: loss = sum_j w_j t'_j L_j with t'_j = (1 - eps) t_j + eps / C;
+    - plus rho z lse^2, z = z_loss, lse = log sum_j e^{x'_j}, rho = w_y (0 where ignored; 1 for
+      probability targets).
 
-    Both are sum_j u_j L_j with label weights u_j = w_j t'_j (t = one-hot(y) for an index target),
-    whose gradient is d/dx_j = U p_j - u_j, U = sum_c u_c.  Special rows: a NaN or a +inf logit, or
-    all logits -inf, give NaN loss and gradient; -inf logits are masked classes (p_j = 0, L_j = +inf).
+    These are sum_j u_j L_j + rho z lse^2 with label weights u_j = w_j t'_j (t = one-hot(y) for an index
+    target), whose gradient is d/dx'_j = U p_j - u_j + 2 rho z lse p_j, U = sum_c u_c.  Special rows
+    (no cap): a NaN or a +inf logit, or all logits -inf, give NaN loss and gradient; -inf logits are
+    masked classes (p_j = 0, L_j = +inf).  lse, for every row (ignored ones too): a + log1p(s); NaN for a
+    row holding a NaN; without a cap, the infinite max of a row with +inf or of an all -inf row.
     """
     x = np.asarray(input)
     axis = 1 if x.ndim >= 2 else 0
@@ -117,27 +133,45 @@ def ce(input, target, weight=None, ignore_index=-100, label_smoothing=0.0):
     index_target = target.dtype.kind in "iu"
     labels = target.reshape(-1) if index_target else np.moveaxis(target, axis, -1).reshape(-1, n_classes)
     eps = exact(label_smoothing)
+    z = exact(z_loss)
     w = [mpf(1)] * n_classes if weight is None else [exact(v) for v in weight]
-    losses, grads = [], []
+    losses, grads, lses = [], [], []
     for i, row in enumerate(rows):
+        row = [exact(v) for v in row]
+        cap = [mpf(1)] * n_classes  # the derivative of the cap
+        if softcap is not None:
+            row, cap = (list(values) for values in zip(*(_softcap(v, exact(softcap)) for v in row)))
+        special = any(_isnan(v) or v == INF for v in row) or max(row) == -INF
+        lses.append(NAN if any(_isnan(v) for v in row) else max(row) if special else _lse_of(row))
         if index_target and int(labels[i]) == ignore_index:
             losses.append(mpf(0))
             grads.extend([mpf(0)] * n_classes)
             continue
-        row = [exact(v) for v in row]
-        if any(_isnan(v) or v == INF for v in row) or max(row) == -INF:
+        if special:
             losses.append(NAN)
             grads.extend([NAN] * n_classes)
             continue
         if index_target:
             t = [mpf(1) if j == int(labels[i]) else mpf(0) for j in range(n_classes)]
+            rho = w[int(labels[i])]
         else:
             t = [exact(v) for v in labels[i]]
+            rho = mpf(1)
         loss, grad = _ce_row(row, t, w, eps, index_target)
+        if z != 0:  # rho z lse^2, gradient 2 rho z lse p_j
+            lse = lses[-1]
+            loss += rho * z * lse * lse
+            a, k, e, s, _ = _softmax_parts(row)
+            grad = [g + 2 * rho * z * lse * e_j / (1 + s) for g, e_j in zip(grad, e)]
         losses.append(loss)
-        grads.extend(grad)
+        grads.extend(g * d for g, d in zip(grad, cap))
     grad = np.moveaxis(_objects(grads, moved.shape), -1, axis)
-    return _objects(losses, moved.shape[:-1]), grad
+    return _objects(losses, moved.shape[:-1]), grad, _objects(lses, moved.shape[:-1])
+
+
+def _lse_of(row):
+    a, k, e, s, nll = _softmax_parts(row)
+    return a + mpmath.log1p(s)
 
 
 def _ce_row(x, t, w, eps, index_target):
@@ -441,9 +475,10 @@ def _broadcast(part, name):
 
 @_outputs_of("ce")
 def _ce_outputs(part):
-    options = {name: part[name] for name in ("weight", "ignore_index", "label_smoothing") if name in part}
-    loss, grad = ce(part["input"], part["target"], **options)
-    return {"loss": loss, "grad": grad}
+    options = {name: part[name] for name in ("weight", "ignore_index", "label_smoothing", "z_loss", "softcap")
+               if name in part}
+    loss, grad, lse = ce(part["input"], part["target"], **options)
+    return {"loss": loss, "grad": grad, "lse": lse}
 
 
 @_outputs_of("nll")

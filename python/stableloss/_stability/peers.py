@@ -56,9 +56,36 @@ def available(peer, stem):
 def prepare(peer, stem, part, reduction="none", grad=True):
     """A zero-argument callable computing ``stem`` on ``part`` with ``peer`` (see the module docstring)."""
     if peer == "torch" and stem not in FORMULAS["torch"]:
-        return torch_call(getattr(optional("torch").nn.functional, _spec.KERNELS[stem].function_of(part)), stem,
-                          part, reduction, grad)
+        function = getattr(optional("torch").nn.functional, _spec.KERNELS[stem].function_of(part))
+        if stem == "ce" and ("z_loss" in part or "softcap" in part):
+            function = torch_cross_entropy
+        return torch_call(function, stem, part, reduction, grad)
     return lambda: _reduced(FORMULAS[peer][stem](part, grad), reduction, part)
+
+
+def torch_cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0,
+                        z_loss=0.0, softcap=None):
+    """cross_entropy's softcap and z_loss as a torch user writes them: ``capped = softcap * torch.tanh(input /
+    softcap)``, ``F.cross_entropy(capped, target) + z_loss * torch.logsumexp(capped, 1).pow(2).mean()`` (a
+    plain mean: no class weight, no ignored target); otherwise the z-loss term of each row weighted as
+    stableloss weighs it (w_y, 0 where ignored; 1 for probability targets) and reduced alike."""
+    torch = optional("torch")
+    functional = torch.nn.functional
+    capped = input if softcap is None else softcap * torch.tanh(input / softcap)
+    loss = functional.cross_entropy(capped, target, weight, ignore_index=ignore_index, reduction=reduction,
+                                    label_smoothing=label_smoothing)
+    if not z_loss:
+        return loss
+    squares = torch.logsumexp(capped, 1 if input.dim() >= 2 else 0).pow(2)
+    if target.is_floating_point():
+        rho = torch.ones_like(squares)
+    else:
+        counted = target != ignore_index
+        if reduction == "mean" and weight is None and bool(counted.all()):
+            return loss + z_loss * squares.mean()
+        rho = counted.to(squares.dtype) * (1.0 if weight is None else weight[torch.where(counted, target, 0)])
+    term = z_loss * rho * squares
+    return loss + {"none": term, "sum": term.sum(), "mean": term.sum() / rho.sum()}[reduction]
 
 
 def _reduced(outputs, reduction, part):
@@ -108,11 +135,22 @@ def torch_call(function, stem, part, reduction, grad, **options):
 
 def _index_rows(part):
     """(the input with the class axis last, targets with a unit last axis) of a cross-entropy or nll part with plain
-    class indices, none ignored, and no other options; None otherwise."""
+    class indices, none ignored, and no other options than cross-entropy's z_loss and softcap
+    (:func:`_lm_options`); None otherwise."""
     target = np.asarray(part["target"])
-    if set(part) != {"input", "target"} or target.dtype.kind not in "iu" or np.any(target < 0):
+    if not set(part) <= {"input", "target", "z_loss", "softcap"} or target.dtype.kind not in "iu" or np.any(target < 0):
         return None
     return np.moveaxis(part["input"], _class_axis(part["input"]), -1), target[..., None]
+
+
+def _lm_options(x, part):
+    """cross_entropy's softcap and z_loss as written from their definitions: the capped logits
+    c tanh(x/c) and the cap's derivative 1 - tanh^2 (x and 1 without a cap), and z."""
+    softcap = part.get("softcap")
+    if softcap is None:
+        return x, 1.0, part.get("z_loss", 0.0)
+    t = np.tanh(x / softcap)
+    return softcap * t, 1 - t**2, part.get("z_loss", 0.0)
 
 
 def _class_axis(x):
@@ -128,32 +166,39 @@ def _minus_one_hot(p, y):
 
 @formula("textbook", "ce")
 def _ce_textbook(part, grad):
-    """log(sum(exp(x - max))) + max - x_y; gradient softmax - one_hot."""
+    """lse - x_y with lse = log(sum(exp(x - max))) + max, + z lse^2; gradient softmax (1 + 2 z lse) - one_hot
+    (of x' = c tanh(x/c) with a softcap, times 1 - tanh^2)."""
     rows = _index_rows(part)
     if rows is None:
         return None
     x, y = rows
+    x, cap, z_loss = _lm_options(x, part)
     top = x.max(axis=-1, keepdims=True)
     e = np.exp(x - top)
     total = e.sum(axis=-1, keepdims=True)
-    loss = (np.log(total) + top - np.take_along_axis(x, y, -1))[..., 0]
+    lse = np.log(total) + top
+    loss = (lse - np.take_along_axis(x, y, -1) + z_loss * lse**2)[..., 0]
     if not grad:
         return {"loss": loss}
-    return {"loss": loss, "grad": np.moveaxis(_minus_one_hot(e / total, y), -1, _class_axis(part["input"]))}
+    gradient = _minus_one_hot(e / total * (1 + 2 * z_loss * lse), y) * cap
+    return {"loss": loss, "grad": np.moveaxis(gradient, -1, _class_axis(part["input"]))}
 
 
 @formula("scipy", "ce")
 def _ce_scipy(part, grad):
-    """scipy.special.logsumexp(x) - x_y; gradient scipy.special.softmax - one_hot."""
+    """scipy.special.logsumexp(x) - x_y (+ z lse^2); gradient scipy.special.softmax (1 + 2 z lse) - one_hot
+    (of the capped logits with a softcap, times 1 - tanh^2)."""
     rows = _index_rows(part)
     if rows is None:
         return None
     special = optional("scipy.special")
     x, y = rows
-    loss = special.logsumexp(x, axis=-1) - np.take_along_axis(x, y, -1)[..., 0]
+    x, cap, z_loss = _lm_options(x, part)
+    lse = special.logsumexp(x, axis=-1)
+    loss = lse - np.take_along_axis(x, y, -1)[..., 0] + z_loss * lse**2
     if not grad:
         return {"loss": loss}
-    gradient = _minus_one_hot(special.softmax(x, axis=-1), y)
+    gradient = _minus_one_hot(special.softmax(x, axis=-1) * (1 + 2 * z_loss * lse[..., None]), y) * cap
     return {"loss": loss, "grad": np.moveaxis(gradient, -1, _class_axis(part["input"]))}
 
 

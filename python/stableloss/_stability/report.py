@@ -99,9 +99,8 @@ def _stableloss(backend, stem, part):
         return {output: getattr(stableloss, name)(part["input"], axis=axis, backend=backend)
                 for output, name in peers.LSE_FUNCTIONS.items()}
     kernel = KERNELS[stem]
-    loss, grads = getattr(stableloss, kernel.function_of(part))(**part, reduction="none", backend=backend,
-                                                                return_grad=True)
-    return dict(zip(kernel.outputs, (loss, *grads) if isinstance(grads, tuple) else (loss, grads)))
+    return kernel.named_outputs(getattr(stableloss, kernel.function_of(part))(**part, reduction="none",
+                                                                              backend=backend, **kernel.everything()))
 
 
 def _evaluate(implementation, stem, part):

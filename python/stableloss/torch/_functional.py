@@ -69,7 +69,7 @@ def _prepare(func, input, **others):
 
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
-                  label_smoothing=0.0, *, backend=None):
+                  label_smoothing=0.0, *, z_loss=0.0, softcap=None, return_lse=False, backend=None):
     r"""Cross-entropy of logit tensors: :func:`torch.nn.functional.cross_entropy` on the stableloss kernels.
 
     Parameters
@@ -88,18 +88,26 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     ignore_index : int, default -100
     reduction : {"mean", "sum", "none"}
     label_smoothing : float, default 0.0
+    z_loss : float, default 0.0
+        Adds ``z_loss * lse**2`` per row (:func:`stableloss.cross_entropy`).
+    softcap : float, optional
+        Caps the logits as ``softcap * tanh(input / softcap)`` first.
+    return_lse : bool, default False
+        Also return each row's log-sum-exp (of the capped logits), detached: no gradient flows through
+        it (the z-loss's gradient comes with ``z_loss``).
     backend : {"c", "numba", "numpy"}, optional
         Default: the first of :func:`stableloss.available_backends`.
 
     Returns
     -------
     Tensor
-        The loss in the input's dtype, differentiable w.r.t. ``input``.
+        The loss in the input's dtype, differentiable w.r.t. ``input``; with ``return_lse``,
+        ``(loss, lse)``.
 
     Notes
     -----
     :math:`L = -w_y \log p_y` with :math:`p = \operatorname{softmax}(x)`, gradient
-    :math:`w_y (p_j - [j = y])` (with label smoothing and probability targets as
+    :math:`w_y (p_j - [j = y])` (with label smoothing, probability targets, the z-loss and the softcap as
     :func:`stableloss.cross_entropy` details, with its stable rewrite), from the same kernel call as
     the loss; backward scales the saved gradient.
 
@@ -117,9 +125,9 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     reduction = _reduction_of(size_average, reduce, reduction)
     x, other = _prepare(func, input, target=target, weight=weight)
     _no_grad_for(func, "input", target=target, weight=weight)
-    loss, _ = _ops.cross_entropy(x, other["target"], other["weight"], ignore_index, reduction, label_smoothing,
-                                 backend or "", _wants(x))
-    return _in_dtype(loss, input.dtype)
+    loss, _, lse = _ops.cross_entropy(x, other["target"], other["weight"], ignore_index, reduction, label_smoothing,
+                                      z_loss, softcap, backend or "", _wants(x), return_lse)
+    return (_in_dtype(loss, input.dtype), _in_dtype(lse, input.dtype)) if return_lse else _in_dtype(loss, input.dtype)
 
 
 def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None, reduction="mean",

@@ -100,12 +100,13 @@ def _save(ctx, inputs, names, saved, keep=()):
     ctx.save_for_backward(*saved, *kept)
 
 
-def _save_grads(names, keep=lambda inputs: ()):
+def _save_grads(names, keep=lambda inputs: (), extras=0):
     """The setup_context of an operator whose outputs after the loss are gradients (never
-    differentiated themselves); ``keep(inputs)`` names the inputs its backward also needs."""
+    differentiated themselves), then ``extras`` other outputs (returned, not saved); ``keep(inputs)``
+    names the inputs its backward also needs."""
     def setup_context(ctx, inputs, output):
         ctx.mark_non_differentiable(*output[1:])
-        _save(ctx, inputs, names, output[1:], keep(inputs))
+        _save(ctx, inputs, names, output[1:len(output) - extras], keep(inputs))
     return setup_context
 
 
@@ -125,27 +126,36 @@ def _reduced_shape(reduction, shape):
 # ---------------------------------------------------------------------------------------------------
 # cross_entropy
 
-_CE = ("input", "target", "weight", "ignore_index", "reduction", "label_smoothing", "backend", "want_input")
+_CE = ("input", "target", "weight", "ignore_index", "reduction", "label_smoothing", "z_loss", "softcap", "backend",
+       "want_input", "want_lse")
 
 
-def _ce_impl(input, target, weight, ignore_index, reduction, label_smoothing, backend, want_input):
+def _ce_impl(input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, backend, want_input,
+             want_lse):
     result = stableloss.cross_entropy(_array(input), _array(target), _array(weight), ignore_index, reduction,
-                                      label_smoothing, backend=backend or None, return_grad=want_input)
-    return _loss_and_grad(result, want_input, input)
+                                      label_smoothing, z_loss=z_loss, softcap=softcap, backend=backend or None,
+                                      return_grad=want_input, return_lse=want_lse)
+    loss, *rest = result if want_input or want_lse else (result,)
+    return (_tensor(loss), _tensor(rest[0]) if want_input else _empty(input),
+            _tensor(rest[-1]) if want_lse else _empty(input))
+
+
+def _positions(input):
+    """The shape of the per-position losses over the class axis: the input's without it (1, or 0 for (C,))."""
+    return input.shape[:1] + input.shape[2:] if input.dim() >= 2 else ()
 
 
 def _class_axis_fake(input, reduction, want_input):
-    """The outputs' shapes of a loss over the class axis (cross_entropy, nll_loss): per position, the
-    input's shape without its class axis (1, or 0 for (C,))."""
-    positions = input.shape[:1] + input.shape[2:] if input.dim() >= 2 else ()
-    return (input.new_empty(_reduced_shape(reduction, positions)),
+    """The loss's and the gradient's shapes of a loss over the class axis (cross_entropy, nll_loss)."""
+    return (input.new_empty(_reduced_shape(reduction, _positions(input))),
             input.new_empty(input.shape) if want_input else _empty(input))
 
 
 def _class_axis_backward(names):
     """The backward of a loss over the class axis whose arguments are ``names``: the saved gradient of
-    the input scaled, per position for reduction="none"."""
-    def backward(ctx, grad_loss, _):
+    the input scaled, per position for reduction="none" (further outputs, cross_entropy's lse, carry no
+    gradient)."""
+    def backward(ctx, grad_loss, *_):
         (grad,) = ctx.saved_tensors
         if ctx.args["reduction"] == "none" and len(ctx.shapes["input"]) >= 2:
             grad_loss = grad_loss.unsqueeze(1)  # one loss per position, along the class axis
@@ -156,10 +166,11 @@ def _class_axis_backward(names):
 cross_entropy = _define(
     "cross_entropy",
     "(Tensor input, Tensor target, Tensor? weight, int ignore_index, str reduction, float label_smoothing, "
-    "str backend, bool want_input) -> (Tensor, Tensor)",
-    _ce_impl, lambda input, target, weight, ignore_index, reduction, label_smoothing, backend, want: _class_axis_fake(
-        input, reduction, want),
-    _class_axis_backward(_CE), _save_grads(_CE))
+    "float z_loss, float? softcap, str backend, bool want_input, bool want_lse) -> (Tensor, Tensor, Tensor)",
+    _ce_impl,
+    lambda input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, backend, want, want_lse: (
+        *_class_axis_fake(input, reduction, want), input.new_empty(_positions(input)) if want_lse else _empty(input)),
+    _class_axis_backward(_CE), _save_grads(_CE, extras=1))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -12,3 +12,4 @@
 #include "kl.c"
 #include "lse.c"
 #include "mse.c"
+#include "pnll.c"

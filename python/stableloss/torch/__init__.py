@@ -23,8 +23,8 @@ except ImportError as exc:
                       "pip install torch --index-url https://download.pytorch.org/whl/cpu") from exc
 
 from ._functional import (binary_cross_entropy_with_logits, cross_entropy, gaussian_nll_loss, kl_div,
-                          linear_cross_entropy, log_softmax, logsumexp, mse_loss, softmax)
-from ._modules import BCEWithLogitsLoss, CrossEntropyLoss, GaussianNLLLoss, KLDivLoss, MSELoss
+                          linear_cross_entropy, log_softmax, logsumexp, mse_loss, poisson_nll_loss, softmax)
+from ._modules import BCEWithLogitsLoss, CrossEntropyLoss, GaussianNLLLoss, KLDivLoss, MSELoss, PoissonNLLLoss
 
 __all__ = [
     "cross_entropy",
@@ -33,6 +33,7 @@ __all__ = [
     "gaussian_nll_loss",
     "kl_div",
     "mse_loss",
+    "poisson_nll_loss",
     "logsumexp",
     "log_softmax",
     "softmax",
@@ -41,4 +42,5 @@ __all__ = [
     "GaussianNLLLoss",
     "KLDivLoss",
     "MSELoss",
+    "PoissonNLLLoss",
 ]

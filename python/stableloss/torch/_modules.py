@@ -56,3 +56,11 @@ class MSELoss(_OnStableloss, torch.nn.MSELoss):
 
     def forward(self, input, target):
         return F.mse_loss(input, target, reduction=self.reduction, backend=self.backend)
+
+
+class PoissonNLLLoss(_OnStableloss, torch.nn.PoissonNLLLoss):
+    """:class:`torch.nn.PoissonNLLLoss` computed by :func:`stableloss.torch.poisson_nll_loss`."""
+
+    def forward(self, log_input, target):
+        return F.poisson_nll_loss(log_input, target, log_input=self.log_input, full=self.full, eps=self.eps,
+                                  reduction=self.reduction, backend=self.backend)

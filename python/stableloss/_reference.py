@@ -5,7 +5,8 @@ Every function has the argument list of ``sl_<stem>_f32/_f64`` in ``kernels/stab
 sizes and parameters, ``rows_per_block``, then outputs written in place (``None`` = not wanted) and
 ``block_sums``. Both dtypes are computed in float64 and rounded once when stored; float64 inputs get
 the few extra bits they need from error-free transformations (:func:`_two_diff`) and, for KL terms
-that cancel, from a double-double logarithm (:func:`_log_dd`).
+that cancel, from a double-double logarithm (:func:`_log_dd`); the Poisson NLL's terms that cancel
+further come from a triple-double exp and log (:func:`_exp_td`, :func:`_log_td`).
 
 Memory.  The dispatcher hands this backend one block of rows at a time (``BLOCK_ELEMENTS`` elements,
 or one row where a row is wider), and ``ce``/``lse`` go through a row :data:`COLUMNS` columns at a

@@ -830,7 +830,8 @@ def rate_gradient_roots(dtype, rng):
 def stirling(dtype, rng):
     """full: t from just above 1 to near the max; the input at the rate t (psi(w) ~ w^2/2 tiny beside
     log(2 pi t)/2, t psi not: PyTorch's t log t - t x cancels there), far below (w -> -1) and above it;
-    t <= 1 (no Stirling term); without log_input also eps = 0 and eps = 0.3."""
+    t <= 1 (no Stirling term); without log_input also eps = 0, 0.3 and 2 (above log(2 pi t)/2 for small t:
+    the documented exception, budgets.py)."""
     n = 60
     t = np.exp(rng.uniform(0.0, np.log(_max(dtype)) - 2.0, n))
     t[:4] = [1.0, np.nextafter(np.dtype(dtype).type(1.0), np.dtype(dtype).type(2.0)), 1.5, 0.5]
@@ -841,7 +842,7 @@ def stirling(dtype, rng):
     rate = np.minimum(t * np.exp(offsets), _max(dtype)).astype(dtype)
     below = np.where(t > 1, -t, t)  # negative targets: no Stirling term
     parts = [_pnll(x, t.astype(dtype), full=True), _pnll(x, below.astype(dtype), full=True)]
-    parts += [_pnll(rate, t.astype(dtype), log_input=False, full=True, eps=eps) for eps in (1e-8, 0.0, 0.3)]
+    parts += [_pnll(rate, t.astype(dtype), log_input=False, full=True, eps=eps) for eps in (1e-8, 0.0, 0.3, 2.0)]
     return parts
 
 

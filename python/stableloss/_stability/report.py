@@ -54,20 +54,22 @@ PLOT_FLOOR = 1e-2
 # The budget of the stableloss backends (docs/design.md, budgets.py) and its documented exceptions
 
 #: The documented exceptions, as the marks of the report name them.
-KL_EXCEPTION, CE_EXCEPTION, GNLL_EXCEPTION = "exc. KL", "exc. CE", "exc. GNLL"
+KL_EXCEPTION, CE_EXCEPTION, GNLL_EXCEPTION, PNLL_EXCEPTION = "exc. KL", "exc. CE", "exc. GNLL", "exc. PNLL"
 OVER = "OVER"
 
 
 #: The mark of each documented exception, by (stem, output).
-_MARKS = {("kl", "loss"): KL_EXCEPTION, ("ce", "grad"): CE_EXCEPTION, ("gnll", "grad_var"): GNLL_EXCEPTION}
+_MARKS = {("kl", "loss"): KL_EXCEPTION, ("ce", "grad"): CE_EXCEPTION, ("gnll", "grad_var"): GNLL_EXCEPTION,
+          ("pnll", "loss"): PNLL_EXCEPTION}
 
 
 def budget_verdict(stem, output, part, got, exact):
     """How ``got``, the ``output`` of a stableloss backend on ``part``, stands against its budget.
 
     "ok" if every element is within its budget (:func:`budgets.max_ulp`) of ``exact`` (:class:`ulp.Exact`);
-    :data:`KL_EXCEPTION`, :data:`CE_EXCEPTION` or :data:`GNLL_EXCEPTION` if every element beyond it is
-    within that documented exception (:func:`budgets.relative_exception`, :func:`budgets.term_exception`);
+    :data:`KL_EXCEPTION`, :data:`CE_EXCEPTION`, :data:`GNLL_EXCEPTION` or :data:`PNLL_EXCEPTION` if every
+    element beyond it is within that documented exception (:func:`budgets.relative_exception`,
+    :func:`budgets.term_exception`);
     else :data:`OVER`.  A NaN or infinity where the exact value is finite, or the reverse, is over any
     budget.
     """
@@ -332,8 +334,8 @@ def _header(implementations):
         f"per element (reduction=\"none\", gradients of the sum), over the stability families of the test suite.",
         f"Budget of stableloss: {budgets.BUDGET_ULP} ulp. Each cell of a stableloss backend is marked: ok, OVER, or "
         f"ok ({KL_EXCEPTION}) / ok ({CE_EXCEPTION}) /",
-        f"ok ({GNLL_EXCEPTION}) where every element beyond the budget is within that documented exception (the "
-        f"notes at the end).",
+        f"ok ({GNLL_EXCEPTION}) / ok ({PNLL_EXCEPTION}) where every element beyond the budget is within that documented "
+        f"exception (the notes at the end).",
         *textwrap.wrap("Implementations: " + ", ".join(kinds) + ".", 108),
         "A cell is the worst finite error; NaN xN / inf xN / finite xN count the results that are NaN / infinite /",
         "finite where the exact value is not: where an implementation breaks. '-': no part it supports.",
@@ -410,7 +412,9 @@ Notes. stableloss promises <= {budgets.BUDGET_ULP} ulp for every element of the 
   of g_j itself;
 - {GNLL_EXCEPTION}: gaussian_nll_loss gradient w.r.t. a broadcast var (one per row, one shared along a
   dimension, a Python float), a sum of per-element gradients (1/v - r_i^2)/2 of both signs that cancel near
-  the fitted variance: {budgets.BUDGET_ULP} ulp of sum_i |g_i|.
+  the fitted variance: {budgets.BUDGET_ULP} ulp of sum_i |g_i|;
+- {PNLL_EXCEPTION}: poisson_nll_loss without log_input, with full, where eps > log(2 pi t)/2 (eps > 0.918): the
+  loss (t psi + log(2 pi t)/2) - eps is then a difference: {budgets.BUDGET_ULP} ulp of the larger term.
 The test suite enforces these budgets by the same rules as the marks. Peers have no budget and no mark; they
 are measured on the parts of a family whose options they have: textbook and scipy without weights,
 pos_weight, label smoothing, probability or ignored targets; scipy has no gaussian_nll_loss or mse_loss, nor

@@ -28,8 +28,10 @@
  * elements, and every one whose terms overflow, take the scalar path.
  *
  * Accuracy (against mpmath: Poisson counts, both roots of e^x = t x and x = t log(lam) rounded with their
- * neighbours, x = log t rounded, e^x past the double range, extremes of both dtypes, full from t = 1 to
- * near the max; every SIMD level alike): see the report of tests/test_pnll.py.  Budget: 4 ulp.
+ * neighbours (results down to 2^-58 of their terms), x = log t and x = t - eps rounded, e^x past the double
+ * range, extremes of both dtypes, full from t = 1 to near the max; every SIMD level alike): float32 0.5
+ * ulp; float64 loss 1.0 ulp, gradient 0.5 ulp.  Budget: 4 ulp; full without log_input with eps above
+ * log(2 pi t)/2 (a difference of two terms then): 4 ulp of the larger term (budgets.py).
  */
 #include "sl_kernel.h"
 

@@ -933,8 +933,8 @@ SL_VEC SL_INLINE sl_vd sl_exp_hl_v(sl_vd x, sl_vd *lo)
     s = sl_two_sum_v(s, c3, &e3);
     s = sl_two_sum_v(s, sl_vmul(SL_V(0.25), c4), &e4);
     s = sl_two_sum_v(s, c5, &e5);
-    sl_vd low = sl_vadd(sl_vadd(sl_vadd(sl_vadd(s_lo, e2), sl_vadd(e3, e4)), sl_vadd(e5, sl_vfma(SL_V(0.5), r2_lo, c3_lo))),
-                        sl_vadd(sl_vfma(SL_V(0.25), c4_lo, c5_lo), tail));
+    sl_vd low = sl_vadd(sl_vadd(sl_vadd(s_lo, e2), sl_vadd(e3, e4)), sl_vadd(e5, sl_vfma(SL_V(0.5), r2_lo, c3_lo)));
+    low = sl_vadd(low, sl_vadd(sl_vfma(SL_V(0.25), c4_lo, c5_lo), tail));
     low = sl_vfma(r_lo, s, low); /* e^(r + r_lo) = e^r (1 + r_lo) */
     sl_vd scale = sl_pow2i_v(n);
     sl_vd hi = sl_vadd(s, low);

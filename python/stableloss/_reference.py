@@ -797,7 +797,8 @@ def _pnll_log_input(x, t, full, grad_scale, cancel, f32):
     # scales t by 2**-n, which stays finite there), or where e^x overflows
     cancel = np.where(wide, _constant("pnll", "CANCEL_WIDE"), cancel)
     slow_g = finite & ((wide & (e == np.inf)) | (np.abs(g) < cancel * e))
-    slow_v = finite & (t != 0.0) & ~above & ((wide & (e == np.inf)) | (np.abs(value) < cancel * np.maximum(e, np.abs(p))))
+    cancels = np.abs(value) < cancel * np.maximum(e, np.abs(p))
+    slow_v = finite & (t != 0.0) & ~above & ((wide & (e == np.inf)) | cancels)
     n, ts, tg, tg_lo, tv = _exp_minus_td(x[slow_g | slow_v], t[slow_g | slow_v])
     idx = np.flatnonzero(slow_g | slow_v)[np.isfinite(ts)]
     n, ts, tg, tg_lo, tv = (a[np.isfinite(ts)] for a in (n, ts, tg, tg_lo, tv))
@@ -847,7 +848,8 @@ def _pnll_rate(x, t, full, eps, grad_scale, cancel, f32):
     remainder = ((num - q_lam) - q_lam_lo) + num_lo - q * lam_lo
     grad = np.where(np.isfinite(num_r), q + _finite_or_zero(remainder / lam), 1.0 - ts / lam)  # (lam - t)/lam
     grad = np.where(t == 0.0, np.where(np.isnan(x), np.nan, 1.0), grad) * grad_scale  # t = 0: the gradient of x alone
-    grad = np.where(np.isinf(grad) & np.isfinite(num_r) & (lam != 0.0), (num_r * grad_scale) / lam, grad)  # num/lam overflows
+    # where num/lam overflows and grad_scale num/lam does not
+    grad = np.where(np.isinf(grad) & np.isfinite(num_r) & (lam != 0.0), (num_r * grad_scale) / lam, grad)
     positive = (lam > 0.0) & (lam < np.inf)
     safe = np.where(positive, lam, 1.0)
     if f32:

@@ -1,4 +1,4 @@
-"""The Numba backend: one module per loss family (ce, bce, gnll, kl, mse, lse), options and numeric
+"""The Numba backend: one module per loss family (ce, bce, gnll, kl, mse, pnll, lse), options and numeric
 primitives in :mod:`._jit`.
 
 :func:`kernel` returns a callable taking the arguments of ``sl_<stem>_f32/_f64`` in

@@ -36,7 +36,8 @@ EPS_NEAR = np.float64(0.918 / 4)
 #: t beyond which the vector formulas leave log_hl's range (log t > 690).
 LOG_HL_MAX = np.float64(2.0**995)
 #: R(z) = z sum_k 2 z^k/(2k + 3) of psi's atanh series: 16 terms reach 2**-59 of R at z = s^2 <= 0.089.
-(R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10, R11, R12, R13, R14, R15) = (np.float64(2.0 / (2 * k + 3)) for k in range(16))
+(R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10, R11, R12, R13, R14, R15) = (
+    np.float64(2.0 / (2 * k + 3)) for k in range(16))
 
 
 @pasted
@@ -407,7 +408,8 @@ def kernel(input, target, n_rows, log_input, full, eps, grad_scale, rows_per_blo
             redo_count = chunk_rate(input, target, first, count, has_full, eps, grad_scale, f32, values, grads,
                                     grad_first, redo_flags, diffs, diffs_lo, logs, logs_lo)
         if has_full:
-            chunk_full(target, first, count, 0.0 if log_input != 0 else eps, f32, values, diffs, diffs_lo, logs, logs_lo)
+            chunk_full(target, first, count, 0.0 if log_input != 0 else eps, f32, values, diffs, diffs_lo, logs,
+                       logs_lo)
         if redo_count > 0:
             for j in redo_indices[:flagged(redo_flags, count, redo_indices)]:
                 if log_input != 0:

@@ -259,7 +259,7 @@ def run_check(backends=None, with_peers=True, losses=None, dtypes=DTYPES, plot=N
 
     ``backends``: stableloss backends (and peer names) to compare, default every available backend;
     ``with_peers``: add the textbook formula, SciPy and PyTorch where installed; ``losses``: stems (ce, bce,
-    gnll, kl, mse, lse), default all; ``dtypes``: float32 and/or float64; ``plot``: a PNG path for the
+    gnll, kl, mse, pnll, lse), default all; ``dtypes``: float32 and/or float64; ``plot``: a PNG path for the
     error-against-magnitude figure (needs matplotlib).  Returns 0, or 2 with a message on stderr when
     mpmath (or matplotlib for ``plot``) is missing or an option is invalid.  The report marks the cells of
     the stableloss backends against the budget (:func:`budget_verdict`); the test suite enforces it.
@@ -334,8 +334,8 @@ def _header(implementations):
         f"per element (reduction=\"none\", gradients of the sum), over the stability families of the test suite.",
         f"Budget of stableloss: {budgets.BUDGET_ULP} ulp. Each cell of a stableloss backend is marked: ok, OVER, or "
         f"ok ({KL_EXCEPTION}) / ok ({CE_EXCEPTION}) /",
-        f"ok ({GNLL_EXCEPTION}) / ok ({PNLL_EXCEPTION}) where every element beyond the budget is within that documented "
-        f"exception (the notes at the end).",
+        f"ok ({GNLL_EXCEPTION}) / ok ({PNLL_EXCEPTION}) where every element beyond the budget is within that "
+        f"documented exception (the notes at the end).",
         *textwrap.wrap("Implementations: " + ", ".join(kinds) + ".", 108),
         "A cell is the worst finite error; NaN xN / inf xN / finite xN count the results that are NaN / infinite /",
         "finite where the exact value is not: where an implementation breaks. '-': no part it supports.",

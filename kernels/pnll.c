@@ -18,8 +18,10 @@
  * w = (e^x - t)/t or (lam - t)/t: loss + t log t - t + log(2 pi t)/2 without the cancellation of t log t
  * against t x (t log(lam)), which grows with t.  psi comes from its atanh series s (w - R(s^2)), s = w/(2 + w)
  * (log1p(w) = 2s + s R(s^2), w - 2s = w s) on [PNLL_PSI_LOW, PNLL_PSI_HIGH], and from w - log1p(w) outside,
- * log1p(w) = x - log t (log(lam) - log t), where it cancels by at most 2.8; float64 in double-double (psi,
- * t psi, log t where it is subtracted), on the scalar path.
+ * log1p(w) = x - log t (log(lam) - log t), where it cancels by at most 4.1; float64 in double-double (w,
+ * psi, t psi, log t by sl_log_hl).  Float64 full losses without log_input take the scalar path where eps >
+ * PNLL_EPS_NEAR (log(2 pi t)/2 - eps can cancel: log t by sl_log_dd), and those with t > PNLL_T_HL_MAX
+ * (beyond sl_log_hl).
  *
  * Special cases (PyTorch gives NaN for the first two).  t = 0 makes t x and t log(lam) 0 whatever the input:
  * loss e^x (0 at x = -inf), gradient e^x; without log_input loss x (also at lam = 0), gradient 1.  x = +inf
@@ -47,7 +49,8 @@ typedef struct {
 /* The constants of the declaration (stableloss/_api.py, checked by tests/test_spec.py): a loss or gradient
  * below PNLL_CANCEL_F32 (PNLL_CANCEL_F64) times its largest term, or PNLL_CANCEL_WIDE beyond
  * PNLL_EXP_RANGE_F64, takes the triple-double path; e^x - t x overflows above PNLL_OVERFLOW_F64; psi's series
- * covers [PNLL_PSI_LOW, PNLL_PSI_HIGH] (see above). */
+ * covers [PNLL_PSI_LOW, PNLL_PSI_HIGH]; PNLL_EPS_NEAR and PNLL_T_HL_MAX send float64 full losses to the
+ * scalar path (see above). */
 #define PNLL_CANCEL_F32 0x1p-20
 #define PNLL_CANCEL_F64 0x1p-12
 #define PNLL_CANCEL_WIDE 0.75
@@ -55,16 +58,14 @@ typedef struct {
 #define PNLL_OVERFLOW_F64 717.0
 #define PNLL_PSI_LOW -0.45
 #define PNLL_PSI_HIGH 0.85
+#define PNLL_EPS_NEAR 0.2295
+#define PNLL_T_HL_MAX 0x1p995
 #define PNLL_CANCEL(f32) ((f32) ? PNLL_CANCEL_F32 : PNLL_CANCEL_F64)
 
 /* R(z) = z sum_k 2 z^k/(2k + 3) of psi's atanh series: 16 terms reach 2^-59 of R at z = s^2 <= 0.089. */
 static const double pnll_psi_r[16] = {
     2.0 / 3,  2.0 / 5,  2.0 / 7,  2.0 / 9,  2.0 / 11, 2.0 / 13, 2.0 / 15, 2.0 / 17,
     2.0 / 19, 2.0 / 21, 2.0 / 23, 2.0 / 25, 2.0 / 27, 2.0 / 29, 2.0 / 31, 2.0 / 33};
-
-/* The eps above which float64 full losses without log_input go to the scalar path: there log(2 pi t)/2 - eps
- * (log(2 pi t)/2 > 0.918 for t > 1) can cancel, and log t is taken in double-double. */
-#define PNLL_EPS_NEAR (0.918 / 4)
 
 /* ------------------------------------------------------------------------------------------------
  * The scalar path: every element of the scalar variant, and the lanes the vector path leaves. */
@@ -389,7 +390,7 @@ SL_VEC SL_INLINE sl_vd pnll_lanes(const void *args, int64_t i, const sl_tail *ta
     sl_vm slow = sl_vm_andnot(sl_vm_and(sl_isfinite_v(x), sl_isfinite_v(t)), sl_tail_lanes(tail));
     sl_vm stirling = sl_vcmp(t, one, _CMP_GT_OQ); /* where full adds the Stirling term */
     if (a->full && !f32)
-        slow = sl_vm_or(slow, sl_vcmp(t, SL_V(0x1p995), _CMP_GT_OQ)); /* log t beyond sl_log_hl_v's range */
+        slow = sl_vm_or(slow, sl_vcmp(t, SL_V(PNLL_T_HL_MAX), _CMP_GT_OQ)); /* log t beyond sl_log_hl_v */
     sl_vd value, g;
     if (a->log_input) {
         sl_vd e, e_lo = zero, p = sl_vmul(t, x), p_lo = zero;

@@ -642,7 +642,13 @@ PNLL = declare(loss_kernel("pnll", "poisson_nll_loss", inputs=(("input", IN), ("
                                # psi(w) = w - log1p(w) of the full loss comes from its atanh series for w in
                                # [PSI_LOW, PSI_HIGH] (|w/(2 + w)| < 0.3: 16 terms), from w - log1p(w) outside,
                                # where the difference cancels by at most 4.1
-                               PSI_LOW=-0.45, PSI_HIGH=0.85)))
+                               PSI_LOW=-0.45, PSI_HIGH=0.85,
+                               # float64 full losses without log_input take the scalar path above this eps,
+                               # where log(2 pi t)/2 - eps (log(2 pi t)/2 > 0.918) can cancel: log t there in
+                               # double-double (not log_hl's 2**-69)
+                               EPS_NEAR=0.2295,
+                               # and above this target, whose log leaves log_hl's range (log t > 690)
+                               T_HL_MAX=2.0**995)))
 
 
 def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduction="mean", *, backend=None,

@@ -28,13 +28,10 @@ EXP_RANGE_F64 = np.float64(_CONSTANT("EXP_RANGE_F64"))
 OVERFLOW_F64 = np.float64(_CONSTANT("OVERFLOW_F64"))
 PSI_LOW = np.float64(_CONSTANT("PSI_LOW"))
 PSI_HIGH = np.float64(_CONSTANT("PSI_HIGH"))
+EPS_NEAR = np.float64(_CONSTANT("EPS_NEAR"))
+T_HL_MAX = np.float64(_CONSTANT("T_HL_MAX"))
 HALF_LOG_2PI = np.float64(float.fromhex("0x1.d67f1c864beb5p-1"))  # log(2 pi)/2 = HALF_LOG_2PI + HALF_LOG_2PI_LO
 HALF_LOG_2PI_LO = np.float64(float.fromhex("-0x1.65b5a1b7ff5dfp-55"))
-#: Above this eps, float64 full losses without log_input take log t in double-double (slow): log(2 pi t)/2 - eps,
-#: log(2 pi t)/2 > 0.918 for t > 1, can cancel.
-EPS_NEAR = np.float64(0.918 / 4)
-#: t beyond which the vector formulas leave log_hl's range (log t > 690).
-LOG_HL_MAX = np.float64(2.0**995)
 #: R(z) = z sum_k 2 z^k/(2k + 3) of psi's atanh series: 16 terms reach 2**-59 of R at z = s^2 <= 0.089.
 (R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10, R11, R12, R13, R14, R15) = (
     np.float64(2.0 / (2 * k + 3)) for k in range(16))
@@ -167,7 +164,7 @@ def log_input_fast(input, target, full, grad_scale, f32):
     redo = (not (abs(x) < INF and abs(t) < INF) or abs(g) < cancel * e or abs(p) == INF or
             (t != 0.0 and abs(value) < cancel * max(e, abs(p))))
     if not f32:
-        redo = redo or abs(x) > EXP_RANGE_F64 or (full and t > LOG_HL_MAX)
+        redo = redo or abs(x) > EXP_RANGE_F64 or (full and t > T_HL_MAX)
     return value, (g + g_lo) * grad_scale, redo, g, g_lo
 
 
@@ -224,7 +221,7 @@ def rate_fast(input, target, full, eps, grad_scale, f32):
     redo = (not (abs(x) < INF and abs(t) < INF) or not positive or abs(p) == INF or not abs(g) < INF or
             (t != 0.0 and abs(value) < cancel * largest))
     if not f32:
-        redo = redo or abs(y) > EXP_RANGE_F64 or (full and t > ONE and (t > LOG_HL_MAX or eps > EPS_NEAR))
+        redo = redo or abs(y) > EXP_RANGE_F64 or (full and t > ONE and (t > T_HL_MAX or eps > EPS_NEAR))
     return value, g, redo, num, num_lo, l, l_lo
 
 

@@ -15,3 +15,4 @@
 #include "lse.c"
 #include "mse.c"
 #include "nll.c"
+#include "pnll.c"

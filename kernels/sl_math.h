@@ -28,6 +28,13 @@
  * also takes the low part of its argument), against mpmath at 60 digits:
  *   sl_exp_hilo  below 2^-58 on [-690, 0] (the low part subnormal below: 2^-54 at -708)
  *   sl_log_hilo  below 2^-56.6 on the positive normal doubles
+ * The finer double-double forms (scalar and vector, the Poisson NLL's differences; slower than the fast ones),
+ * against mpmath at 60 digits:
+ *   sl_exp_hl   relative error of hi + lo below 2^-69 on [-690, 690]
+ *   sl_log_hl   absolute error below 2^-69 on [e^-690, e^690]
+ * The triple-double forms (scalar, the slow paths of the Poisson NLL), against mpmath at 80 digits:
+ *   sl_exp_td   relative error below 2^-134 on [-1100, 1100]
+ *   sl_log_td   absolute error below 2^-136 on [2^-1074, DBL_MAX]
  * Compile with -ffp-contract=off: the scalar forms round exactly as written (error-free
  * transformations depend on it); the vector forms ask for FMA explicitly.
  */
@@ -75,6 +82,11 @@
 #define SL_EXP_NORMAL 708.0           /* |x| <= this: e^x is a normal double */
 #define SL_SMALLEST_NORMAL 0x1p-1022  /* the smallest positive normal double */
 #define SL_SUBNORMAL_SCALE 0x1p54     /* scales a subnormal into the normals */
+#define SL_SIXTH 0x1.5555555555555p-3   /* 1/6 = SL_SIXTH + SL_SIXTH_LO (sl_exp_hl) */
+#define SL_SIXTH_LO 0x1.5555555555555p-57
+#define SL_INV120 0x1.1111111111111p-7  /* 1/120 = SL_INV120 + SL_INV120_LO (sl_exp_hl) */
+#define SL_INV120_LO 0x1.1111111111111p-63
+#define SL_EXP_TD_RANGE 1100.0        /* sl_exp_td takes |x| <= this (n SL_LN2_HI exact for |n| < 2^11) */
 
 /* exp(r) = 1 + r + r^2 q(r) on |r| <= ln2/2: q fitted (Chebyshev interpolation, mpmath) to
  * (e^r - 1 - r) / r^2.  Full grade, degree 10: |error of exp| <= 1.7e-19; cheap, degree 6: 3.3e-12. */
@@ -90,6 +102,14 @@ static const double sl_exp_q_cheap[7] = {
 static const double sl_exp_q_sum[5] = {
     0x1.fffffb9ad4525p-2, 0x1.555491606f0a7p-3, 0x1.5558f12c703cap-5, 0x1.1239d957bbaffp-7,
     0x1.6a245a33abc40p-10};
+
+/* e^r = 1 + r + r^2/2 + r^3/6 + r^4/24 + r^5/120 + r^6 T(r) (sl_exp_hl): T the Taylor series 1/6! + r/7! + ...
+ * to 1/17!, truncated below 2^-71 of e^r on |r| <= ln2/2. */
+static const double sl_exp_taylor[12] = {
+    0x1.6c16c16c16c17p-10, 0x1.a01a01a01a01ap-13, 0x1.a01a01a01a01ap-16,
+    0x1.71de3a556c734p-19, 0x1.27e4fb7789f5cp-22, 0x1.ae64567f544e4p-26, 0x1.1eed8eff8d898p-29,
+    0x1.6124613a86d09p-33, 0x1.93974a8c07c9dp-37, 0x1.ae7f3e733b81fp-41, 0x1.ae7f3e733b81fp-45,
+    0x1.952c77030ad4ap-49};
 
 /* log(1+f) = 2 atanh(s) = 2s + s R(z), s = f/(2+f), z = s^2, |s| <= 0.1716: R(z) = z P(z) with P
  * fitted to (2 atanh(s) - 2s)/s^3.  Full, degree 6: relative error of log <= 4.6e-18; cheap, degree
@@ -177,7 +197,7 @@ SL_INLINE double sl_acc_value(const sl_acc *a)
 /* ------------------------------------------------------------------------------------------------
  * Scalar: exp, log, log1p */
 
-/* 2^n * p for integer-valued n in [-1076, 1024]: one rounding even where the result is subnormal. */
+/* 2^n * p for integer-valued n in [-2044, 2046]: one rounding even where the result is subnormal. */
 SL_INLINE double sl_scale2(double p, double n)
 {
     if (n >= -1022.0 && n <= 1023.0)
@@ -315,7 +335,7 @@ SL_INLINE double sl_softcap(double x, double c, double inv_c, double *d)
 }
 
 /* ------------------------------------------------------------------------------------------------
- * Scalar: double-double arithmetic, log and exp (the slow paths of KL, GNLL and BCE) */
+ * Scalar: e^x and log x with a low part (the Poisson NLL's differences, which cancel) */
 
 /* p + *err == a b exactly (fma: a libm call in baseline code, one instruction in AVX2 code). */
 SL_INLINE double sl_two_prod(double a, double b, double *err)
@@ -324,6 +344,62 @@ SL_INLINE double sl_two_prod(double a, double b, double *err)
     *err = fma(a, b, -p);
     return p;
 }
+
+/* e^x = hi + *lo for |x| <= 690 (both parts normal at 2^-69 of hi): the full grade's reduction, r + r_lo =
+ * x - n ln 2 to ~2^-88, and e^r = (1 + r) + r^2/2 + r^3/6 + r^4/24 + r^5/120 + r^6 T(r), the first five
+ * terms exact or double-double products (powers by TwoProducts, 1/6 and 1/120 as double-doubles) added by
+ * TwoSums, the tail r^6 T(r) <= 2^-18.5 in double; then e^(r + r_lo) = e^r (1 + r_lo) and 2^n. */
+SL_INLINE double sl_exp_hl(double x, double *lo)
+{
+    double n = (x * SL_LOG2E + SL_ROUND_MAGIC) - SL_ROUND_MAGIC;
+    double r1 = x - n * SL_LN2_HI;
+    double r = r1 - n * SL_LN2_LO;
+    double r_lo = (r1 - r) - n * SL_LN2_LO;
+    double r2_lo, r2 = sl_two_prod(r, r, &r2_lo);
+    double r3_lo, r3 = sl_two_prod(r2, r, &r3_lo);
+    double r4_lo, r4 = sl_two_prod(r2, r2, &r4_lo);
+    r3_lo += r2_lo * r;
+    r4_lo += 2.0 * r2 * r2_lo;
+    double c3_lo, c3 = sl_two_prod(r3, SL_SIXTH, &c3_lo); /* r^3/6 */
+    double c4_lo, c4 = sl_two_prod(r4, SL_SIXTH, &c4_lo); /* r^4/6, then /4 */
+    double r5_lo, r5 = sl_two_prod(r4, r, &r5_lo);
+    r5_lo += r4_lo * r;
+    double c5_lo, c5 = sl_two_prod(r5, SL_INV120, &c5_lo); /* r^5/120 */
+    c3_lo += r3 * SL_SIXTH_LO + r3_lo * SL_SIXTH;
+    c4_lo += r4 * SL_SIXTH_LO + r4_lo * SL_SIXTH;
+    c5_lo += r5 * SL_INV120_LO + r5_lo * SL_INV120;
+    double tail = (r5 * r) * sl_horner(sl_exp_taylor, 12, r);
+    double s = 1.0 + r;
+    double s_lo = r - (s - 1.0); /* 1 + r = s + s_lo (Fast2Sum) */
+    double e2, e3, e4, e5;
+    s = sl_two_sum(s, 0.5 * r2, &e2);
+    s = sl_two_sum(s, c3, &e3);
+    s = sl_two_sum(s, 0.25 * c4, &e4);
+    s = sl_two_sum(s, c5, &e5);
+    double low = ((s_lo + e2) + (e3 + e4)) + (e5 + (0.5 * r2_lo + c3_lo)) + ((0.25 * c4_lo + c5_lo) + tail);
+    low += r_lo * s; /* e^(r + r_lo) = e^r (1 + r_lo) */
+    double scale = sl_from_bits((uint64_t)(int64_t)(n + 1023.0) << 52);
+    double hi = s + low;
+    *lo = ((s - hi) + low) * scale;
+    return hi * scale;
+}
+
+/* log(x + x_lo) = hi + *lo for x > 0 with |log x| <= 690 and |x_lo| <= ulp(x), absolute error ~2^-69, from
+ * y = sl_log(x, 0): one Newton step on sl_exp_hl, log(x) = y + log1p(d), d = (x + x_lo) e^-y - 1 (|d| < 2^-42,
+ * x e^-y - 1 formed exactly from the TwoProduct) and log1p(d) = d - d^2/2. */
+SL_INLINE double sl_log_hl(double x, double x_lo, double y, double *lo)
+{
+    double e_lo, e = sl_exp_hl(-y, &e_lo);
+    double p_lo, p = sl_two_prod(x, e, &p_lo);
+    double d = (p - 1.0) + (p_lo + (x * e_lo + x_lo * e)); /* p - 1 is exact (Sterbenz) */
+    d -= 0.5 * d * d;
+    double hi = y + d;
+    *lo = (y - hi) + d; /* |d| < |y| unless y = 0 */
+    return hi;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Scalar: double-double arithmetic, log and exp (the slow paths of KL, GNLL and BCE) */
 
 /* (a_hi + a_lo) + (b_hi + b_lo), (a_hi + a_lo) (b_hi + b_lo) and (a_hi + a_lo) / (b_hi + b_lo) as
  * double-doubles, relative error ~2^-104 (the sum: absolute, of the larger operand). */
@@ -451,6 +527,106 @@ SL_INLINE double sl_log_hilo(double x, double *lo)
     double hi = a + small;
     *lo = small - (hi - a);
     return hi;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Scalar: triple-double arithmetic (a value is t[0] + t[1] + t[2], decreasing), exp and log to ~2^-130
+ * (the slow paths of the Poisson NLL, whose terms cancel beyond what a double-double leaves) */
+
+/* t = h + m + l (|h| the largest), renormalized by TwoSums: the same exact sum. */
+SL_INLINE void sl_td_set(double t[3], double h, double m, double l)
+{
+    double u, v;
+    double s = sl_two_sum(m, l, &u);
+    t[0] = sl_two_sum(h, s, &v);
+    t[1] = sl_two_sum(v, u, &t[2]);
+}
+
+/* t = t b, to ~2^-155. */
+SL_INLINE void sl_td_mul(double t[3], double b)
+{
+    double e1, e2, f;
+    double p1 = sl_two_prod(t[0], b, &e1);
+    double p2 = sl_two_prod(t[1], b, &e2);
+    double s = sl_two_sum(e1, p2, &f);
+    sl_td_set(t, p1, s, f + e2 + t[2] * b);
+}
+
+/* t = t / k for an integer-valued k: each quotient's remainder is exact (FMA). */
+SL_INLINE void sl_td_div(double t[3], double k)
+{
+    double f;
+    double q1 = t[0] / k;
+    double s = sl_two_sum(fma(-q1, k, t[0]), t[1], &f); /* t[0] - q1 k exactly, plus t[1] */
+    double q2 = s / k;
+    sl_td_set(t, q1, q2, (fma(-q2, k, s) + f + t[2]) / k);
+}
+
+/* t = 1 + t. */
+SL_INLINE void sl_td_add1(double t[3])
+{
+    double e, f;
+    double h = sl_two_sum(1.0, t[0], &e);
+    double m = sl_two_sum(e, t[1], &f);
+    sl_td_set(t, h, m, f + t[2]);
+}
+
+/* e^x = 2^n (m[0] + m[1] + m[2]), returns n, for finite |x| <= SL_EXP_TD_RANGE, relative error below 2^-128
+ * (m[0] in [0.7, 1.42]): x = n ln 2 + r, r = r1 + r2 + r3 (ln 2 = SL_LN2_HI + SL_LN2_LO + SL_LN2_LO2 to
+ * 2^-155); e^r1 by Horner, 1 + r1 (1 + r1/2 (1 + r1/3 (...))) to the term r1^27/27! (0.35^27/27! < 2^-134),
+ * each step in the precision its weight r1^k/k! needs (double for k >= 20, double-double for 9 <= k < 20,
+ * triple-double below); then times e^(r2 + r3) = 1 + rho + rho^2/2. */
+SL_INLINE double sl_exp_td(double x, double m[3])
+{
+    double n = (x * SL_LOG2E + SL_ROUND_MAGIC) - SL_ROUND_MAGIC;
+    double a = x - n * SL_LN2_HI; /* exact: n SL_LN2_HI has <= 53 bits and cancels x (Sterbenz) */
+    double p_err, p = sl_two_prod(n, SL_LN2_LO, &p_err);
+    double e1, e2;
+    double r = sl_two_sum(a, -p, &e1);
+    double r2 = sl_two_sum(e1, -p_err, &e2);
+    double r3 = e2 - n * SL_LN2_LO2;
+    double acc = 1.0;
+    for (int k = 27; k >= 20; k--)
+        acc = 1.0 + acc * r / k;
+    double hi = acc, lo = 0.0;
+    for (int k = 19; k >= 9; k--) {
+        hi = sl_dd_mul(hi, lo, r, 0.0, &lo);
+        hi = sl_dd_div(hi, lo, (double)k, 0.0, &lo);
+        hi = sl_dd_add(hi, lo, 1.0, 0.0, &lo);
+    }
+    m[0] = hi, m[1] = lo, m[2] = 0.0;
+    for (int k = 8; k >= 1; k--) {
+        sl_td_mul(m, r);
+        sl_td_div(m, (double)k);
+        sl_td_add1(m);
+    }
+    double q_err, f;
+    double q = sl_two_prod(m[0], r2, &q_err); /* e^r (r2 + r3 + r2^2/2): the first product exact */
+    double s = sl_two_sum(m[1], q, &f);
+    sl_td_set(m, m[0], s, f + m[2] + q_err + m[0] * r3 + m[1] * r2 + 0.5 * m[0] * r2 * r2);
+    return n;
+}
+
+/* log(x + x_lo) = l[0] + l[1] + l[2] for positive finite x (|x_lo| <= ulp(x)/2), absolute error below
+ * 2^-130: y = log x (full grade) refined by one Newton step, log(x) = y + log1p(d) with d = (x + x_lo)
+ * e^-y - 1 (|d| < 2^-42) from sl_exp_td and log1p(d) = d - d^2/2 + d^3/3. */
+SL_INLINE void sl_log_td(double x, double x_lo, double l[3])
+{
+    double y = sl_log(x, 0), m[3];
+    double n = sl_exp_td(-y, m);
+    double scaled = sl_scale2(x, n), scaled_lo = sl_scale2(x_lo, n); /* about 1/m[0]: exact */
+    double p_err, q_err, u_err, c, e;
+    double p = sl_two_prod(scaled, m[0], &p_err);
+    double q = sl_two_prod(scaled, m[1], &q_err);
+    double u = sl_two_prod(scaled_lo, m[0], &u_err);
+    double d = sl_two_sum(p - 1.0, p_err, &c); /* p - 1 is exact (Sterbenz) */
+    d = sl_two_sum(d, q, &e);
+    c += e;
+    d = sl_two_sum(d, u, &e);
+    c += e + (q_err + u_err + scaled * m[2] + scaled_lo * m[1]);
+    double d_lo;
+    d = sl_two_sum(d, c, &d_lo);
+    sl_td_set(l, y, d, d_lo - 0.5 * d * d + d * d * d / 3.0);
 }
 
 #if SL_X86
@@ -864,6 +1040,55 @@ SL_VEC SL_INLINE sl_vd sl_softcap_v(sl_vd x, sl_vd c, sl_vd inv_c, sl_vd *d)
     sl_vd capped = sl_vor(sl_vmul(c, t), sl_vandnot(sl_abs_v(x), x)); /* c t with the sign of x */
     sl_vm keep = sl_vm_or(sl_vcmp(u, SL_V(0x1p-26), _CMP_LT_OQ), sl_vcmp(x, x, _CMP_UNORD_Q)); /* tiny, NaN */
     return sl_vselect(keep, x, capped);
+}
+
+/* e^x = hi + *lo for |x| <= 690, as sl_exp_hl (the reduction's r_lo by FMA: x - n ln 2 to ~2^-106). */
+SL_VEC SL_INLINE sl_vd sl_exp_hl_v(sl_vd x, sl_vd *lo)
+{
+    sl_vd n = sl_vround(sl_vmul(x, SL_V(SL_LOG2E)));
+    sl_vd r1 = sl_vfnma(n, SL_V(SL_LN2_HI), x);
+    sl_vd r = sl_vfnma(n, SL_V(SL_LN2_LO), r1);
+    sl_vd r_lo = sl_vfnma(n, SL_V(SL_LN2_LO), sl_vsub(r1, r));
+    sl_vd r2 = sl_vmul(r, r), r2_lo = sl_vfms(r, r, r2);
+    sl_vd r3 = sl_vmul(r2, r), r3_lo = sl_vfma(r2_lo, r, sl_vfms(r2, r, r3));
+    sl_vd r4 = sl_vmul(r2, r2), r4_lo = sl_vfma(sl_vadd(r2, r2), r2_lo, sl_vfms(r2, r2, r4));
+    sl_vd sixth = SL_V(SL_SIXTH);
+    sl_vd c3 = sl_vmul(r3, sixth); /* r^3/6 */
+    sl_vd c3_lo = sl_vfma(r3_lo, sixth, sl_vfma(r3, SL_V(SL_SIXTH_LO), sl_vfms(r3, sixth, c3)));
+    sl_vd c4 = sl_vmul(r4, sixth); /* r^4/6, then /4 */
+    sl_vd c4_lo = sl_vfma(r4_lo, sixth, sl_vfma(r4, SL_V(SL_SIXTH_LO), sl_vfms(r4, sixth, c4)));
+    sl_vd r5 = sl_vmul(r4, r), r5_lo = sl_vfma(r4_lo, r, sl_vfms(r4, r, r5));
+    sl_vd inv120 = SL_V(SL_INV120);
+    sl_vd c5 = sl_vmul(r5, inv120); /* r^5/120 */
+    sl_vd c5_lo = sl_vfma(r5_lo, inv120, sl_vfma(r5, SL_V(SL_INV120_LO), sl_vfms(r5, inv120, c5)));
+    sl_vd tail = sl_vmul(sl_vmul(r5, r), sl_estrin_v(sl_exp_taylor, 12, r));
+    sl_vd s = sl_vadd(SL_V(1.0), r);
+    sl_vd s_lo = sl_vsub(r, sl_vsub(s, SL_V(1.0))); /* 1 + r = s + s_lo (Fast2Sum) */
+    sl_vd e2, e3, e4, e5;
+    s = sl_two_sum_v(s, sl_vmul(SL_V(0.5), r2), &e2);
+    s = sl_two_sum_v(s, c3, &e3);
+    s = sl_two_sum_v(s, sl_vmul(SL_V(0.25), c4), &e4);
+    s = sl_two_sum_v(s, c5, &e5);
+    sl_vd low = sl_vadd(sl_vadd(sl_vadd(s_lo, e2), sl_vadd(e3, e4)), sl_vadd(e5, sl_vfma(SL_V(0.5), r2_lo, c3_lo)));
+    low = sl_vadd(low, sl_vadd(sl_vfma(SL_V(0.25), c4_lo, c5_lo), tail));
+    low = sl_vfma(r_lo, s, low); /* e^(r + r_lo) = e^r (1 + r_lo) */
+    sl_vd scale = sl_pow2i_v(n);
+    sl_vd hi = sl_vadd(s, low);
+    *lo = sl_vmul(sl_vadd(sl_vsub(s, hi), low), scale);
+    return sl_vmul(hi, scale);
+}
+
+/* log(x + x_lo) = hi + *lo for x > 0 with |log x| <= 690, from y = sl_log_v(x, 0), as sl_log_hl. */
+SL_VEC SL_INLINE sl_vd sl_log_hl_v(sl_vd x, sl_vd x_lo, sl_vd y, sl_vd *lo)
+{
+    sl_vd e_lo, e = sl_exp_hl_v(sl_vsub(sl_vzero(), y), &e_lo);
+    sl_vd p = sl_vmul(x, e);
+    sl_vd p_lo = sl_vfms(x, e, p);
+    sl_vd d = sl_vadd(sl_vsub(p, SL_V(1.0)), sl_vadd(p_lo, sl_vfma(x, e_lo, sl_vmul(x_lo, e)))); /* p - 1 exact */
+    d = sl_vfnma(sl_vmul(SL_V(0.5), d), d, d); /* log1p(d) = d - d^2/2 */
+    sl_vd hi = sl_vadd(y, d);
+    *lo = sl_vadd(sl_vsub(y, hi), d);
+    return hi;
 }
 
 SL_VEC SL_INLINE sl_vd sl_softplus_tail_v(sl_vd x, sl_vd *e, int cheap)

@@ -8,7 +8,7 @@
  * Calling convention, shared by every loss kernel:
  *   inputs ..., sizes and scalar parameters ..., rows_per_block, outputs ..., block_sums
  *   - Arrays are C-contiguous.  A "row" is one sample: n_classes logits for ce and lse, one element
- *     for the elementwise losses (bce, gnll, kl, mse, huber), so that n_rows counts elements there.
+ *     for the elementwise losses (bce, gnll, kl, mse, huber, focal, pnll), so that n_rows counts elements there.
  *   - Optional inputs and every output may be NULL (numpy/Numba: None), meaning "absent" for an
  *     input and "not wanted" for an output.
  *   - loss[i] is the per-row loss, rounded once to the input type.  grad (same shape as the
@@ -115,6 +115,15 @@ void sl_focal_f32(const float *inputs, const float *targets, int64_t n_rows, dou
                   double grad_scale, int64_t rows_per_block, float *loss, float *grad, double *block_sums);
 void sl_focal_f64(const double *inputs, const double *targets, int64_t n_rows, double alpha, double gamma,
                   double grad_scale, int64_t rows_per_block, double *loss, double *grad, double *block_sums);
+/* Poisson NLL, elementwise: log_input != 0: loss = e^x - t x, grad = e^x - t; log_input == 0: lam = x + eps
+ * (exact), loss = x - t log(lam), grad = 1 - t/lam.  full != 0 adds t log t - t + log(2 pi t)/2 where t > 1.
+ * t == 0 makes t x and t log(lam) 0 (loss e^x or x, gradient e^x or 1, also at x = -inf, lam = 0); x = +inf
+ * gives +inf for a finite target (NaN for t = +inf); lam < 0 a NaN loss; full with t = +inf NaN.          */
+void sl_pnll_f32(const float *input, const float *target, int64_t n_rows, int64_t log_input, int64_t full,
+                 double eps, double grad_scale, int64_t rows_per_block, float *loss, float *grad, double *block_sums);
+void sl_pnll_f64(const double *input, const double *target, int64_t n_rows, int64_t log_input, int64_t full,
+                 double eps, double grad_scale, int64_t rows_per_block, double *loss, double *grad,
+                 double *block_sums);
 
 /* Row-wise log-sum-exp of x[n_rows][n_cols]: lse = a + log1p(s), log_softmax_j = z_j - log1p(s),
  * softmax_j = e^{z_j} / S (notation of sl_ce); each output optional.  No block sums.  A row with an

@@ -200,6 +200,16 @@ def test_budget_verdict_gnll_broadcast_var_gradient():
     assert verdict("gnll", "grad_var", same_shape, np.array([[2 * small, small]]), exact(small, small)) == report.OVER
 
 
+def test_budget_verdict_pnll_large_eps():
+    """The full Poisson NLL without log_input with eps > log(2 pi t)/2 gets 4 ulp of its larger term."""
+    part = {"input": np.array([1.0]), "target": np.array([2.0]), "log_input": False, "full": True, "eps": 3.0}
+    small = 1e-17  # the terms are about 3: 4 ulp of them is 1.8e-15
+    verdict = report.budget_verdict
+    assert verdict("pnll", "loss", part, np.array([2 * small]), exact(small)) == report.PNLL_EXCEPTION
+    assert verdict("pnll", "loss", part, np.array([1e-14]), exact(small)) == report.OVER
+    assert verdict("pnll", "loss", dict(part, eps=0.5), np.array([2 * small]), exact(small)) == report.OVER
+
+
 # ---------------------------------------------------------------------------------------------------
 # Progress
 

@@ -99,6 +99,14 @@ def _gradcheck_cases():
             cases[f"kl-{reduction}-log_target{log_target}"] = (
                 lambda x, t, r=reduction, lt=log_target: slt.kl_div(x, t, reduction=r, log_target=lt),
                 [torch.log(_probabilities(3, 6)).requires_grad_(), target])
+    counts = torch.tensor([[0.0, 1.0, 3.0], [2.0, 7.0, 1.5]], dtype=torch.float64)
+    for reduction in ("mean", "sum", "none"):
+        for full in (False, True):
+            cases[f"pnll-log_input-full{full}-{reduction}"] = (
+                lambda x, r=reduction, f=full: slt.poisson_nll_loss(x, counts, full=f, reduction=r), [_randn(2, 3)])
+            cases[f"pnll-rate-full{full}-{reduction}"] = (
+                lambda x, r=reduction, f=full: slt.poisson_nll_loss(x, counts, log_input=False, full=f, reduction=r),
+                [(torch.rand(2, 3, generator=RNG, dtype=torch.float64) + 0.5).requires_grad_()])
     for reduction in ("mean", "sum"):
         cases[f"linear_ce-{reduction}"] = (
             lambda x, w, b, r=reduction: slt.linear_cross_entropy(x, w, torch.tensor([0, 4, -100, 2]), linear_bias=b,
@@ -273,6 +281,8 @@ COMPILED_LOSSES = {
     "huber": (lambda out, y: slt.huber_loss(out, y, delta=0.5, weight=_WEIGHT), lambda: torch.randn(7, 5)),
     "focal": (lambda out, y: slt.sigmoid_focal_loss(out, y, reduction="mean"),
               lambda: (torch.rand(7, 5) < 0.3).float()),
+    "poisson_nll_loss": (lambda out, y: slt.poisson_nll_loss(out, y, full=True),
+                         lambda: torch.poisson(torch.ones(7, 5))),
     "linear_cross_entropy": (lambda out, y: slt.linear_cross_entropy(torch.tanh(out), _HEAD, y),
                              lambda: torch.randint(0, 9, (7,))),
     "logsumexp": (lambda out, y: (slt.logsumexp(out, 1) * y).sum(), lambda: torch.randn(7)),
@@ -346,6 +356,8 @@ MODULES = [
     ("L1Loss", dict(reduction="sum"), lambda: (torch.randn(4, 2), torch.randn(4, 2))),
     ("SmoothL1Loss", dict(beta=0.5), lambda: (torch.randn(4, 2), torch.randn(4, 2))),
     ("HuberLoss", dict(delta=0.5, reduction="none"), lambda: (torch.randn(4, 2), torch.randn(4, 2))),
+    ("PoissonNLLLoss", dict(log_input=False, full=True, eps=1e-6),
+     lambda: (torch.rand(4, 2) + 0.5, torch.tensor([[0.0, 2.0], [3.0, 1.0], [5.0, 0.0], [2.0, 4.0]]))),
 ]
 
 
@@ -436,8 +448,9 @@ def test_other_device_is_refused():
     (lambda t: slt.gaussian_nll_loss(torch.randn(2, 3), t.expand(2, 3), torch.ones(2, 3)), "target"),
     (lambda t: slt.cross_entropy(torch.randn(2, 3), torch.softmax(t.expand(2, 3), 1)), "target"),
     (lambda t: slt.sigmoid_focal_loss(torch.randn(2, 3), torch.sigmoid(t.expand(2, 3))), "targets"),
+    (lambda t: slt.poisson_nll_loss(torch.randn(2, 3), t.expand(2, 3)), "target"),
 ], ids=["ce-weight", "nll-weight", "bce-pos_weight", "mse-weight", "huber-weight", "gnll-target", "ce-probabilities",
-        "focal-targets"])
+        "focal-targets", "pnll-target"])
 def test_gradient_not_given_is_an_error(call, name):
     """A tensor that requires grad where no gradient is given would silently get none: an error names it."""
     with pytest.raises(RuntimeError, match=rf"{name} requires grad, but stableloss gives gradients only w.r.t."):

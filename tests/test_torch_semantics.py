@@ -507,6 +507,42 @@ def test_sigmoid_focal_loss_confident_gamma_below_one(api, backend):
     assert grad[0] == pytest.approx(-2.6906609899366539e-66, rel=1e-14)
 
 
+# Poisson NLL
+
+PNLL_GRID = list(itertools.product(["none", "mean", "sum"], [True, False], [False, True], [1e-8, 0.5]))
+
+
+@pytest.mark.parametrize("reduction,log_input,full,eps", PNLL_GRID)
+def test_poisson_nll(api, backend, dtype, reduction, log_input, full, eps):
+    log_rate = _random((5, 4), dtype, 1.0)
+    target = RNG.poisson(np.exp(log_rate.astype(np.float64))).astype(dtype)  # counts, several above 1
+    x = log_rate if log_input else np.exp(log_rate).astype(dtype)
+    loss, (grad,) = _ours(api, "poisson_nll_loss", dict(input=x, target=target), ["input"], backend,
+                          log_input=log_input, full=full, eps=eps, reduction=reduction)
+    tensors = dict(input=_tensor(x, grad=True), target=_tensor(target))
+    want, (want_grad,) = _torch_loss_and_grads(
+        lambda **kw: F.poisson_nll_loss(**kw, log_input=log_input, full=full, eps=eps), tensors, reduction, ["input"])
+    x64, t64 = x.astype(np.float64), target.astype(np.float64)
+    first, second = (np.exp(x64), t64 * np.abs(x64)) if log_input else (x64, t64 * np.abs(np.log(x64 + eps)))
+    terms = np.maximum(first, second) + (t64 * np.log(np.maximum(t64, 1.0)) if full else 0.0)  # what torch subtracts
+    _close(loss, want, dtype, "loss", scale=float(np.max(terms) * (1 if reduction != "mean" else 1 / terms.size)))
+    grad_terms = np.maximum(np.exp(x64), t64) if log_input else np.maximum(1.0, t64 / (x64 + eps))
+    _close(grad, want_grad, dtype, "grad", scale=float(np.max(grad_terms) / (terms.size if reduction == "mean" else 1)))
+
+
+def test_poisson_nll_special_values(api, backend, dtype):
+    """NaN in gives NaN and x = -inf against t > 0 gives +inf, as PyTorch; a zero target makes t x zero also at
+    x = -inf (loss 0), and x = +inf gives the limit +inf, where PyTorch gives NaN (documented differences)."""
+    x = np.array([np.nan, 1.0, -np.inf, -np.inf, np.inf], dtype)
+    target = np.array([1.0, np.nan, 2.0, 0.0, 2.0], dtype)
+    loss, (grad,) = _ours(api, "poisson_nll_loss", dict(input=x, target=target), ["input"], backend, reduction="none")
+    want, (want_grad,) = _torch_loss_and_grads(F.poisson_nll_loss, dict(input=_tensor(x, grad=True),
+                                                                        target=_tensor(target)), "none", ["input"])
+    _close(loss[:3], want[:3], dtype, "loss")
+    _close(grad, want_grad, dtype, "grad")
+    assert loss[3] == 0 and loss[4] == np.inf and np.isnan(want[3]) and np.isnan(want[4])
+
+
 # ---------------------------------------------------------------------------------------------------
 # Bad input: where PyTorch raises RuntimeError, stableloss keeps Python's type (docs/bad_inputs.md)
 

@@ -122,7 +122,7 @@ def _parser():
                        help="comma-separated backends and peers to compare (default: every available backend)")
     check.add_argument("--no-peers", action="store_true", help="leave out the textbook formula, SciPy and PyTorch")
     check.add_argument("--loss", action="append", metavar="STEM",
-                       help="ce, nll, bce, gnll, kl, mse, huber, focal or lse; repeat for several (default: all)")
+                       help="ce, nll, bce, gnll, kl, mse, huber, focal, pnll or lse; repeat for several (default: all)")
     check.add_argument("--dtype", action="append", choices=["float32", "float64"],
                        help="repeat for both (default: both)")
     check.add_argument("--plot", metavar="FILE.png",

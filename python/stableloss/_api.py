@@ -14,8 +14,8 @@ from ._spec import FLOAT, IN, INDEX, INT, OUT, SHARED, Bench, Kernel, Workload, 
 
 #: The public functions, in the order of the documentation; the package exports them.
 __all__ = ["cross_entropy", "linear_cross_entropy", "nll_loss", "binary_cross_entropy_with_logits", "gaussian_nll_loss",
-           "kl_div", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "sigmoid_focal_loss", "logsumexp",
-           "log_softmax", "softmax"]
+           "kl_div", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "sigmoid_focal_loss", "poisson_nll_loss",
+           "logsumexp", "log_softmax", "softmax"]
 from ._reference import sum_dd
 
 
@@ -1057,6 +1057,106 @@ def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none",
     backend = resolve(backend)
     return _elementwise(backend, FOCAL, x, reduction, x.size, return_grad, inputs=np.ascontiguousarray(x).reshape(-1),
                         targets=targets, alpha=alpha, gamma=gamma)
+
+
+PNLL = declare(loss_kernel("pnll", "poisson_nll_loss", inputs=(("input", IN), ("target", IN)),
+                           parameters=(("log_input", INT), ("full", INT), ("eps", FLOAT)),
+                           constants=dict(
+                               # a loss or gradient below CANCEL times its largest term is redone from a
+                               # triple-double e^x or log(x + eps): float32 computes in double (2**-52 of the
+                               # terms, 2**-32 of the result above this), float64 with double-double e^x and
+                               # log(x + eps) (2**-69 of the terms, 2**-57 of the result above this)
+                               CANCEL_F32=2.0**-20, CANCEL_F64=2.0**-12,
+                               # float64 beyond EXP_RANGE_F64, where e^x is a double (<= 1 ulp): terms within a
+                               # factor 4 of each other are redone (then t 2**-n stays finite on that path)
+                               CANCEL_WIDE=0.75,
+                               # float64 inputs with |x| (log_input) or |log(x + eps)| beyond this take the
+                               # triple-double path: the double-double e^x's low part would be subnormal (and
+                               # e^x can overflow where e^x - t x does not)
+                               EXP_RANGE_F64=690.0,
+                               # log_input, float64: above this x, e^x - t x > DBL_MAX for every double t (e^x/x
+                               # exceeds DBL_MAX): the loss is +inf
+                               OVERFLOW_F64=717.0,
+                               # psi(w) = w - log1p(w) of the full loss comes from its atanh series for w in
+                               # [PSI_LOW, PSI_HIGH] (|w/(2 + w)| < 0.3: 16 terms), from w - log1p(w) outside,
+                               # where the difference cancels by at most 4.1
+                               PSI_LOW=-0.45, PSI_HIGH=0.85,
+                               # float64 full losses without log_input take the scalar path above this eps,
+                               # where log(2 pi t)/2 - eps (log(2 pi t)/2 > 0.918) can cancel: log t there in
+                               # double-double (not log_hl's 2**-69)
+                               EPS_NEAR=0.2295,
+                               # and above this target, whose log leaves log_hl's range (log t > 690)
+                               T_HL_MAX=2.0**995)))
+
+
+def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduction="mean", *, backend=None,
+                     return_grad=False):
+    r"""Poisson negative log-likelihood of counts ``target`` under the rate ``exp(input)`` (or ``input``).
+
+    Parameters
+    ----------
+    input : ndarray, float32 or float64
+        The log-rate :math:`x` (``log_input=True``) or the rate :math:`\lambda` itself.
+    target : ndarray, float
+        Counts :math:`t` (any real values are taken), broadcastable to the input's shape.
+    log_input : bool, default True
+        ``True``: :math:`\ell = e^x - t x`; ``False``: :math:`\ell = x - t \log(x + \epsilon)`.
+    full : bool, default False
+        Add the Stirling term :math:`t \log t - t + \tfrac12 \log(2\pi t)` where :math:`t > 1`, as PyTorch.
+    eps : float, default 1e-8
+        Added to the rate when ``log_input=False``.  :math:`x + \epsilon` is taken exactly (the sum of
+        the input value and the float ``eps``, not rounded to the input's dtype as PyTorch rounds it);
+        must be >= 0.
+    reduction : {"mean", "sum", "none"}
+    backend : {"c", "numba", "numpy"}, optional
+    return_grad : bool, default False
+        Also return the gradient of the returned loss w.r.t. ``input``.
+
+    Returns
+    -------
+    loss : ndarray or scalar
+    grad : ndarray
+        Only with ``return_grad``.
+
+    Notes
+    -----
+    With ``log_input``, :math:`\ell = e^x - t x` and :math:`\partial\ell/\partial x = e^x - t`; without,
+    :math:`\ell = x - t \log\lambda` and :math:`\partial\ell/\partial x = 1 - t/\lambda` with
+    :math:`\lambda = x + \epsilon`.  The Stirling term does not depend on the input.
+
+    Stable rewrite: the terms are formed exactly (:math:`t x` and :math:`\lambda - t = (x - t) + \epsilon`
+    by error-free transformations) and subtracted once, from :math:`e^x` or :math:`\log\lambda` in
+    double-double, or triple-double where the loss or the gradient cancels further (near
+    :math:`e^x = t x`, :math:`e^x = t`, :math:`x = t \log\lambda`): every value keeps its relative accuracy.
+    With ``full`` the loss is computed as :math:`t\,\psi(w) + \tfrac12\log(2\pi t)`
+    (:math:`- \epsilon`), :math:`\psi(w) = w - \log(1 + w) \ge 0`, :math:`w = e^x/t - 1` (or
+    :math:`\lambda/t - 1`): the same value without the cancellation of :math:`t \log t` against
+    :math:`t x`, which leaves PyTorch's float64 loss at :math:`t = 10^{15}` with no correct digit.
+    :math:`e^x - t x` is finite where :math:`e^x` alone overflows.
+    Unlike PyTorch (NaN): a target of 0 makes :math:`t x` and :math:`t \log\lambda` zero whatever the
+    input, so :math:`x = -\infty` (or :math:`\lambda = 0`) gives the loss 0 (or :math:`x`) and the gradient
+    0 (or 1); :math:`x = +\infty` gives the limit :math:`+\infty` for a finite target.  As PyTorch,
+    :math:`\lambda < 0` gives a NaN loss, ``full`` with :math:`t = +\infty` gives NaN, and NaN in gives NaN.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stableloss import poisson_nll_loss
+    >>> float(poisson_nll_loss(np.array([2.0]), np.array([3.0])))  # e^2 - 3 * 2
+    1.38905...
+    >>> poisson_nll_loss(np.array([-np.inf, 710.0]), np.array([0.0, 3e305]), reduction="none").tolist()
+    [0.0, 1.03994766161711...e+307]
+    >>> float(poisson_nll_loss(np.array([np.log(1e15)]), np.array([1e15]), full=True))  # PyTorch: 20.0
+    18.18832673066...
+    """
+    func = "poisson_nll_loss"
+    x = check.float_input(func, "input", input)
+    target = check.float_like(func, "target", target, x.dtype, x.shape).reshape(-1)
+    eps = check.real(func, "eps", eps, 0.0)
+    reduction = check.reduction(func, reduction)
+    backend = resolve(backend)
+    return _elementwise(backend, PNLL, x, reduction, x.size, return_grad, input=np.ascontiguousarray(x).reshape(-1),
+                        target=target, log_input=int(bool(log_input)), full=int(bool(full)), eps=eps)
 
 
 def _elementwise(backend, kernel, like, reduction, denominator, return_grad, **args):

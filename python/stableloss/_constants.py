@@ -44,6 +44,22 @@ LOG_P_CHEAP = tuple(map(F, (
     "0x1.555555556511fp-1", "0x1.999998c94ca2ep-2", "0x1.2493253c7ee51p-2", "0x1.c67a2fb83241ap-3",
     "0x1.8c98fb3524fadp-3")))
 
+#: exp as a double-double (exp_hl, the Poisson NLL): e^r = 1 + r + r^2/2 + r^3/6 + r^4/24 + r^5/120 + r^6 T(r),
+#: with 1/6 = SIXTH + SIXTH_LO and 1/120 = INV120 + INV120_LO (the products r^3/6, r^4/24 and r^5/120 to
+#: ~2^-106) and T the Taylor series 1/6! + r/7! + ... to 1/17! (its truncation below 2^-71 of e^r on
+#: |r| <= ln 2/2).
+SIXTH = F("0x1.5555555555555p-3")
+SIXTH_LO = F("0x1.5555555555555p-57")
+INV120 = F("0x1.1111111111111p-7")
+INV120_LO = F("0x1.1111111111111p-63")
+EXP_TAYLOR = tuple(map(F, (
+    "0x1.6c16c16c16c17p-10", "0x1.a01a01a01a01ap-13", "0x1.a01a01a01a01ap-16",
+    "0x1.71de3a556c734p-19", "0x1.27e4fb7789f5cp-22", "0x1.ae64567f544e4p-26", "0x1.1eed8eff8d898p-29",
+    "0x1.6124613a86d09p-33", "0x1.93974a8c07c9dp-37", "0x1.ae7f3e733b81fp-41", "0x1.ae7f3e733b81fp-45",
+    "0x1.952c77030ad4ap-49")))
+#: The triple-double exp (exp_td) takes |x| <= EXP_TD_RANGE: n = round(x / ln 2) keeps n LN2_HI exact (|n| < 2^11).
+EXP_TD_RANGE = 1100.0
+
 # The float32 lanes (BCE's fast path): float arithmetic throughout.
 
 #: log2(e) and ln 2 in float: n LN2_HI_F is exact for |n| <= 2^8 (16 bits).

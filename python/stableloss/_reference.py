@@ -5,7 +5,8 @@ Every function has the argument list of ``sl_<stem>_f32/_f64`` in ``kernels/stab
 sizes and parameters, ``rows_per_block``, then outputs written in place (``None`` = not wanted) and
 ``block_sums``. Both dtypes are computed in float64 and rounded once when stored; float64 inputs get
 the few extra bits they need from error-free transformations (:func:`_two_diff`) and, for KL terms
-that cancel, from a double-double logarithm (:func:`_log_dd`).
+that cancel, from a double-double logarithm (:func:`_log_dd`); the Poisson NLL's terms that cancel
+further come from a triple-double exp and log (:func:`_exp_td`, :func:`_log_td`).
 
 Memory.  The dispatcher hands this backend one block of rows at a time (``BLOCK_ELEMENTS`` elements,
 or one row where a row is wider), and ``ce``/``lse`` go through a row :data:`COLUMNS` columns at a
@@ -16,6 +17,7 @@ beyond its outputs, whatever the size of its input (tests/test_memory.py measure
 
 import numpy as np
 
+from . import _constants
 from ._spec import KERNELS
 
 #: The most a call of this backend allocates beyond its outputs (measured largest: 13.6 MiB, huber).
@@ -131,6 +133,93 @@ def _exp_dd(t):
         term_hi, term_lo = _dd_div(term_hi, term_lo, np.full_like(t, float(j)), np.zeros_like(t))
         acc_hi, acc_lo = _dd_add(acc_hi, acc_lo, term_hi, term_lo)
     return np.ldexp(acc_hi, n.astype(np.int64)), np.ldexp(acc_lo, n.astype(np.int64))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Triple-double arithmetic (a value is an unevaluated sum h + m + l of decreasing doubles) and e^x to
+# ~2**-130: the Poisson NLL terms that cancel beyond what a double-double leaves (docs/design.md)
+
+def _td(h, m, l):
+    """h + m + l (any doubles, |h| the largest) as a triple-double with the same exact sum."""
+    s, t = _two_sum(m, l)
+    a, u = _two_sum(h, s)
+    b, c = _two_sum(u, t)
+    return a, b, c
+
+
+def _td_mul(a, b):
+    """The triple-double a times the double b, to ~2**-155 relative."""
+    p1, e1 = _two_prod(a[0], b)
+    p2, e2 = _two_prod(a[1], b)
+    s, f = _two_sum(e1, p2)
+    return _td(p1, s, f + e2 + a[2] * b)
+
+
+def _td_div(a, k):
+    """The triple-double a divided by the integer k: quotients whose remainders are exact."""
+    q1 = a[0] / k
+    p, e = _two_prod(q1, k)
+    s, f = _two_sum((a[0] - p) - e, a[1])  # a[0] - q1 k is exact
+    q2 = s / k
+    p, e = _two_prod(q2, k)
+    return _td(q1, q2, (((s - p) - e) + f + a[2]) / k)
+
+
+def _td_add1(a):
+    """1 + the triple-double a."""
+    h, e = _two_sum(np.ones_like(a[0]), a[0])
+    m, f = _two_sum(e, a[1])
+    return _td(h, m, f + a[2])
+
+
+def _exp_td(x):
+    """e^x = 2**n (h + m + l) as ``((h, m, l), n)`` for finite |x| <= EXP_TD_RANGE (1100), relative error below
+    2**-128, h in [0.7, 1.42].
+
+    x = n ln 2 + r with r carried in three pieces (ln 2 = LN2_HI + LN2_LO + LN2_LO2 to 2**-155); e^r on
+    the leading piece r1 by Horner, e^r1 = 1 + r1 (1 + r1/2 (1 + r1/3 (...))) to the term r1^27/27!
+    (0.35^27/27! < 2**-134), each step in the precision its weight r1^k/k! needs: double for k >= 20,
+    double-double for 9 <= k < 20, triple-double below; then times e^(r2 + r3) = 1 + rho + rho^2/2.
+    """
+    n = np.rint(x * _constants.LOG2E)
+    a = x - n * _constants.LN2_HI  # exact: n LN2_HI has 53 bits at most and x - n LN2_HI cancels (Sterbenz)
+    p, p_err = _two_prod(n, _constants.LN2_LO)
+    r, e1 = _two_sum(a, -p)
+    r2, e2 = _two_sum(e1, -p_err)
+    r3 = e2 - n * _constants.LN2_LO2
+    acc = np.ones_like(x)
+    for k in range(27, 19, -1):
+        acc = 1.0 + acc * r / k
+    hi, lo = acc, np.zeros_like(x)
+    for k in range(19, 8, -1):
+        hi, lo = _dd_mul(hi, lo, r, 0.0)
+        hi, lo = _dd_div(hi, lo, float(k), 0.0)
+        hi, lo = _dd_add(hi, lo, 1.0, 0.0)
+    t = (hi, lo, np.zeros_like(x))
+    for k in range(8, 0, -1):
+        t = _td_add1(_td_div(_td_mul(t, r), float(k)))
+    q, q_err = _two_prod(t[0], r2)  # e^r (r2 + r3 + r2^2/2): the first product exact, the rest ~2**-106
+    s, f = _two_sum(t[1], q)
+    return _td(t[0], s, f + t[2] + q_err + t[0] * r3 + t[1] * r2 + 0.5 * t[0] * r2 * r2), n.astype(np.int64)
+
+
+def _log_td(lam, lam_lo):
+    """log(lam + lam_lo) as a triple-double for positive finite lam (|lam_lo| <= ulp(lam)/2): y = log(lam)
+    in double, refined by one Newton step, log(lam) = y + log1p(d) with d = lam e^-y - 1 (|d| < 2**-42)
+    formed from :func:`_exp_td` to ~2**-130 and log1p(d) = d - d^2/2 + d^3/3."""
+    y = np.log(lam)
+    (h, m, l), n = _exp_td(-y)
+    scaled, scaled_lo = np.ldexp(lam, n), np.ldexp(lam_lo, n)  # lam 2**n is about 1/h: exact
+    p, p_err = _two_prod(scaled, h)
+    q, q_err = _two_prod(scaled, m)
+    u, u_err = _two_prod(scaled_lo, h)
+    d, c = _two_sum(p - 1.0, p_err)  # p - 1 is exact (Sterbenz)
+    for term in (q, u):
+        d, e = _two_sum(d, term)
+        c = c + e
+    c = c + (q_err + u_err + scaled * l + scaled_lo * m)
+    d, d_lo = _two_sum(d, c)
+    return _td(y, d, d_lo - 0.5 * d * d + d * d * d / 3.0)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -863,6 +952,246 @@ def _refine_cancelling(diff, p, x, log_target, cancel):
         diff = diff.copy()
         diff[idx] = d_hi + d_lo
     return diff
+
+
+#: R(z) = z sum_k 2 z^k/(2k + 3), the atanh series of psi (see :func:`_psi_series`): 16 terms reach
+#: 2**-59 of R at z = s^2 <= 0.089.
+_PSI_SERIES = tuple(2.0 / (2 * k + 3) for k in range(16))
+
+
+def _psi_series(w, w_lo=None):
+    """psi(w) = w - log1p(w) for w in [PSI_LOW, PSI_HIGH] (|s| < 0.3): with s = w/(2 + w), log1p(w) =
+    2 atanh(s) = 2s + s R(s^2) and w - 2s = w s, so psi = s (w - R(s^2)): no cancellation (R < 0.07 (w - R)).
+    A double, or with ``w_lo`` (w = w + w_lo) a double-double to ~2**-58 (R in double)."""
+    if w_lo is None:
+        s = w / (2.0 + w)
+        z = s * s
+        return s * (w - z * np.polyval(_PSI_SERIES[::-1], z))
+    d, d_lo = _two_sum(np.full_like(w, 2.0), w)
+    s, s_lo = _dd_div(w, w_lo, d, d_lo + w_lo)
+    z = s * s
+    inner, inner_lo = _two_sum(w, -z * np.polyval(_PSI_SERIES[::-1], z))
+    return _dd_mul(s, s_lo, inner, inner_lo + w_lo)
+
+
+def _psi(w, log1p_w, w_lo=None, log1p_w_lo=None):
+    """psi(w) = w - log1p(w) >= 0 for w >= -1 (+inf at -1 and +inf), the loss of the full Poisson NLL over t:
+    the series inside [PSI_LOW, PSI_HIGH], w - log1p(w) outside, where the caller's log1p(w) (formed from
+    x - log t or log(lam) - log t, not from 1 + w, which loses e^x/t near w = -1) cancels by at most 4.1
+    (at w = -0.45).  Double-doubles where w_lo is given."""
+    inside = (w >= _constant("pnll", "PSI_LOW")) & (w <= _constant("pnll", "PSI_HIGH"))
+    if w_lo is None:
+        value = np.where(inside, _psi_series(w), w - log1p_w)
+        return np.where(w == np.inf, np.inf, value)
+    hi, lo = _psi_series(w, w_lo)
+    out_hi, out_lo = _dd_add(w, w_lo, -log1p_w, -log1p_w_lo)
+    hi, lo = np.where(inside, hi, out_hi), np.where(inside, lo, out_lo)
+    return np.where(w == np.inf, np.inf, hi), np.where(np.isfinite(hi), lo, 0.0)
+
+
+def _stirling_loss(t, t_psi, t_psi_lo, eps, f32):
+    """t psi + log(2 pi t)/2 - eps, the full loss, from t psi = t_psi + t_psi_lo: both terms >= 0 unless
+    eps > log(2 pi t)/2; float64 takes log t in double-double."""
+    if f32:
+        return t_psi + ((_LOG_2PI_HALF + 0.5 * np.log(t)) - eps)
+    l_hi, l_lo = _log_dd(t)
+    c_hi, c_lo = _dd_add(np.full_like(t, _LOG_2PI_HALF), _LOG_2PI_HALF_LO, 0.5 * l_hi, 0.5 * l_lo)
+    c_hi, c_lo = _dd_add(c_hi, c_lo, -np.full_like(t, eps), 0.0)
+    s_hi, s_lo = _two_sum(t_psi, c_hi)
+    value = s_hi + (s_lo + t_psi_lo + c_lo)
+    return np.where(np.isfinite(t_psi), value, t_psi)
+
+
+def _two_prod_wide(a, b):
+    """:func:`_two_prod` for any finite operands: those beyond 2**896, where the split overflows, are
+    scaled by 2**-128 first (exactly) and the result back."""
+    shift_a = np.where(np.abs(a) > 2.0**896, -128, 0)
+    shift_b = np.where(np.abs(b) > 2.0**896, -128, 0)
+    p, p_lo = _two_prod(np.ldexp(a, shift_a), np.ldexp(b, shift_b))
+    return np.ldexp(p, -shift_a - shift_b), np.ldexp(p_lo, -shift_a - shift_b)
+
+
+def _times_t(t, psi, psi_lo):
+    """t psi as a double-double (t psi_hi exact where finite)."""
+    p, p_lo = _two_prod_wide(t, psi)
+    return p, _finite_or_zero(p_lo + t * psi_lo)
+
+
+def _exp_minus_td(x, t):
+    """e^x - t and e^x - t x by :func:`_exp_td`: e^x = 2**n m, and with ts = t 2**-n (exact wherever the
+    difference cancels), e^x - t = 2**n (g + g_lo) as a double-double and e^x - t x = 2**n v (v rounded
+    once).  Returns (n, ts, g, g_lo, v); ts is inf where t 2**-n overflows (|t| far above e^x: nothing
+    cancels there)."""
+    (h, m, l), n = _exp_td(x)
+    ts = np.ldexp(t, -n)
+    g, c = _two_sum(h, -ts)  # exact where it cancels (Sterbenz)
+    g, e = _two_sum(g, m)
+    g, g_lo = _two_sum(g, c + e + l)
+    p, p_lo = _two_prod_wide(ts, x)  # t x 2**-n: ts x is exact without the overflow of t x
+    v, c = _two_sum(h, -p)
+    for term in (m, -p_lo):
+        v, e = _two_sum(v, term)
+        c = c + e
+    return n, ts, g, g_lo, v + (c + l)
+
+
+def _pnll_log_input(x, t, full, grad_scale, cancel, f32):
+    """(loss, grad) with log_input: e^x - t x and (e^x - t) grad_scale (full: t psi(e^x/t - 1) + log(2 pi t)/2).
+
+    e^x in double (float32 kernels: t x is exact and 2**-52 of e^x is 2**-32 of a result above CANCEL_F32
+    of it) or in double-double (float64), the differences formed from the exact t x; where they still
+    cancel below CANCEL times their larger term, or |x| > EXP_RANGE_F64 (float64: e^x's low part is
+    subnormal, or e^x overflows where e^x - t x, or grad_scale (e^x - t), need not), they are redone from
+    the triple-double e^x, the gradient scaled before its power of two."""
+    finite = np.isfinite(x) & np.isfinite(t)
+    if f32:
+        e, e_lo = np.exp(x), np.zeros_like(x)
+        p, p_lo = t * x, np.zeros_like(x)  # exact: 24 by 24 bits
+        wide = np.zeros(x.shape, bool)
+    else:
+        # beyond EXP_RANGE_F64 the triple-double path (to |x| = 1100, its range; grad_scale (e^x - t) is finite
+        # up to x = 754 for a mean over 2**63 elements), for the loss up to OVERFLOW_F64: e^x - t x > DBL_MAX
+        # above it for every double t
+        wide = finite & (np.abs(x) > _constant("pnll", "EXP_RANGE_F64")) & (np.abs(x) <= _constants.EXP_TD_RANGE)
+        plain = ~np.isfinite(x) | (np.abs(x) > _constant("pnll", "EXP_RANGE_F64"))
+        e, e_lo = _exp_dd(np.where(plain, 0.0, x))
+        e, e_lo = np.where(plain, np.exp(x), e), np.where(plain, 0.0, e_lo)
+        p, p_lo = _two_prod_wide(t, x)
+    g, g_lo = _two_sum(e, -t)
+    g, g_lo = _two_sum(g, g_lo + e_lo)  # e^x - t = g + g_lo
+    value = (e - p) + (e_lo - p_lo)
+    halved = 2.0 * ((0.5 * e - _two_prod_wide(0.5 * t, x)[0]) + 0.5 * e_lo)  # t x overflows: 2 (e^x/2 - (t/2) x)
+    value = np.where(np.isinf(p) & finite & np.isfinite(e), halved, value)
+    value = np.where(t == 0.0, e, value)  # 0 x = 0 whatever x: e^x
+    above = (x == np.inf) | (x > (np.inf if f32 else _constant("pnll", "OVERFLOW_F64")))  # e^x - t x > DBL_MAX
+    value = np.where(above & (t != 0.0), np.where((t == np.inf) | np.isnan(t), np.nan, np.inf), value)  # the limit
+    # wide: e^x in double (<= 1 ulp): redone where the terms are within a factor 4 (the triple-double path
+    # scales t by 2**-n, which stays finite there), or where e^x overflows
+    cancel = np.where(wide, _constant("pnll", "CANCEL_WIDE"), cancel)
+    slow_g = finite & ((wide & (e == np.inf)) | (np.abs(g) < cancel * e))
+    cancels = np.abs(value) < cancel * np.maximum(e, np.abs(p))
+    slow_v = finite & (t != 0.0) & ~above & ((wide & (e == np.inf)) | cancels)
+    n, ts, tg, tg_lo, tv = _exp_minus_td(x[slow_g | slow_v], t[slow_g | slow_v])
+    idx = np.flatnonzero(slow_g | slow_v)[np.isfinite(ts)]
+    n, ts, tg, tg_lo, tv = (a[np.isfinite(ts)] for a in (n, ts, tg, tg_lo, tv))
+    scaled, scaled_lo, t_scaled = g.copy(), g_lo.copy(), t.copy()  # e^x - t and t, both times 2**-n where redone
+    scaled.flat[idx], scaled_lo.flat[idx], t_scaled.flat[idx] = tg, tg_lo, ts
+    grad = np.where(np.isfinite(g), g + g_lo, g) * grad_scale
+    grad.flat[idx] = np.ldexp((tg + tg_lo) * grad_scale, n)
+    value.flat[idx] = np.where(slow_v.flat[idx], np.ldexp(tv, n), value.flat[idx])
+    s = np.nonzero(full & (t > 1.0))
+    if not len(s[0]):
+        return value, grad
+    # full: t psi(w) + log(2 pi t)/2, w = (e^x - t)/t, log1p(w) = x - log t
+    x_s, t_s = x[s], t[s]
+    if f32:
+        psi = _psi(scaled[s] / t_scaled[s], x_s - np.log(t_s))
+        full_value = _stirling_loss(t_s, t_s * psi, 0.0, 0.0, True)
+    else:
+        w, w_lo = _dd_div(scaled[s], scaled_lo[s], t_scaled[s], 0.0)
+        w, w_lo = np.where(np.isinf(scaled[s]), scaled[s], w), np.where(np.isinf(scaled[s]), 0.0, w_lo)
+        l_hi, l_lo = _log_dd(t_s)
+        u_hi, u_lo = _dd_add(x_s, 0.0, -l_hi, -l_lo)
+        psi, psi_lo = _psi(w, u_hi, w_lo, u_lo)
+        full_value = _stirling_loss(t_s, *_times_t(t_s, psi, psi_lo), 0.0, False)
+    value[s] = np.where(t_s == np.inf, np.nan, full_value)  # t log t - t is inf - inf
+    return value, grad
+
+
+def _pnll_rate(x, t, full, eps, grad_scale, cancel, f32):
+    """(loss, grad) without log_input: x - t log(lam) and grad_scale (lam - t)/lam, lam = x + eps exactly
+    (full: t psi(w) + log(2 pi t)/2 - eps, w = (lam - t)/t).
+
+    lam - t = (x - t) + eps is formed exactly (two TwoSums) and divided once; log(lam) in double
+    (float32) or double-double (float64), with lam's rounding error added as lam_lo/lam; where x - t log(lam)
+    cancels below CANCEL times its largest term, x t (1 + |log lam|), or |log lam| > EXP_RANGE_F64
+    (float64), it is redone from the triple-double log.  Where x + eps overflows, the same on halves:
+    lam = 2 (x/2 + eps/2)."""
+    halve = np.where(np.isinf(x + eps) & np.isfinite(x), 0.5, 1.0)
+    xs, ts, es = halve * x, halve * t, halve * eps  # exact where it matters
+    lam, lam_lo = _two_sum(xs, es)  # lam/halve = x + eps exactly
+    d, d_lo = _two_sum(xs, -ts)
+    num, num_lo = _two_sum(d, es)
+    num_lo = num_lo + d_lo  # (lam - t) halve = num + num_lo exactly
+    num_r = np.where(np.isfinite(d), num + num_lo, np.nan)
+    # (num + num_lo)/(lam + lam_lo) = q + (num - q lam + num_lo - q lam_lo)/lam, the remainder exact
+    q = num / lam
+    q_lam, q_lam_lo = _two_prod_wide(q, lam)
+    remainder = ((num - q_lam) - q_lam_lo) + num_lo - q * lam_lo
+    grad = np.where(np.isfinite(num_r), q + _finite_or_zero(remainder / lam), 1.0 - ts / lam)  # (lam - t)/lam
+    grad = np.where(t == 0.0, np.where(np.isnan(x), np.nan, 1.0), grad) * grad_scale  # t = 0: the gradient of x alone
+    # where num/lam overflows and grad_scale num/lam does not
+    grad = np.where(np.isinf(grad) & np.isfinite(num_r) & (lam != 0.0), (num_r * grad_scale) / lam, grad)
+    positive = (lam > 0.0) & (lam < np.inf)
+    safe = np.where(positive, lam, 1.0)
+    if f32:
+        log_lam, log_lam_lo = np.log(safe), lam_lo / safe
+    else:
+        log_lam, log_lam_lo = _log_dd(safe)
+        log_lam_lo = log_lam_lo + lam_lo / safe
+    log_lam, log_lam_lo = _dd_add(log_lam, log_lam_lo, np.where(halve < 1.0, _LN2_HI, 0.0),
+                                  np.where(halve < 1.0, _LN2_LO, 0.0))
+    log_lam, log_lam_lo = np.where(positive, log_lam, np.log(lam)), np.where(positive, log_lam_lo, 0.0)
+    p, p_lo = _two_prod_wide(t, log_lam)
+    value = (x - p) - _finite_or_zero(p_lo + t * log_lam_lo)
+    value = np.where(t == 0.0, np.where(lam >= 0.0, x, np.nan), value)  # 0 log(lam) = 0 for lam >= 0
+    value = np.where((x == np.inf) & (t != 0.0), np.where((t == np.inf) | np.isnan(t), np.nan, np.inf), value)
+    largest = np.maximum(np.abs(x), np.abs(t) * np.maximum(1.0, np.abs(log_lam)))
+    wide = np.abs(log_lam) > (np.inf if f32 else _constant("pnll", "EXP_RANGE_F64"))  # log(lam) in double there
+    cancel = np.where(wide, _constant("pnll", "CANCEL_WIDE"), cancel)
+    # redone where it cancels, and where t log(lam) overflows
+    slow = np.isfinite(x) & np.isfinite(t) & positive & (t != 0.0) & ((np.abs(value) < cancel * largest) | np.isinf(p))
+    idx = np.nonzero(slow)
+    if len(idx[0]):
+        l1, l2, l3 = _log_td(lam[idx], lam_lo[idx])
+        shift = np.where(halve[idx] < 1.0, 1.0, 0.0)  # log(lam) = log(lam halve) + log 2
+        l1, e = _two_sum(l1, shift * _constants.LN2_HI)
+        l2, f = _two_sum(e, l2)
+        l1, l2, l3 = _td(l1, l2, f + l3 + shift * (_constants.LN2_LO + _constants.LN2_LO2))
+        # x and t scaled by 2**-12 where t log(lam) (|log(lam)| < 2**9.6) could overflow and x - t log(lam) not
+        scale = np.where((np.abs(x[idx]) > 2.0**1000) | (np.abs(t[idx]) > 2.0**1000), 2.0**-12, 1.0)
+        t_i, x_i = t[idx] * scale, x[idx] * scale
+        p1, e1 = _two_prod_wide(t_i, l1)
+        p2, e2 = _two_prod_wide(t_i, l2)
+        v, c = _two_sum(x_i, -p1)  # exact where it cancels (Sterbenz)
+        for term in (-e1, -p2):
+            v, e = _two_sum(v, term)
+            c = c + e
+        value[idx] = (v + (c - e2 - t_i * l3)) / scale
+    s = np.nonzero(full & (t > 1.0))
+    if not len(s[0]):
+        return value, grad
+    # full: t psi(w) + log(2 pi t)/2 - eps, w = (lam - t)/t, log1p(w) = log(lam) - log t
+    t_s = t[s]
+    if f32:
+        psi = _psi(num_r[s] / ts[s], (log_lam[s] + log_lam_lo[s]) - np.log(t_s))
+        full_value = _stirling_loss(t_s, t_s * psi, 0.0, eps, True)
+    else:
+        w, w_lo = _dd_div(num[s], num_lo[s], ts[s], 0.0)
+        l_hi, l_lo = _log_dd(t_s)
+        u_hi, u_lo = _dd_add(log_lam[s], log_lam_lo[s], -l_hi, -l_lo)
+        psi, psi_lo = _psi(w, u_hi, w_lo, u_lo)
+        full_value = _stirling_loss(t_s, *_times_t(t_s, psi, psi_lo), eps, False)
+    full_value = np.where(x[s] == np.inf, np.inf, full_value)
+    value[s] = np.where((lam[s] < 0.0) | np.isnan(lam[s]) | (t_s == np.inf), np.nan, full_value)
+    return value, grad
+
+
+def pnll(input, target, n_rows, log_input, full, eps, grad_scale, rows_per_block, loss, grad, block_sums):
+    """Poisson negative log-likelihood, elementwise; see ``sl_pnll_f32``."""
+    x = input.astype(np.float64)
+    t = target.astype(np.float64)
+    f32 = input.dtype == np.float32
+    cancel = _constant("pnll", "CANCEL", input.dtype)
+    with np.errstate(all="ignore"):
+        if log_input:
+            value, g = _pnll_log_input(x, t, bool(full), grad_scale, cancel, f32)
+        else:
+            value, g = _pnll_rate(x, t, bool(full), eps, grad_scale, cancel, f32)
+        if grad is not None:
+            _store(grad, g)
+    _store(loss, value)
+    _block_sums(value, rows_per_block, block_sums)
 
 
 def mse(input, target, weight, n_rows, grad_scale, rows_per_block, loss, grad, block_sums):

@@ -1,5 +1,5 @@
-"""The Numba backend: one module per loss family (ce, nll, bce, gnll, kl, mse, huber, focal, lse), options
-and numeric primitives in :mod:`._jit`.
+"""The Numba backend: one module per loss family (ce, nll, bce, gnll, kl, mse, huber, focal, pnll, lse),
+options and numeric primitives in :mod:`._jit`.
 
 :func:`kernel` returns a callable taking the arguments of ``sl_<stem>_f32/_f64`` in
 kernels/stableloss.h as one list in the header's order.  Importing this package compiles nothing (it does not even

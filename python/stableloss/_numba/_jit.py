@@ -571,6 +571,159 @@ def softcap_dd(x, c, split):
         return -hi, -lo, d_hi + d_lo
     return hi, lo, d_hi + d_lo
 
+# exp and log with a low part (kernels/sl_math.h, sl_exp_hl, sl_log_hl: 2**-69), and triple-double
+# arithmetic (a value is t0 + t1 + t2, decreasing), exp and log to ~2**-130: the Poisson NLL's differences
+
+SIXTH = np.float64(C.SIXTH)  # 1/6 = SIXTH + SIXTH_LO
+SIXTH_LO = np.float64(C.SIXTH_LO)
+INV120 = np.float64(C.INV120)  # 1/120 = INV120 + INV120_LO
+INV120_LO = np.float64(C.INV120_LO)
+ET0, ET1, ET2, ET3, ET4, ET5, ET6, ET7, ET8, ET9, ET10, ET11 = map(np.float64, C.EXP_TAYLOR)
+EXP_TD_RANGE = np.float64(C.EXP_TD_RANGE)
+
+
+@pasted
+def exp_hl(x):
+    """e^x = hi + lo for |x| <= 690 (both parts normal), relative error below 2**-69: r + r_lo = x - n ln 2 (FMA),
+    e^r = (1 + r) + r^2/2 + r^3/6 + r^4/24 + r^5/120 + r^6 T(r), the first five terms as exact or double-double
+    products added by TwoSums, the tail in double; then e^(r + r_lo) = e^r (1 + r_lo) and 2**n."""
+    n = np.rint(x * LOG2E)
+    r1 = x - n * LN2_HI
+    r = fma(-n, LN2_LO, r1)
+    r_lo = fma(-n, LN2_LO, r1 - r)
+    r2 = r * r
+    r2_lo = fma(r, r, -r2)
+    r3 = r2 * r
+    r3_lo = fma(r2_lo, r, fma(r2, r, -r3))
+    r4 = r2 * r2
+    r4_lo = fma(r2 + r2, r2_lo, fma(r2, r2, -r4))
+    r5 = r4 * r
+    r5_lo = fma(r4_lo, r, fma(r4, r, -r5))
+    c3 = r3 * SIXTH  # r^3/6
+    c3_lo = fma(r3_lo, SIXTH, fma(r3, SIXTH_LO, fma(r3, SIXTH, -c3)))
+    c4 = r4 * SIXTH  # r^4/6, then /4
+    c4_lo = fma(r4_lo, SIXTH, fma(r4, SIXTH_LO, fma(r4, SIXTH, -c4)))
+    c5 = r5 * INV120  # r^5/120
+    c5_lo = fma(r5_lo, INV120, fma(r5, INV120_LO, fma(r5, INV120, -c5)))
+    taylor = fma(fma(fma(fma(fma(fma(fma(fma(fma(fma(fma(ET11, r, ET10), r, ET9), r, ET8), r, ET7), r, ET6), r, ET5),
+                                  r, ET4), r, ET3), r, ET2), r, ET1), r, ET0)
+    tail = (r5 * r) * taylor
+    s = ONE + r
+    s_lo = r - (s - ONE)  # 1 + r = s + s_lo (Fast2Sum)
+    s, e2 = two_sum(s, HALF * r2)
+    s, e3 = two_sum(s, c3)
+    s, e4 = two_sum(s, 0.25 * c4)
+    s, e5 = two_sum(s, c5)
+    low = ((s_lo + e2) + (e3 + e4)) + (e5 + fma(HALF, r2_lo, c3_lo)) + (fma(0.25, c4_lo, c5_lo) + tail)
+    low = fma(r_lo, s, low)  # e^(r + r_lo) = e^r (1 + r_lo)
+    scale = pow2(n)
+    hi = s + low
+    return hi * scale, ((s - hi) + low) * scale
+
+
+@pasted
+def log_hl(x, x_lo, y):
+    """log(x + x_lo) = hi + lo for x > 0 with |log x| <= 690, absolute error ~2**-69, from y = log(x, False):
+    one Newton step on :func:`exp_hl`, log(x) = y + log1p(d), d = (x + x_lo) e^-y - 1 (|d| < 2**-42, x e^-y - 1
+    formed exactly) and log1p(d) = d - d^2/2."""
+    e, e_lo = exp_hl(-y)
+    p = x * e
+    d = (p - ONE) + (fma(x, e, -p) + fma(x, e_lo, x_lo * e))  # p - 1 is exact (Sterbenz)
+    d = fma(-HALF * d, d, d)
+    hi = y + d
+    return hi, (y - hi) + d
+
+
+@pasted
+def scale2(p, n):
+    """p 2**n for integral n in [-2044, 2046], rounded once (two factors)."""
+    half = np.floor(n * HALF)
+    return (p * pow2(half)) * pow2(n - half)
+
+
+@helper
+def td_set(h, m, l):
+    """h + m + l (|h| the largest) renormalized by TwoSums: the same exact sum."""
+    s, u = two_sum(m, l)
+    a, v = two_sum(h, s)
+    b, c = two_sum(v, u)
+    return a, b, c
+
+
+@helper
+def td_mul(t0, t1, t2, b):
+    """(t0 + t1 + t2) b to ~2**-155."""
+    p1, e1 = two_prod(t0, b)
+    p2, e2 = two_prod(t1, b)
+    s, f = two_sum(e1, p2)
+    return td_set(p1, s, f + e2 + t2 * b)
+
+
+@helper
+def td_div(t0, t1, t2, k):
+    """(t0 + t1 + t2) / k for an integral k: each quotient's remainder is exact (FMA)."""
+    q1 = t0 / k
+    s, f = two_sum(fma(-q1, k, t0), t1)
+    q2 = s / k
+    return td_set(q1, q2, (fma(-q2, k, s) + f + t2) / k)
+
+
+@helper
+def td_add1(t0, t1, t2):
+    h, e = two_sum(ONE, t0)
+    m, f = two_sum(e, t1)
+    return td_set(h, m, f + t2)
+
+
+@helper
+def exp_td(x):
+    """(n, m0, m1, m2) with e^x = 2**n (m0 + m1 + m2) for finite |x| <= EXP_TD_RANGE, relative error below 2**-128
+    (kernels/sl_math.h, sl_exp_td): x = n ln 2 + r in three pieces, e^r1 by Horner to r1^27/27!, each step in the
+    precision its weight needs (double, double-double, triple-double), then times e^(r2 + r3)."""
+    n = np.rint(x * LOG2E)
+    a = x - n * LN2_HI  # exact (Sterbenz)
+    p, p_err = two_prod(n, LN2_LO)
+    r, e1 = two_sum(a, -p)
+    r2, e2 = two_sum(e1, -p_err)
+    r3 = e2 - n * LN2_LO2
+    acc = ONE
+    for k in range(27, 19, -1):
+        acc = ONE + acc * r / k
+    hi, lo = acc, 0.0
+    for k in range(19, 8, -1):
+        hi, lo = dd_mul(hi, lo, r, 0.0)
+        hi, lo = dd_div(hi, lo, np.float64(k), 0.0)
+        hi, lo = dd_add(hi, lo, ONE, 0.0)
+    m0, m1, m2 = hi, lo, 0.0
+    for k in range(8, 0, -1):
+        m0, m1, m2 = td_mul(m0, m1, m2, r)
+        m0, m1, m2 = td_div(m0, m1, m2, np.float64(k))
+        m0, m1, m2 = td_add1(m0, m1, m2)
+    q, q_err = two_prod(m0, r2)  # e^r (r2 + r3 + r2^2/2): the first product exact
+    s, f = two_sum(m1, q)
+    m0, m1, m2 = td_set(m0, s, f + m2 + q_err + m0 * r3 + m1 * r2 + HALF * m0 * r2 * r2)
+    return n, m0, m1, m2
+
+
+@helper
+def log_td(x, x_lo):
+    """log(x + x_lo) as a triple-double for positive finite x (|x_lo| <= ulp(x)/2), absolute error below 2**-130
+    (kernels/sl_math.h, sl_log_td): y = log x refined by one Newton step on :func:`exp_td`."""
+    y = log(x, False)
+    n, m0, m1, m2 = exp_td(-y)
+    scaled = scale2(x, n)  # about 1/m0: exact
+    scaled_lo = scale2(x_lo, n)
+    p, p_err = two_prod(scaled, m0)
+    q, q_err = two_prod(scaled, m1)
+    u, u_err = two_prod(scaled_lo, m0)
+    d, c = two_sum(p - ONE, p_err)  # p - 1 is exact (Sterbenz)
+    d, e = two_sum(d, q)
+    c += e
+    d, e = two_sum(d, u)
+    c += e + (q_err + u_err + scaled * m2 + scaled_lo * m1)
+    d, d_lo = two_sum(d, c)
+    return td_set(y, d, d_lo - HALF * d * d + d * d * d / 3.0)
+
 
 # ---------------------------------------------------------------------------------------------------
 # Indexing.  Array loops index with unsigned integers (urange): for a signed index that LLVM cannot

@@ -33,6 +33,13 @@ enforces and what ``python -m stableloss check`` marks each cell against.
   in [0, 1], so no fixed precision gives it 4 ulp of itself (measured on the near_minimum family: up to
   231 ulp).  There the budget is 4 ulp of the largest term, alpha_t q^gamma max(|(1 - t) A|, |t B|,
   |gamma ce (1 - 2t) r|)/(1 + e), as for the cross-entropy difference (measured below 1.2 ulp of it).
+- A fifth documented exception: the Poisson NLL without log_input, with full, where eps exceeds
+  log(2 pi t)/2 (t > 1; so eps > 0.918, far from its role of a guard against log 0): the loss is then
+  (t psi(w) + log(2 pi t)/2) - eps, two positive terms that cancel where the rate makes t psi(w) close
+  to eps - log(2 pi t)/2, and both would be needed beyond double-double precision (measured: up to
+  1.7e16 ulp of the result, about 2**-54 of the terms, at the float64 rate nearest to such a root).
+  There the budget is 4 ulp of the larger term, max(t psi(w) + log(2 pi t)/2, eps).  Below that eps the
+  loss is a sum of non-negative terms: 4 ulp.
 """
 
 import numpy as np
@@ -163,13 +170,32 @@ def relative_exception(stem, part, output, dtype):
     return None
 
 
+def pnll_eps_terms(part, dtype):
+    """The larger of the two terms t psi(w) + log(2 pi t)/2 and eps of the full Poisson NLL without log_input,
+    where the fourth exception applies (t > 1, eps > log(2 pi t)/2; 0 elsewhere in the part); None where it
+    applies nowhere in the part.  float64 arithmetic is ample for a magnitude."""
+    eps = float(part.get("eps", 1e-8))
+    if part.get("log_input", True) or not part.get("full", False) or eps <= 0.918:
+        return None
+    x = np.asarray(part["input"], dtype=np.float64)
+    t = np.broadcast_to(np.asarray(part["target"], dtype=np.float64), x.shape)
+    with np.errstate(all="ignore"):
+        half_log = 0.5 * np.log(2 * np.pi * t)
+        w = (x + eps - t) / t
+        positive = t * (w - np.log1p(w)) + half_log  # t psi(w) + log(2 pi t)/2
+        applies = (t > 1) & (eps > half_log)
+        terms = np.where(applies, np.maximum(np.abs(positive), eps), 0.0)
+    return terms if applies.any() else None
+
+
 #: The documented exceptions that count an output's error in ulps of the terms it is a difference or sum
 #: of: (stem, output) -> terms(part, dtype), None where the exception does not apply to the part.
-_TERMS = {("ce", "grad"): ce_grad_terms, ("gnll", "grad_var"): gnll_var_terms, ("focal", "grad"): focal_grad_terms}
+_TERMS = {("ce", "grad"): ce_grad_terms, ("gnll", "grad_var"): gnll_var_terms, ("focal", "grad"): focal_grad_terms,
+          ("pnll", "loss"): pnll_eps_terms}
 
 
 def term_exception(stem, part, output, dtype):
-    """The magnitudes of the terms the output is counted against (the cross-entropy, Gaussian NLL and
-    focal loss exceptions), or None."""
+    """The magnitudes of the terms the output is counted against (the cross-entropy, Gaussian NLL, focal
+    loss and Poisson NLL exceptions), or None."""
     terms_of = _TERMS.get((stem, output))
     return None if terms_of is None else terms_of(part, dtype)

@@ -1147,6 +1147,181 @@ def special_values(dtype, rng):  # noqa: F811
             for alpha, gamma in ((0.25, 2.0), (0.0, 2.0), (1.0, 0.0), (-1.0, 0.5))]
 
 
+# Poisson NLL (log_input: input = log-rate x, loss e^x - t x; else input = rate, loss x - t log(x + eps))
+
+def _pnll(x, t, **options):
+    return dict(input=x, target=t, **options)
+
+
+def _neighbours(values, dtype, reach=2):
+    """Each value rounded to dtype and its neighbours up to ``reach`` ulps either side, the values
+    where a difference with it cancels the most."""
+    with np.errstate(over="ignore"):
+        centre = np.asarray(values, np.float64).astype(dtype)
+    out = [centre]
+    for direction in (np.inf, -np.inf):
+        step = centre
+        for _ in range(reach):
+            step = np.nextafter(step, np.dtype(dtype).type(direction))
+            out.append(step)
+    return np.concatenate(out)
+
+
+def _iterate(step, x, n=60):
+    """The fixed point (or Newton limit) of ``step`` from x, in float64."""
+    with np.errstate(all="ignore"):
+        for _ in range(n):
+            x = step(x)
+    return x
+
+
+def _counts(rng, rate):
+    return rng.poisson(np.minimum(rate, 1e9)).astype(np.float64)
+
+
+@family("pnll")
+def typical_counts(dtype, rng):
+    """Log-rates N(0, 1.5^2) and rates e^N(0, 1) with Poisson counts, full or not: the losses of training,
+    where e^x - t x and x - t log x change sign."""
+    x = rng.standard_normal(250) * 1.5
+    t = _counts(rng, np.exp(x))
+    rate = np.exp(rng.standard_normal(250))
+    counts = _counts(rng, rate)
+    return [_pnll(x.astype(dtype), t.astype(dtype), full=full) for full in (False, True)] + \
+        [_pnll(rate.astype(dtype), counts.astype(dtype), log_input=False, full=full) for full in (False, True)]
+
+
+@family("pnll")
+def loss_roots(dtype, rng):
+    """e^x = t x: the loss cancels to nothing.  For t > e its two roots (x ~ 1/t and x ~ log t + log log t)
+    and for t < 0 its root below 0, each rounded to the dtype with its neighbours; and t = e^x/x rounded."""
+    top = np.log(_max(dtype)) - 2.0
+    t = np.exp(rng.uniform(np.log(3.0), top, 14))
+    small = _iterate(lambda v: np.exp(v) / t, 1.0 / t)  # x = e^x/t
+    large = _iterate(lambda v: np.log(t) + np.log(v), np.log(t) + 1.0)  # x = log t + log x
+    negative_t = -np.exp(rng.uniform(-20.0, top, 12))
+    below = _iterate(lambda v: v - (np.exp(v) - negative_t * v) / (np.exp(v) - negative_t),
+                     np.where(negative_t < -1.0, 1.0 / negative_t, np.log(-negative_t) - 1.0))
+    x = rng.uniform(-0.9 * top, 0.9 * top, 16)
+    x = x[np.abs(x) > 0.1]
+    targets = np.concatenate([t, t, negative_t]).astype(dtype)
+    parts = [_pnll(_neighbours(np.concatenate([small, large, below]), dtype), np.tile(targets, 5))]
+    x = x.astype(dtype)
+    parts.append(_pnll(np.tile(x, 5), _neighbours(np.exp(x.astype(np.float64)) / x, dtype)))
+    return parts
+
+
+@family("pnll")
+def gradient_roots(dtype, rng):
+    """e^x = t: the gradient cancels (x = log t rounded, with neighbours; t = e^x rounded), exactly 0 at
+    x = 0, t = 1; t from the smallest normal to e^-8 of the dtype's max."""
+    tiny, top = float(np.finfo(dtype).tiny), np.log(_max(dtype)) - 8.0  # t x finite
+    t = np.exp(rng.uniform(np.log(tiny), top, 40)).astype(dtype)
+    x = rng.uniform(np.log(tiny), top, 20).astype(dtype)
+    return [_pnll(_neighbours(np.log(t.astype(np.float64)), dtype), np.tile(t, 5)),
+            _pnll(np.concatenate([np.tile(x, 5), [0.0]]).astype(dtype),
+                  np.concatenate([_neighbours(np.exp(x.astype(np.float64)), dtype), [1.0]]).astype(dtype))]
+
+
+@family("pnll")
+def exp_overflow(dtype, rng):
+    """e^x beyond the double range while e^x - t x is finite (t x up to 0.4 e^x below e^x, or t x itself
+    overflowing), and e^x subnormal or below against tiny t x; float32 computes in double, where
+    e^x - t x at x near 89 is a float."""
+    if dtype == np.float32:
+        x = rng.uniform(85.0, 89.5, 60)
+    else:
+        x = np.concatenate([rng.uniform(709.0, 710.45, 40), rng.uniform(-745.0, -690.0, 20)])
+    x = x.astype(dtype).astype(np.float64)
+    ratio = np.exp(x - np.log(np.abs(x))) * np.sign(x)  # e^x/x, the t of the root; below it the loss is positive
+    with np.errstate(over="ignore"):
+        t = np.concatenate([ratio * (1.0 - 10.0 ** rng.uniform(-12, -0.4, len(x))), ratio * (1.0 + 2.0 ** -30)])
+    return [_pnll(np.tile(x, 2).astype(dtype), np.minimum(t, _max(dtype)).astype(dtype))]
+
+
+@family("pnll")
+def extremes(dtype, rng):
+    """Inputs and targets from the smallest subnormal to the dtype's max, zero targets.  Each part keeps
+    its losses that overflow to one sign (a sum of +inf and -inf terms is NaN): with log_input -t x >= 0,
+    and log-rates up to 700 against targets of either sign; rates with targets up to max/1000."""
+    n = 200
+    magnitudes = np.exp(rng.uniform(np.log(_tiny(dtype)), np.log(_max(dtype)), (3, n)))
+    x = rng.choice([-1.0, 1.0], n) * magnitudes[0]
+    t = -np.sign(x) * magnitudes[1]
+    t[::10] = 0.0
+    top = np.log(_max(dtype)) - 10.0
+    log_rate = rng.uniform(-top, top, n)
+    signed = rng.choice([-1.0, 1.0], n) * magnitudes[1]
+    rate, counts = magnitudes[2], np.minimum(magnitudes[1], _max(dtype) / 1000)
+    counts[::10] = 0.0
+    return [_pnll(x.astype(dtype), t.astype(dtype)), _pnll(log_rate.astype(dtype), signed.astype(dtype)),
+            _pnll(rate.astype(dtype), counts.astype(dtype), log_input=False),
+            _pnll(rate.astype(dtype), counts.astype(dtype), log_input=False, eps=0.0)]
+
+
+@family("pnll")
+def rate_roots(dtype, rng):
+    """x = t log(x + eps): the loss without log_input cancels.  For t > e its roots x ~ 1 + 1/t - eps (t up
+    to 1e6, where it is a number above 1) and x ~ t log(t log t), rounded with their neighbours; eps 1e-8
+    and 0.5."""
+    top = np.log(_max(dtype)) - 8.0
+    parts = []
+    for eps in (1e-8, 0.5):
+        t_small = np.exp(rng.uniform(np.log(3.0), np.log(1e6), 16))  # the small root is 1 + ~1/t - eps
+        t = np.exp(rng.uniform(np.log(3.0), top, 16))
+        small = _iterate(lambda v: np.exp(v / t_small) - eps, np.ones_like(t))  # x = e^(x/t) - eps
+        large = _iterate(lambda v: t * np.log(v + eps), t * np.log(t * np.log(t)))  # x = t log(x + eps)
+        targets = np.concatenate([t_small, t]).astype(dtype)
+        parts.append(_pnll(_neighbours(np.concatenate([small, large]), dtype), np.tile(targets, 5), log_input=False,
+                           eps=eps))
+    return parts
+
+
+@family("pnll")
+def rate_gradient_roots(dtype, rng):
+    """x + eps = t: the gradient without log_input cancels (x = t - eps rounded, neighbours), and the rate
+    at and near 0 (x = -eps; below it the loss is NaN)."""
+    t = np.exp(rng.uniform(np.log(1e-6), np.log(_max(dtype)) - 1.0, 30)).astype(dtype)
+    eps = 1e-8
+    x = _neighbours(t.astype(np.float64) - eps, dtype)
+    near_zero = _neighbours(np.full(8, -eps), dtype, reach=3)[::2]
+    return [_pnll(x, np.tile(t, 5), log_input=False, eps=eps),
+            _pnll(near_zero, np.linspace(0.0, 3.0, len(near_zero)).astype(dtype), log_input=False, eps=eps)]
+
+
+@family("pnll")
+def stirling(dtype, rng):
+    """full: t from just above 1 to near the max; the input at the rate t (psi(w) ~ w^2/2 tiny beside
+    log(2 pi t)/2, t psi not: PyTorch's t log t - t x cancels there), far below (w -> -1) and above it;
+    t <= 1 (no Stirling term); without log_input also eps = 0, 0.3 and 2 (above log(2 pi t)/2 for small t:
+    the documented exception, budgets.py)."""
+    n = 60
+    t = np.exp(rng.uniform(0.0, np.log(_max(dtype)) - 2.0, n))
+    t[:4] = [1.0, np.nextafter(np.dtype(dtype).type(1.0), np.dtype(dtype).type(2.0)), 1.5, 0.5]
+    t = t.astype(dtype).astype(np.float64)
+    offsets = np.concatenate([np.zeros(n // 3), rng.standard_normal(n // 3) * 1e-3,
+                              rng.uniform(-30.0, 30.0, n - 2 * (n // 3))])
+    x = (np.log(t) + offsets).astype(dtype)
+    rate = np.minimum(t * np.exp(offsets), _max(dtype)).astype(dtype)
+    below = np.where(t > 1, -t, t)  # negative targets: no Stirling term
+    parts = [_pnll(x, t.astype(dtype), full=True), _pnll(x, below.astype(dtype), full=True)]
+    parts += [_pnll(rate, t.astype(dtype), log_input=False, full=True, eps=eps) for eps in (1e-8, 0.0, 0.3, 2.0)]
+    return parts
+
+
+@family("pnll")
+def special_values(dtype, rng):  # noqa: F811
+    """NaN in gives NaN; t = 0 makes t x and t log(x + eps) 0 (x = -inf: loss 0, gradient 0; x + eps = 0:
+    loss x, gradient 1); x = +inf gives +inf; x + eps < 0 a NaN loss; full with t = +inf NaN."""
+    inf, nan = np.inf, np.nan
+    x = np.array([nan, 0.0, -inf, -inf, -inf, inf, inf, inf, 1.0, 0.0, -1.0, inf, -inf, 2.0])
+    t = np.array([1.0, nan, 0.0, 2.0, -2.0, 0.0, 2.0, inf, inf, inf, -inf, -inf, inf, 0.0])
+    rate = np.array([nan, 1.0, -1e-8, -1e-8, -1e-8, inf, inf, inf, 1.0, 2.0, -1.0, 0.0, -2.0, 0.5])
+    return [_pnll(x.astype(dtype), t.astype(dtype)), _pnll(x.astype(dtype), t.astype(dtype), full=True),
+            _pnll(rate.astype(dtype), t.astype(dtype), log_input=False),
+            _pnll(rate.astype(dtype), t.astype(dtype), log_input=False, full=True)]
+
+
 # ---------------------------------------------------------------------------------------------------
 # Typical inputs: random data of the kind each loss sees in training
 
@@ -1203,6 +1378,15 @@ def _kl_typical(rng, shape, dtype, options):
     if options:  # the other form of the target
         return {"input": log_q, "target": log_p, "log_target": True}
     return {"input": log_q, "target": np.exp(log_p)}
+
+
+@typical_of("pnll")
+def _pnll_typical(rng, shape, dtype, options):
+    x = rng.standard_normal(shape, dtype=dtype)
+    inputs = {"input": x, "target": rng.poisson(np.exp(x)).astype(dtype)}
+    if options:  # rates rather than log-rates, with the Stirling term
+        inputs.update(input=np.exp(x), log_input=False, full=True, eps=1e-6)
+    return inputs
 
 
 @typical_of("mse")

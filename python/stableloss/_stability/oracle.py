@@ -407,6 +407,64 @@ def _focal_element(alpha, gamma, x, t):
     return loss, grad
 
 
+def _stirling_psi(w):
+    """psi(w) = w - log1p(w) >= 0 for w > -1 (+inf at -1), at twice the working precision: it cancels to
+    w^2/2 for small w, which a near-root family makes as small as 2**-110."""
+    if w == INF:
+        return INF
+    if w == -1:
+        return INF
+    with mpmath.workdps(2 * DPS):
+        return +(w - mpmath.log1p(w))
+
+
+def _pnll_element(log_input, full, eps, x, t):
+    if _isnan(x) or _isnan(t):
+        return NAN, NAN
+    if log_input:
+        e = mpmath.exp(x)
+        grad = e - t  # x = +inf, t = +inf: inf - inf = NaN
+        if t == 0:  # 0 x = 0 whatever x: loss e^x (0 at x = -inf)
+            loss = e
+        elif x == INF:  # the limit for a finite target; inf - inf (t = +inf) is NaN
+            loss = NAN if t == INF else INF
+        else:
+            loss = e - t * x  # x = -inf: t x = -+inf; t = +-inf at x = 0: NaN
+    else:
+        lam = mpmath.fadd(x, eps, exact=True)  # the rate x + eps, exactly
+        if t == 0:  # 0 log(x + eps) = 0: the gradient of x alone
+            grad = mpf(1)
+        elif lam == INF:  # 1 - t/inf = 1; (inf - inf)/inf for t = +-inf is NaN
+            grad = NAN if mpmath.isinf(t) else mpf(1)
+        elif lam == 0:
+            grad = -t * INF  # -t/0
+        else:
+            grad = mpmath.fsub(lam, t, exact=True) / lam  # 1 - t/(x + eps), the difference exact
+        if lam < 0:  # no rate: log(x + eps) is NaN, also against t = 0
+            loss = NAN
+        elif t == 0:
+            loss = x
+        elif x == INF:
+            loss = NAN if t == INF else INF
+        elif lam == 0:
+            loss = t * INF  # -t log 0
+        else:
+            loss = x - t * mpmath.log(lam)  # t = +-inf at lam = 1: NaN
+    if full and t > 1 and not _isnan(loss):
+        if t == INF:
+            return NAN, grad  # t log t - t is inf - inf
+        # loss + t log t - t + log(2 pi t)/2 = t psi(w) + log(2 pi t)/2 (- eps): w = e^x/t - 1, or
+        # (x + eps)/t - 1 without log_input; the terms t log t of the Stirling term and t x (t log(x + eps))
+        # cancel exactly in psi, which the direct sum would leave to the working precision.
+        if log_input:
+            w = mpmath.exp(x) / t - 1 if x < INF else INF
+            loss = t * _stirling_psi(w) + mpmath.log(2 * mpmath.pi * t) / 2
+        else:
+            w = mpmath.fsub(lam, t, exact=True) / t if lam < INF else INF
+            loss = t * _stirling_psi(w) + mpmath.log(2 * mpmath.pi * t) / 2 - eps
+    return loss, grad
+
+
 @_at_dps
 def focal(x, t, alpha=0.25, gamma=2.0):
     """Sigmoid focal loss (torchvision's): ``(loss, grad)`` with p = sigma(x), p_t = p t + (1 - p)(1 - t),
@@ -418,6 +476,18 @@ def focal(x, t, alpha=0.25, gamma=2.0):
     return _elementwise(functools.partial(_focal_element, weight, exact(gamma)), 2, x, t)
 
 
+def pnll(x, t, log_input=True, full=False, eps=1e-8):
+    """Poisson NLL: ``(loss, grad)``.  With log_input: loss = e^x - t x, grad = e^x - t; without: the rate
+    lam = x + eps (exact), loss = x - t log(lam), grad = 1 - t/lam.  With full, where t > 1, the Stirling
+    term t log t - t + log(2 pi t)/2 is added (computed as t psi(w) + log(2 pi t)/2, psi(w) = w - log1p(w),
+    w = e^x/t - 1 or lam/t - 1: the same value, without the cancellation of t log t against t x).
+
+    Special values: t = 0 makes t x and t log(lam) 0 whatever x (loss e^x or x, gradient e^x or 1), also
+    at x = -inf and lam = 0; x = +inf gives the limit +inf (gradient +inf, or 1) for a finite target;
+    lam < 0 gives a NaN loss (the gradient keeps its formula); full with t = +inf is NaN.  NaN in: NaN out."""
+    return _elementwise(functools.partial(_pnll_element, bool(log_input), bool(full), exact(eps)), 2, x, t)
+
+
 # ---------------------------------------------------------------------------------------------------
 # The public calls: every exact output of one family part
 
@@ -426,7 +496,7 @@ def exact_outputs(stem, part):
     (a part of a :mod:`families` family), ``reduction="none"`` and ``return_grad=True``: output name ->
     object array of mpf, of the shape the call returns.
 
-    ce, nll, bce, kl, mse, huber, focal: ``loss``, ``grad``.  gnll: ``loss``, ``grad_input``, ``grad_var``
+    ce, nll, bce, kl, mse, huber, focal, pnll: ``loss``, ``grad``.  gnll: ``loss``, ``grad_input``, ``grad_var``
     (var's shape; where var is broadcast, its gradient sums over the elements it is broadcast to).  lse, on
     a cross-entropy part: ``lse``, ``log_softmax``, ``softmax`` of the input along the class axis.
     """
@@ -534,6 +604,13 @@ def _huber_outputs(part):
 @_outputs_of("focal")
 def _focal_outputs(part):
     loss, grad = focal(part["inputs"], part["targets"], part.get("alpha", 0.25), part.get("gamma", 2.0))
+    return {"loss": loss, "grad": grad}
+
+
+@_outputs_of("pnll")
+def _pnll_outputs(part):
+    loss, grad = pnll(part["input"], _broadcast(part, "target"), part.get("log_input", True),
+                      part.get("full", False), part.get("eps", 1e-8))
     return {"loss": loss, "grad": grad}
 
 

@@ -54,22 +54,24 @@ PLOT_FLOOR = 1e-2
 # The budget of the stableloss backends (docs/design.md, budgets.py) and its documented exceptions
 
 #: The documented exceptions, as the marks of the report name them.
-KL_EXCEPTION, CE_EXCEPTION, GNLL_EXCEPTION, FOCAL_EXCEPTION = "exc. KL", "exc. CE", "exc. GNLL", "exc. focal"
+KL_EXCEPTION, CE_EXCEPTION, GNLL_EXCEPTION = "exc. KL", "exc. CE", "exc. GNLL"
+FOCAL_EXCEPTION, PNLL_EXCEPTION = "exc. focal", "exc. PNLL"
 OVER = "OVER"
 
 
 #: The mark of each documented exception, by (stem, output).
 _MARKS = {("kl", "loss"): KL_EXCEPTION, ("ce", "grad"): CE_EXCEPTION, ("gnll", "grad_var"): GNLL_EXCEPTION,
-          ("focal", "grad"): FOCAL_EXCEPTION}
+          ("focal", "grad"): FOCAL_EXCEPTION, ("pnll", "loss"): PNLL_EXCEPTION}
 
 
 def budget_verdict(stem, output, part, got, exact):
     """How ``got``, the ``output`` of a stableloss backend on ``part``, stands against its budget.
 
     "ok" if every element is within its budget (:func:`budgets.max_ulp`) of ``exact`` (:class:`ulp.Exact`);
-    :data:`KL_EXCEPTION`, :data:`CE_EXCEPTION`, :data:`GNLL_EXCEPTION` or :data:`FOCAL_EXCEPTION` if every
-    element beyond it is within that documented exception (:func:`budgets.relative_exception`,
-    :func:`budgets.term_exception`); else :data:`OVER`.  A NaN or infinity where the exact value is finite, or the reverse, is over any
+    :data:`KL_EXCEPTION`, :data:`CE_EXCEPTION`, :data:`GNLL_EXCEPTION`, :data:`FOCAL_EXCEPTION` or
+    :data:`PNLL_EXCEPTION` if every element beyond it is within that documented exception
+    (:func:`budgets.relative_exception`, :func:`budgets.term_exception`); else :data:`OVER`.  A NaN or
+    infinity where the exact value is finite, or the reverse, is over any
     budget.
     """
     err = ulp.ulp_error(got, exact)
@@ -258,7 +260,7 @@ def run_check(backends=None, with_peers=True, losses=None, dtypes=DTYPES, plot=N
 
     ``backends``: stableloss backends (and peer names) to compare, default every available backend;
     ``with_peers``: add the textbook formula, SciPy and PyTorch where installed; ``losses``: stems (ce, nll,
-    bce, gnll, kl, mse, huber, focal, lse), default all; ``dtypes``: float32 and/or float64; ``plot``: a PNG path for the
+    bce, gnll, kl, mse, huber, focal, pnll, lse), default all; ``dtypes``: float32 and/or float64; ``plot``: a PNG path for the
     error-against-magnitude figure (needs matplotlib).  Returns 0, or 2 with a message on stderr when
     mpmath (or matplotlib for ``plot``) is missing or an option is invalid.  The report marks the cells of
     the stableloss backends against the budget (:func:`budget_verdict`); the test suite enforces it.
@@ -333,7 +335,8 @@ def _header(implementations):
         f"per element (reduction=\"none\", gradients of the sum), over the stability families of the test suite.",
         f"Budget of stableloss: {budgets.BUDGET_ULP} ulp. Each cell of a stableloss backend is marked: ok, OVER, or "
         f"ok ({KL_EXCEPTION}) / ok ({CE_EXCEPTION}) /",
-        f"ok ({GNLL_EXCEPTION}) / ok ({FOCAL_EXCEPTION}) where every element beyond the budget is within that "
+        f"ok ({GNLL_EXCEPTION}) / ok ({FOCAL_EXCEPTION}) /",
+        f"ok ({PNLL_EXCEPTION}) where every element beyond the budget is within that "
         f"documented exception (the notes at the end).",
         *textwrap.wrap("Implementations: " + ", ".join(kinds) + ".", 108),
         "A cell is the worst finite error; NaN xN / inf xN / finite xN count the results that are NaN / infinite /",
@@ -415,6 +418,8 @@ Notes. stableloss promises <= {budgets.BUDGET_ULP} ulp for every element of the 
   the fitted variance: {budgets.BUDGET_ULP} ulp of sum_i |g_i|;
 - {FOCAL_EXCEPTION}: float64 sigmoid_focal_loss gradient with soft labels, whose terms cancel at the loss's minimum
   (formed in double-double there): {budgets.BUDGET_ULP} ulp of the largest term.
+- {PNLL_EXCEPTION}: poisson_nll_loss without log_input, with full, where eps > log(2 pi t)/2 (eps > 0.918): the
+  loss (t psi + log(2 pi t)/2) - eps is then a difference: {budgets.BUDGET_ULP} ulp of the larger term.
 The test suite enforces these budgets by the same rules as the marks. Peers have no budget and no mark; they
 are measured on the parts of a family whose options they have: textbook and scipy without weights,
 pos_weight, label smoothing, probability or ignored targets; scipy has no gaussian_nll_loss or mse_loss, nor

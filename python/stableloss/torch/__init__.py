@@ -23,10 +23,10 @@ except ImportError as exc:
                       "pip install torch --index-url https://download.pytorch.org/whl/cpu") from exc
 
 from ._functional import (binary_cross_entropy_with_logits, cross_entropy, gaussian_nll_loss, huber_loss, kl_div,
-                          l1_loss, linear_cross_entropy, log_softmax, logsumexp, mse_loss, nll_loss,
+                          l1_loss, linear_cross_entropy, log_softmax, logsumexp, mse_loss, nll_loss, poisson_nll_loss,
                           sigmoid_focal_loss, smooth_l1_loss, softmax)
 from ._modules import (BCEWithLogitsLoss, CrossEntropyLoss, GaussianNLLLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss,
-                       NLLLoss, SmoothL1Loss)
+                       NLLLoss, PoissonNLLLoss, SmoothL1Loss)
 
 __all__ = [
     "cross_entropy",
@@ -40,6 +40,7 @@ __all__ = [
     "smooth_l1_loss",
     "huber_loss",
     "sigmoid_focal_loss",
+    "poisson_nll_loss",
     "logsumexp",
     "log_softmax",
     "softmax",
@@ -52,4 +53,5 @@ __all__ = [
     "L1Loss",
     "SmoothL1Loss",
     "HuberLoss",
+    "PoissonNLLLoss",
 ]

@@ -442,6 +442,57 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
     return _in_dtype(loss, input.dtype)
 
 
+
+def poisson_nll_loss(input, target, log_input=True, full=False, size_average=None, eps=1e-8, reduce=None,
+                     reduction="mean", *, backend=None):
+    r"""Poisson NLL of tensors: :func:`torch.nn.functional.poisson_nll_loss` on the stableloss kernels.
+
+    Parameters
+    ----------
+    input : Tensor
+        Log-rates (``log_input=True``) or rates on the CPU, float32 or float64 (float16 and bfloat16 compute
+        in float32).  Differentiable.
+    target : Tensor
+        Counts, broadcastable to the input.
+    log_input : bool, default True
+    full : bool, default False
+        Add the Stirling term where the target exceeds 1.
+    size_average : bool, optional
+        Deprecated, as in torch: sets ``reduction`` together with ``reduce``.
+    eps : float, default 1e-8
+    reduce : bool, optional
+        Deprecated, as in torch.
+    reduction : {"mean", "sum", "none"}
+    backend : {"c", "numba", "numpy"}, optional
+        Default: the first of :func:`stableloss.available_backends`.
+
+    Returns
+    -------
+    Tensor
+        The loss in the input's dtype, differentiable w.r.t. ``input``.
+
+    Notes
+    -----
+    :math:`\ell = e^x - t x` (or :math:`x - t \log(x + \epsilon)`), gradient :math:`e^x - t` (or
+    :math:`1 - t/(x + \epsilon)`), as :func:`stableloss.poisson_nll_loss`: every value to its relative
+    accuracy where the terms cancel, ``full`` without the cancellation of :math:`t \log t` against
+    :math:`t x`.  The target is data (counts): one that requires grad is refused.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import stableloss.torch as F
+    >>> t = torch.tensor([1e15], dtype=torch.float64)
+    >>> F.poisson_nll_loss(t.log(), t, full=True).item()  # torch: 20.0
+    18.18832...
+    """
+    func = "poisson_nll_loss"
+    reduction = _reduction_of(size_average, reduce, reduction)
+    x, other = _prepare(func, input, target=target)
+    _no_grad_for(func, "input", target=target)
+    loss, _ = _ops.poisson_nll_loss(x, other["target"], log_input, full, eps, reduction, backend or "", _wants(x))
+    return _in_dtype(loss, input.dtype)
+
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None, *, backend=None):
     r"""Mean absolute error of tensors: :func:`torch.nn.functional.l1_loss` on the stableloss kernels.
 

@@ -85,3 +85,11 @@ class HuberLoss(_OnStableloss, torch.nn.HuberLoss):
 
     def forward(self, input, target):
         return F.huber_loss(input, target, reduction=self.reduction, delta=self.delta, backend=self.backend)
+
+
+class PoissonNLLLoss(_OnStableloss, torch.nn.PoissonNLLLoss):
+    """:class:`torch.nn.PoissonNLLLoss` computed by :func:`stableloss.torch.poisson_nll_loss`."""
+
+    def forward(self, log_input, target):
+        return F.poisson_nll_loss(log_input, target, log_input=self.log_input, full=self.full, eps=self.eps,
+                                  reduction=self.reduction, backend=self.backend)

@@ -493,6 +493,32 @@ sigmoid_focal_loss = _define(
 
 
 # ---------------------------------------------------------------------------------------------------
+# poisson_nll_loss
+
+_PNLL = ("input", "target", "log_input", "full", "eps", "reduction", "backend", "want_input")
+
+
+def _pnll_impl(input, target, log_input, full, eps, reduction, backend, want_input):
+    result = stableloss.poisson_nll_loss(_array(input), _array(target), log_input, full, eps, reduction,
+                                         backend=backend or None, return_grad=want_input)
+    return _loss_and_grad(result, want_input, input)
+
+
+def _pnll_backward(ctx, grad_loss, _):
+    (grad,) = ctx.saved_tensors
+    return (_scaled(grad, grad_loss, ctx.dtypes["input"]),) + (None,) * (len(_PNLL) - 1)
+
+
+poisson_nll_loss = _define(
+    "poisson_nll_loss",
+    "(Tensor input, Tensor target, bool log_input, bool full, float eps, str reduction, str backend, "
+    "bool want_input) -> (Tensor, Tensor)",
+    _pnll_impl, lambda input, target, log_input, full, eps, reduction, backend, want: _elementwise_fake(
+        input, reduction, want),
+    _pnll_backward, _save_grads(_PNLL))
+
+
+# ---------------------------------------------------------------------------------------------------
 # logsumexp, log_softmax, softmax (one dim; the public functions fold several dims into one)
 
 _LSE = ("input", "dim", "keepdim", "backend", "want_input")

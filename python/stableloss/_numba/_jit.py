@@ -571,6 +571,7 @@ def softcap_dd(x, c, split):
         return -hi, -lo, d_hi + d_lo
     return hi, lo, d_hi + d_lo
 
+
 # exp and log with a low part (kernels/sl_math.h, sl_exp_hl, sl_log_hl: 2**-69), and triple-double
 # arithmetic (a value is t0 + t1 + t2, decreasing), exp and log to ~2**-130: the Poisson NLL's differences
 

@@ -8,13 +8,21 @@
 - ``dtype``: float32 and float64.
 - Hypothesis runs ``STABLELOSS_HYPOTHESIS_EXAMPLES`` examples per property (default 50), without a
   deadline and without an example database (nothing is written to the working tree).
+- When the session runs tests/test_numba.py and the Numba backend is tested, every Numba kernel is
+  compiled once before the tests, on every core (tests/numba_warmup.py): the test processes, pytest-xdist
+  workers included, load them from that session's cache.
 - After the run, the worst ulp error measured for each backend, loss, dtype and output is printed
   (see :mod:`ulp`); it is the accuracy report of the suite, pass or fail.
 """
 
 import contextlib
+import functools
+import json
 import os
+import pathlib
+import shutil
 import sys
+import tempfile
 import warnings
 
 import numpy as np
@@ -25,7 +33,9 @@ from hypothesis import settings
 # --import-mode=importlib the test directory is not on sys.path by itself.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import numba_warmup  # noqa: E402
 import stableloss  # noqa: E402
+from stableloss._spec import KERNELS  # noqa: E402
 from stableloss._stability import ulp  # noqa: E402
 
 
@@ -132,6 +142,42 @@ def thread_splits(monkeypatch, restore_threads):
 def dtype(request):
     """float32 and float64."""
     return np.dtype(request.param)
+
+
+def _runs(config, test_file):
+    """Whether the session's paths include ``test_file`` of this directory (itself or a directory above it)."""
+    wanted = pathlib.Path(__file__).resolve().parent / test_file
+    return any(wanted.is_relative_to(pathlib.Path(config.invocation_params.dir, arg.split("::")[0]).resolve())
+               for arg in config.args)
+
+
+def pytest_configure(config):
+    """On the controller (or a serial run): the Numba kernels compiled once for the session, see the module
+    docstring.  The cache directory and the LLVM IR facts reach the test processes through the environment
+    (pytest-xdist starts its workers after this hook)."""
+    if (hasattr(config, "workerinput") or config.option.collectonly or "numba" not in BACKENDS
+            or not _runs(config, "test_numba.py")):
+        return
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    pairs = [f"{stem} {dtype}" for stem in KERNELS for dtype in ("float32", "float64")]
+    processes = min(os.cpu_count() or 1, len(pairs))
+    if reporter:
+        reporter.write_line(f"compiling the {len(pairs)} Numba kernels for this session on {processes} processes")
+    cache = tempfile.mkdtemp(prefix="stableloss-numba-")
+    config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
+    facts = os.path.join(cache, "facts.json")
+    with open(facts, "w") as f:
+        json.dump(numba_warmup.inspect(pairs, cache, processes, pathlib.Path(stableloss.__file__).parent.parent), f)
+    for name, value in (("NUMBA_CACHE_DIR", cache), (numba_warmup.FACTS, facts)):
+        config.add_cleanup(functools.partial(_restore_environment, name, os.environ.get(name)))
+        os.environ[name] = value
+
+
+def _restore_environment(name, value):
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def pytest_sessionfinish(session):

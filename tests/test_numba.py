@@ -3,9 +3,9 @@ float32 kernels on 8 floats), no fast-math flag beyond ``reassoc`` reaches the m
 the package costs no Numba, and the compiled-code cache falls back cleanly where the package directory
 is not writable.
 
-Each check runs in a fresh interpreter: the LLVM IR is only available for code compiled in the
-process (not for code loaded from the cache), so those processes point ``NUMBA_CACHE_DIR`` at an
-empty directory.
+The LLVM IR is only available for code compiled in the process (not for code loaded from the cache),
+so it comes from fresh interpreters compiling into an empty ``NUMBA_CACHE_DIR``: those of the session's
+warm-up (tests/numba_warmup.py), or the ``compiled`` fixture's own.
 """
 
 import importlib
@@ -22,35 +22,13 @@ import pytest
 
 import stableloss
 from stableloss._spec import KERNELS
+import numba_warmup
 
 pytest.importorskip("numba")
 
 PACKAGE_DIR = pathlib.Path(stableloss.__file__).resolve().parent
 STEMS = tuple(KERNELS)
 DTYPES = ("float32", "float64")
-
-_INSPECT = textwrap.dedent(r"""
-    import importlib, json, re, sys
-    import numpy as np
-    from stableloss import _numba
-    from stableloss._spec import KERNELS
-
-    stems = sys.argv[1:]
-    flag_words = r"(?:fast|nnan|ninf|nsz|arcp|contract|afn|reassoc)"
-    flagged = re.compile(r"= (?:fadd|fsub|fmul|fdiv|frem|fneg|fcmp|call|select|phi)((?: " + flag_words + r")+) ")
-    report = {}
-    for stem in stems:
-        module = importlib.import_module("stableloss._numba." + stem)
-        for dtype in ("float32", "float64"):
-            _numba.kernel(KERNELS[stem], np.dtype(dtype))
-            signature = next(s for s in module.kernel.signatures if str(s[0].dtype) == dtype)
-            llvm = module.kernel.inspect_llvm(signature)
-            widths = [int(w) for w in re.findall(module.HOT_LOOP, llvm)]
-            lane_widths = [int(w) for w in re.findall(getattr(module, "FLOAT32_LANES", "(?!)"), llvm)]
-            flags = sorted({word for match in flagged.findall(llvm) for word in match.split()})
-            report[stem + " " + dtype] = {"widths": widths, "lane_widths": lane_widths, "flags": flags}
-    print(json.dumps(report))
-""")
 
 
 def _run(code, *args, env=None, cwd=None):
@@ -66,10 +44,14 @@ def _run(code, *args, env=None, cwd=None):
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
-    """LLVM IR facts of every kernel, both dtypes, compiled afresh in one subprocess."""
-    cache = tmp_path_factory.mktemp("numba_cache")
-    out = _run(_INSPECT, *STEMS, env={"NUMBA_CACHE_DIR": str(cache)})
-    return json.loads(out.strip().splitlines()[-1])
+    """LLVM IR facts of every kernel, both dtypes ({"stem dtype": facts}): the session's, where
+    tests/conftest.py compiled the kernels before the tests, else compiled afresh here."""
+    path = os.environ.get(numba_warmup.FACTS)
+    if path:
+        with open(path) as f:
+            return json.load(f)
+    pairs = [f"{stem} {dtype}" for stem in STEMS for dtype in DTYPES]
+    return numba_warmup.inspect(pairs, tmp_path_factory.mktemp("numba_cache"), os.cpu_count() or 1, PACKAGE_DIR.parent)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

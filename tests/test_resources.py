@@ -11,6 +11,9 @@ from stableloss import _outputs
 
 BACKENDS = sl.available_backends()
 SMALL_CALLS = int(os.environ.get("STABLELOSS_LEAK_CALLS", "100000"))
+#: The numpy reference's calls take about 40 times the kernels' time: it makes a tenth as many (a leak
+#: of 840 bytes a call still shows).
+SLOW_BACKENDS = {"numpy": 10}
 
 
 def resident_bytes():
@@ -40,10 +43,11 @@ def test_no_memory_growth_over_many_small_calls(backend):
     for call in itertools.islice(calls, 2000):  # warm-up: JIT caches, allocator pools
         call(backend)
     before = resident_bytes()
-    for call in itertools.islice(calls, SMALL_CALLS):
+    n_calls = SMALL_CALLS // SLOW_BACKENDS.get(backend, 1)
+    for call in itertools.islice(calls, n_calls):
         call(backend)
     growth = resident_bytes() - before
-    assert growth < 8 * 2**20, f"resident memory grew by {growth / 2**20:.1f} MiB over {SMALL_CALLS} calls"
+    assert growth < 8 * 2**20, f"resident memory grew by {growth / 2**20:.1f} MiB over {n_calls} calls"
 
 
 def mem_available():

@@ -304,17 +304,21 @@ SL_INLINE double sl_softplus_tail(double x, double *e, int cheap)
  * (two-piece Cody-Waite, r + r_lo), p = expm1(r) = r + r^2 q(r) + r_lo (the full q of sl_exp: no
  * cancellation for small r), E = e^{-2a} = 2^n (1 + p), and with R = 1/(1 + E) (one division)
  * tanh(a) = -expm1(-2a) R, expm1(-2a) = (2^n - 1) + 2^n p (2^n - 1 exact), 1 - tanh^2(a) = 4E R^2:
- * a few ulps, also near 0 and near 1.  Beyond a = 354, E is taken at -708 (tanh = 1 in double either
- * way; E stays a normal number). */
+ * a few ulps, also near 0 and near 1.  2^n is the product of two normal powers of two (exact down to
+ * 2^-1074, 0 below), so that 1 - tanh^2 keeps its subnormal values and is 0 where e^{-2a} underflows
+ * (the limit: an infinite gradient times it is NaN, as 0 times infinity); beyond a = 700, E is taken at
+ * -1400 (0 in double). */
 SL_INLINE double sl_tanh_exp(double a, double *d)
 {
-    double v = a < 354.0 ? -2.0 * a : -708.0;
+    double v = a < 700.0 ? -2.0 * a : -1400.0;
     double n = (v * SL_LOG2E + SL_ROUND_MAGIC) - SL_ROUND_MAGIC;
     double r1 = v - n * SL_LN2_HI;
     double r = r1 - n * SL_LN2_LO;
     double r_lo = (r1 - r) - n * SL_LN2_LO;
     double p = r + (r_lo + (r * r) * sl_horner(sl_exp_q_full, 11, r));
-    double scale = sl_from_bits((uint64_t)(int64_t)(n + 1023.0) << 52); /* 2^n, n in [-1022, 0] */
+    double n_hi = n > -1022.0 ? n : -1022.0; /* n in [-2020, 0]: n_hi and n - n_hi in [-1022, 0] */
+    double scale = sl_from_bits((uint64_t)(int64_t)(n_hi + 1023.0) << 52) *
+                   sl_from_bits((uint64_t)(int64_t)(n - n_hi + 1023.0) << 52);
     double e = scale + scale * p, inv = 1.0 / (1.0 + e);
     *d = (4.0 * e) * inv * inv;
     return -((scale - 1.0) + scale * p) * inv;
@@ -322,7 +326,7 @@ SL_INLINE double sl_tanh_exp(double a, double *d)
 
 /* The soft cap c tanh(x/c) in double (float32 rows: a few ulps of double) and *d = 1 - tanh^2(x/c);
  * inv_c = 1/c.  |x/c| < 2^-26: x itself (tanh u = u (1 - u^2/3 + ...)).  x = +-inf: +-c (the limit) and
- * d ~ 4e^-708 (0 after any float32 rounding); NaN: NaN. */
+ * d = 0; NaN: NaN. */
 SL_INLINE double sl_softcap(double x, double c, double inv_c, double *d)
 {
     double u = fabs(x * inv_c);
@@ -1018,13 +1022,14 @@ SL_VEC SL_INLINE sl_vd sl_log1p_v(sl_vd x, int cheap)
 /* sl_tanh_exp for SL_L lanes a >= 0 (the scalar form's steps; NaN lanes give garbage: callers select). */
 SL_VEC SL_INLINE sl_vd sl_tanh_exp_v(sl_vd a, sl_vd *d)
 {
-    sl_vd v = sl_vmax(sl_vmul(a, SL_V(-2.0)), SL_V(-708.0));
+    sl_vd v = sl_vmax(sl_vmul(a, SL_V(-2.0)), SL_V(-1400.0));
     sl_vd n = sl_vsub(sl_vfma(v, SL_V(SL_LOG2E), SL_V(SL_ROUND_MAGIC)), SL_V(SL_ROUND_MAGIC));
     sl_vd r1 = sl_vfnma(n, SL_V(SL_LN2_HI), v);
     sl_vd r = sl_vfnma(n, SL_V(SL_LN2_LO), r1);
     sl_vd r_lo = sl_vfnma(n, SL_V(SL_LN2_LO), sl_vsub(r1, r));
     sl_vd p = sl_vadd(r, sl_vfma(sl_vmul(r, r), sl_estrin_v(sl_exp_q_full, 11, r), r_lo));
-    sl_vd scale = sl_pow2i_v(n);
+    sl_vd n_hi = sl_vmax(n, SL_V(-1022.0));
+    sl_vd scale = sl_vmul(sl_pow2i_v(n_hi), sl_pow2i_v(sl_vsub(n, n_hi))); /* 2^n, exact or 0 */
     sl_vd e = sl_vfma(scale, p, scale);
     sl_vd inv = sl_vdiv(SL_V(1.0), sl_vadd(SL_V(1.0), e));
     *d = sl_vmul(sl_vmul(sl_vmul(SL_V(4.0), e), inv), inv);

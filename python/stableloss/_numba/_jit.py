@@ -499,9 +499,10 @@ def tanh_exp(a):
     """(tanh(a), 1 - tanh^2(a)) for a >= 0 (not NaN), from one reduction of exp: -2a = n ln 2 + r (two
     pieces), p = expm1(r) = r + r^2 q(r) (the full q: no cancellation for small r), E = e^{-2a} =
     2**n (1 + p), and with R = 1/(1 + E) tanh(a) = -expm1(-2a) R, expm1(-2a) = (2**n - 1) + 2**n p,
-    1 - tanh^2(a) = 4E R^2: a few ulps.  Beyond a = 354 E is taken at -708 (tanh = 1 in double either
-    way)."""
-    v = -2.0 * a if a < 354.0 else -708.0
+    1 - tanh^2(a) = 4E R^2: a few ulps.  2**n as the product of two normal powers of two (exact, or 0
+    below 2**-1074), so that 1 - tanh^2 keeps its subnormal values and is 0 where e^{-2a} underflows;
+    beyond a = 700 E is taken at -1400 (0 in double)."""
+    v = -2.0 * a if a < 700.0 else -1400.0
     n = np.rint(v * LOG2E)
     r1 = v - n * LN2_HI
     r = r1 - n * LN2_LO
@@ -509,7 +510,8 @@ def tanh_exp(a):
     q = fma(fma(fma(fma(fma(fma(fma(fma(fma(fma(EW10, r, EW9), r, EW8), r, EW7), r, EW6), r, EW5), r, EW4), r, EW3),
                     r, EW2), r, EW1), r, EW0)
     p = r + (r_lo + (r * r) * q)
-    scale = pow2(n)
+    n_hi = max(n, -1022.0)  # n in [-2020, 0]: n_hi and n - n_hi in [-1022, 0]
+    scale = pow2(n_hi) * pow2(n - n_hi)
     e = scale + scale * p
     inv = ONE / (ONE + e)
     return -((scale - ONE) + scale * p) * inv, ((4.0 * e) * inv) * inv

@@ -476,6 +476,7 @@ def focal(x, t, alpha=0.25, gamma=2.0):
     return _elementwise(functools.partial(_focal_element, weight, exact(gamma)), 2, x, t)
 
 
+@_at_dps
 def pnll(x, t, log_input=True, full=False, eps=1e-8):
     """Poisson NLL: ``(loss, grad)``.  With log_input: loss = e^x - t x, grad = e^x - t; without: the rate
     lam = x + eps (exact), loss = x - t log(lam), grad = 1 - t/lam.  With full, where t > 1, the Stirling

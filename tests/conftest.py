@@ -151,6 +151,7 @@ def _runs(config, test_file):
                for arg in config.args)
 
 
+@pytest.hookimpl(trylast=True)  # after the terminal reporter is registered, which names the wait
 def pytest_configure(config):
     """On the controller (or a serial run): the Numba kernels compiled once for the session, see the module
     docstring.  The cache directory and the LLVM IR facts reach the test processes through the environment
